@@ -1,0 +1,29 @@
+/** Typed option parsing over node:util parseArgs, with errors a user can act on. */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { AquaError } from '../errors.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+/** Parsed values: strings for string options, booleans for flags, undefined when absent. */
+export type Values<T extends Options> = { [K in keyof T]?: T[K]['type'] extends 'boolean' ? boolean : string };
+
+export function parse<T extends Options>(argv: string[], options: T): Values<T> {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: false, strict: true }).values as Values<T>;
+  } catch (e) {
+    throw new AquaError((e as Error).message);
+  }
+}
+
+export function intOpt(v: string | undefined, name: string, fallback: number, min = 0): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new AquaError(`--${name} must be an integer ≥ ${min}, got '${v}'`);
+  return n;
+}
+
+export function numOpt(v: string | undefined, name: string, fallback: number, min = -Infinity, max = Infinity): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || n > max) throw new AquaError(`--${name} must be a number in [${min}, ${max}], got '${v}'`);
+  return n;
+}

@@ -1,0 +1,135 @@
+/**
+ * A model directory in HF layout: config.json, model.safetensors (or shards listed in
+ * model.safetensors.index.json), tokenizer.json. Loading checks every tensor's presence and shape.
+ */
+import { existsSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { AquaError } from '../errors.js';
+import { readConfig, type ModelConfig } from './config.js';
+import { SafetensorsFile, writeSafetensors, type StDtype, type TensorToWrite } from './safetensors.js';
+import { EMBED, FINAL_NORM, LM_HEAD, layerTensorName } from './hf-names.js';
+import { layerShapes, type LayerWeights, type ModelWeights } from '../model/weights.js';
+
+/** Tensor lookup across one file or several shards. */
+class TensorSource {
+  private files = new Map<string, SafetensorsFile>();
+  private owner = new Map<string, SafetensorsFile>();
+
+  constructor(dir: string) {
+    const single = join(dir, 'model.safetensors');
+    const index = join(dir, 'model.safetensors.index.json');
+    if (existsSync(index)) {
+      let map: Record<string, string>;
+      try {
+        map = (JSON.parse(readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map;
+      } catch (e) {
+        throw new AquaError(`${index} is not valid JSON: ${(e as Error).message}`);
+      }
+      if (!map || typeof map !== 'object') throw new AquaError(`${index}: missing "weight_map"`);
+      for (const [name, file] of Object.entries(map)) {
+        let f = this.files.get(file);
+        if (!f) {
+          f = SafetensorsFile.open(join(dir, file));
+          this.files.set(file, f);
+        }
+        if (!f.entries.has(name)) throw new AquaError(`${index} maps ${name} to ${file}, which does not contain it`);
+        this.owner.set(name, f);
+      }
+    } else if (existsSync(single)) {
+      const f = SafetensorsFile.open(single);
+      this.files.set('model.safetensors', f);
+      for (const name of f.entries.keys()) this.owner.set(name, f);
+    } else {
+      throw new AquaError(`${dir} has neither model.safetensors nor model.safetensors.index.json`);
+    }
+  }
+
+  has(name: string): boolean {
+    return this.owner.has(name);
+  }
+
+  read(name: string, shape: number[]): Float32Array {
+    const f = this.owner.get(name);
+    if (!f) throw new AquaError(`checkpoint is missing tensor ${name} (expected shape [${shape}])`);
+    const e = f.entries.get(name)!;
+    if (e.shape.length !== shape.length || e.shape.some((d, i) => d !== shape[i])) {
+      throw new AquaError(`tensor ${name} has shape [${e.shape}], expected [${shape}] from config.json`);
+    }
+    return f.readF32(name);
+  }
+
+  close(): void {
+    for (const f of this.files.values()) f.close();
+  }
+}
+
+export function loadWeights(dir: string, cfg: ModelConfig): ModelWeights {
+  const src = new TensorSource(dir);
+  try {
+    const { hiddenSize: D, vocabSize: V } = cfg;
+    const embed = src.read(EMBED, [V, D]);
+    const shapes = layerShapes(cfg);
+    const layers: LayerWeights[] = [];
+    for (let l = 0; l < cfg.nLayers; l++) {
+      const layer = {} as Record<string, Float32Array | null>;
+      for (const [field, shape] of Object.entries(shapes)) {
+        layer[field] = shape ? src.read(layerTensorName(l, field as keyof LayerWeights), shape) : null;
+      }
+      layers.push(layer as unknown as LayerWeights);
+    }
+    const finalNorm = src.read(FINAL_NORM, [D]);
+    // Some tied checkpoints still carry lm_head.weight; HF ignores it when tied.
+    const lmHead = cfg.tieWordEmbeddings ? embed : src.read(LM_HEAD, [V, D]);
+    return { embed, layers, finalNorm, lmHead };
+  } finally {
+    src.close();
+  }
+}
+
+export interface LoadedModel {
+  dir: string;
+  config: ModelConfig;
+  weights: ModelWeights;
+}
+
+export function loadModelDir(dir: string): LoadedModel {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new AquaError(`model directory ${dir} does not exist`);
+  const config = readConfig(join(dir, 'config.json'));
+  const weights = loadWeights(dir, config);
+  return { dir, config, weights };
+}
+
+/** The tensors of a model under their HF names (what a checkpoint writer saves). */
+export function namedTensors(cfg: ModelConfig, w: ModelWeights, dtype: StDtype): TensorToWrite[] {
+  const out: TensorToWrite[] = [{ name: EMBED, shape: [cfg.vocabSize, cfg.hiddenSize], data: w.embed, dtype }];
+  const shapes = layerShapes(cfg);
+  w.layers.forEach((layer, l) => {
+    for (const [field, shape] of Object.entries(shapes)) {
+      const data = layer[field as keyof LayerWeights];
+      if (shape && data) out.push({ name: layerTensorName(l, field as keyof LayerWeights), shape, data, dtype });
+    }
+  });
+  out.push({ name: FINAL_NORM, shape: [cfg.hiddenSize], data: w.finalNorm, dtype });
+  if (!cfg.tieWordEmbeddings) out.push({ name: LM_HEAD, shape: [cfg.vocabSize, cfg.hiddenSize], data: w.lmHead, dtype });
+  return out;
+}
+
+/** Writes config.json and weights; `shards` > 1 splits tensors across files with an index. */
+export function saveCheckpoint(dir: string, rawConfig: object, cfg: ModelConfig, w: ModelWeights, dtype: StDtype, shards = 1): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(rawConfig, null, 2) + '\n');
+  const tensors = namedTensors(cfg, w, dtype);
+  if (shards <= 1) {
+    writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+    return;
+  }
+  const weightMap: Record<string, string> = {};
+  const per = Math.ceil(tensors.length / shards);
+  for (let s = 0; s < shards; s++) {
+    const file = `model-${String(s + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
+    const part = tensors.slice(s * per, (s + 1) * per);
+    for (const t of part) weightMap[t.name] = file;
+    writeSafetensors(join(dir, file), part, { format: 'pt' });
+  }
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }, null, 2));
+}

@@ -1,0 +1,146 @@
+/**
+ * config.json → a frozen, validated `ModelConfig`. This is the one place that knows HF's field
+ * names and per-architecture defaults (transformers' LlamaConfig, Qwen2Config, MistralConfig).
+ */
+import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { AquaError } from '../errors.js';
+
+export type Architecture = 'LlamaForCausalLM' | 'Qwen2ForCausalLM' | 'MistralForCausalLM';
+export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'MistralForCausalLM'];
+
+/** Llama 3 "llama3" rope_scaling: long wavelengths are divided by `factor`, short ones kept. */
+export interface Llama3RopeScaling {
+  type: 'llama3';
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositionEmbeddings: number;
+}
+
+export interface ModelConfig {
+  architecture: Architecture;
+  hiddenSize: number; // D
+  intermediateSize: number; // F
+  nLayers: number; // L
+  nHeads: number; // H (query heads)
+  nKvHeads: number; // KV heads (grouped-query attention)
+  headDim: number; // hd
+  qDim: number; // H·hd
+  kvDim: number; // KV·hd = C, the per-token width of one layer's keys (and values)
+  vocabSize: number; // V
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: Llama3RopeScaling | null;
+  tieWordEmbeddings: boolean;
+  qkvBias: boolean; // Qwen2: always; Llama: attention_bias
+  oBias: boolean; // Llama attention_bias also biases o_proj; Qwen2 does not
+  maxPositionEmbeddings: number;
+  slidingWindow: number | null; // Mistral; attention beyond it is not implemented, so contexts are capped there
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+  /** sha256 of the normalised fields above: what predictor files are checked against. */
+  fingerprint: string;
+}
+
+type Json = Record<string, unknown>;
+
+function num(cfg: Json, key: string, where: string, fallback?: number): number {
+  const v = cfg[key];
+  if (v === undefined || v === null) {
+    if (fallback !== undefined) return fallback;
+    throw new AquaError(`${where}: missing required field "${key}"`);
+  }
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new AquaError(`${where}: field "${key}" must be a number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function posInt(cfg: Json, key: string, where: string, fallback?: number): number {
+  const v = num(cfg, key, where, fallback);
+  if (!Number.isInteger(v) || v <= 0) throw new AquaError(`${where}: field "${key}" must be a positive integer, got ${v}`);
+  return v;
+}
+
+/** Normalises a parsed config.json. `where` names the source in errors. */
+export function normaliseConfig(cfg: Json, where = 'config.json'): ModelConfig {
+  const archs = cfg.architectures;
+  const architecture = (Array.isArray(archs) ? archs[0] : undefined) as string | undefined;
+  if (!architecture || !SUPPORTED_ARCHITECTURES.includes(architecture as Architecture)) {
+    throw new AquaError(
+      `${where}: unsupported architecture ${JSON.stringify(architecture ?? cfg.model_type ?? null)}`,
+      `supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`,
+    );
+  }
+  const arch = architecture as Architecture;
+  const hiddenSize = posInt(cfg, 'hidden_size', where);
+  const nHeads = posInt(cfg, 'num_attention_heads', where);
+  const nKvHeads = posInt(cfg, 'num_key_value_heads', where, nHeads);
+  if (nHeads % nKvHeads !== 0) throw new AquaError(`${where}: num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${nKvHeads}`);
+  const headDim = posInt(cfg, 'head_dim', where, Math.floor(hiddenSize / nHeads));
+  if (headDim % 2 !== 0) throw new AquaError(`${where}: head_dim ${headDim} must be even for rotary embeddings`);
+  if (cfg.mlp_bias === true) throw new AquaError(`${where}: mlp_bias=true is not supported`);
+  if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu') throw new AquaError(`${where}: hidden_act ${JSON.stringify(cfg.hidden_act)} is not supported (only silu)`);
+
+  let ropeScaling: Llama3RopeScaling | null = null;
+  const rs = cfg.rope_scaling as Json | null | undefined;
+  if (rs) {
+    const type = rs.rope_type ?? rs.type;
+    if (type === 'llama3') {
+      ropeScaling = {
+        type: 'llama3',
+        factor: num(rs, 'factor', `${where} rope_scaling`),
+        lowFreqFactor: num(rs, 'low_freq_factor', `${where} rope_scaling`),
+        highFreqFactor: num(rs, 'high_freq_factor', `${where} rope_scaling`),
+        originalMaxPositionEmbeddings: posInt(rs, 'original_max_position_embeddings', `${where} rope_scaling`),
+      };
+    } else if (type !== 'default') {
+      throw new AquaError(`${where}: rope_scaling type ${JSON.stringify(type)} is not supported`, 'supported: none, "default", "llama3"');
+    }
+  }
+  const attentionBias = cfg.attention_bias === true;
+  const eos = cfg.eos_token_id;
+  const eosTokenIds = Array.isArray(eos) ? (eos as number[]) : typeof eos === 'number' ? [eos] : [];
+  const useSliding = arch === 'MistralForCausalLM' || (arch === 'Qwen2ForCausalLM' && cfg.use_sliding_window === true);
+  const sw = cfg.sliding_window;
+  const fields = {
+    architecture: arch,
+    hiddenSize,
+    intermediateSize: posInt(cfg, 'intermediate_size', where),
+    nLayers: posInt(cfg, 'num_hidden_layers', where),
+    nHeads,
+    nKvHeads,
+    headDim,
+    qDim: nHeads * headDim,
+    kvDim: nKvHeads * headDim,
+    vocabSize: posInt(cfg, 'vocab_size', where),
+    rmsNormEps: num(cfg, 'rms_norm_eps', where, 1e-6),
+    ropeTheta: num(cfg, 'rope_theta', where, 10000),
+    ropeScaling,
+    tieWordEmbeddings: cfg.tie_word_embeddings === true,
+    qkvBias: arch === 'Qwen2ForCausalLM' ? true : attentionBias,
+    oBias: arch === 'LlamaForCausalLM' ? attentionBias : false,
+    maxPositionEmbeddings: posInt(cfg, 'max_position_embeddings', where, 2048),
+    slidingWindow: useSliding && typeof sw === 'number' ? sw : null,
+    bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
+    eosTokenIds,
+  };
+  const fingerprint = createHash('sha256').update(JSON.stringify(fields)).digest('hex');
+  return Object.freeze({ ...fields, fingerprint });
+}
+
+export function readConfig(path: string): ModelConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new AquaError(`cannot read ${path}`, 'a model directory needs config.json');
+  }
+  let cfg: unknown;
+  try {
+    cfg = JSON.parse(text);
+  } catch (e) {
+    throw new AquaError(`${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) throw new AquaError(`${path}: expected a JSON object`);
+  return normaliseConfig(cfg as Json, path);
+}

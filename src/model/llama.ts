@@ -1,0 +1,112 @@
+/**
+ * The Llama-family forward pass (Llama, Qwen2, Mistral), one sequence at a time.
+ * Legend: n new tokens this step, T cached tokens after it, D hidden, H query heads,
+ * KV key/value heads, hd head dim, C = KV·hd, F MLP width, V vocabulary.
+ */
+import type { ModelConfig } from '../io/config.js';
+import { gemm } from '../tensor/gemm.js';
+import { Workspace } from '../tensor/workspace.js';
+import type { KVCache } from '../kv/cache.js';
+import { FullCache } from '../kv/full.js';
+import { attention } from './attention.js';
+import { addBias, addInPlace, rmsNorm, swiglu } from './ops.js';
+import { Rope } from './rope.js';
+import type { ModelWeights } from './weights.js';
+import { AquaError } from '../errors.js';
+
+/** Named points of the forward pass a caller can observe (calibration capture, debugging). */
+export type TapStage = 'keysPreRope' | 'values' | 'attnOutput' | 'hidden';
+/** Called with a view valid only during the call: [rows, cols]. */
+export type Tap = (stage: TapStage, layer: number, data: Float32Array, rows: number, cols: number) => void;
+
+export interface ForwardOptions {
+  /** Which rows of logits to compute: every position, only the last, or none (capture only). */
+  logits?: 'all' | 'last' | 'none';
+  tap?: Tap;
+}
+
+export class LlamaModel {
+  readonly rope: Rope;
+  private ws = new Workspace();
+
+  constructor(readonly config: ModelConfig, readonly weights: ModelWeights) {
+    this.rope = Rope.forConfig(config);
+  }
+
+  /** A fresh full-precision cache for this model. */
+  newFullCache(): FullCache {
+    return new FullCache(this.config.nLayers, this.config.kvDim, this.rope, this.config.nKvHeads);
+  }
+
+  /**
+   * Runs n = ids.length new tokens through the model, appending them to `cache`.
+   * Returns logits [n, V] ('all'), [1, V] ('last'), or an empty array ('none').
+   * The returned array is owned by the caller.
+   */
+  forward(ids: ArrayLike<number>, cache: KVCache, opts: ForwardOptions = {}): Float32Array {
+    const cfg = this.config;
+    const w = this.weights;
+    const { hiddenSize: D, qDim, kvDim: C, intermediateSize: F, vocabSize: V, rmsNormEps: eps } = cfg;
+    const n = ids.length;
+    if (n === 0) throw new AquaError('forward: no tokens given');
+    const ws = this.ws;
+    const startPos = cache.length;
+
+    // token embeddings → residual stream x [n, D]
+    const x = ws.get('x', n * D);
+    for (let t = 0; t < n; t++) {
+      const id = ids[t];
+      if (!Number.isInteger(id) || id < 0 || id >= V) {
+        throw new AquaError(`forward: token id ${id} at position ${t} is outside the vocabulary [0, ${V})`);
+      }
+      x.set(w.embed.subarray(id * D, (id + 1) * D), t * D);
+    }
+    const xn = ws.get('xn', n * D); // [n, D]
+    const q = ws.get('q', n * qDim); // [n, H·hd]
+    const k = ws.get('k', n * C); // [n, C]
+    const v = ws.get('v', n * C); // [n, C]
+    const att = ws.get('att', n * qDim); // [n, H·hd]
+    const proj = ws.get('proj', n * D); // [n, D]
+    const gate = ws.get('gate', n * F); // [n, F]
+    const up = ws.get('up', n * F); // [n, F]
+
+    for (let l = 0; l < cfg.nLayers; l++) {
+      const lw = w.layers[l];
+      // attention block: norm → q/k/v → RoPE(q) → cache (keys go in pre-RoPE) → attention → o → residual
+      rmsNorm(xn, x, lw.attnNorm, n, D, eps);
+      gemm(q, xn, lw.wq, n, D, qDim, false, true);
+      gemm(k, xn, lw.wk, n, D, C, false, true);
+      gemm(v, xn, lw.wv, n, D, C, false, true);
+      if (lw.bq) addBias(q, lw.bq, n);
+      if (lw.bk) addBias(k, lw.bk, n);
+      if (lw.bv) addBias(v, lw.bv, n);
+      opts.tap?.('keysPreRope', l, k, n, C);
+      opts.tap?.('values', l, v, n, C);
+      this.rope.apply(q, n, cfg.nHeads, startPos);
+      const view = cache.update(l, k, v, n);
+      attention(att, q, view.keys, view.values, n, view.length, cfg, ws);
+      opts.tap?.('attnOutput', l, att, n, qDim);
+      gemm(proj, att, lw.wo, n, qDim, D, false, true);
+      if (lw.bo) addBias(proj, lw.bo, n);
+      addInPlace(x, proj, n * D);
+
+      // MLP block: norm → gate/up → SwiGLU → down → residual
+      rmsNorm(xn, x, lw.mlpNorm, n, D, eps);
+      gemm(gate, xn, lw.wGate, n, D, F, false, true);
+      gemm(up, xn, lw.wUp, n, D, F, false, true);
+      swiglu(gate, up, n * F);
+      gemm(proj, gate, lw.wDown, n, F, D, false, true);
+      addInPlace(x, proj, n * D);
+      opts.tap?.('hidden', l, x, n, D);
+    }
+
+    const mode = opts.logits ?? 'all';
+    if (mode === 'none') return new Float32Array(0);
+    const rows = mode === 'all' ? n : 1;
+    const first = n - rows;
+    rmsNorm(xn, x.subarray(first * D), w.finalNorm, rows, D, eps);
+    const logits = new Float32Array(rows * V);
+    gemm(logits, xn, w.lmHead, rows, D, V, false, true);
+    return logits;
+  }
+}

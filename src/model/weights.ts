@@ -1,0 +1,48 @@
+/**
+ * Model weights in f32, one field per tensor, with the shape each must have.
+ * Linear weights keep HF's [out, in] layout, so y = x·Wᵀ (gemm with transB).
+ */
+import type { ModelConfig } from '../io/config.js';
+
+export interface LayerWeights {
+  attnNorm: Float32Array; // [D]
+  wq: Float32Array; // [H·hd, D]
+  wk: Float32Array; // [KV·hd, D]
+  wv: Float32Array; // [KV·hd, D]
+  wo: Float32Array; // [D, H·hd]
+  bq: Float32Array | null; // [H·hd]
+  bk: Float32Array | null; // [KV·hd]
+  bv: Float32Array | null; // [KV·hd]
+  bo: Float32Array | null; // [D]
+  mlpNorm: Float32Array; // [D]
+  wGate: Float32Array; // [F, D]
+  wUp: Float32Array; // [F, D]
+  wDown: Float32Array; // [D, F]
+}
+
+export interface ModelWeights {
+  embed: Float32Array; // [V, D]
+  layers: LayerWeights[]; // [L]
+  finalNorm: Float32Array; // [D]
+  lmHead: Float32Array; // [V, D]; the same array as `embed` when tied
+}
+
+/** The shape each tensor must have under `cfg`; used by the loader and the checkpoint writer. */
+export function layerShapes(cfg: ModelConfig): Record<keyof LayerWeights, number[] | null> {
+  const { hiddenSize: D, qDim, kvDim, intermediateSize: F } = cfg;
+  return {
+    attnNorm: [D],
+    wq: [qDim, D],
+    wk: [kvDim, D],
+    wv: [kvDim, D],
+    wo: [D, qDim],
+    bq: cfg.qkvBias ? [qDim] : null,
+    bk: cfg.qkvBias ? [kvDim] : null,
+    bv: cfg.qkvBias ? [kvDim] : null,
+    bo: cfg.oBias ? [D] : null,
+    mlpNorm: [D],
+    wGate: [F, D],
+    wUp: [F, D],
+    wDown: [D, F],
+  };
+}

@@ -1,0 +1,68 @@
+/**
+ * IEEE half precision and bfloat16 conversions (safetensors F16/BF16, stored scales).
+ * Round-to-nearest-even in both directions' encoders.
+ */
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+export function f16ToF32(h: number): number {
+  const s = (h & 0x8000) >> 15;
+  const e = (h & 0x7c00) >> 10;
+  const f = h & 0x03ff;
+  let v: number;
+  if (e === 0) v = f * 2 ** -24;
+  else if (e === 0x1f) v = f ? NaN : Infinity;
+  else v = (1 + f / 1024) * 2 ** (e - 15);
+  return s ? -v : v;
+}
+
+export function f32ToF16(val: number): number {
+  f32[0] = val;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // overflow to infinity
+  if (e <= 0) {
+    // subnormal half: shift the implicit 1 in, round to nearest even
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    let r = mant >> shift;
+    const rem = mant & ((1 << shift) - 1);
+    if (rem > half || (rem === half && (r & 1))) r++;
+    return sign | r;
+  }
+  let r = mant >> 13;
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (r & 1))) {
+    r++;
+    if (r === 0x400) {
+      r = 0;
+      e++;
+      if (e >= 0x1f) return sign | 0x7c00;
+    }
+  }
+  return sign | (e << 10) | r;
+}
+
+export function bf16ToF32(h: number): number {
+  u32[0] = h << 16;
+  return f32[0];
+}
+
+export function f32ToBf16(val: number): number {
+  f32[0] = val;
+  const x = u32[0];
+  if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff)) return (x >>> 16) | 0x40; // keep NaN a NaN
+  const lsb = (x >>> 16) & 1;
+  return ((x + 0x7fff + lsb) >>> 16) & 0xffff;
+}
+
+/** Rounds a value to the nearest f16 (what storing a scale as fp16 does to it). */
+export function roundF16(val: number): number {
+  return f16ToF32(f32ToF16(val));
+}

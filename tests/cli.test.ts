@@ -1,0 +1,82 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, cpSync, unlinkSync, truncateSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeTinyModel } from './fixture.js';
+
+const BIN = resolve(fileURLToPath(import.meta.url), '../../../bin/aquakv.js');
+const good = makeTinyModel({});
+
+export function aquakv(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+function variant(edit: (dir: string) => void): string {
+  const dir = mkdtempSync(join(tmpdir(), 'aquakv-bad-'));
+  cpSync(good, dir, { recursive: true });
+  edit(dir);
+  return dir;
+}
+
+test('logits --json prints one row of vocab_size floats per input id', () => {
+  const r = aquakv('logits', '--model', good, '--ids', '1,2,3', '--json');
+  assert.equal(r.code, 0, r.err);
+  const j = JSON.parse(r.out) as { ids: number[]; logits: number[][] };
+  assert.deepEqual(j.ids, [1, 2, 3]);
+  assert.equal(j.logits.length, 3);
+  assert.ok(j.logits.every((row) => row.length === 300 && row.every(Number.isFinite)));
+  const t = aquakv('logits', '--model', good, '--text', 'the people', '--json');
+  assert.equal(t.code, 0, t.err);
+  assert.ok((JSON.parse(t.out) as { ids: number[] }).ids.length > 0);
+});
+
+test('generate streams text and reports tokens/s', () => {
+  const r = aquakv('generate', '--model', good, '--prompt', 'We the people', '--max-new-tokens', '5', '--seed', '1');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /prefill: \d+ tokens, [\d.]+ tokens\/s; decode: 4 tokens/);
+});
+
+const cases: [string, () => string[], RegExp][] = [
+  ['missing directory', () => ['logits', '--model', '/nonexistent/m', '--ids', '1', '--json'], /model directory \/nonexistent\/m does not exist/],
+  ['missing weights', () => ['logits', '--model', variant((d) => unlinkSync(join(d, 'model.safetensors'))), '--ids', '1', '--json'], /neither model.safetensors/],
+  ['unsupported architecture', () => ['logits', '--model', variant((d) => {
+    const c = JSON.parse(readFileSync(join(d, 'config.json'), 'utf8'));
+    c.architectures = ['GPT2LMHeadModel'];
+    writeFileSync(join(d, 'config.json'), JSON.stringify(c));
+  }), '--ids', '1', '--json'], /unsupported architecture "GPT2LMHeadModel"/],
+  ['malformed config', () => ['logits', '--model', variant((d) => writeFileSync(join(d, 'config.json'), '{"hidden_size": 32,')), '--ids', '1', '--json'], /config.json is not valid JSON/],
+  ['wrong tensor shape', () => ['logits', '--model', variant((d) => {
+    const c = JSON.parse(readFileSync(join(d, 'config.json'), 'utf8'));
+    c.intermediate_size = 80;
+    writeFileSync(join(d, 'config.json'), JSON.stringify(c));
+  }), '--ids', '1', '--json'], /tensor model.layers.0.mlp.gate_proj.weight has shape \[72,32\], expected \[80,32\]/],
+  ['missing tensor', () => ['logits', '--model', variant((d) => {
+    const c = JSON.parse(readFileSync(join(d, 'config.json'), 'utf8'));
+    c.num_hidden_layers = 4;
+    writeFileSync(join(d, 'config.json'), JSON.stringify(c));
+  }), '--ids', '1', '--json'], /missing tensor model.layers.3.input_layernorm.weight/],
+  ['truncated safetensors', () => ['logits', '--model', variant((d) => {
+    const p = join(d, 'model.safetensors');
+    truncateSync(p, statSync(p).size - 100);
+  }), '--ids', '1', '--json'], /truncated/],
+  ['id outside vocabulary', () => ['logits', '--model', good, '--ids', '1,300', '--json'], /token id 300 is outside the vocabulary \[0, 300\)/],
+  ['non-integer id', () => ['logits', '--model', good, '--ids', '1,x', '--json'], /'x' is not an integer token id/],
+  ['unknown option', () => ['generate', '--model', good, '--prompt', 'a', '--bogus'], /Unknown option '--bogus'/],
+  ['unknown command', () => ['frobnicate'], /unknown command 'frobnicate'/],
+  ['bad number', () => ['generate', '--model', good, '--prompt', 'a', '--max-new-tokens', 'ten'], /--max-new-tokens must be an integer/],
+];
+
+for (const [name, args, re] of cases) {
+  test(`CLI error: ${name} → one clear line, exit 1, no stack trace`, () => {
+    const r = aquakv(...args());
+    assert.equal(r.code, 1);
+    assert.match(r.err, re);
+    assert.equal(r.err.trim().split('\n').length, 1, r.err);
+    assert.doesNotMatch(r.err, /\n\s+at /);
+    assert.equal(r.out, '');
+  });
+}

@@ -1,0 +1,43 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { gemmNaive, gemmTs, ortGemmFn, ortAvailable, type GemmFn } from '../src/tensor/gemm.js';
+import { Rng } from '../src/tensor/rng.js';
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+function checkAgainstNaive(fn: GemmFn, name: string) {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 70 }), fc.integer({ min: 1, max: 40 }),
+      fc.boolean(), fc.boolean(), fc.integer(),
+      (m, k, n, ta, tb, seed) => {
+        const rng = new Rng(seed);
+        const a = rng.fillNormal(new Float32Array(m * k));
+        const b = rng.fillNormal(new Float32Array(k * n));
+        const want = new Float32Array(m * n);
+        const got = new Float32Array(m * n);
+        gemmNaive(want, a, b, m, k, n, ta, tb);
+        fn(got, a, b, m, k, n, ta, tb);
+        const d = maxAbsDiff(want, got);
+        assert.ok(d < 1e-4 * Math.sqrt(k), `${name} [${m},${k}]x[${k},${n}] ta=${ta} tb=${tb}: max diff ${d}`);
+      },
+    ),
+    { numRuns: 150, seed: 42 },
+  );
+}
+
+test('gemmTs equals the naive product for every shape and transpose', () => checkAgainstNaive(gemmTs, 'gemmTs'));
+
+test('onnxruntime backend loads on this machine and equals the naive product', () => {
+  assert.ok(ortAvailable(), 'onnxruntime-node failed to load (the portable path still works, but it is slow)');
+  checkAgainstNaive(ortGemmFn()!, 'gemmOrt');
+});
+
+test('gemm rejects buffers smaller than the shapes', () => {
+  assert.throws(() => gemmTs(new Float32Array(3), new Float32Array(4), new Float32Array(4), 2, 2, 2, false, false), /buffers too small/);
+});

@@ -1,0 +1,107 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadModelDir } from '../src/io/checkpoint.js';
+import { LlamaModel } from '../src/model/llama.js';
+import { attention, attentionNaive } from '../src/model/attention.js';
+import { setGemmBackend, gemmBackend } from '../src/tensor/gemm.js';
+import { Rng } from '../src/tensor/rng.js';
+import { Workspace } from '../src/tensor/workspace.js';
+import { loadTokenizer } from '../src/io/tokenizer.js';
+import { FIXTURE_TEXT, makeTinyModel, type FixtureOptions } from './fixture.js';
+
+const ids = [5, 17, 123, 9, 250, 77, 3, 199, 42, 8, 160, 31];
+
+function maxDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+function open(o: FixtureOptions): LlamaModel {
+  const m = loadModelDir(makeTinyModel(o));
+  return new LlamaModel(m.config, m.weights);
+}
+
+const variants: [string, FixtureOptions][] = [
+  ['llama f32 tied', {}],
+  ['llama f16 untied sharded', { dtype: 'F16', tied: false, shards: 3 }],
+  ['llama bf16 attention_bias llama3 scaling', { dtype: 'BF16', attentionBias: true, llama3Scaling: true }],
+  ['qwen2 (q/k/v biases)', { architecture: 'Qwen2ForCausalLM' }],
+  ['mistral, head_dim ≠ hidden/heads', { architecture: 'MistralForCausalLM', headDim: 16 }],
+];
+
+for (const [name, o] of variants) {
+  test(`${name}: prefill logits equal token-by-token decode through the cache`, () => {
+    const model = open(o);
+    const V = model.config.vocabSize;
+    const prefill = model.forward(ids, model.newFullCache());
+    const cache = model.newFullCache();
+    let worst = 0;
+    for (let t = 0; t < ids.length; t++) {
+      const row = model.forward([ids[t]], cache);
+      worst = Math.max(worst, maxDiff(row, prefill.subarray(t * V, (t + 1) * V)));
+    }
+    assert.equal(cache.length, ids.length);
+    assert.ok(worst < 1e-4, `max |prefill − decode| = ${worst}`);
+    assert.ok(prefill.every(Number.isFinite));
+  });
+}
+
+test('the biases, the untied head and llama3 scaling each change the logits', () => {
+  const base = open({}).forward(ids, open({}).newFullCache());
+  for (const o of [{ attentionBias: true }, { tied: false }, { llama3Scaling: true }] as FixtureOptions[]) {
+    const m = open(o);
+    assert.ok(maxDiff(base, m.forward(ids, m.newFullCache())) > 1e-3, JSON.stringify(o));
+  }
+});
+
+test('the portable TypeScript path gives the same logits as onnxruntime', () => {
+  const model = open({ tied: false });
+  const before = gemmBackend();
+  try {
+    setGemmBackend('ts');
+    const ts = model.forward(ids, model.newFullCache());
+    setGemmBackend('ort');
+    const ort = model.forward(ids, model.newFullCache());
+    assert.ok(maxDiff(ts, ort) < 1e-4, `max diff ${maxDiff(ts, ort)}`);
+  } finally {
+    setGemmBackend(before);
+  }
+});
+
+test('grouped-query attention equals its one-query-at-a-time definition', () => {
+  const rng = new Rng(3);
+  const s = { nHeads: 6, nKvHeads: 2, headDim: 8 };
+  for (const [n, T] of [[1, 1], [1, 9], [5, 5], [4, 11]]) {
+    const q = rng.fillNormal(new Float32Array(n * 48));
+    const k = rng.fillNormal(new Float32Array(T * 16));
+    const v = rng.fillNormal(new Float32Array(T * 16));
+    const a = new Float32Array(n * 48);
+    const b = new Float32Array(n * 48);
+    attention(a, q, k, v, n, T, s, new Workspace());
+    attentionNaive(b, q, k, v, n, T, s);
+    assert.ok(maxDiff(a, b) < 1e-5, `n=${n} T=${T}: ${maxDiff(a, b)}`);
+  }
+});
+
+test('the cache rejects layers out of order', () => {
+  const model = open({});
+  const cache = model.newFullCache();
+  const C = model.config.kvDim;
+  assert.throws(() => cache.update(1, new Float32Array(C), new Float32Array(C), 1), /expected layer 0, got layer 1/);
+});
+
+test('an id outside the vocabulary is refused', () => {
+  const model = open({});
+  assert.throws(() => model.forward([1, 300], model.newFullCache()), /outside the vocabulary \[0, 300\)/);
+});
+
+test('tokenizer.json loads through @huggingface/tokenizers and round-trips text', () => {
+  const tok = loadTokenizer(makeTinyModel({}));
+  for (const text of [FIXTURE_TEXT, 'Unseen words: zygote, 12345, naïve café — ok?\n\n  indented']) {
+    const enc = tok.encode(text);
+    assert.ok(enc.length > 0 && enc.every((i) => i >= 0 && i < 300));
+    assert.equal(tok.decode(enc), text);
+  }
+  assert.ok(tok.encode(FIXTURE_TEXT).length < new TextEncoder().encode(FIXTURE_TEXT).length * 0.8, "merges shorten the training text");
+});
