@@ -1,5 +1,8 @@
 /** The subcommands, each a summary, a usage line and a run function. */
 import { generateCommand, logitsCommand } from './run-model.js';
+import { gridsCommand } from './grids.js';
+import { calibrateCommand } from './calibrate.js';
+import { evalCommand } from './eval.js';
 
 export interface Command {
   summary: string;
@@ -10,4 +13,7 @@ export interface Command {
 export const commands: Record<string, Command> = {
   generate: generateCommand,
   logits: logitsCommand,
+  grids: gridsCommand,
+  calibrate: calibrateCommand,
+  eval: evalCommand,
 };

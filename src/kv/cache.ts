@@ -16,8 +16,13 @@ export interface LayerView {
 
 /** Bytes held, by component (names are the cache's own), plus the total. */
 export interface CacheMemory {
+  /** Everything this cache holds in memory now (working copies included). */
   total: number;
   components: Record<string, number>;
+  /** What a saved or transmitted cache would take: codes, scales, full-precision sinks and buffer. */
+  stored: number;
+  /** Shared per-model parameters (AQUA-KV predictors), not counted in total or stored. */
+  predictors: number;
 }
 
 export interface KVCache {
@@ -93,6 +98,12 @@ export class RowBuffer {
 
   clear(): void {
     this.rows = 0;
+  }
+
+  /** Removes the first k rows, keeping the rest in order. */
+  dropFront(k: number): void {
+    this.data.copyWithin(0, k * this.width, this.rows * this.width);
+    this.rows -= k;
   }
 
   bytes(): number {

@@ -32,6 +32,6 @@ export class FullCache implements KVCache {
     let v = 0;
     for (const b of this.keys) k += b.bytes();
     for (const b of this.values) v += b.bytes();
-    return { total: k + v, components: { keysF32: k, valuesF32: v } };
+    return { total: k + v, components: { keysF32: k, valuesF32: v }, stored: k + v, predictors: 0 };
   }
 }

@@ -1,0 +1,75 @@
+/** `aquakv eval`: perplexity and KL divergence of each cache method against full precision. */
+import { AquaError } from '../errors.js';
+import { loadTokenizer } from '../io/tokenizer.js';
+import { parseMethod, type CacheMethod } from '../kv/method.js';
+import { evaluatePerplexity, type MethodResult } from '../eval/perplexity.js';
+import { readText } from '../eval/texts.js';
+import { loadPredictors } from '../predictors/file.js';
+import { calibrateOnTokens, DEFAULT_CALIBRATION } from '../predictors/from-text.js';
+import type { PredictorSet } from '../predictors/linear.js';
+import type { LlamaModel } from '../model/llama.js';
+import { intOpt, parse } from './args.js';
+import type { Command } from './commands.js';
+import { EMBEDDED_MODEL_DIR, openModel, resolveModelDir } from './model-dir.js';
+import { progress } from './progress.js';
+
+export function formatResults(results: MethodResult[]): string {
+  const lines = ['method                                bits/value  perplexity  rel. change  KL (nats)   cache bytes (1 window)'];
+  for (const r of results) {
+    lines.push(
+      `${r.method.padEnd(36)}  ${r.bitsPerValue.toFixed(3).padStart(10)}  ${r.perplexity.toFixed(3).padStart(10)}  ${((r.relativeChange >= 0 ? '+' : '') + r.relativeChange.toFixed(4)).padStart(11)}  ${r.klDivergence.toFixed(5).padStart(9)}  ${String(r.cacheBytes).padStart(12)}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** Loads predictors from a file, or calibrates with defaults (on the embedded model's training text). */
+export function predictorsFor(model: LlamaModel, dir: string, file: string | undefined, calibrationText: string | undefined, quiet: boolean): PredictorSet {
+  if (file) return loadPredictors(file, model.config).set;
+  const source = calibrationText ?? (dir === EMBEDDED_MODEL_DIR ? '@sotu-train' : undefined);
+  if (!source) throw new AquaError('aquakv methods need predictors: pass --predictors FILE (from aquakv calibrate) or --calibration-data FILE');
+  const ids = loadTokenizer(dir).encode(readText(source));
+  const bar = progress('calibrate', quiet);
+  const { set } = calibrateOnTokens(model, ids, {
+    ...DEFAULT_CALIBRATION,
+    seqLen: Math.min(DEFAULT_CALIBRATION.seqLen, model.config.maxPositionEmbeddings),
+    dataSource: source,
+    onProgress: (stage, d, t) => bar.update(d, t, stage),
+  });
+  bar.stop();
+  return set;
+}
+
+export const evalCommand: Command = {
+  summary: 'perplexity (simulated generation) and KL divergence of cache methods against fp',
+  usage: '[--model DIR] --text FILE|@moby-dick|@sotu-heldout [--methods fp,aquakv,higgs,kivi2,kivi4] [--predictors FILE] [--calibration-data FILE] [--seq-len L] [--chunk C] [--max-tokens N] [--sinks P] [--buffer B] [--json]',
+  run(argv) {
+    const o = parse(argv, {
+      model: { type: 'string' }, text: { type: 'string' }, methods: { type: 'string' }, predictors: { type: 'string' },
+      'calibration-data': { type: 'string' }, 'seq-len': { type: 'string' }, chunk: { type: 'string' }, 'max-tokens': { type: 'string' },
+      sinks: { type: 'string' }, buffer: { type: 'string' }, json: { type: 'boolean' },
+    });
+    if (!o.text) throw new AquaError('eval needs --text FILE (or @moby-dick, @sotu-heldout)');
+    const dir = resolveModelDir(o.model);
+    const methods: CacheMethod[] = (o.methods ?? 'fp,aquakv,higgs,kivi2,kivi4').split(/,(?![^[]*\])/).map(parseMethod);
+    const model = openModel(dir);
+    const ids = loadTokenizer(dir).encode(readText(o.text));
+    const predictors = methods.some((m) => m.usesPredictors) ? predictorsFor(model, dir, o.predictors, o['calibration-data'], !!o.json) : null;
+    const bar = progress('eval', !!o.json);
+    const results = evaluatePerplexity(model, ids, methods, predictors, {
+      seqLen: intOpt(o['seq-len'], 'seq-len', model.config.maxPositionEmbeddings, 2),
+      chunk: intOpt(o.chunk, 'chunk', 32, 1),
+      maxTokens: intOpt(o['max-tokens'], 'max-tokens', 16384, 2),
+      cache: { sinks: intOpt(o.sinks, 'sinks', 4, 0), buffer: intOpt(o.buffer, 'buffer', 128, 1), mode: 'materialized' },
+      onProgress: (d, t, label) => bar.update(d, t, label),
+    });
+    bar.stop();
+    if (o.json) {
+      console.log(JSON.stringify({ results: results.map(({ method, bitsPerValue, perplexity, relativeChange, klDivergence, cacheBytes }) => ({ method, bitsPerValue, perplexity, relativeChange, klDivergence, cacheBytes })) }, null, 2));
+      return;
+    }
+    console.log(formatResults(results));
+    const r0 = results[0];
+    console.log(`${r0.windows} windows of ${r0.tokens / r0.windows + 1} tokens from ${o.text}, fed ${o.chunk ?? 32} at a time`);
+  },
+};

@@ -1,0 +1,124 @@
+/**
+ * Perplexity with simulated generation (AQUA-KV's evaluate_perplexity.py protocol): the text is
+ * cut into non-overlapping windows of L tokens (the last partial window dropped); each window is
+ * fed C tokens per forward into a fresh cache, so later tokens attend to compressed entries.
+ * Next-token NLL is summed over the L − 1 predicted positions of every window. Beside it, the
+ * mean KL divergence KL(p_fp ‖ p_method) of the next-token distributions at the same positions.
+ */
+import { createCache } from '../kv/factory.js';
+import type { CacheMethod } from '../kv/method.js';
+import type { CompressedCacheOptions } from '../kv/compressed.js';
+import type { LlamaModel } from '../model/llama.js';
+import type { PredictorSet } from '../predictors/linear.js';
+import { AquaError } from '../errors.js';
+
+export interface EvalOptions {
+  seqLen: number; // L
+  chunk: number; // tokens per forward
+  maxTokens: number; // cap on tokens evaluated (whole windows)
+  cache?: Partial<CompressedCacheOptions>;
+  onProgress?: (done: number, total: number, label: string) => void;
+}
+
+export interface MethodResult {
+  method: string;
+  bitsPerValue: number; // stored bits per quantized value (codes, scales, zeros, layer 0's precision)
+  perplexity: number;
+  relativeChange: number; // perplexity / fp perplexity − 1
+  klDivergence: number; // mean over predicted positions, nats
+  cacheBytes: number; // stored bytes of one full window's cache
+  predictorBytes: number;
+  nll: number; // mean nats per predicted token
+  tokens: number; // predicted positions
+  windows: number;
+  seconds: number;
+}
+
+/** log-softmax of row [V] into out (f64 for stable sums). */
+function logSoftmax(row: Float32Array, out: Float64Array): void {
+  let max = -Infinity;
+  for (let j = 0; j < row.length; j++) if (row[j] > max) max = row[j];
+  let s = 0;
+  for (let j = 0; j < row.length; j++) s += Math.exp(row[j] - max);
+  const lse = max + Math.log(s);
+  for (let j = 0; j < row.length; j++) out[j] = row[j] - lse;
+}
+
+/** Runs one window through a cache `chunk` tokens at a time; calls `row(t, logProbs)` for t < L − 1. */
+function runWindow(model: LlamaModel, ids: number[], chunk: number, cache: ReturnType<typeof createCache>, row: (t: number, lp: Float64Array) => void): void {
+  const V = model.config.vocabSize;
+  const lp = new Float64Array(V);
+  for (let s = 0; s < ids.length; s += chunk) {
+    const piece = ids.slice(s, Math.min(ids.length, s + chunk));
+    const logits = model.forward(piece, cache, { logits: 'all' });
+    for (let i = 0; i < piece.length; i++) {
+      const t = s + i;
+      if (t >= ids.length - 1) break;
+      logSoftmax(logits.subarray(i * V, (i + 1) * V), lp);
+      row(t, lp);
+    }
+  }
+}
+
+/** Evaluates every method on the same windows. methods[0] need not be fp; fp is always run as the reference. */
+export function evaluatePerplexity(
+  model: LlamaModel, ids: number[], methods: CacheMethod[], predictors: PredictorSet | null, o: EvalOptions,
+): MethodResult[] {
+  const { seqLen: L, chunk } = o;
+  if (L < 2) throw new AquaError(`eval: --seq-len must be at least 2, got ${L}`);
+  if (L > model.config.maxPositionEmbeddings) throw new AquaError(`eval: --seq-len ${L} exceeds the model's context of ${model.config.maxPositionEmbeddings}`);
+  const windows = Math.floor(Math.min(ids.length, o.maxTokens) / L);
+  if (windows < 1) throw new AquaError(`eval: the text has ${ids.length} tokens (cap ${o.maxTokens}), fewer than one window of ${L}`);
+  const V = model.config.vocabSize;
+  const fpMethod = methods.find((m) => m.kind === 'fp') ?? { name: 'fp', kind: 'fp', keyQuantizer: 'none', valueQuantizer: 'none', firstKeyQuantizer: 'none', firstValueQuantizer: 'none', usesPredictors: false, quantizeKeysAfterRope: false } as CacheMethod;
+  const acc = new Map<CacheMethod, { nll: number; kl: number; n: number; bits: number; bytes: number; pbytes: number; seconds: number }>();
+  for (const m of [fpMethod, ...methods.filter((x) => x !== fpMethod)]) acc.set(m, { nll: 0, kl: 0, n: 0, bits: NaN, bytes: 0, pbytes: 0, seconds: 0 });
+  const ref = new Float64Array((L - 1) * V); // fp log-probs of the current window
+  const total = windows * acc.size;
+  let done = 0;
+  for (let w = 0; w < windows; w++) {
+    const win = ids.slice(w * L, (w + 1) * L);
+    for (const [m, a] of acc) {
+      const t0 = performance.now();
+      const cache = createCache(model, m, predictors, o.cache);
+      runWindow(model, win, chunk, cache, (t, lp) => {
+        a.nll -= lp[win[t + 1]];
+        if (m === fpMethod) ref.set(lp, t * V);
+        else {
+          let kl = 0;
+          const o2 = t * V;
+          for (let j = 0; j < V; j++) {
+            const lr = ref[o2 + j];
+            kl += Math.exp(lr) * (lr - lp[j]);
+          }
+          a.kl += kl;
+        }
+        a.n++;
+      });
+      a.bits = cache.quantizedBitsPerValue();
+      const mem = cache.memory();
+      a.bytes = mem.stored;
+      a.pbytes = mem.predictors;
+      a.seconds += (performance.now() - t0) / 1000;
+      o.onProgress?.(++done, total, m.name);
+    }
+  }
+  const fpPpl = Math.exp(acc.get(fpMethod)!.nll / acc.get(fpMethod)!.n);
+  return methods.map((m) => {
+    const a = acc.get(m)!;
+    const ppl = Math.exp(a.nll / a.n);
+    return {
+      method: m.name,
+      bitsPerValue: a.bits,
+      perplexity: ppl,
+      relativeChange: ppl / fpPpl - 1,
+      klDivergence: a.kl / a.n,
+      cacheBytes: a.bytes,
+      predictorBytes: a.pbytes,
+      nll: a.nll / a.n,
+      tokens: a.n,
+      windows,
+      seconds: a.seconds,
+    };
+  });
+}

@@ -1,0 +1,27 @@
+/**
+ * Text sources for the CLI: a file path, or one of the built-in public-domain sets:
+ *   @moby-dick       Moby Dick (held out from training entirely)
+ *   @sotu-heldout    the held-out State of the Union addresses
+ *   @sotu-train      the training addresses (the default calibration data of the embedded model)
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { AquaError } from '../errors.js';
+import { DOCUMENT_SEPARATOR, mobyDick, sotuSplit } from './datasets.js';
+
+export const BUILTIN_TEXTS = ['@moby-dick', '@sotu-heldout', '@sotu-train'];
+
+export function readText(source: string): string {
+  switch (source) {
+    case '@moby-dick':
+      return mobyDick();
+    case '@sotu-heldout':
+      return sotuSplit().heldOut.map((d) => d.text).join(DOCUMENT_SEPARATOR);
+    case '@sotu-train':
+      return sotuSplit().train.map((d) => d.text).join(DOCUMENT_SEPARATOR);
+  }
+  if (source.startsWith('@')) throw new AquaError(`unknown built-in text '${source}'`, `one of ${BUILTIN_TEXTS.join(', ')}`);
+  if (!existsSync(source) || !statSync(source).isFile()) throw new AquaError(`text file ${source} does not exist`);
+  const text = readFileSync(source, 'utf8');
+  if (!text.trim()) throw new AquaError(`text file ${source} is empty`);
+  return text;
+}

@@ -1,0 +1,42 @@
+/**
+ * An affine predictor y = x·Wᵀ + b, the only part of AQUA-KV's calibration used at inference.
+ *   keys:   in = C  (reconstructed keys of layer l−1)            → out = C
+ *   values: in = 2C ([reconstructed keys of l ; values of l−1])  → out = C
+ */
+import { gemm } from '../tensor/gemm.js';
+import { addBias } from '../model/ops.js';
+
+export class LinearPredictor {
+  constructor(
+    readonly weight: Float32Array, // [out, in]
+    readonly bias: Float32Array, // [out]
+    readonly inDim: number,
+    readonly outDim: number,
+  ) {
+    if (weight.length !== inDim * outDim || bias.length !== outDim) {
+      throw new RangeError(`LinearPredictor: weight ${weight.length} / bias ${bias.length} do not fit [${outDim}, ${inDim}]`);
+    }
+  }
+
+  /** out [n, outDim] = x [n, inDim] · Wᵀ + b. */
+  apply(out: Float32Array, x: Float32Array, n: number): void {
+    gemm(out, x, this.weight, n, this.inDim, this.outDim, false, true);
+    addBias(out, this.bias, n);
+  }
+
+  get parameters(): number {
+    return this.weight.length + this.bias.length;
+  }
+}
+
+/** The predictors of one model: index l holds layer l's (layer 0 has none). */
+export interface PredictorSet {
+  keys: (LinearPredictor | null)[]; // [L]
+  values: (LinearPredictor | null)[]; // [L]
+}
+
+export function predictorBytes(p: PredictorSet, bytesPerParam = 4): number {
+  let n = 0;
+  for (const x of [...p.keys, ...p.values]) if (x) n += x.parameters;
+  return n * bytesPerParam;
+}

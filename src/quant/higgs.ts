@@ -1,0 +1,97 @@
+/**
+ * HIGGS as AQUA-KV uses it for KV residuals (reference: aquakv/quantizers.py HiggsQuantizer):
+ * per token vector of C channels, zero-padded to a multiple of the group size G (a power of two),
+ * for each group:
+ *   scale = ‖x‖₂ (stored fp16),  y = FWHT(x) / scale   (so mean(y²) = 1, y ≈ N(0, 1)),
+ *   each d-subvector of y → index of its nearest grid point (log2(n) bits, bit-packed).
+ * Dequantize: ŷ = grid[idx] · scale, x̂ = FWHT(ŷ) / G, padding dropped.
+ * With 1-D grids this is "rotation + scalar Lloyd–Max codes" (llama.cpp's rotated caches).
+ */
+import { AquaError } from '../errors.js';
+import { f16ToF32, f32ToF16 } from '../tensor/f16.js';
+import { packBits, unpackBits } from './bitpack.js';
+import { fwht, isPowerOfTwo } from './hadamard.js';
+import { loadGrid, type Grid } from './grid.js';
+import { checkInput, type QuantizedBlock, type Quantizer } from './quantizer.js';
+
+/** Default group: the smallest power of two ≥ C, capped at 1024 (AQUA-KV uses G = C ≤ 1024). */
+export function defaultGroupSize(C: number): number {
+  let g = 1;
+  while (g < C && g < 1024) g *= 2;
+  return g;
+}
+
+export class HiggsQuantizer implements Quantizer {
+  readonly groupSize: number; // G
+  readonly paddedCols: number; // C rounded up to a multiple of G
+  readonly groups: number; // per token
+  private buf: Float32Array;
+  private idx: Uint32Array;
+
+  constructor(readonly grid: Grid, readonly cols: number, groupSize?: number) {
+    const G = groupSize ?? defaultGroupSize(cols);
+    if (!isPowerOfTwo(G)) throw new AquaError(`HIGGS: group size ${G} is not a power of two`);
+    if (G % grid.d !== 0) throw new AquaError(`HIGGS: group size ${G} is not a multiple of the grid dimension ${grid.d}`);
+    this.groupSize = G;
+    this.groups = Math.ceil(cols / G);
+    this.paddedCols = this.groups * G;
+    this.buf = new Float32Array(this.paddedCols);
+    this.idx = new Uint32Array(this.paddedCols / grid.d);
+  }
+
+  static fromGrid(d: number, n: number, cols: number, groupSize?: number): HiggsQuantizer {
+    return new HiggsQuantizer(loadGrid(d, n), cols, groupSize);
+  }
+
+  get spec(): string {
+    return `higgs:${this.grid.d}x${this.grid.n}:g${this.groupSize}`;
+  }
+
+  quantize(x: Float32Array, rows: number): QuantizedBlock {
+    checkInput('HiggsQuantizer.quantize', x, rows, this.cols);
+    const { cols: C, paddedCols: P, groupSize: G, grid, buf, idx } = this;
+    const d = grid.d;
+    const perRow = P / d; // indices per token
+    const bytesPerRow = Math.ceil((perRow * grid.bits) / 8);
+    const codes = new Uint8Array(rows * bytesPerRow);
+    const scales = new Uint16Array(rows * this.groups);
+    for (let t = 0; t < rows; t++) {
+      buf.fill(0);
+      buf.set(x.subarray(t * C, (t + 1) * C));
+      for (let g = 0; g < this.groups; g++) {
+        const o = g * G;
+        let ss = 0;
+        for (let i = o; i < o + G; i++) ss += buf[i] * buf[i];
+        const norm = Math.sqrt(ss);
+        scales[t * this.groups + g] = f32ToF16(norm);
+        fwht(buf, o, G);
+        const inv = norm > 0 ? 1 / norm : 0;
+        for (let i = o; i < o + G; i++) buf[i] *= inv;
+      }
+      for (let s = 0; s < perRow; s++) idx[s] = grid.nearest(buf, s * d);
+      // rows are byte-aligned so any token range can be decoded on its own
+      packBits(idx, perRow, grid.bits, codes.subarray(t * bytesPerRow, (t + 1) * bytesPerRow));
+    }
+    return { rows, cols: C, codes, scales, zeros: null };
+  }
+
+  dequantize(block: QuantizedBlock, out: Float32Array): void {
+    const { cols: C, paddedCols: P, groupSize: G, grid, buf, idx } = this;
+    if (block.cols !== C) throw new AquaError(`HiggsQuantizer.dequantize: block has ${block.cols} channels, quantizer ${C}`);
+    const d = grid.d;
+    const perRow = P / d;
+    const bytesPerRow = Math.ceil((perRow * grid.bits) / 8);
+    const pts = grid.points;
+    for (let t = 0; t < block.rows; t++) {
+      unpackBits(block.codes.subarray(t * bytesPerRow, (t + 1) * bytesPerRow), perRow, grid.bits, idx);
+      for (let s = 0; s < perRow; s++) for (let i = 0; i < d; i++) buf[s * d + i] = pts[idx[s] * d + i];
+      for (let g = 0; g < this.groups; g++) {
+        const o = g * G;
+        const scale = f16ToF32(block.scales[t * this.groups + g]) / G;
+        fwht(buf, o, G);
+        for (let i = o; i < o + G; i++) buf[i] *= scale;
+      }
+      out.set(buf.subarray(0, C), t * C);
+    }
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * The quantizer interface shared by HIGGS and uniform (KIVI-style) quantization. A block is what
+ * is really stored: bit-packed codes plus fp16 scales (and zero points); its size is counted
+ * from those arrays, never from a formula.
+ */
+import { AquaError } from '../errors.js';
+
+export interface QuantizedBlock {
+  rows: number; // N token vectors
+  cols: number; // C channels
+  codes: Uint8Array; // bit-packed
+  scales: Uint16Array; // fp16
+  zeros: Uint16Array | null; // fp16 (uniform only)
+}
+
+export interface Quantizer {
+  readonly spec: string;
+  /** x [N, C] → block. Throws on NaN/Infinity, an empty batch, or a wrong channel count. */
+  quantize(x: Float32Array, rows: number): QuantizedBlock;
+  /** block → out [N, C]. */
+  dequantize(block: QuantizedBlock, out: Float32Array): void;
+}
+
+export function blockBytes(b: QuantizedBlock): number {
+  return b.codes.byteLength + b.scales.byteLength + (b.zeros?.byteLength ?? 0);
+}
+
+/** Bits per stored value, every scale and zero point included. */
+export function bitsPerValue(b: QuantizedBlock): number {
+  return (blockBytes(b) * 8) / (b.rows * b.cols);
+}
+
+export function checkInput(where: string, x: Float32Array, rows: number, cols: number): void {
+  if (!Number.isInteger(rows) || rows <= 0) throw new AquaError(`${where}: empty batch (rows = ${rows})`);
+  if (x.length < rows * cols) throw new AquaError(`${where}: input has ${x.length} values, expected [${rows}, ${cols}] = ${rows * cols}`);
+  for (let i = 0; i < rows * cols; i++) {
+    if (!Number.isFinite(x[i])) throw new AquaError(`${where}: non-finite value ${x[i]} at row ${Math.floor(i / cols)}, channel ${i % cols}`);
+  }
+}

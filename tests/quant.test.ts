@@ -1,0 +1,170 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { packBits, unpackBits, packedBytes } from '../src/quant/bitpack.js';
+import { fwht, hadamardMatrix } from '../src/quant/hadamard.js';
+import { HiggsQuantizer, defaultGroupSize } from '../src/quant/higgs.js';
+import { UniformQuantizer } from '../src/quant/uniform.js';
+import { Grid, listGrids, loadGrid, readGridFile, measureGridMse } from '../src/quant/grid.js';
+import { lloydMax1d } from '../src/quant/grid-generator.js';
+import { parseQuantizer } from '../src/quant/spec.js';
+import { bitsPerValue, blockBytes } from '../src/quant/quantizer.js';
+import { Rng } from '../src/tensor/rng.js';
+import { gemmNaive } from '../src/tensor/gemm.js';
+import { f16ToF32, f32ToF16 } from '../src/tensor/f16.js';
+
+const relErr = (x: Float32Array, y: Float32Array) => {
+  let e = 0, s = 0;
+  for (let i = 0; i < x.length; i++) {
+    e += (x[i] - y[i]) ** 2;
+    s += x[i] ** 2;
+  }
+  return e / s;
+};
+
+test('bit packing round-trips every width exactly and uses ceil(count·bits/8) bytes', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 16 }), fc.integer({ min: 0, max: 300 }), fc.integer(), (bits, count, seed) => {
+      const rng = new Rng(seed);
+      const codes = Uint32Array.from({ length: count }, () => rng.int(2 ** bits));
+      const packed = packBits(codes, count, bits);
+      assert.equal(packed.length, packedBytes(count, bits));
+      assert.deepEqual(unpackBits(packed, count, bits), codes);
+    }),
+    { numRuns: 300, seed: 1 },
+  );
+  assert.equal(packedBytes(2, 4), 1);
+  assert.equal(packedBytes(2, 12), 3);
+  assert.throws(() => packBits([16], 1, 4), /does not fit 4 bits/);
+});
+
+test('FWHT equals the product with the Sylvester Hadamard matrix and is its own inverse up to G', () => {
+  for (const G of [1, 2, 4, 16, 128]) {
+    const rng = new Rng(G);
+    const x = rng.fillNormal(new Float32Array(G));
+    const want = new Float32Array(G);
+    gemmNaive(want, hadamardMatrix(G), x, G, G, 1, false, false);
+    const y = x.slice();
+    fwht(y, 0, G);
+    for (let i = 0; i < G; i++) assert.ok(Math.abs(y[i] - want[i]) < 1e-4);
+    fwht(y, 0, G);
+    for (let i = 0; i < G; i++) assert.ok(Math.abs(y[i] / G - x[i]) < 1e-5);
+  }
+});
+
+test('shipped grids: 1-D ones equal Lloyd–Max, all within 1% of the best known MSE', () => {
+  // d = 1: Lloyd–Max values; d ≥ 2: the AQUA-KV reference grids' MSE (EDEN grids)
+  const best: Record<string, number> = { '1x4': 0.1175, '1x8': 0.03454, '1x16': 0.009497, '2x16': 0.108, '2x64': 0.0297, '2x256': 0.0078, '4x256': 0.0967 };
+  const shipped = listGrids().map((g) => `${g.d}x${g.n}`);
+  for (const name of Object.keys(best)) assert.ok(shipped.includes(name), `grid ${name} is not shipped`);
+  for (const [name, mse] of Object.entries(best)) {
+    const [d, n] = name.split('x').map(Number);
+    const f = readGridFile(d, n);
+    const rng = new Rng(123);
+    const measured = measureGridMse(loadGrid(d, n), 100_000 / d, () => rng.normal());
+    assert.ok(f.mse <= mse * 1.01, `${name}: generator measured ${f.mse}, best known ${mse}`);
+    assert.ok(measured <= mse * 1.03, `${name}: fresh-sample MSE ${measured}, best known ${mse}`);
+  }
+  assert.ok(Math.abs(lloydMax1d(8).mse - 0.03454) < 1e-4);
+});
+
+test('structured nearest-point search agrees with exhaustive search', () => {
+  for (const [d, n] of [[1, 16], [2, 16], [2, 256], [4, 256]]) {
+    const g = loadGrid(d, n);
+    const rng = new Rng(d * 1000 + n);
+    const y = new Float32Array(d);
+    for (let s = 0; s < 20_000; s++) {
+      for (let i = 0; i < d; i++) y[i] = rng.normal() * (s % 10 === 0 ? 3 : 1);
+      const a = g.nearest(y, 0), b = g.searchAll(y, 0);
+      if (a !== b) {
+        // ties are allowed: both at the same distance
+        const dist = (j: number) => Array.from(y).reduce((e, v, i) => e + (v - g.points[j * d + i]) ** 2, 0);
+        assert.ok(Math.abs(dist(a) - dist(b)) < 1e-5, `${d}x${n}: ${a} vs ${b} at ${y}`);
+      }
+    }
+  }
+});
+
+test('HIGGS error on Gaussian data is the grid MSE; bits include fp16 scales', () => {
+  for (const [d, n] of [[2, 16], [2, 64], [1, 16], [4, 256]]) {
+    const C = 128;
+    const q = HiggsQuantizer.fromGrid(d, n, C);
+    const rng = new Rng(5);
+    const x = rng.fillNormal(new Float32Array(300 * C));
+    const block = q.quantize(x, 300);
+    const y = new Float32Array(x.length);
+    q.dequantize(block, y);
+    const mse = readGridFile(d, n).mse;
+    const err = relErr(x, y);
+    assert.ok(err < mse * 1.1 && err > mse * 0.9, `${d}x${n}: relative error ${err}, grid MSE ${mse}`);
+    assert.equal(blockBytes(block), 300 * (C * Math.log2(n) / d / 8) + 300 * 2);
+    assert.ok(Math.abs(bitsPerValue(block) - (Math.log2(n) / d + 16 / C)) < 1e-9);
+  }
+});
+
+test('HIGGS pads channels that are not a power of two, and handles 1 or thousands of tokens', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 200 }), fc.constantFrom(1, 2, 3000), fc.integer(), (C, rows, seed) => {
+      const q = HiggsQuantizer.fromGrid(2, 256, C);
+      assert.equal(q.groupSize, defaultGroupSize(C));
+      const x = new Rng(seed).fillNormal(new Float32Array(rows * C));
+      const y = new Float32Array(rows * C);
+      q.dequantize(q.quantize(x, rows), y);
+      // 4-bit grid: error ≈ 0.0078·(padded/C) of the energy; generous bound for tiny C
+      assert.ok(relErr(x, y) < 0.1, `C=${C} rows=${rows}: ${relErr(x, y)}`);
+    }),
+    { numRuns: 25, seed: 3 },
+  );
+  const q = HiggsQuantizer.fromGrid(2, 16, 96, 32);
+  assert.equal(q.groups, 3);
+  assert.equal(parseQuantizer('higgs:2x16:g32', 96)!.spec, 'higgs:2x16:g32');
+});
+
+test('uniform quantization at every width and axis stays within half a step of the input', () => {
+  for (const bits of [2, 3, 4, 8]) {
+    for (const axis of ['token', 'channel'] as const) {
+      for (const rows of [1, 37, 128]) {
+        const C = 48;
+        const q = new UniformQuantizer(bits, axis, 32, C);
+        const x = new Rng(bits * 7 + rows).fillNormal(new Float32Array(rows * C));
+        const block = q.quantize(x, rows);
+        const y = new Float32Array(x.length);
+        q.dequantize(block, y);
+        // a group's step is (max − min)/(2^b − 1); fp16 rounding of scale and zero adds a little
+        for (let i = 0; i < x.length; i++) {
+          assert.ok(Math.abs(x[i] - y[i]) <= (8 / (2 ** bits - 1)) * 0.5 + 0.01, `${bits} ${axis}: ${x[i]} → ${y[i]}`);
+        }
+        const groups = axis === 'token' ? rows * 2 : Math.ceil(rows / 32) * C;
+        assert.equal(blockBytes(block), Math.ceil((rows * C * bits) / 8) + groups * 4);
+        assert.ok(relErr(x, y) < [0, 0, 0.12, 0.03, 0.008, 0, 0, 0, 0.0001][bits], `${bits} ${axis} rows=${rows}: ${relErr(x, y)}`);
+      }
+    }
+  }
+});
+
+test('uniform quantization of constant groups is exact and codes use the stored scale', () => {
+  const q = new UniformQuantizer(2, 'token', 4, 4);
+  const x = Float32Array.of(0.5, 0.5, 0.5, 0.5);
+  const y = new Float32Array(4);
+  q.dequantize(q.quantize(x, 1), y);
+  assert.deepEqual(Array.from(y), [0.5, 0.5, 0.5, 0.5]);
+  const z = Float32Array.of(0, 1 / 3, 2 / 3, 1);
+  q.dequantize(q.quantize(z, 1), y);
+  const step = f16ToF32(f32ToF16(1 / 3));
+  assert.deepEqual(Array.from(y), [0, step, 2 * step, 3 * step]);
+});
+
+test('malformed input gives a clear error', () => {
+  const h = HiggsQuantizer.fromGrid(2, 16, 8);
+  const u = new UniformQuantizer(4, 'channel', 32, 8);
+  for (const q of [h, u]) {
+    assert.throws(() => q.quantize(Float32Array.of(1, NaN, 0, 0, 0, 0, 0, 0), 1), /non-finite value NaN at row 0, channel 1/);
+    assert.throws(() => q.quantize(Float32Array.of(1, 2, 3, 4, 5, 6, 7, Infinity), 1), /non-finite value Infinity/);
+    assert.throws(() => q.quantize(new Float32Array(0), 0), /empty batch/);
+    assert.throws(() => q.quantize(new Float32Array(7), 1), /expected \[1, 8\]/);
+  }
+  assert.throws(() => parseQuantizer('higgs:3x7', 8), /no shipped grid with d=3, n=7/);
+  assert.throws(() => parseQuantizer('uniform:5:token', 8), /bits must be one of 2, 3, 4, 8/);
+  assert.throws(() => parseQuantizer('zip', 8), /unknown quantizer 'zip'/);
+  assert.throws(() => new Grid(2, 3, new Float32Array(6)), /not a power of two/);
+});

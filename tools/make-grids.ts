@@ -1,0 +1,37 @@
+/**
+ * Generates the shipped grids (grids/EDEN{d}-{n}.json): `npm run grids:generate`.
+ * Deterministic: each grid's seed is written into its file with the measured MSE.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GRIDS_DIR, Grid, gridFileName, measureGridMse, type GridFile } from '../src/quant/grid.js';
+import { lloydMax1d, lloydVq } from '../src/quant/grid-generator.js';
+import { Rng } from '../src/tensor/rng.js';
+
+const SPECS: [number, number, number, number][] = [
+  // d, n, rounds, samples per round
+  [1, 4, 0, 0], [1, 8, 0, 0], [1, 16, 0, 0],
+  [2, 16, 80, 200_000], [2, 64, 120, 300_000], [2, 256, 150, 400_000], [4, 256, 150, 400_000],
+];
+const EVAL_SAMPLES = 1_000_000;
+
+mkdirSync(GRIDS_DIR, { recursive: true });
+for (const [d, n, rounds, samples] of SPECS) {
+  const t0 = performance.now();
+  const seed = 1000 + 10 * d + n;
+  let points: Float32Array;
+  let method: string;
+  if (d === 1) {
+    points = Float32Array.from(lloydMax1d(n).points);
+    method = 'Lloyd–Max with exact Gaussian integrals';
+  } else {
+    points = lloydVq({ d, n, rounds, samplesPerRound: samples, seed }).points;
+    method = `k-means++ then ${rounds} Lloyd rounds on fresh N(0, I) samples of ${samples}`;
+  }
+  const grid = new Grid(d, n, points);
+  const rng = new Rng(seed + 1);
+  const mse = measureGridMse(grid, EVAL_SAMPLES / d, () => rng.normal());
+  const file: GridFile = { d, n, points: Array.from(points, (v) => Number(v.toPrecision(7))), mse, seed, samples: EVAL_SAMPLES / d, method };
+  writeFileSync(join(GRIDS_DIR, gridFileName(d, n)), JSON.stringify(file) + '\n');
+  console.log(`${d}x${n}: mse ${mse.toFixed(5)} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+}
