@@ -29,7 +29,7 @@ export class HiggsQuantizer implements Quantizer {
   private idx: Uint32Array;
 
   constructor(readonly grid: Grid, readonly cols: number, groupSize?: number) {
-    const G = groupSize ?? defaultGroupSize(cols);
+    const G = groupSize ?? Math.max(defaultGroupSize(cols), grid.d);
     if (!isPowerOfTwo(G)) throw new AquaError(`HIGGS: group size ${G} is not a power of two`);
     if (G % grid.d !== 0) throw new AquaError(`HIGGS: group size ${G} is not a multiple of the grid dimension ${grid.d}`);
     this.groupSize = G;
