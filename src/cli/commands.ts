@@ -3,6 +3,8 @@ import { generateCommand, logitsCommand } from './run-model.js';
 import { gridsCommand } from './grids.js';
 import { calibrateCommand } from './calibrate.js';
 import { evalCommand } from './eval.js';
+import { demoCommand } from './demo.js';
+import { retrievalCommand } from './retrieval.js';
 
 export interface Command {
   summary: string;
@@ -16,4 +18,6 @@ export const commands: Record<string, Command> = {
   grids: gridsCommand,
   calibrate: calibrateCommand,
   eval: evalCommand,
+  demo: demoCommand,
+  retrieval: retrievalCommand,
 };

@@ -27,6 +27,7 @@ export interface MethodResult {
   relativeChange: number; // perplexity / fp perplexity − 1
   klDivergence: number; // mean over predicted positions, nats
   cacheBytes: number; // stored bytes of one full window's cache
+  components: Record<string, number>; // that cache's memory by component (materialized mode)
   predictorBytes: number;
   nll: number; // mean nats per predicted token
   tokens: number; // predicted positions
@@ -71,8 +72,8 @@ export function evaluatePerplexity(
   if (windows < 1) throw new AquaError(`eval: the text has ${ids.length} tokens (cap ${o.maxTokens}), fewer than one window of ${L}`);
   const V = model.config.vocabSize;
   const fpMethod = methods.find((m) => m.kind === 'fp') ?? { name: 'fp', kind: 'fp', keyQuantizer: 'none', valueQuantizer: 'none', firstKeyQuantizer: 'none', firstValueQuantizer: 'none', usesPredictors: false, quantizeKeysAfterRope: false } as CacheMethod;
-  const acc = new Map<CacheMethod, { nll: number; kl: number; n: number; bits: number; bytes: number; pbytes: number; seconds: number }>();
-  for (const m of [fpMethod, ...methods.filter((x) => x !== fpMethod)]) acc.set(m, { nll: 0, kl: 0, n: 0, bits: NaN, bytes: 0, pbytes: 0, seconds: 0 });
+  const acc = new Map<CacheMethod, { nll: number; kl: number; n: number; bits: number; bytes: number; pbytes: number; seconds: number; components: Record<string, number> }>();
+  for (const m of [fpMethod, ...methods.filter((x) => x !== fpMethod)]) acc.set(m, { nll: 0, kl: 0, n: 0, bits: NaN, bytes: 0, pbytes: 0, seconds: 0, components: {} });
   const ref = new Float64Array((L - 1) * V); // fp log-probs of the current window
   const total = windows * acc.size;
   let done = 0;
@@ -99,6 +100,7 @@ export function evaluatePerplexity(
       const mem = cache.memory();
       a.bytes = mem.stored;
       a.pbytes = mem.predictors;
+      a.components = mem.components;
       a.seconds += (performance.now() - t0) / 1000;
       o.onProgress?.(++done, total, m.name);
     }
@@ -114,6 +116,7 @@ export function evaluatePerplexity(
       relativeChange: ppl / fpPpl - 1,
       klDivergence: a.kl / a.n,
       cacheBytes: a.bytes,
+      components: a.components,
       predictorBytes: a.pbytes,
       nll: a.nll / a.n,
       tokens: a.n,

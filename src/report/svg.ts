@@ -73,3 +73,46 @@ export function lineChart(series: Series[], o: ChartOptions): string {
   parts.push('</svg>');
   return parts.join('\n');
 }
+
+export interface StackedBar {
+  label: string;
+  parts: Record<string, number>;
+}
+
+/** Horizontal stacked bars (one per label), parts coloured consistently by name. */
+export function stackedBarChart(bars: StackedBar[], o: { title: string; unit: string; width?: number }): string {
+  const W = o.width ?? 720;
+  const rowH = 26;
+  const m = { l: 200, r: 20, t: 40, b: 40 };
+  const names = [...new Set(bars.flatMap((b) => Object.keys(b.parts).filter((k) => b.parts[k] > 0)))];
+  const legendRows = Math.ceil(names.length / 4);
+  const H = m.t + bars.length * rowH + m.b + legendRows * 18;
+  const max = Math.max(1, ...bars.map((b) => Object.values(b.parts).reduce((s, v) => s + v, 0)));
+  const sx = (v: number) => (v / max) * (W - m.l - m.r);
+  const parts: string[] = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  parts.push(`<text x="${W / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">${esc(o.title)}</text>`);
+  bars.forEach((b, i) => {
+    const y = m.t + i * rowH;
+    parts.push(`<text x="${m.l - 8}" y="${y + 16}" text-anchor="end">${esc(b.label)}</text>`);
+    let x = m.l;
+    for (const name of names) {
+      const v = b.parts[name] ?? 0;
+      if (v <= 0) continue;
+      const w = sx(v);
+      parts.push(`<rect x="${x.toFixed(1)}" y="${y + 4}" width="${w.toFixed(1)}" height="${rowH - 8}" fill="${PALETTE[names.indexOf(name) % PALETTE.length]}"><title>${esc(name)}: ${v} ${esc(o.unit)}</title></rect>`);
+      x += w;
+    }
+    const total = Object.values(b.parts).reduce((s, v) => s + v, 0);
+    parts.push(`<text x="${Math.min(x + 4, W - 4)}" y="${y + 16}" text-anchor="${x + 60 > W ? 'end' : 'start'}" font-size="11">${total.toLocaleString('en-US')}</text>`);
+  });
+  names.forEach((name, i) => {
+    const x = m.l + (i % 4) * 130;
+    const y = m.t + bars.length * rowH + 16 + Math.floor(i / 4) * 18;
+    parts.push(`<rect x="${x}" y="${y}" width="12" height="12" fill="${PALETTE[i % PALETTE.length]}"/><text x="${x + 16}" y="${y + 10}">${esc(name)}</text>`);
+  });
+  parts.push(`<text x="${W / 2}" y="${H - 6}" text-anchor="middle">${esc(o.unit)}</text>`);
+  parts.push('</svg>');
+  return parts.join('\n');
+}

@@ -1,0 +1,149 @@
+/**
+ * `npm run bench [-- --only gemm,model,quant,cache] [--json]`: speed figures, never a test.
+ *   gemm   GFLOP/s of each matrix-product path (naive, portable TS, onnxruntime MLAS) at square
+ *          sizes 256–2048 and at the embedded model's real shapes, prefill and decode
+ *   model  prefill and decode tokens/s on the embedded model (full-precision cache)
+ *   quant  quantize and dequantize throughput (values/s) per quantizer, next to a plain copy
+ *   cache  decode tokens/s at contexts 512–4096 for fp and AQUA-KV (materialized, compact),
+ *          with each cache's resident and stored bytes
+ */
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { gemmNaive, gemmTs, ortGemmFn, type GemmFn } from '../src/tensor/gemm.js';
+import { Rng } from '../src/tensor/rng.js';
+import { loadModelDir } from '../src/io/checkpoint.js';
+import { LlamaModel } from '../src/model/llama.js';
+import { EMBEDDED_MODEL_DIR } from '../src/cli/model-dir.js';
+import { parseQuantizer } from '../src/quant/spec.js';
+import { createCache } from '../src/kv/factory.js';
+import { parseMethod } from '../src/kv/method.js';
+import type { KVCache } from '../src/kv/cache.js';
+import { calibrateOnTokens, DEFAULT_CALIBRATION } from '../src/predictors/from-text.js';
+import { loadTokenizer } from '../src/io/tokenizer.js';
+import { readText } from '../src/eval/texts.js';
+
+const { values: args } = parseArgs({ options: { only: { type: 'string' }, json: { type: 'boolean' } } });
+const sections = new Set((args.only ?? 'gemm,model,quant,cache').split(','));
+const results: Record<string, unknown[]> = {};
+const say = (s: string) => {
+  if (!args.json) console.log(s);
+};
+
+/** Median seconds of fn over enough repetitions to fill ~minSeconds. */
+function time(fn: () => void, minSeconds = 0.3): number {
+  fn();
+  const times: number[] = [];
+  const t0 = performance.now();
+  while (times.length < 3 || (performance.now() - t0) / 1000 < minSeconds) {
+    const t = performance.now();
+    fn();
+    times.push((performance.now() - t) / 1000);
+    if (times.length >= 200) break;
+  }
+  return times.sort((a, b) => a - b)[Math.floor(times.length / 2)];
+}
+
+const model = existsSync(EMBEDDED_MODEL_DIR) ? (() => {
+  const m = loadModelDir(EMBEDDED_MODEL_DIR);
+  return new LlamaModel(m.config, m.weights);
+})() : null;
+
+if (sections.has('gemm')) {
+  const ort = ortGemmFn();
+  const rows: { shape: string; m: number; k: number; n: number; naive: number | null; ts: number; ort: number | null }[] = [];
+  const shapes: [string, number, number, number, boolean][] = [
+    ...[256, 512, 1024, 2048].map((s) => [`square ${s}`, s, s, s, false] as [string, number, number, number, boolean]),
+  ];
+  if (model) {
+    const c = model.config;
+    shapes.push(
+      [`prefill 1024: q_proj`, 1024, c.hiddenSize, c.qDim, true],
+      [`prefill 1024: gate_proj`, 1024, c.hiddenSize, c.intermediateSize, true],
+      [`prefill 1024: down_proj`, 1024, c.intermediateSize, c.hiddenSize, true],
+      [`prefill 1024: lm_head`, 1024, c.hiddenSize, c.vocabSize, true],
+      [`decode: q_proj`, 1, c.hiddenSize, c.qDim, true],
+      [`decode: gate_proj`, 1, c.hiddenSize, c.intermediateSize, true],
+      [`decode: lm_head`, 1, c.hiddenSize, c.vocabSize, true],
+      [`predictor (values), 128 tokens`, 128, 2 * c.kvDim, c.kvDim, true],
+    );
+  }
+  say('\n## Matrix products (GFLOP/s)\nshape                              M     K     N    naive       ts      ort (MLAS)');
+  const rng = new Rng(1);
+  for (const [name, m, k, n, tb] of shapes) {
+    const a = rng.fillNormal(new Float32Array(m * k));
+    const b = rng.fillNormal(new Float32Array(k * n));
+    const o = new Float32Array(m * n);
+    const gflops = (fn: GemmFn) => (2 * m * k * n) / time(() => fn(o, a, b, m, k, n, false, tb)) / 1e9;
+    const row = {
+      shape: name, m, k, n,
+      naive: m * k * n <= 256 ** 3 ? gflops(gemmNaive) : null,
+      ts: m * k * n <= 1024 ** 3 ? gflops(gemmTs) : NaN,
+      ort: ort ? gflops(ort) : null,
+    };
+    rows.push(row);
+    const f = (x: number | null) => (x === null || Number.isNaN(x) ? '-' : x.toFixed(2)).padStart(8);
+    say(`${name.padEnd(32)} ${String(m).padStart(5)} ${String(k).padStart(5)} ${String(n).padStart(5)} ${f(row.naive)} ${f(row.ts)} ${f(row.ort)}`);
+  }
+  results.gemm = rows;
+}
+
+if (sections.has('model') && model) {
+  const V = model.config.vocabSize;
+  const rng = new Rng(2);
+  const prompt = Array.from({ length: 1024 }, () => rng.int(V));
+  const prefill = time(() => model.forward(prompt, model.newFullCache(), { logits: 'last' }), 2);
+  const cache = model.newFullCache();
+  model.forward(prompt.slice(0, 512), cache, { logits: 'last' });
+  let i = 0;
+  const decode = time(() => model.forward([prompt[512 + (i++ % 256)]], cache, { logits: 'last' }), 2);
+  results.model = [{ prefillTokens: 1024, prefillTokensPerSecond: 1024 / prefill, decodeContext: 512, decodeTokensPerSecond: 1 / decode }];
+  say(`\n## Embedded model, full-precision cache\nprefill 1024 tokens: ${(1024 / prefill).toFixed(0)} tokens/s\ndecode at ~512 context: ${(1 / decode).toFixed(1)} tokens/s`);
+}
+
+if (sections.has('quant')) {
+  const C = 128;
+  const N = 2048;
+  const x = new Rng(3).fillNormal(new Float32Array(N * C));
+  const y = new Float32Array(N * C);
+  const copy = time(() => y.set(x));
+  const rows: { quantizer: string; bitsPerValue: number; quantizeValuesPerSecond: number; dequantizeValuesPerSecond: number }[] = [];
+  rows.push({ quantizer: 'copy (memory bandwidth reference)', bitsPerValue: 32, quantizeValuesPerSecond: (N * C) / copy, dequantizeValuesPerSecond: (N * C) / copy });
+  for (const spec of ['higgs:2x16', 'higgs:2x64', 'higgs:2x256', 'higgs:4x256', 'higgs:1x16', 'uniform:2:token:g32', 'uniform:2:channel:g32', 'uniform:4:token:g32']) {
+    const q = parseQuantizer(spec, C)!;
+    const block = q.quantize(x, N);
+    const tq = time(() => q.quantize(x, N));
+    const td = time(() => q.dequantize(block, y));
+    const bytes = block.codes.byteLength + block.scales.byteLength + (block.zeros?.byteLength ?? 0);
+    rows.push({ quantizer: spec, bitsPerValue: (bytes * 8) / (N * C), quantizeValuesPerSecond: (N * C) / tq, dequantizeValuesPerSecond: (N * C) / td });
+  }
+  say(`\n## Quantizers on [${N}, ${C}] Gaussian data (values/s)\nquantizer                              bits/value   quantize    dequantize`);
+  for (const r of rows) say(`${r.quantizer.padEnd(38)} ${r.bitsPerValue.toFixed(3).padStart(9)} ${(r.quantizeValuesPerSecond / 1e6).toFixed(1).padStart(9)} M ${(r.dequantizeValuesPerSecond / 1e6).toFixed(1).padStart(9)} M`);
+  results.quant = rows;
+}
+
+if (sections.has('cache') && model) {
+  const ids = loadTokenizer(EMBEDDED_MODEL_DIR).encode(readText('@sotu-train'));
+  const { set } = calibrateOnTokens(model, ids, { ...DEFAULT_CALIBRATION, samples: 16, dataSource: '@sotu-train' });
+  const rows: { context: number; cache: string; decodeTokensPerSecond: number; residentBytes: number; storedBytes: number }[] = [];
+  say('\n## Decode with compressed caches\ncontext  cache                     tokens/s   resident bytes   stored bytes');
+  for (const context of [512, 1024, 2048, 4096]) {
+    for (const [label, make] of [
+      ['fp (FullCache)', () => model.newFullCache()],
+      ['aquakv materialized', () => createCache(model, parseMethod('aquakv'), set, { mode: 'materialized' })],
+      ['aquakv compact', () => createCache(model, parseMethod('aquakv'), set, { mode: 'compact' })],
+    ] as [string, () => KVCache][]) {
+      const cache = make();
+      for (let s = 0; s < context; s += 1024) model.forward(ids.slice(s, Math.min(context, s + 1024)), cache, { logits: 'none' });
+      const steps = context >= 2048 && label.includes('compact') ? 4 : 16;
+      const t0 = performance.now();
+      for (let i = 0; i < steps; i++) model.forward([ids[context + i]], cache, { logits: 'last' });
+      const tps = steps / ((performance.now() - t0) / 1000);
+      const mem = cache.memory();
+      rows.push({ context, cache: label, decodeTokensPerSecond: tps, residentBytes: mem.total, storedBytes: mem.stored });
+      say(`${String(context).padStart(7)}  ${label.padEnd(24)} ${tps.toFixed(1).padStart(9)} ${String(mem.total).padStart(16)} ${String(mem.stored).padStart(14)}`);
+    }
+  }
+  results.cache = rows;
+}
+
+if (args.json) console.log(JSON.stringify(results, null, 2));

@@ -1,0 +1,80 @@
+/** `aquakv demo` (npm start): the whole story on the embedded model, with report.html. */
+import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { loadTokenizer } from '../io/tokenizer.js';
+import { readText } from '../eval/texts.js';
+import { DEFAULT_DEMO, runDemo } from '../demo/run-demo.js';
+import { renderReport } from '../report/html.js';
+import { intOpt, parse } from './args.js';
+import type { Command } from './commands.js';
+import { EMBEDDED_MODEL_DIR, openModel, resolveModelDir } from './model-dir.js';
+import { progress, type Progress } from './progress.js';
+import { formatResults } from './eval.js';
+import { formatLayerErrors } from './calibrate.js';
+import { AquaError } from '../errors.js';
+
+export const demoCommand: Command = {
+  summary: 'calibrate, evaluate every method, generate with fp and AQUA-KV, write report.html',
+  usage: '[--model DIR] [--text FILE|@moby-dick] [--calibration-data FILE|@sotu-train] [--cache-dir DIR] [--samples N] [--seq-len L] [--max-tokens N] [--max-new-tokens N] [--prompt TEXT] [--sinks P] [--buffer B] [--out report.html]',
+  run(argv) {
+    const o = parse(argv, {
+      model: { type: 'string' }, text: { type: 'string' }, 'calibration-data': { type: 'string' }, 'cache-dir': { type: 'string' },
+      samples: { type: 'string' }, 'seq-len': { type: 'string' }, 'max-tokens': { type: 'string' }, 'max-new-tokens': { type: 'string' },
+      prompt: { type: 'string' }, out: { type: 'string' }, sinks: { type: 'string' }, buffer: { type: 'string' },
+    });
+    const dir = resolveModelDir(o.model);
+    const embedded = dir === EMBEDDED_MODEL_DIR;
+    const evalSource = o.text ?? (embedded ? '@moby-dick' : undefined);
+    const calibSource = o['calibration-data'] ?? (embedded ? '@sotu-train' : undefined);
+    if (!evalSource || !calibSource) throw new AquaError('demo on your own model needs --text FILE and --calibration-data FILE');
+    const model = openModel(dir);
+    const tok = loadTokenizer(dir);
+    const cacheDir = resolve(o['cache-dir'] ?? '.aquakv-cache');
+    let bar: Progress | null = null;
+    let barStage = '';
+    const result = runDemo(model, tok, dir, {
+      ...DEFAULT_DEMO,
+      cacheDir,
+      calibrationText: { source: calibSource, text: readText(calibSource) },
+      evalText: { source: evalSource, text: readText(evalSource) },
+      samples: intOpt(o.samples, 'samples', DEFAULT_DEMO.samples, 2),
+      seqLen: intOpt(o['seq-len'], 'seq-len', model.config.maxPositionEmbeddings, 2),
+      maxTokens: intOpt(o['max-tokens'], 'max-tokens', DEFAULT_DEMO.maxTokens, 2),
+      maxNewTokens: intOpt(o['max-new-tokens'], 'max-new-tokens', DEFAULT_DEMO.maxNewTokens, 1),
+      prompt: o.prompt ?? DEFAULT_DEMO.prompt,
+      sinks: intOpt(o.sinks, 'sinks', DEFAULT_DEMO.sinks, 0),
+      buffer: intOpt(o.buffer, 'buffer', DEFAULT_DEMO.buffer, 1),
+      onStage: (s) => {
+        bar?.stop();
+        bar = null;
+        console.log(`\n== ${s}`);
+      },
+      onProgress: (stage, d, t, label) => {
+        if (stage !== barStage || !bar) {
+          bar?.stop();
+          bar = progress(stage);
+          barStage = stage;
+        }
+        bar.update(d, t, label);
+      },
+    });
+    (bar as Progress | null)?.stop();
+    for (const c of result.calibrations) {
+      console.log(`\npredictors for ${c.quantizer}: ${c.reused ? 'reused' : `calibrated in ${c.seconds.toFixed(1)} s, saved`} ${c.path}`);
+      console.log(formatLayerErrors(c.layers));
+    }
+    console.log(`\nperplexity on ${result.settings.evalText} (${result.settings.evalTokens} tokens, windows of ${result.settings.seqLen} fed ${result.settings.chunk} at a time)`);
+    console.log(formatResults(result.results));
+    console.log(`\nprompt: ${JSON.stringify(result.settings.prompt)}`);
+    for (const g of result.generations) {
+      console.log(`\n[${g.method}] ${g.text.trim()}`);
+      console.log(
+        `  decode ${g.decodeTokensPerSecond.toFixed(1)} tokens/s; cache of ${g.tokens} tokens: ${g.storedBytes.toLocaleString('en-US')} bytes stored ` +
+          `(16-bit keys and values would take ${g.fp16Bytes.toLocaleString('en-US')}: ${(g.fp16Bytes / g.storedBytes).toFixed(2)}× compression), ${g.residentBytes.toLocaleString('en-US')} resident`,
+      );
+    }
+    const out = resolve(o.out ?? 'report.html');
+    writeFileSync(out, renderReport(result));
+    console.log(`\nreport: ${out} (demo took ${result.seconds.toFixed(0)} s)`);
+  },
+};

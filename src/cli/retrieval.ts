@@ -1,0 +1,59 @@
+/** `aquakv retrieval`: pass-key retrieval accuracy at several distances, per cache method. */
+import { loadTokenizer } from '../io/tokenizer.js';
+import { createCache } from '../kv/factory.js';
+import { parseMethod } from '../kv/method.js';
+import { readText } from '../eval/texts.js';
+import { retrievalAccuracy } from '../eval/retrieval-eval.js';
+import { AquaError } from '../errors.js';
+import { intOpt, parse } from './args.js';
+import type { Command } from './commands.js';
+import { openModel, resolveModelDir } from './model-dir.js';
+import { predictorsFor } from './eval.js';
+import { progress } from './progress.js';
+
+export const retrievalCommand: Command = {
+  summary: 'pass-key retrieval accuracy at several distances for each cache method',
+  usage: '[--model DIR] [--filler FILE|@moby-dick] [--methods fp,aquakv,...] [--predictors FILE] [--distances 64,256,512,960] [--samples N] [--length T] [--chunk C] [--seed S] [--json]',
+  run(argv) {
+    const o = parse(argv, {
+      model: { type: 'string' }, filler: { type: 'string' }, methods: { type: 'string' }, predictors: { type: 'string' },
+      distances: { type: 'string' }, samples: { type: 'string' }, length: { type: 'string' }, chunk: { type: 'string' },
+      seed: { type: 'string' }, json: { type: 'boolean' }, 'calibration-data': { type: 'string' },
+    });
+    const dir = resolveModelDir(o.model);
+    const model = openModel(dir);
+    const tok = loadTokenizer(dir);
+    const total = intOpt(o.length, 'length', model.config.maxPositionEmbeddings, 32);
+    const distances = (o.distances ?? `64,256,512,${total - 64}`).split(',').map((s) => {
+      const d = Number(s);
+      if (!Number.isInteger(d) || d < 20 || d > total - 20) throw new AquaError(`--distances: ${s} must be an integer in [20, ${total - 20}]`);
+      return d;
+    });
+    const methods = (o.methods ?? 'fp,aquakv').split(/,(?![^[]*\])/).map(parseMethod);
+    const predictors = methods.some((m) => m.usesPredictors) ? predictorsFor(model, dir, o.predictors, o['calibration-data'], !!o.json) : null;
+    const filler = tok.encode(readText(o.filler ?? '@moby-dick'));
+    const samples = intOpt(o.samples, 'samples', 20, 1);
+    const rows: { method: string; distance: number; accuracy: number; correct: number; samples: number }[] = [];
+    for (const m of methods) {
+      const bar = progress(`retrieval ${m.name}`, !!o.json);
+      const res = retrievalAccuracy(model, (s) => tok.encode(s), filler, () => createCache(model, m, predictors), {
+        distances, samples, total, chunk: intOpt(o.chunk, 'chunk', 32, 1), seed: intOpt(o.seed, 'seed', 0),
+        onProgress: (d, t) => bar.update(d, t),
+      });
+      bar.stop();
+      for (const r of res) rows.push({ method: m.name, ...r });
+    }
+    if (o.json) {
+      console.log(JSON.stringify({ length: total, results: rows }, null, 2));
+      return;
+    }
+    console.log(`pass-key retrieval in sequences of ${total} tokens (${samples} samples per distance)`);
+    console.log('method'.padEnd(28) + distances.map((d) => `d=${d}`.padStart(9)).join(''));
+    for (const m of methods) {
+      console.log(m.name.padEnd(28) + distances.map((d) => {
+        const r = rows.find((x) => x.method === m.name && x.distance === d)!;
+        return `${(100 * r.accuracy).toFixed(0)}%`.padStart(9);
+      }).join(''));
+    }
+  },
+};

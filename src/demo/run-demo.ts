@@ -1,0 +1,142 @@
+/**
+ * The demo (`aquakv demo`, `npm start`): calibrate (or reuse) predictors, evaluate every method
+ * on held-out text, generate a continuation with the full-precision and the AQUA-KV cache, and
+ * collect everything the report shows.
+ */
+import type { LlamaModel } from '../model/llama.js';
+import type { TextTokenizer } from '../io/tokenizer.js';
+import { createCache } from '../kv/factory.js';
+import { parseMethod } from '../kv/method.js';
+import { evaluatePerplexity, type MethodResult } from '../eval/perplexity.js';
+import { generate } from '../model/generate.js';
+import type { LayerErrors } from '../predictors/file.js';
+import type { PredictorSet } from '../predictors/linear.js';
+import { cachedPredictors, type CalibrationSettings } from '../predictors/cache-dir.js';
+import { DEFAULT_CALIBRATION } from '../predictors/from-text.js';
+import type { KVCache } from '../kv/cache.js';
+
+export interface DemoOptions {
+  cacheDir: string;
+  calibrationText: { source: string; text: string };
+  evalText: { source: string; text: string };
+  samples: number;
+  seqLen: number;
+  maxTokens: number;
+  chunk: number;
+  prompt: string;
+  maxNewTokens: number;
+  /** Residual quantizers of the AQUA-KV variants; each gets its own predictors. */
+  aquakvQuantizers: string[];
+  baselines: string[];
+  sinks: number;
+  buffer: number;
+  onStage?: (stage: string) => void;
+  onProgress?: (stage: string, done: number, total: number, label?: string) => void;
+}
+
+export const DEFAULT_DEMO = {
+  samples: 16,
+  maxTokens: 4096,
+  chunk: 32,
+  prompt: 'Fellow-Citizens of the Senate and House of Representatives: The state of the Union',
+  maxNewTokens: 48,
+  aquakvQuantizers: ['higgs:2x16', 'higgs:2x64'],
+  baselines: ['fp', 'higgs', 'higgs[q=higgs:2x64]', 'higgs[q=higgs:1x16]', 'kivi2', 'kivi4'],
+  sinks: 4,
+  buffer: 128,
+};
+
+export interface Generation {
+  method: string;
+  text: string;
+  prefillTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+  tokens: number; // cached tokens at the end
+  storedBytes: number;
+  residentBytes: number;
+  fp16Bytes: number; // the same tokens' keys and values at 16 bits
+  components: Record<string, number>;
+}
+
+export interface DemoResult {
+  model: { dir: string; layers: number; kvDim: number; hiddenSize: number; vocabSize: number; context: number };
+  settings: Record<string, string | number>;
+  calibrations: { quantizer: string; reused: boolean; path: string; seconds: number; layers: LayerErrors[] }[];
+  results: MethodResult[];
+  generations: Generation[];
+  seconds: number;
+}
+
+export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string, o: DemoOptions): DemoResult {
+  const t0 = performance.now();
+  const cfg = model.config;
+  const seqLen = Math.min(o.seqLen, cfg.maxPositionEmbeddings);
+  // 1. predictors, one set per AQUA-KV residual quantizer
+  o.onStage?.(`1/3 predictors (cache: ${o.cacheDir})`);
+  const calibIds = tok.encode(o.calibrationText.text);
+  const predictorSets = new Map<string, PredictorSet>();
+  const calibrations: DemoResult['calibrations'] = [];
+  for (const q of o.aquakvQuantizers) {
+    const settings: CalibrationSettings = { ...DEFAULT_CALIBRATION, quantizer: q, samples: o.samples, seqLen, dataSource: o.calibrationText.source };
+    const c = cachedPredictors(o.cacheDir, model, calibIds, settings, (stage, d, t) => o.onProgress?.(`calibrate ${q}`, d, t, stage));
+    predictorSets.set(q, c.set);
+    calibrations.push({ quantizer: q, reused: c.reused, path: c.path, seconds: c.info.seconds, layers: c.info.layers });
+  }
+  // 2. evaluation: baselines and AQUA-KV variants on the same windows
+  o.onStage?.(`2/3 perplexity on ${o.evalText.source}`);
+  const evalIds = tok.encode(o.evalText.text);
+  const aquaNames = o.aquakvQuantizers.map((q) => (q === 'higgs:2x16' ? 'aquakv' : `aquakv[q=${q}]`));
+  const methods = [...o.baselines, ...aquaNames].map(parseMethod);
+  // aquakv variants with different predictors: evaluate each with its own set
+  const results: MethodResult[] = [];
+  const cache = { sinks: o.sinks, buffer: o.buffer, mode: 'materialized' as const };
+  const base = evaluatePerplexity(model, evalIds, methods.filter((m) => !m.usesPredictors), null, {
+    seqLen, chunk: o.chunk, maxTokens: o.maxTokens, cache, onProgress: (d, t, l) => o.onProgress?.('eval baselines', d, t, l),
+  });
+  results.push(...base);
+  o.aquakvQuantizers.forEach((q, i) => {
+    const m = methods.find((x) => x.name === aquaNames[i])!;
+    const [fpAgain, r] = evaluatePerplexity(model, evalIds, [parseMethod('fp'), m], predictorSets.get(q)!, {
+      seqLen, chunk: o.chunk, maxTokens: o.maxTokens, cache, onProgress: (d, t, l) => o.onProgress?.(`eval ${m.name}`, d, t, l),
+    });
+    // the fp reference is recomputed on the same windows; its perplexity must match the first run
+    results.push({ ...r, relativeChange: r.perplexity / fpAgain.perplexity - 1 });
+  });
+  // 3. generation with the full-precision cache and with AQUA-KV
+  o.onStage?.('3/3 generation');
+  const prompt = tok.encode(o.prompt);
+  const generations: Generation[] = [];
+  const firstAqua = o.aquakvQuantizers[0];
+  for (const [label, make] of [
+    ['fp', () => createCache(model, parseMethod('fp'), null, cache)],
+    [aquaNames[0], () => createCache(model, parseMethod(aquaNames[0]), predictorSets.get(firstAqua)!, cache)],
+  ] as [string, () => KVCache][]) {
+    const cache = make();
+    const g = generate(model, prompt, cache, { maxNewTokens: o.maxNewTokens, temperature: 0, topP: 1, seed: 0, stopIds: cfg.eosTokenIds });
+    const mem = cache.memory();
+    const tokens = cache.length;
+    generations.push({
+      method: label,
+      text: tok.decode(g.ids),
+      prefillTokensPerSecond: g.prefillTokens / g.prefillSeconds,
+      decodeTokensPerSecond: g.decodeTokens / g.decodeSeconds,
+      tokens,
+      storedBytes: mem.stored,
+      residentBytes: mem.total,
+      fp16Bytes: tokens * cfg.kvDim * 2 * cfg.nLayers * 2,
+      components: mem.components,
+    });
+  }
+  return {
+    model: { dir: modelDir, layers: cfg.nLayers, kvDim: cfg.kvDim, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, context: cfg.maxPositionEmbeddings },
+    settings: {
+      calibrationText: o.calibrationText.source, calibrationSamples: o.samples, seqLen, evalText: o.evalText.source,
+      evalTokens: Math.floor(Math.min(evalIds.length, o.maxTokens) / seqLen) * seqLen, chunk: o.chunk, sinks: o.sinks, buffer: o.buffer,
+      firstLayerQuantizer: DEFAULT_CALIBRATION.firstLayerQuantizer, damp: DEFAULT_CALIBRATION.damp, prompt: o.prompt,
+    },
+    calibrations,
+    results,
+    generations,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}

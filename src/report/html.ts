@@ -1,0 +1,82 @@
+/**
+ * report.html: one self-contained page (inline SVG, inline CSS, no network) with the trade-off
+ * curve, per-layer predictor errors, cache memory by component, the results and the settings.
+ */
+import type { DemoResult } from '../demo/run-demo.js';
+import { lineChart, stackedBarChart, type Series } from './svg.js';
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const fmt = (x: number, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : '–');
+
+function family(method: string): string {
+  if (method === 'fp') return 'fp (f32 cache)';
+  if (method.startsWith('aquakv')) return 'AQUA-KV';
+  if (method.startsWith('kivi')) return 'KIVI-style uniform';
+  if (method.includes('1x')) return 'rotation + scalar Lloyd–Max';
+  return 'HIGGS alone';
+}
+
+export function renderReport(r: DemoResult): string {
+  const quantized = r.results.filter((x) => x.method !== 'fp');
+  const fams = [...new Set(quantized.map((x) => family(x.method)))];
+  const fp = r.results.find((x) => x.method === 'fp');
+  const tradeoff: Series[] = fams.map((f) => ({
+    name: f,
+    line: false,
+    points: quantized.filter((x) => family(x.method) === f).map((x) => [x.bitsPerValue, x.perplexity] as [number, number]),
+  }));
+  if (fp) {
+    const xs = quantized.map((x) => x.bitsPerValue);
+    tradeoff.push({ name: `fp perplexity ${fmt(fp.perplexity)}`, color: '#555', points: [[Math.min(...xs, 2), fp.perplexity], [Math.max(...xs, 5), fp.perplexity]] });
+  }
+  const tradeoffSvg = lineChart(tradeoff, { title: 'Perplexity against stored bits per value', xLabel: 'bits per value (codes + scales + layer 0)', yLabel: 'perplexity' });
+  const layerSeries: Series[] = r.calibrations.flatMap((c) => [
+    { name: `keys (${c.quantizer})`, points: c.layers.filter((l) => l.keys).map((l) => [l.layer, l.keys!.equivalentBits] as [number, number]) },
+    { name: `values (${c.quantizer})`, points: c.layers.filter((l) => l.values).map((l) => [l.layer, l.values!.equivalentBits] as [number, number]) },
+  ]);
+  const layerSvg = lineChart(layerSeries, { title: 'Predictor quality per layer (validation)', xLabel: 'layer', yLabel: 'equivalent bits, −log₄ relMSE' });
+  const memSvg = stackedBarChart(
+    [
+      ...r.generations.map((g) => ({ label: `generate: ${g.method}`, parts: g.components })),
+      ...r.results.map((x) => ({ label: `eval window: ${x.method}`, parts: Object.fromEntries(Object.entries(x.components).filter(([k]) => k !== 'materialized' && k !== 'working')) })),
+    ],
+    { title: 'Cache memory by component', unit: 'bytes' },
+  );
+  const resultRows = r.results
+    .map((x) => `<tr><td>${esc(x.method)}</td><td>${fmt(x.bitsPerValue)}</td><td>${fmt(x.perplexity)}</td><td>${x.relativeChange >= 0 ? '+' : ''}${fmt(100 * x.relativeChange, 2)}%</td><td>${fmt(x.klDivergence, 5)}</td><td>${x.cacheBytes.toLocaleString('en-US')}</td></tr>`)
+    .join('\n');
+  const layerRows = r.calibrations.flatMap((c) => c.layers.map((l) =>
+    `<tr><td>${esc(c.quantizer)}</td><td>${l.layer}</td><td>${l.keys ? fmt(l.keys.validRelMse, 4) : 'no predictor'}</td><td>${l.keys ? fmt(l.keys.equivalentBits, 2) : ''}</td><td>${l.values ? fmt(l.values.validRelMse, 4) : 'no predictor'}</td><td>${l.values ? fmt(l.values.equivalentBits, 2) : ''}</td></tr>`)).join('\n');
+  const genRows = r.generations
+    .map((g) => `<tr><td>${esc(g.method)}</td><td class="text">${esc(g.text)}</td><td>${fmt(g.decodeTokensPerSecond, 1)}</td><td>${g.storedBytes.toLocaleString('en-US')}</td><td>${fmt(g.fp16Bytes / g.storedBytes, 2)}×</td></tr>`)
+    .join('\n');
+  const settingRows = Object.entries({ ...r.settings, model: r.model.dir, layers: r.model.layers, 'key/value channels C': r.model.kvDim })
+    .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(String(v))}</td></tr>`).join('\n');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>aquakv report</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f4f4f4}td.text{text-align:left;max-width:420px}td:first-child{text-align:left}
+section{margin:2em 0}svg{max-width:100%;height:auto}
+</style></head><body>
+<h1>aquakv report</h1>
+<p>AQUA-KV compresses the key-value cache by predicting each layer's keys and values from the previous layer's reconstructions and quantizing only the residual with HIGGS. Figures below were measured by <code>aquakv demo</code> in ${fmt(r.seconds, 0)} s.</p>
+<section id="tradeoff"><h2>Quality against size</h2>${tradeoffSvg}
+<table><thead><tr><th>method</th><th>bits/value</th><th>perplexity</th><th>change vs fp</th><th>KL (nats)</th><th>cache bytes, one window</th></tr></thead><tbody>
+${resultRows}
+</tbody></table></section>
+<section id="predictors"><h2>Per-layer predictor error</h2>${layerSvg}
+<table><thead><tr><th>residual quantizer</th><th>layer</th><th>keys relMSE</th><th>keys equiv. bits</th><th>values relMSE</th><th>values equiv. bits</th></tr></thead><tbody>
+${layerRows}
+</tbody></table></section>
+<section id="memory"><h2>Cache memory</h2>${memSvg}
+<table><thead><tr><th>cache</th><th>continuation (greedy)</th><th>decode tokens/s</th><th>stored bytes</th><th>vs 16-bit</th></tr></thead><tbody>
+${genRows}
+</tbody></table></section>
+<section id="settings"><h2>Settings</h2><table><tbody>
+${settingRows}
+</tbody></table></section>
+</body></html>
+`;
+}

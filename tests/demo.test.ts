@@ -1,0 +1,93 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadModelDir } from '../src/io/checkpoint.js';
+import { LlamaModel } from '../src/model/llama.js';
+import { cachedPredictors, predictorCacheKey } from '../src/predictors/cache-dir.js';
+import { DEFAULT_CALIBRATION } from '../src/predictors/from-text.js';
+import { renderReport } from '../src/report/html.js';
+import type { DemoResult } from '../src/demo/run-demo.js';
+import { Rng } from '../src/tensor/rng.js';
+import { FIXTURE_TEXT, makeTinyModel } from './fixture.js';
+
+const BIN = resolve(fileURLToPath(import.meta.url), '../../../bin/aquakv.js');
+
+const sample: DemoResult = {
+  model: { dir: '/m', layers: 2, kvDim: 16, hiddenSize: 32, vocabSize: 300, context: 512 },
+  settings: { evalText: '@moby-dick', seqLen: 64, chunk: 32 },
+  calibrations: [{ quantizer: 'higgs:2x16', reused: false, path: '/p', seconds: 1, layers: [
+    { layer: 0, keys: null, values: null },
+    { layer: 1, keys: { trainRelMse: 0.05, validRelMse: 0.0625, equivalentBits: 2 }, values: { trainRelMse: 0.2, validRelMse: 0.25, equivalentBits: 1 } },
+  ] }],
+  results: [
+    { method: 'fp', bitsPerValue: 32, perplexity: 20.5, relativeChange: 0, klDivergence: 0, cacheBytes: 1000, components: { sinks: 10 }, predictorBytes: 0, nll: 3, tokens: 63, windows: 1, seconds: 1 },
+    { method: 'aquakv', bitsPerValue: 2.345, perplexity: 20.6789, relativeChange: 0.00872, klDivergence: 0.01234, cacheBytes: 123, components: { keyCodes: 50, valueCodes: 50, scales: 13, sinks: 10 }, predictorBytes: 99, nll: 3.01, tokens: 63, windows: 1, seconds: 1 },
+    { method: 'kivi2', bitsPerValue: 3.0667, perplexity: 25.5, relativeChange: 0.2439, klDivergence: 0.2, cacheBytes: 150, components: { keyCodes: 60, valueCodes: 60, scales: 20, sinks: 10 }, predictorBytes: 0, nll: 3.2, tokens: 63, windows: 1, seconds: 1 },
+  ],
+  generations: [{ method: 'fp', text: 'the <Union> & more', prefillTokensPerSecond: 100, decodeTokensPerSecond: 50, tokens: 10, storedBytes: 640, residentBytes: 640, fp16Bytes: 320, components: { sinks: 640 } }],
+  seconds: 12,
+};
+
+test('the report is one self-contained HTML page with every section and the numbers given', () => {
+  const html = renderReport(sample);
+  assert.match(html, /^<!doctype html>/);
+  for (const id of ['tradeoff', 'predictors', 'memory', 'settings']) assert.match(html, new RegExp(`<section id="${id}">`));
+  assert.equal((html.match(/<svg /g) ?? []).length, 3);
+  for (const s of ['2.345', '20.679', '+0.87%', '0.01234', '3.067', '+24.39%', '0.0625', '2.00', '@moby-dick', '0.50×']) assert.ok(html.includes(s), `missing ${s}`);
+  assert.ok(html.includes('the &lt;Union&gt; &amp; more'), 'generated text is escaped');
+  assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'no scripts, no network');
+  // balanced tags of the main elements
+  for (const tag of ['section', 'table', 'svg', 'tbody']) assert.equal((html.match(new RegExp(`<${tag}[ >]`, 'g')) ?? []).length, (html.match(new RegExp(`</${tag}>`, 'g')) ?? []).length, tag);
+});
+
+test('the predictor cache directory reuses a calibration and invalidates it on any change', () => {
+  const dirA = makeTinyModel({ layers: 2, seed: 1 });
+  const dirB = makeTinyModel({ layers: 2, seed: 1, attentionBias: true });
+  const a = loadModelDir(dirA);
+  const b = loadModelDir(dirB);
+  const ma = new LlamaModel(a.config, a.weights);
+  const mb = new LlamaModel(b.config, b.weights);
+  const rng = new Rng(4);
+  const ids = Array.from({ length: 1200 }, () => rng.int(300));
+  const s = { ...DEFAULT_CALIBRATION, samples: 4, seqLen: 100, dataSource: 'ids' };
+  const cache = mkdtempSync(join(tmpdir(), 'aquakv-cache-'));
+  const first = cachedPredictors(cache, ma, ids, s);
+  assert.equal(first.reused, false);
+  const again = cachedPredictors(cache, ma, ids, s);
+  assert.equal(again.reused, true);
+  assert.equal(again.path, first.path);
+  assert.deepEqual(again.set.keys[1]!.weight, first.set.keys[1]!.weight);
+  const key = predictorCacheKey(ma, s, ids);
+  assert.notEqual(predictorCacheKey(mb, s, ids), key, 'another model');
+  assert.notEqual(predictorCacheKey(ma, { ...s, quantizer: 'higgs:2x64' }, ids), key, 'another quantizer');
+  assert.notEqual(predictorCacheKey(ma, { ...s, samples: 5 }, ids), key, 'another sample count');
+  assert.notEqual(predictorCacheKey(ma, s, ids.slice(1)), key, 'other text');
+  const other = cachedPredictors(cache, ma, ids, { ...s, damp: 1e-2 });
+  assert.equal(other.reused, false);
+  assert.equal(readdirSync(cache).length, 2);
+});
+
+test('smoke: the demo runs end to end on the tiny fixture and writes its report', () => {
+  const dir = makeTinyModel({ layers: 3, maxPositions: 512 });
+  const work = mkdtempSync(join(tmpdir(), 'aquakv-demo-'));
+  const text = join(work, 'text.txt');
+  writeFileSync(text, Array.from({ length: 30 }, (_, i) => `${FIXTURE_TEXT} ${i}`).join('\n\n'));
+  const out = join(work, 'report.html');
+  const args = [BIN, 'demo', '--model', dir, '--text', text, '--calibration-data', text, '--seq-len', '64', '--max-tokens', '256',
+    '--samples', '4', '--max-new-tokens', '8', '--buffer', '16', '--cache-dir', join(work, 'cache'), '--out', out];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  for (const m of ['fp', 'aquakv', 'higgs', 'kivi2', 'kivi4', 'aquakv[q=higgs:2x64]']) assert.match(r.stdout, new RegExp(`^${m.replace(/[[\]]/g, '\\$&')}\\s+\\d+\\.\\d{3}`, 'm'));
+  assert.match(r.stdout, /calibrated in/);
+  assert.match(r.stdout, /\[aquakv\] .*\n  decode [\d.]+ tokens\/s; cache of \d+ tokens: [\d,]+ bytes stored/);
+  assert.ok(existsSync(out));
+  assert.match(readFileSync(out, 'utf8'), /<section id="tradeoff">/);
+  const second = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  assert.equal(second.status, 0, second.stderr);
+  assert.match(second.stdout, /predictors for higgs:2x16: reused/);
+});
