@@ -46,45 +46,74 @@ export const gemmNaive: GemmFn = (out, a, b, m, k, n, transA, transB) => {
 };
 
 let transposeScratch = new Float32Array(0);
+let rowScratch = new Float64Array(0);
 
-/** Portable TypeScript product: row·row dot products when B is [N, K], row axpys otherwise. */
+/**
+ * Portable TypeScript product. Sums run in f64 (JS numbers) in order p = 0..K−1 for every output,
+ * so a row's result does not depend on how many rows are computed together.
+ *  - B as [N, K] (linear layers): 2 rows × 4 columns of dot products per pass, each A and B value
+ *    loaded once per pass (~3× the plain dot-product loop here);
+ *  - B as [K, N]: row axpys into an f64 accumulator row.
+ */
 export const gemmTs: GemmFn = (out, a, b, m, k, n, transA, transB) => {
   checkSizes('gemmTs', out, a, b, m, k, n);
   let A = a;
   if (transA) {
-    // [K, M] → [M, K] once, so both inner loops below read A rows contiguously
+    // [K, M] → [M, K] once, so the loops below read A rows contiguously
     if (transposeScratch.length < m * k) transposeScratch = new Float32Array(m * k);
     A = transposeScratch;
     for (let p = 0; p < k; p++) for (let i = 0; i < m; i++) A[i * k + p] = a[p * m + i];
   }
   if (transB) {
-    for (let i = 0; i < m; i++) {
-      const ai = i * k;
-      for (let j = 0; j < n; j++) {
-        const bj = j * k;
-        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        let p = 0;
-        for (; p + 3 < k; p += 4) {
-          s0 += A[ai + p] * b[bj + p];
-          s1 += A[ai + p + 1] * b[bj + p + 1];
-          s2 += A[ai + p + 2] * b[bj + p + 2];
-          s3 += A[ai + p + 3] * b[bj + p + 3];
+    let i = 0;
+    for (; i + 1 < m; i += 2) {
+      const a0 = i * k;
+      const a1 = a0 + k;
+      let j = 0;
+      for (; j + 3 < n; j += 4) {
+        const b0 = j * k, b1 = b0 + k, b2 = b1 + k, b3 = b2 + k;
+        let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+        for (let p = 0; p < k; p++) {
+          const x0 = A[a0 + p], x1 = A[a1 + p];
+          const y0 = b[b0 + p], y1 = b[b1 + p], y2 = b[b2 + p], y3 = b[b3 + p];
+          s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
+          s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
         }
-        for (; p < k; p++) s0 += A[ai + p] * b[bj + p];
-        out[i * n + j] = s0 + s1 + s2 + s3;
+        const o0 = i * n + j, o1 = o0 + n;
+        out[o0] = s00; out[o0 + 1] = s01; out[o0 + 2] = s02; out[o0 + 3] = s03;
+        out[o1] = s10; out[o1 + 1] = s11; out[o1 + 2] = s12; out[o1 + 3] = s13;
+      }
+      for (; j < n; j++) {
+        const bj = j * k;
+        let s0 = 0, s1 = 0;
+        for (let p = 0; p < k; p++) {
+          s0 += A[a0 + p] * b[bj + p];
+          s1 += A[a1 + p] * b[bj + p];
+        }
+        out[i * n + j] = s0;
+        out[(i + 1) * n + j] = s1;
+      }
+    }
+    for (; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let p = 0; p < k; p++) s += A[i * k + p] * b[j * k + p];
+        out[i * n + j] = s;
       }
     }
     return;
   }
+  if (rowScratch.length < n) rowScratch = new Float64Array(n);
+  const acc = rowScratch;
   for (let i = 0; i < m; i++) {
-    const oi = i * n;
-    out.fill(0, oi, oi + n);
+    acc.fill(0, 0, n);
     for (let p = 0; p < k; p++) {
       const av = A[i * k + p];
       if (av === 0) continue;
       const bp = p * n;
-      for (let j = 0; j < n; j++) out[oi + j] += av * b[bp + j];
+      for (let j = 0; j < n; j++) acc[j] += av * b[bp + j];
     }
+    for (let j = 0; j < n; j++) out[i * n + j] = acc[j];
   }
 };
 
