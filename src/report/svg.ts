@@ -29,9 +29,9 @@ function ticks(lo: number, hi: number, n = 5): number[] {
 }
 
 export function lineChart(series: Series[], o: ChartOptions): string {
-  const W = o.width ?? 640;
+  const W = o.width ?? 760;
   const H = o.height ?? 360;
-  const m = { l: 64, r: 150, t: 36, b: 48 };
+  const m = { l: 64, r: 230, t: 36, b: 48 };
   const all = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0));
   const fy = (y: number) => (o.logY ? Math.log10(y) : y);
   let [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
