@@ -6,10 +6,15 @@
  *   quant  quantize and dequantize throughput (values/s) per quantizer, next to a plain copy
  *   cache  decode tokens/s at contexts 512–4096 for fp and AQUA-KV (materialized, compact),
  *          with each cache's resident and stored bytes
+ *   train  training tokens/s of the embedded model's architecture (forward + backward + AdamW)
+ *          and the share of that time spent in matrix products
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { gemmNaive, gemmTs, ortGemmFn, type GemmFn } from '../src/tensor/gemm.js';
+import { gemmNaive, gemmProfile, gemmTs, ortGemmFn, type GemmFn } from '../src/tensor/gemm.js';
+import { ParamArena } from '../src/train/params.js';
+import { TrainableLlama } from '../src/train/trainable.js';
+import { AdamW } from '../src/train/adamw.js';
 import { Rng } from '../src/tensor/rng.js';
 import { loadModelDir } from '../src/io/checkpoint.js';
 import { LlamaModel } from '../src/model/llama.js';
@@ -23,7 +28,7 @@ import { loadTokenizer } from '../src/io/tokenizer.js';
 import { readText } from '../src/eval/texts.js';
 
 const { values: args } = parseArgs({ options: { only: { type: 'string' }, json: { type: 'boolean' } } });
-const sections = new Set((args.only ?? 'gemm,model,quant,cache').split(','));
+const sections = new Set((args.only ?? 'gemm,model,quant,cache,train').split(','));
 const results: Record<string, unknown[]> = {};
 const say = (s: string) => {
   if (!args.json) console.log(s);
@@ -144,6 +149,31 @@ if (sections.has('cache') && model) {
     }
   }
   results.cache = rows;
+}
+
+if (sections.has('train') && model) {
+  const B = 2, T = model.config.maxPositionEmbeddings, steps = 3;
+  const arena = new ParamArena(model.config);
+  arena.init(1);
+  const net = new TrainableLlama(model.config, arena, B, T);
+  const opt = new AdamW(arena, { lr: 1e-3, minLr: 1e-4, warmupSteps: 1, totalSteps: steps, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clipNorm: 1 });
+  const rng = new Rng(5);
+  const ids = Int32Array.from({ length: B * T }, () => rng.int(model.config.vocabSize));
+  net.forwardBackward(ids, ids); // warm-up
+  Object.assign(gemmProfile, { enabled: true, calls: 0, seconds: 0, flops: 0 });
+  const t0 = performance.now();
+  for (let s = 0; s < steps; s++) {
+    net.forwardBackward(ids, ids);
+    opt.update();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  gemmProfile.enabled = false;
+  const row = {
+    batch: B, seqLen: T, tokensPerSecond: (steps * B * T) / seconds, gemmShare: gemmProfile.seconds / seconds,
+    gemmGflops: gemmProfile.flops / gemmProfile.seconds / 1e9, gemmCallsPerStep: gemmProfile.calls / steps,
+  };
+  results.train = [row];
+  say(`\n## Training step (${B}×${T} tokens, forward + backward + AdamW)\n${row.tokensPerSecond.toFixed(0)} tokens/s; matrix products ${(100 * row.gemmShare).toFixed(0)}% of the time at ${row.gemmGflops.toFixed(1)} GFLOP/s (${row.gemmCallsPerStep} calls per step)`);
 }
 
 if (args.json) console.log(JSON.stringify(results, null, 2));

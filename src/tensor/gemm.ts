@@ -221,5 +221,15 @@ export function ortGemmFn(): GemmFn | null {
  */
 export const SMALL_PRODUCT = 8192;
 
-export const gemm: GemmFn = (out, a, b, m, k, n, transA, transB) =>
-  (m * k * n < SMALL_PRODUCT ? gemmTs : active)(out, a, b, m, k, n, transA, transB);
+/** Time spent in `gemm`, for benchmarks: off by default, one clock read per call when on. */
+export const gemmProfile = { enabled: false, calls: 0, seconds: 0, flops: 0 };
+
+export const gemm: GemmFn = (out, a, b, m, k, n, transA, transB) => {
+  const fn = m * k * n < SMALL_PRODUCT ? gemmTs : active;
+  if (!gemmProfile.enabled) return fn(out, a, b, m, k, n, transA, transB);
+  const t0 = performance.now();
+  fn(out, a, b, m, k, n, transA, transB);
+  gemmProfile.seconds += (performance.now() - t0) / 1000;
+  gemmProfile.calls++;
+  gemmProfile.flops += 2 * m * k * n;
+};

@@ -1,0 +1,65 @@
+/**
+ * The embedded model's quality report: `npm run eval:model [-- --model DIR --max-tokens N --samples N]`.
+ * Held-out perplexity and bits per byte on Moby Dick and the held-out addresses against a unigram
+ * baseline fitted on the training text, pass-key retrieval with the full-precision cache at
+ * several distances, and a few greedy and sampled continuations.
+ */
+import { parseArgs } from 'node:util';
+import { loadModelDir } from '../src/io/checkpoint.js';
+import { loadTokenizer } from '../src/io/tokenizer.js';
+import { LlamaModel } from '../src/model/llama.js';
+import { readText } from '../src/eval/texts.js';
+import { scoreText, unigramLogProbs } from '../src/eval/language-model.js';
+import { retrievalAccuracy } from '../src/eval/retrieval-eval.js';
+import { generate } from '../src/model/generate.js';
+import { EMBEDDED_MODEL_DIR } from '../src/cli/model-dir.js';
+
+const { values: a } = parseArgs({ options: {
+  model: { type: 'string', default: EMBEDDED_MODEL_DIR },
+  'max-tokens': { type: 'string', default: '32768' },
+  samples: { type: 'string', default: '20' },
+  json: { type: 'boolean' },
+} });
+const dir = a.model!;
+const m = loadModelDir(dir);
+const model = new LlamaModel(m.config, m.weights);
+const tok = loadTokenizer(dir);
+const V = model.config.vocabSize;
+const T = model.config.maxPositionEmbeddings;
+const encoder = new TextEncoder();
+const byteLen = new Map<number, number>();
+const tokenBytes = (id: number) => {
+  let b = byteLen.get(id);
+  if (b === undefined) byteLen.set(id, (b = encoder.encode(tok.decode([id])).length));
+  return b;
+};
+const trainIds = tok.encode(readText('@sotu-train'));
+const unigram = unigramLogProbs(trainIds, V);
+const report: Record<string, unknown> = {};
+const lm: Record<string, unknown> = {};
+for (const source of ['@moby-dick', '@sotu-heldout']) {
+  const ids = tok.encode(readText(source));
+  lm[source] = scoreText(model, ids, tokenBytes, unigram, { seqLen: T, maxTokens: Number(a['max-tokens']) });
+}
+report.languageModel = lm;
+const filler = tok.encode(readText('@moby-dick'));
+const samples = Number(a.samples);
+report.retrieval = retrievalAccuracy(model, (s) => tok.encode(s), filler, () => model.newFullCache(), {
+  distances: [32, 128, 256, 512, 768, T - 64], samples, total: T, chunk: 256, seed: 7,
+});
+const prompts = ['Fellow-Citizens of the Senate and House of Representatives:', 'The condition of our finances', 'Call me Ishmael. Some years ago'];
+report.samples = prompts.flatMap((p) => [0, 0.8].map((temperature) => {
+  const g = generate(model, tok.encode(p), model.newFullCache(), { maxNewTokens: 48, temperature, topP: 0.95, seed: 1, stopIds: [0] });
+  return { prompt: p, temperature, text: tok.decode(g.ids) };
+}));
+if (a.json) console.log(JSON.stringify(report, null, 2));
+else {
+  console.log('text            tokens    bytes   perplexity  bits/byte   unigram ppl  unigram bits/byte');
+  for (const [k, v] of Object.entries(lm) as [string, ReturnType<typeof scoreText>][]) {
+    console.log(`${k.padEnd(14)} ${String(v.tokens).padStart(7)} ${String(v.bytes).padStart(8)} ${v.perplexity.toFixed(2).padStart(12)} ${v.bitsPerByte.toFixed(3).padStart(10)} ${v.unigramPerplexity.toFixed(1).padStart(13)} ${v.unigramBitsPerByte.toFixed(3).padStart(18)}`);
+  }
+  console.log(`\npass-key retrieval, fp cache, sequences of ${T} tokens, ${samples} samples per distance`);
+  for (const r of report.retrieval as { distance: number; accuracy: number }[]) console.log(`  distance ${String(r.distance).padStart(4)}: ${(100 * r.accuracy).toFixed(0)}%`);
+  console.log('\nsamples');
+  for (const s of report.samples as { prompt: string; temperature: number; text: string }[]) console.log(`[T=${s.temperature}] ${s.prompt}${s.text}\n`);
+}
