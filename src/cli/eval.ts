@@ -23,21 +23,36 @@ export function formatResults(results: MethodResult[]): string {
   return lines.join('\n');
 }
 
-/** Loads predictors from a file, or calibrates with defaults (on the embedded model's training text). */
-export function predictorsFor(model: LlamaModel, dir: string, file: string | undefined, calibrationText: string | undefined, quiet: boolean): PredictorSet {
-  if (file) return loadPredictors(file, model.config).set;
+/**
+ * Predictors for the AQUA-KV methods: the given file for all of them, or else one calibration
+ * (with defaults) per residual quantizer, on --calibration-data or the embedded model's training
+ * text.
+ */
+export function predictorsFor(
+  model: LlamaModel, dir: string, methods: CacheMethod[], file: string | undefined, calibrationText: string | undefined, quiet: boolean,
+): (m: CacheMethod) => PredictorSet | null {
+  if (!methods.some((m) => m.usesPredictors)) return () => null;
+  if (file) {
+    const set = loadPredictors(file, model.config).set;
+    return () => set;
+  }
   const source = calibrationText ?? (dir === EMBEDDED_MODEL_DIR ? '@sotu-train' : undefined);
   if (!source) throw new AquaError('aquakv methods need predictors: pass --predictors FILE (from aquakv calibrate) or --calibration-data FILE');
   const ids = loadTokenizer(dir).encode(readText(source));
-  const bar = progress('calibrate', quiet);
-  const { set } = calibrateOnTokens(model, ids, {
-    ...DEFAULT_CALIBRATION,
-    seqLen: Math.min(DEFAULT_CALIBRATION.seqLen, model.config.maxPositionEmbeddings),
-    dataSource: source,
-    onProgress: (stage, d, t) => bar.update(d, t, stage),
-  });
-  bar.stop();
-  return set;
+  const sets = new Map<string, PredictorSet>();
+  for (const q of new Set(methods.filter((m) => m.usesPredictors).map((m) => m.keyQuantizer))) {
+    const bar = progress(`calibrate ${q}`, quiet);
+    const { set } = calibrateOnTokens(model, ids, {
+      ...DEFAULT_CALIBRATION,
+      quantizer: q,
+      seqLen: Math.min(DEFAULT_CALIBRATION.seqLen, model.config.maxPositionEmbeddings),
+      dataSource: source,
+      onProgress: (stage, d, t) => bar.update(d, t, stage),
+    });
+    bar.stop();
+    sets.set(q, set);
+  }
+  return (m) => sets.get(m.keyQuantizer) ?? null;
 }
 
 export const evalCommand: Command = {
@@ -54,7 +69,7 @@ export const evalCommand: Command = {
     const methods: CacheMethod[] = (o.methods ?? 'fp,aquakv,higgs,kivi2,kivi4').split(/,(?![^[]*\])/).map(parseMethod);
     const model = openModel(dir);
     const ids = loadTokenizer(dir).encode(readText(o.text));
-    const predictors = methods.some((m) => m.usesPredictors) ? predictorsFor(model, dir, o.predictors, o['calibration-data'], !!o.json) : null;
+    const predictors = predictorsFor(model, dir, methods, o.predictors, o['calibration-data'], !!o.json);
     const bar = progress('eval', !!o.json);
     const results = evaluatePerplexity(model, ids, methods, predictors, {
       seqLen: intOpt(o['seq-len'], 'seq-len', model.config.maxPositionEmbeddings, 2),

@@ -30,13 +30,13 @@ export const retrievalCommand: Command = {
       return d;
     });
     const methods = (o.methods ?? 'fp,aquakv').split(/,(?![^[]*\])/).map(parseMethod);
-    const predictors = methods.some((m) => m.usesPredictors) ? predictorsFor(model, dir, o.predictors, o['calibration-data'], !!o.json) : null;
+    const predictors = predictorsFor(model, dir, methods, o.predictors, o['calibration-data'], !!o.json);
     const filler = tok.encode(readText(o.filler ?? '@moby-dick'));
     const samples = intOpt(o.samples, 'samples', 20, 1);
     const rows: { method: string; distance: number; accuracy: number; correct: number; samples: number }[] = [];
     for (const m of methods) {
       const bar = progress(`retrieval ${m.name}`, !!o.json);
-      const res = retrievalAccuracy(model, (s) => tok.encode(s), filler, () => createCache(model, m, predictors), {
+      const res = retrievalAccuracy(model, (s) => tok.encode(s), filler, () => createCache(model, m, m.usesPredictors ? predictors(m) : null), {
         distances, samples, total, chunk: intOpt(o.chunk, 'chunk', 32, 1), seed: intOpt(o.seed, 'seed', 0),
         onProgress: (d, t) => bar.update(d, t),
       });

@@ -41,7 +41,7 @@ export const DEFAULT_DEMO = {
   prompt: 'Fellow-Citizens of the Senate and House of Representatives: The state of the Union',
   maxNewTokens: 48,
   aquakvQuantizers: ['higgs:2x16', 'higgs:2x64'],
-  baselines: ['fp', 'higgs', 'higgs[q=higgs:2x64]', 'higgs[q=higgs:1x16]', 'kivi2', 'kivi4'],
+  baselines: ['fp', 'higgs', 'higgs[q=higgs:2x16,first=higgs:2x256]', 'higgs[q=higgs:2x64]', 'higgs[q=higgs:1x16]', 'kivi2', 'kivi4'],
   sinks: 4,
   buffer: 128,
 };
@@ -87,20 +87,9 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
   const evalIds = tok.encode(o.evalText.text);
   const aquaNames = o.aquakvQuantizers.map((q) => (q === 'higgs:2x16' ? 'aquakv' : `aquakv[q=${q}]`));
   const methods = [...o.baselines, ...aquaNames].map(parseMethod);
-  // aquakv variants with different predictors: evaluate each with its own set
-  const results: MethodResult[] = [];
   const cache = { sinks: o.sinks, buffer: o.buffer, mode: 'materialized' as const };
-  const base = evaluatePerplexity(model, evalIds, methods.filter((m) => !m.usesPredictors), null, {
-    seqLen, chunk: o.chunk, maxTokens: o.maxTokens, cache, onProgress: (d, t, l) => o.onProgress?.('eval baselines', d, t, l),
-  });
-  results.push(...base);
-  o.aquakvQuantizers.forEach((q, i) => {
-    const m = methods.find((x) => x.name === aquaNames[i])!;
-    const [fpAgain, r] = evaluatePerplexity(model, evalIds, [parseMethod('fp'), m], predictorSets.get(q)!, {
-      seqLen, chunk: o.chunk, maxTokens: o.maxTokens, cache, onProgress: (d, t, l) => o.onProgress?.(`eval ${m.name}`, d, t, l),
-    });
-    // the fp reference is recomputed on the same windows; its perplexity must match the first run
-    results.push({ ...r, relativeChange: r.perplexity / fpAgain.perplexity - 1 });
+  const results: MethodResult[] = evaluatePerplexity(model, evalIds, methods, (m) => predictorSets.get(m.keyQuantizer) ?? null, {
+    seqLen, chunk: o.chunk, maxTokens: o.maxTokens, cache, onProgress: (d, t, l) => o.onProgress?.('eval', d, t, l),
   });
   // 3. generation with the full-precision cache and with AQUA-KV
   o.onStage?.('3/3 generation');

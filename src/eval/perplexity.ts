@@ -61,10 +61,14 @@ function runWindow(model: LlamaModel, ids: number[], chunk: number, cache: Retur
   }
 }
 
-/** Evaluates every method on the same windows. methods[0] need not be fp; fp is always run as the reference. */
+/** The predictors a method uses (each AQUA-KV variant may have its own calibration). */
+export type PredictorLookup = (method: CacheMethod) => PredictorSet | null;
+
+/** Evaluates every method on the same windows; fp is always run as the reference. */
 export function evaluatePerplexity(
-  model: LlamaModel, ids: number[], methods: CacheMethod[], predictors: PredictorSet | null, o: EvalOptions,
+  model: LlamaModel, ids: number[], methods: CacheMethod[], predictors: PredictorSet | null | PredictorLookup, o: EvalOptions,
 ): MethodResult[] {
+  const lookup: PredictorLookup = typeof predictors === 'function' ? predictors : () => predictors;
   const { seqLen: L, chunk } = o;
   if (L < 2) throw new AquaError(`eval: --seq-len must be at least 2, got ${L}`);
   if (L > model.config.maxPositionEmbeddings) throw new AquaError(`eval: --seq-len ${L} exceeds the model's context of ${model.config.maxPositionEmbeddings}`);
@@ -81,7 +85,7 @@ export function evaluatePerplexity(
     const win = ids.slice(w * L, (w + 1) * L);
     for (const [m, a] of acc) {
       const t0 = performance.now();
-      const cache = createCache(model, m, predictors, o.cache);
+      const cache = createCache(model, m, m.usesPredictors ? lookup(m) : null, o.cache);
       runWindow(model, win, chunk, cache, (t, lp) => {
         a.nll -= lp[win[t + 1]];
         if (m === fpMethod) ref.set(lp, t * V);
