@@ -1,19 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, cpSync, unlinkSync, truncateSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { makeTinyModel } from './fixture.js';
+import { aquakv } from './run-cli.js';
 
-const BIN = resolve(fileURLToPath(import.meta.url), '../../../bin/aquakv.js');
 const good = makeTinyModel({});
-
-export function aquakv(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
 
 function variant(edit: (dir: string) => void): string {
   const dir = mkdtempSync(join(tmpdir(), 'aquakv-bad-'));

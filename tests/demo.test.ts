@@ -4,8 +4,6 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadModelDir } from '../src/io/checkpoint.js';
 import { LlamaModel } from '../src/model/llama.js';
 import { cachedPredictors, predictorCacheKey } from '../src/predictors/cache-dir.js';
@@ -14,8 +12,7 @@ import { renderReport } from '../src/report/html.js';
 import type { DemoResult } from '../src/demo/run-demo.js';
 import { Rng } from '../src/tensor/rng.js';
 import { FIXTURE_TEXT, makeTinyModel } from './fixture.js';
-
-const BIN = resolve(fileURLToPath(import.meta.url), '../../../bin/aquakv.js');
+import { BIN } from './run-cli.js';
 
 const sample: DemoResult = {
   model: { dir: '/m', layers: 2, kvDim: 16, hiddenSize: 32, vocabSize: 300, context: 512 },

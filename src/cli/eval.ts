@@ -1,6 +1,7 @@
 /** `aquakv eval`: perplexity and KL divergence of each cache method against full precision. */
 import { AquaError } from '../errors.js';
 import { loadTokenizer } from '../io/tokenizer.js';
+import { checkMethod } from '../kv/factory.js';
 import { parseMethod, type CacheMethod } from '../kv/method.js';
 import { evaluatePerplexity, type MethodResult } from '../eval/perplexity.js';
 import { readText } from '../eval/texts.js';
@@ -68,6 +69,7 @@ export const evalCommand: Command = {
     const dir = resolveModelDir(o.model);
     const methods: CacheMethod[] = (o.methods ?? 'fp,aquakv,higgs,kivi2,kivi4').split(/,(?![^[]*\])/).map(parseMethod);
     const model = openModel(dir);
+    for (const m of methods) checkMethod(m, model.config.kvDim);
     const ids = loadTokenizer(dir).encode(readText(o.text));
     const predictors = predictorsFor(model, dir, methods, o.predictors, o['calibration-data'], !!o.json);
     const bar = progress('eval', !!o.json);

@@ -1,6 +1,7 @@
 /** `aquakv retrieval`: pass-key retrieval accuracy at several distances, per cache method. */
 import { loadTokenizer } from '../io/tokenizer.js';
 import { createCache } from '../kv/factory.js';
+import { checkMethod } from '../kv/factory.js';
 import { parseMethod } from '../kv/method.js';
 import { readText } from '../eval/texts.js';
 import { retrievalAccuracy } from '../eval/retrieval-eval.js';
@@ -30,6 +31,7 @@ export const retrievalCommand: Command = {
       return d;
     });
     const methods = (o.methods ?? 'fp,aquakv').split(/,(?![^[]*\])/).map(parseMethod);
+    for (const m of methods) checkMethod(m, model.config.kvDim);
     const predictors = predictorsFor(model, dir, methods, o.predictors, o['calibration-data'], !!o.json);
     const filler = tok.encode(readText(o.filler ?? '@moby-dick'));
     const samples = intOpt(o.samples, 'samples', 20, 1);

@@ -7,6 +7,11 @@ import { CompressedCache, DEFAULT_CACHE_OPTIONS, type CompressedCacheOptions } f
 import { LayerCodec } from './layer-codec.js';
 import type { CacheMethod } from './method.js';
 
+/** Throws the quantizer spec's own error now, before any long work starts. */
+export function checkMethod(method: CacheMethod, C: number): void {
+  for (const q of [method.keyQuantizer, method.valueQuantizer, method.firstKeyQuantizer, method.firstValueQuantizer]) parseQuantizer(q, C);
+}
+
 /** The per-layer codecs of a method (quantizers are shared across layers of the same spec). */
 export function layerCodecs(method: CacheMethod, nLayers: number, C: number, predictors: PredictorSet | null): LayerCodec[] {
   if (method.usesPredictors && !predictors) throw new AquaError(`cache method ${method.name} needs predictors`, 'pass --predictors FILE or run aquakv calibrate');

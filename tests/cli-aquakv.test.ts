@@ -1,0 +1,61 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { aquakv } from './run-cli.js';
+import { FIXTURE_TEXT, makeTinyModel } from './fixture.js';
+
+const model = makeTinyModel({ layers: 3, maxPositions: 512 });
+const work = mkdtempSync(join(tmpdir(), 'aquakv-cli-'));
+const text = join(work, 'text.txt');
+writeFileSync(text, Array.from({ length: 30 }, (_, i) => `${FIXTURE_TEXT} ${i}`).join('\n\n'));
+const preds = join(work, 'p.safetensors');
+
+test('grids --json lists every shipped grid with its MSE', () => {
+  const r = aquakv('grids', '--json', '--samples', '4000');
+  assert.equal(r.code, 0, r.err);
+  const grids = (JSON.parse(r.out) as { grids: { grid: string; bitsPerValue: number; mse: number }[] }).grids;
+  assert.deepEqual(grids.map((g) => g.grid), ['1x4', '1x8', '1x16', '2x16', '2x64', '2x256', '4x256']);
+  for (const g of grids) assert.ok(g.mse > 0 && g.mse < 0.13, `${g.grid} ${g.mse}`);
+});
+
+test('calibrate writes predictors that eval uses; eval --json has one row per method', () => {
+  const c = aquakv('calibrate', '--model', model, '--data', text, '--samples', '4', '--seq-len', '64', '--out', preds, '--json');
+  assert.equal(c.code, 0, c.err);
+  const info = JSON.parse(c.out) as { layers: unknown[]; data: { trainTokens: number } };
+  assert.equal(info.layers.length, 3);
+  assert.equal(info.data.trainTokens, 3 * 64);
+  const e = aquakv('eval', '--model', model, '--text', text, '--predictors', preds, '--seq-len', '64', '--max-tokens', '128', '--buffer', '16', '--json');
+  assert.equal(e.code, 0, e.err);
+  const rows = (JSON.parse(e.out) as { results: Record<string, number | string>[] }).results;
+  assert.deepEqual(rows.map((r) => r.method), ['fp', 'aquakv', 'higgs', 'kivi2', 'kivi4']);
+  for (const r of rows) {
+    assert.deepEqual(Object.keys(r).sort(), ['bitsPerValue', 'cacheBytes', 'klDivergence', 'method', 'perplexity', 'relativeChange']);
+    assert.ok(Number.isFinite(r.perplexity as number));
+  }
+  assert.equal(rows[0].relativeChange, 0);
+  assert.equal(rows[0].klDivergence, 0);
+  assert.ok((rows[1].klDivergence as number) > 0);
+});
+
+test('eval and calibrate explain bad input in one line', () => {
+  const other = makeTinyModel({ layers: 2 });
+  const cases: [string[], RegExp][] = [
+    [['eval', '--model', other, '--text', text, '--predictors', preds, '--methods', 'aquakv'], /calibrated for another model/],
+    [['eval', '--model', model, '--text', '/nope.txt'], /text file \/nope.txt does not exist/],
+    [['eval', '--model', model, '--text', text, '--methods', 'fp,zip'], /unknown method 'zip'/],
+    [['eval', '--model', model, '--text', text, '--methods', 'higgs[q=higgs:3x3]'], /no shipped grid with d=3, n=3/],
+    [['eval', '--model', model, '--text', text, '--methods', 'aquakv'], /need predictors/],
+    [['eval', '--model', model, '--text', text, '--seq-len', '100000', '--methods', 'fp'], /exceeds the model's context/],
+    [['calibrate', '--model', model, '--data', text, '--quantizer', 'uniform:5:token'], /bits must be one of 2, 3, 4, 8/],
+    [['calibrate', '--model', model], /needs --data FILE/],
+    [['eval', '--model', model, '--text', '@nothing'], /unknown built-in text '@nothing'/],
+  ];
+  for (const [args, re] of cases) {
+    const r = aquakv(...args);
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, re);
+    assert.equal(r.err.trim().split('\n').length, 1, r.err);
+  }
+});
