@@ -86,3 +86,17 @@ test('ablations: keys-only and values-only predictors, fitting on original input
   assert.notDeepEqual(original.set.keys[2]!.weight, recon.set.keys[2]!.weight);
   assert.equal(original.info.fitOn, 'original');
 });
+
+test('calibration windows sampled from text have seqLen tokens, spread over the text, reproducibly', async () => {
+  const { textWindows } = await import('../src/predictors/from-text.js');
+  const { loadTokenizer } = await import('../src/io/tokenizer.js');
+  const tok = loadTokenizer(makeTinyModel({}));
+  const text = Array.from({ length: 3000 }, (_, i) => `word${i % 97} `).join('');
+  const d = { samples: 6, seqLen: 40, seed: 5 };
+  const w = textWindows(text, (s) => tok.encode(s), d);
+  assert.equal(w.length, 6);
+  for (const seq of w) assert.equal(seq.length, 40);
+  assert.deepEqual(textWindows(text, (s) => tok.encode(s), d), w);
+  assert.notDeepEqual(textWindows(text, (s) => tok.encode(s), { ...d, seed: 6 }), w);
+  assert.throws(() => textWindows('too short', (s) => tok.encode(s), d), /fewer than one sequence of 40/);
+});

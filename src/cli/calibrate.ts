@@ -1,7 +1,7 @@
 /** `aquakv calibrate`: fit AQUA-KV predictors for a model and save them. */
 import { AquaError } from '../errors.js';
 import { loadTokenizer } from '../io/tokenizer.js';
-import { calibrateOnTokens, DEFAULT_CALIBRATION } from '../predictors/from-text.js';
+import { calibrateOnText, DEFAULT_CALIBRATION } from '../predictors/from-text.js';
 import { savePredictors, type LayerErrors } from '../predictors/file.js';
 import { parseQuantizer } from '../quant/spec.js';
 import { readText } from '../eval/texts.js';
@@ -48,9 +48,9 @@ export const calibrateCommand: Command = {
     parseQuantizer(first, C);
     const seqLen = intOpt(o['seq-len'], 'seq-len', Math.min(d.seqLen, model.config.maxPositionEmbeddings), 2);
     const tok = loadTokenizer(dir);
-    const ids = tok.encode(readText(source));
+    const text = readText(source);
     const bar = progress('calibrate', o.json);
-    const { set, info } = calibrateOnTokens(model, ids, {
+    const { set, info } = calibrateOnText(model, text, (s) => tok.encode(s), {
       quantizer, firstLayerQuantizer: first, predict, fitOn,
       damp: numOpt(o.damp, 'damp', d.damp, 0),
       dataSource: source,

@@ -6,7 +6,7 @@ import { parseMethod, type CacheMethod } from '../kv/method.js';
 import { evaluatePerplexity, type MethodResult } from '../eval/perplexity.js';
 import { readText } from '../eval/texts.js';
 import { loadPredictors } from '../predictors/file.js';
-import { calibrateOnTokens, DEFAULT_CALIBRATION } from '../predictors/from-text.js';
+import { calibrateOnText, DEFAULT_CALIBRATION } from '../predictors/from-text.js';
 import type { PredictorSet } from '../predictors/linear.js';
 import type { LlamaModel } from '../model/llama.js';
 import { intOpt, parse } from './args.js';
@@ -39,11 +39,12 @@ export function predictorsFor(
   }
   const source = calibrationText ?? (dir === EMBEDDED_MODEL_DIR ? '@sotu-train' : undefined);
   if (!source) throw new AquaError('aquakv methods need predictors: pass --predictors FILE (from aquakv calibrate) or --calibration-data FILE');
-  const ids = loadTokenizer(dir).encode(readText(source));
+  const tok = loadTokenizer(dir);
+  const text = readText(source);
   const sets = new Map<string, PredictorSet>();
   for (const q of new Set(methods.filter((m) => m.usesPredictors).map((m) => m.keyQuantizer))) {
     const bar = progress(`calibrate ${q}`, quiet);
-    const { set } = calibrateOnTokens(model, ids, {
+    const { set } = calibrateOnText(model, text, (s) => tok.encode(s), {
       ...DEFAULT_CALIBRATION,
       quantizer: q,
       seqLen: Math.min(DEFAULT_CALIBRATION.seqLen, model.config.maxPositionEmbeddings),

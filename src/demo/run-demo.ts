@@ -36,7 +36,7 @@ export interface DemoOptions {
 
 export const DEFAULT_DEMO = {
   samples: 16,
-  maxTokens: 4096,
+  maxTokens: 2048,
   chunk: 32,
   prompt: 'Fellow-Citizens of the Senate and House of Representatives: The state of the Union',
   maxNewTokens: 48,
@@ -73,12 +73,11 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
   const seqLen = Math.min(o.seqLen, cfg.maxPositionEmbeddings);
   // 1. predictors, one set per AQUA-KV residual quantizer
   o.onStage?.(`1/3 predictors (cache: ${o.cacheDir})`);
-  const calibIds = tok.encode(o.calibrationText.text);
   const predictorSets = new Map<string, PredictorSet>();
   const calibrations: DemoResult['calibrations'] = [];
   for (const q of o.aquakvQuantizers) {
     const settings: CalibrationSettings = { ...DEFAULT_CALIBRATION, quantizer: q, samples: o.samples, seqLen, dataSource: o.calibrationText.source };
-    const c = cachedPredictors(o.cacheDir, model, calibIds, settings, (stage, d, t) => o.onProgress?.(`calibrate ${q}`, d, t, stage));
+    const c = cachedPredictors(o.cacheDir, model, o.calibrationText.text, (s) => tok.encode(s), settings, (stage, d, t) => o.onProgress?.(`calibrate ${q}`, d, t, stage));
     predictorSets.set(q, c.set);
     calibrations.push({ quantizer: q, reused: c.reused, path: c.path, seconds: c.info.seconds, layers: c.info.layers });
   }

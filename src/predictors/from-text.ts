@@ -1,7 +1,8 @@
 /**
- * Calibration from a token stream: `samples` windows of `seqLen` tokens at seeded random offsets
- * (non-overlapping where the text allows), the last eighth of them (at least one) held out for
- * validation, then capture and sequential fitting.
+ * Calibration data: `samples` windows of `seqLen` tokens at seeded random offsets, from a token
+ * stream or straight from text (only the sampled slices are tokenized, so a 10 MB text costs
+ * nothing to sample from); the last eighth of the windows (at least one) are held out for
+ * validation; then capture and sequential fitting.
  */
 import { AquaError } from '../errors.js';
 import type { LlamaModel } from '../model/llama.js';
@@ -44,11 +45,46 @@ export function calibrationWindows(ids: number[], d: CalibrationData): number[][
   });
 }
 
+/**
+ * Windows sampled from text: one random offset in each of `samples` equal stretches of the text
+ * (stratified, so the whole text is represented), moved to the next whitespace, and a slice
+ * long enough for seqLen tokens tokenized there.
+ */
+export function textWindows(text: string, encode: (s: string) => number[], d: CalibrationData): number[][] {
+  if (d.samples < 2) throw new AquaError(`--samples must be at least 2 (one for validation), got ${d.samples}`);
+  const rng = new Rng(d.seed);
+  const stretch = text.length / d.samples;
+  return Array.from({ length: d.samples }, (_, i) => {
+    let start = Math.floor(i * stretch + rng.next() * stretch);
+    const ws = text.slice(start).search(/\s/);
+    start = ws < 0 ? start : start + ws;
+    for (let chars = d.seqLen * 8; ; chars *= 2) {
+      const from = Math.max(0, Math.min(start, text.length - chars));
+      const ids = encode(text.slice(from, from + chars));
+      if (ids.length >= d.seqLen) return ids.slice(0, d.seqLen);
+      if (from === 0 && chars >= text.length) {
+        throw new AquaError(`calibration text has ${ids.length} tokens, fewer than one sequence of ${d.seqLen}`);
+      }
+    }
+  });
+}
+
+export function calibrateOnText(
+  model: LlamaModel, text: string, encode: (s: string) => number[], o: CalibrationOptions & CalibrationData,
+): { set: PredictorSet; info: PredictorInfo } {
+  return calibrateOnWindows(model, textWindows(text, encode, o), o);
+}
+
 export function calibrateOnTokens(
   model: LlamaModel, ids: number[], o: CalibrationOptions & CalibrationData,
 ): { set: PredictorSet; info: PredictorInfo } {
+  return calibrateOnWindows(model, calibrationWindows(ids, o), o);
+}
+
+function calibrateOnWindows(
+  model: LlamaModel, seqs: number[][], o: CalibrationOptions & CalibrationData,
+): { set: PredictorSet; info: PredictorInfo } {
   const t0 = performance.now();
-  const seqs = calibrationWindows(ids, o);
   const nValid = Math.max(1, Math.floor(seqs.length / 8));
   const trainSeqs = seqs.slice(0, seqs.length - nValid);
   const validSeqs = seqs.slice(seqs.length - nValid);

@@ -16,24 +16,33 @@ export class RidgeAccumulator {
     this.xty = new Float64Array((inDim + 1) * outDim);
   }
 
-  /** Adds n rows: x [n, in], y [n, out]. */
+  /**
+   * Adds n rows: x [n, in], y [n, out]. Four rows per pass over the accumulators (a rank-4
+   * update), since the loop is bound by loading and storing the f64 sums.
+   */
   add(x: Float32Array, y: Float32Array, n: number): void {
     const I = this.inDim + 1;
     const O = this.outDim;
-    const row = new Float64Array(I);
+    const R = 4;
+    const rows = new Float64Array(R * I); // [R, I] with the ones column last
+    const ys = new Float64Array(R * O);
     const { xtx, xty } = this;
-    for (let t = 0; t < n; t++) {
-      for (let i = 0; i < this.inDim; i++) row[i] = x[t * this.inDim + i];
-      row[I - 1] = 1;
-      // upper triangle only; mirrored at solve time
+    for (let t0 = 0; t0 < n; t0 += R) {
+      const r = Math.min(R, n - t0);
+      rows.fill(0);
+      ys.fill(0);
+      for (let q = 0; q < r; q++) {
+        for (let i = 0; i < this.inDim; i++) rows[q * I + i] = x[(t0 + q) * this.inDim + i];
+        rows[q * I + I - 1] = 1;
+        for (let j = 0; j < O; j++) ys[q * O + j] = y[(t0 + q) * O + j];
+      }
+      // padding rows are all zero, so they add nothing
       for (let i = 0; i < I; i++) {
-        const ri = row[i];
-        if (ri === 0) continue;
+        const a0 = rows[i], a1 = rows[I + i], a2 = rows[2 * I + i], a3 = rows[3 * I + i];
         const o = i * I;
-        for (let j = i; j < I; j++) xtx[o + j] += ri * row[j];
+        for (let j = i; j < I; j++) xtx[o + j] += a0 * rows[j] + a1 * rows[I + j] + a2 * rows[2 * I + j] + a3 * rows[3 * I + j];
         const oy = i * O;
-        const yo = t * O;
-        for (let j = 0; j < O; j++) xty[oy + j] += ri * y[yo + j];
+        for (let j = 0; j < O; j++) xty[oy + j] += a0 * ys[j] + a1 * ys[O + j] + a2 * ys[2 * O + j] + a3 * ys[3 * O + j];
       }
     }
     this.rows += n;
