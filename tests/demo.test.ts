@@ -27,7 +27,7 @@ const sample: DemoResult = {
     { method: 'aquakv', bitsPerValue: 2.345, perplexity: 20.6789, relativeChange: 0.00872, klDivergence: 0.01234, cacheBytes: 123, components: { keyCodes: 50, valueCodes: 50, scales: 13, sinks: 10 }, predictorBytes: 99, nll: 3.01, tokens: 63, windows: 1, seconds: 1 },
     { method: 'kivi2', bitsPerValue: 3.0667, perplexity: 25.5, relativeChange: 0.2439, klDivergence: 0.2, cacheBytes: 150, components: { keyCodes: 60, valueCodes: 60, scales: 20, sinks: 10 }, predictorBytes: 0, nll: 3.2, tokens: 63, windows: 1, seconds: 1 },
   ],
-  generations: [{ method: 'fp', text: 'the <Union> & more', prefillTokensPerSecond: 100, decodeTokensPerSecond: 50, tokens: 10, storedBytes: 640, residentBytes: 640, fp16Bytes: 320, components: { sinks: 640 } }],
+  generations: [{ method: 'fp', cache: 'FullCache (f32)', text: 'the <Union> & more', prefillTokensPerSecond: 100, decodeTokensPerSecond: 50, tokens: 10, storedBytes: 640, residentBytes: 640, fp16Bytes: 320, components: { sinks: 640 } }],
   seconds: 12,
 };
 
@@ -84,7 +84,7 @@ test('smoke: the demo runs end to end on the tiny fixture and writes its report'
   assert.equal(r.status, 0, r.stderr);
   for (const m of ['fp', 'aquakv', 'higgs', 'kivi2', 'kivi4', 'aquakv[q=higgs:2x64]']) assert.match(r.stdout, new RegExp(`^${m.replace(/[[\]]/g, '\\$&')}\\s+\\d+\\.\\d{3}`, 'm'));
   assert.match(r.stdout, /calibrated in/);
-  assert.match(r.stdout, /\[aquakv\] .*\n  decode [\d.]+ tokens\/s; cache of \d+ tokens: [\d,]+ bytes stored/);
+  assert.match(r.stdout, /\[aquakv, CompressedCache, compact mode\] .*\n  decode [\d.]+ tokens\/s; cache of \d+ tokens: [\d,]+ bytes stored/);
   assert.ok(existsSync(out));
   assert.match(readFileSync(out, 'utf8'), /<section id="tradeoff">/);
   const second = spawnSync(process.execPath, args, { encoding: 'utf8' });

@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { readText } from '../eval/texts.js';
+import { sotuSplit } from '../eval/datasets.js';
 import { DEFAULT_DEMO, runDemo } from '../demo/run-demo.js';
 import { renderReport } from '../report/html.js';
 import { intOpt, parse } from './args.js';
@@ -15,12 +16,12 @@ import { AquaError } from '../errors.js';
 
 export const demoCommand: Command = {
   summary: 'calibrate, evaluate every method, generate with fp and AQUA-KV, write report.html',
-  usage: '[--model DIR] [--text FILE|@moby-dick] [--calibration-data FILE|@sotu-train] [--cache-dir DIR] [--samples N] [--seq-len L] [--max-tokens N] [--max-new-tokens N] [--prompt TEXT] [--sinks P] [--buffer B] [--out report.html]',
+  usage: '[--model DIR] [--text FILE|@moby-dick] [--calibration-data FILE|@sotu-train] [--cache-dir DIR] [--samples N] [--seq-len L] [--max-tokens N] [--prompt TEXT] [--prompt-tokens N] [--max-new-tokens N] [--sinks P] [--buffer B] [--out report.html]',
   run(argv) {
     const o = parse(argv, {
       model: { type: 'string' }, text: { type: 'string' }, 'calibration-data': { type: 'string' }, 'cache-dir': { type: 'string' },
       samples: { type: 'string' }, 'seq-len': { type: 'string' }, 'max-tokens': { type: 'string' }, 'max-new-tokens': { type: 'string' },
-      prompt: { type: 'string' }, out: { type: 'string' }, sinks: { type: 'string' }, buffer: { type: 'string' },
+      prompt: { type: 'string' }, 'prompt-tokens': { type: 'string' }, out: { type: 'string' }, sinks: { type: 'string' }, buffer: { type: 'string' },
     });
     const dir = resolveModelDir(o.model);
     const embedded = dir === EMBEDDED_MODEL_DIR;
@@ -41,7 +42,9 @@ export const demoCommand: Command = {
       seqLen: intOpt(o['seq-len'], 'seq-len', model.config.maxPositionEmbeddings, 2),
       maxTokens: intOpt(o['max-tokens'], 'max-tokens', DEFAULT_DEMO.maxTokens, 2),
       maxNewTokens: intOpt(o['max-new-tokens'], 'max-new-tokens', DEFAULT_DEMO.maxNewTokens, 1),
-      prompt: o.prompt ?? DEFAULT_DEMO.prompt,
+      // default prompt: the opening of a held-out address (the embedded model never saw it)
+      prompt: o.prompt ?? (embedded ? sotuSplit().heldOut[0].text : readText(evalSource)),
+      promptTokens: intOpt(o['prompt-tokens'], 'prompt-tokens', DEFAULT_DEMO.promptTokens, 1),
       sinks: intOpt(o.sinks, 'sinks', DEFAULT_DEMO.sinks, 0),
       buffer: intOpt(o.buffer, 'buffer', DEFAULT_DEMO.buffer, 1),
       onStage: (s) => {
@@ -65,9 +68,10 @@ export const demoCommand: Command = {
     }
     console.log(`\nperplexity on ${result.settings.evalText} (${result.settings.evalTokens} tokens, windows of ${result.settings.seqLen} fed ${result.settings.chunk} at a time)`);
     console.log(formatResults(result.results));
-    console.log(`\nprompt: ${JSON.stringify(result.settings.prompt)}`);
+    const p = String(result.settings.prompt);
+    console.log(`\nprompt (${result.settings.promptTokens} tokens): ${JSON.stringify(p.slice(0, 60))} … ${JSON.stringify(p.slice(-160))}`);
     for (const g of result.generations) {
-      console.log(`\n[${g.method}] ${g.text.trim()}`);
+      console.log(`\n[${g.method}, ${g.cache}] ${JSON.stringify(g.text)}`);
       console.log(
         `  decode ${g.decodeTokensPerSecond.toFixed(1)} tokens/s; cache of ${g.tokens} tokens: ${g.storedBytes.toLocaleString('en-US')} bytes stored ` +
           `(16-bit keys and values would take ${g.fp16Bytes.toLocaleString('en-US')}: ${(g.fp16Bytes / g.storedBytes).toFixed(2)}× compression), ${g.residentBytes.toLocaleString('en-US')} resident`,

@@ -23,7 +23,9 @@ export interface DemoOptions {
   seqLen: number;
   maxTokens: number;
   chunk: number;
+  /** Text whose first `promptTokens` tokens are the generation prompt (long, so most of it is compressed). */
   prompt: string;
+  promptTokens: number;
   maxNewTokens: number;
   /** Residual quantizers of the AQUA-KV variants; each gets its own predictors. */
   aquakvQuantizers: string[];
@@ -38,8 +40,8 @@ export const DEFAULT_DEMO = {
   samples: 16,
   maxTokens: 2048,
   chunk: 32,
-  prompt: 'Fellow-Citizens of the Senate and House of Representatives: The state of the Union',
-  maxNewTokens: 48,
+  promptTokens: 600,
+  maxNewTokens: 64,
   aquakvQuantizers: ['higgs:2x16', 'higgs:2x64'],
   baselines: ['fp', 'higgs', 'higgs[q=higgs:2x16,first=higgs:2x256]', 'higgs[q=higgs:2x64]', 'higgs[q=higgs:1x16]', 'kivi2', 'kivi4'],
   sinks: 4,
@@ -48,6 +50,7 @@ export const DEFAULT_DEMO = {
 
 export interface Generation {
   method: string;
+  cache: string; // which cache and mode
   text: string;
   prefillTokensPerSecond: number;
   decodeTokensPerSecond: number;
@@ -90,21 +93,24 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
   const results: MethodResult[] = evaluatePerplexity(model, evalIds, methods, (m) => predictorSets.get(m.keyQuantizer) ?? null, {
     seqLen, chunk: o.chunk, maxTokens: o.maxTokens, cache, onProgress: (d, t, l) => o.onProgress?.('eval', d, t, l),
   });
-  // 3. generation with the full-precision cache and with AQUA-KV
+  // 3. generation with the runtime's full-precision cache and with AQUA-KV in compact mode
+  //    (resident memory follows the compressed size; every step rebuilds the cached layers)
   o.onStage?.('3/3 generation');
-  const prompt = tok.encode(o.prompt);
+  const promptTokens = Math.max(1, Math.min(o.promptTokens, cfg.maxPositionEmbeddings - o.maxNewTokens));
+  const prompt = tok.encode(o.prompt).slice(0, promptTokens);
   const generations: Generation[] = [];
   const firstAqua = o.aquakvQuantizers[0];
-  for (const [label, make] of [
-    ['fp', () => createCache(model, parseMethod('fp'), null, cache)],
-    [aquaNames[0], () => createCache(model, parseMethod(aquaNames[0]), predictorSets.get(firstAqua)!, cache)],
-  ] as [string, () => KVCache][]) {
+  for (const [label, kind, make] of [
+    ['fp', 'FullCache (f32)', () => model.newFullCache()],
+    [aquaNames[0], 'CompressedCache, compact mode', () => createCache(model, parseMethod(aquaNames[0]), predictorSets.get(firstAqua)!, { ...cache, mode: 'compact' })],
+  ] as [string, string, () => KVCache][]) {
     const cache = make();
     const g = generate(model, prompt, cache, { maxNewTokens: o.maxNewTokens, temperature: 0, topP: 1, seed: 0, stopIds: cfg.eosTokenIds });
     const mem = cache.memory();
     const tokens = cache.length;
     generations.push({
       method: label,
+      cache: kind,
       text: tok.decode(g.ids),
       prefillTokensPerSecond: g.prefillTokens / g.prefillSeconds,
       decodeTokensPerSecond: g.decodeTokens / g.decodeSeconds,
@@ -120,7 +126,8 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
     settings: {
       calibrationText: o.calibrationText.source, calibrationSamples: o.samples, seqLen, evalText: o.evalText.source,
       evalTokens: Math.floor(Math.min(evalIds.length, o.maxTokens) / seqLen) * seqLen, chunk: o.chunk, sinks: o.sinks, buffer: o.buffer,
-      firstLayerQuantizer: DEFAULT_CALIBRATION.firstLayerQuantizer, damp: DEFAULT_CALIBRATION.damp, prompt: o.prompt,
+      firstLayerQuantizer: DEFAULT_CALIBRATION.firstLayerQuantizer, damp: DEFAULT_CALIBRATION.damp,
+      prompt: tok.decode(prompt), promptTokens: prompt.length,
     },
     calibrations,
     results,

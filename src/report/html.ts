@@ -48,7 +48,7 @@ export function renderReport(r: DemoResult): string {
   const layerRows = r.calibrations.flatMap((c) => c.layers.map((l) =>
     `<tr><td>${esc(c.quantizer)}</td><td>${l.layer}</td><td>${l.keys ? fmt(l.keys.validRelMse, 4) : 'no predictor'}</td><td>${l.keys ? fmt(l.keys.equivalentBits, 2) : ''}</td><td>${l.values ? fmt(l.values.validRelMse, 4) : 'no predictor'}</td><td>${l.values ? fmt(l.values.equivalentBits, 2) : ''}</td></tr>`)).join('\n');
   const genRows = r.generations
-    .map((g) => `<tr><td>${esc(g.method)}</td><td class="text">${esc(g.text)}</td><td>${fmt(g.decodeTokensPerSecond, 1)}</td><td>${g.storedBytes.toLocaleString('en-US')}</td><td>${fmt(g.fp16Bytes / g.storedBytes, 2)}×</td></tr>`)
+    .map((g) => `<tr><td>${esc(g.method)}<br><small>${esc(g.cache)}</small></td><td class="text">${esc(g.text)}</td><td>${fmt(g.decodeTokensPerSecond, 1)}</td><td>${g.storedBytes.toLocaleString('en-US')}</td><td>${fmt(g.fp16Bytes / g.storedBytes, 2)}×</td></tr>`)
     .join('\n');
   const settingRows = Object.entries({ ...r.settings, model: r.model.dir, layers: r.model.layers, 'key/value channels C': r.model.kvDim })
     .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(String(v))}</td></tr>`).join('\n');
@@ -71,6 +71,7 @@ ${resultRows}
 ${layerRows}
 </tbody></table></section>
 <section id="memory"><h2>Cache memory</h2>${memSvg}
+<p>Greedy continuations of the same prompt (${esc(String(r.settings.promptTokens ?? ''))} tokens) through each cache; "vs 16-bit" is the size of the same tokens' keys and values at 16 bits divided by the bytes stored.</p>
 <table><thead><tr><th>cache</th><th>continuation (greedy)</th><th>decode tokens/s</th><th>stored bytes</th><th>vs 16-bit</th></tr></thead><tbody>
 ${genRows}
 </tbody></table></section>
