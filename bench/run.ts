@@ -20,6 +20,7 @@ import { loadModelDir } from '../src/io/checkpoint.js';
 import { LlamaModel } from '../src/model/llama.js';
 import { EMBEDDED_MODEL_DIR } from '../src/cli/model-dir.js';
 import { parseQuantizer } from '../src/quant/spec.js';
+import { loadGrid } from '../src/quant/grid.js';
 import { createCache } from '../src/kv/factory.js';
 import { parseMethod } from '../src/kv/method.js';
 import type { KVCache } from '../src/kv/cache.js';
@@ -121,6 +122,20 @@ if (sections.has('quant')) {
     const bytes = block.codes.byteLength + block.scales.byteLength + (block.zeros?.byteLength ?? 0);
     rows.push({ quantizer: spec, bitsPerValue: (bytes * 8) / (N * C), quantizeValuesPerSecond: (N * C) / tq, dequantizeValuesPerSecond: (N * C) / td });
   }
+  const search: { grid: string; candidates: number; structuredPerSecond: number; exhaustivePerSecond: number }[] = [];
+  for (const [d, n] of [[1, 16], [2, 16], [2, 64], [2, 256], [4, 256]]) {
+    const g = loadGrid(d, n);
+    const pts = new Rng(4).fillNormal(new Float32Array(65536 * d));
+    const count = pts.length / d;
+    let sink = 0;
+    const ts = time(() => { for (let i = 0; i < count; i++) sink += g.nearest(pts, i * d); });
+    const te = time(() => { for (let i = 0; i < count; i++) sink += g.searchAll(pts, i * d); });
+    if (sink < 0) console.log(sink);
+    search.push({ grid: `${d}x${n}`, candidates: g.meanCandidates(), structuredPerSecond: count / ts, exhaustivePerSecond: count / te });
+  }
+  results.nearestPoint = search;
+  say('\n## Nearest-point search (sub-vectors/s)\ngrid    candidates/cell   structured    exhaustive');
+  for (const r of search) say(`${r.grid.padEnd(7)} ${r.candidates.toFixed(1).padStart(15)} ${(r.structuredPerSecond / 1e6).toFixed(1).padStart(10)} M ${(r.exhaustivePerSecond / 1e6).toFixed(1).padStart(10)} M`);
   say(`\n## Quantizers on [${N}, ${C}] Gaussian data (values/s)\nquantizer                              bits/value   quantize    dequantize`);
   for (const r of rows) say(`${r.quantizer.padEnd(38)} ${r.bitsPerValue.toFixed(3).padStart(9)} ${(r.quantizeValuesPerSecond / 1e6).toFixed(1).padStart(9)} M ${(r.dequantizeValuesPerSecond / 1e6).toFixed(1).padStart(9)} M`);
   results.quant = rows;
