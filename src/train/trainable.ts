@@ -183,70 +183,68 @@ export class TrainableLlama {
     return loss;
   }
 
-  /** Causal attention per sequence and KV head; keeps the probabilities in a.p. */
-  private attentionForward(a: LayerActs): void {
+  /**
+   * Visits every (sequence b, KV head) with that head's keys and values gathered into
+   * head.k, head.v [T, hd], its query heads stacked into head.q [g·T, hd], and its slice of the
+   * stored probabilities p [g·T, T]. `cols(j)` is query head j's first column in [N, H·hd] rows.
+   */
+  private forEachKvHead(a: LayerActs, visit: (b: number, kvh: number, p: Float32Array, cols: (j: number) => number) => void): void {
     const { nHeads: H, nKvHeads: KV, headDim: hd, qDim, kvDim: C } = this.config;
     const { B, T } = this;
     const g = H / KV;
-    const scale = 1 / Math.sqrt(hd);
     const s = this.head;
     for (let b = 0; b < B; b++) {
-      const q = a.q.subarray(b * T * qDim);
-      const k = a.k.subarray(b * T * C);
-      const v = a.v.subarray(b * T * C);
       for (let kvh = 0; kvh < KV; kvh++) {
-        const p = a.p.subarray((b * KV + kvh) * g * T * T, (b * KV + kvh + 1) * g * T * T);
-        gatherColumns(s.k, k, T, C, kvh * hd, hd);
-        gatherColumns(s.v, v, T, C, kvh * hd, hd);
-        for (let j = 0; j < g; j++) gatherColumns(s.q.subarray(j * T * hd), q, T, qDim, (kvh * g + j) * hd, hd);
-        gemm(p, s.q, s.k, g * T, hd, T, false, true);
-        for (let r = 0; r < g * T; r++) {
-          const visible = (r % T) + 1;
-          softmaxRow(p, r * T, visible, T, scale);
-        }
-        gemm(s.o, p, s.v, g * T, T, hd, false, false);
-        for (let j = 0; j < g; j++) scatterColumns(a.att.subarray(b * T * qDim), s.o.subarray(j * T * hd), T, qDim, (kvh * g + j) * hd, hd);
+        const cols = (j: number) => (kvh * g + j) * hd;
+        gatherColumns(s.k, a.k.subarray(b * T * C), T, C, kvh * hd, hd);
+        gatherColumns(s.v, a.v.subarray(b * T * C), T, C, kvh * hd, hd);
+        for (let j = 0; j < g; j++) gatherColumns(s.q.subarray(j * T * hd), a.q.subarray(b * T * qDim), T, qDim, cols(j), hd);
+        visit(b, kvh, a.p.subarray((b * KV + kvh) * g * T * T, (b * KV + kvh + 1) * g * T * T), cols);
       }
     }
   }
 
-  /** From datt [N, H·hd] to dq, dk, dv (gradients w.r.t. the rotated q and k). */
-  private attentionBackward(a: LayerActs, datt: Float32Array): void {
-    const { nHeads: H, nKvHeads: KV, headDim: hd, qDim, kvDim: C } = this.config;
-    const { B, T } = this;
-    const g = H / KV;
+  /** Causal attention per sequence and KV head; keeps the probabilities in a.p. */
+  private attentionForward(a: LayerActs): void {
+    const { headDim: hd, qDim } = this.config;
+    const { T } = this;
+    const g = this.config.nHeads / this.config.nKvHeads;
     const scale = 1 / Math.sqrt(hd);
     const s = this.head;
-    for (let b = 0; b < B; b++) {
-      const q = a.q.subarray(b * T * qDim);
-      const k = a.k.subarray(b * T * C);
-      const v = a.v.subarray(b * T * C);
-      const dO = datt.subarray(b * T * qDim);
-      for (let kvh = 0; kvh < KV; kvh++) {
-        const p = a.p.subarray((b * KV + kvh) * g * T * T, (b * KV + kvh + 1) * g * T * T);
-        gatherColumns(s.k, k, T, C, kvh * hd, hd);
-        gatherColumns(s.v, v, T, C, kvh * hd, hd);
-        for (let j = 0; j < g; j++) {
-          gatherColumns(s.q.subarray(j * T * hd), q, T, qDim, (kvh * g + j) * hd, hd);
-          gatherColumns(s.o.subarray(j * T * hd), dO, T, qDim, (kvh * g + j) * hd, hd);
-        }
-        const dP = s.s;
-        gemm(dP, s.o, s.v, g * T, hd, T, false, true); // dP = dO·Vᵀ
-        gemm(s.dv, p, s.o, T, g * T, hd, true, false); // dV = Pᵀ·dO
-        for (let r = 0; r < g * T; r++) {
-          const o = r * T;
-          const visible = (r % T) + 1;
-          let dot = 0;
-          for (let j = 0; j < visible; j++) dot += dP[o + j] * p[o + j];
-          for (let j = 0; j < visible; j++) dP[o + j] = p[o + j] * (dP[o + j] - dot) * scale;
-          dP.fill(0, o + visible, o + T);
-        }
-        gemm(s.o, dP, s.k, g * T, T, hd, false, false); // dQ = dS·K
-        gemm(s.dk, dP, s.q, T, g * T, hd, true, false); // dK = dSᵀ·Q
-        for (let j = 0; j < g; j++) scatterColumns(this.dq.subarray(b * T * qDim), s.o.subarray(j * T * hd), T, qDim, (kvh * g + j) * hd, hd);
-        scatterColumns(this.dk.subarray(b * T * C), s.dk, T, C, kvh * hd, hd);
-        scatterColumns(this.dv.subarray(b * T * C), s.dv, T, C, kvh * hd, hd);
+    this.forEachKvHead(a, (b, _kvh, p, cols) => {
+      gemm(p, s.q, s.k, g * T, hd, T, false, true);
+      for (let r = 0; r < g * T; r++) softmaxRow(p, r * T, (r % T) + 1, T, scale);
+      gemm(s.o, p, s.v, g * T, T, hd, false, false);
+      for (let j = 0; j < g; j++) scatterColumns(a.att.subarray(b * T * qDim), s.o.subarray(j * T * hd), T, qDim, cols(j), hd);
+    });
+  }
+
+  /** From datt [N, H·hd] to dq, dk, dv (gradients w.r.t. the rotated q and k). */
+  private attentionBackward(a: LayerActs, datt: Float32Array): void {
+    const { headDim: hd, qDim, kvDim: C } = this.config;
+    const { T } = this;
+    const g = this.config.nHeads / this.config.nKvHeads;
+    const scale = 1 / Math.sqrt(hd);
+    const s = this.head;
+    this.forEachKvHead(a, (b, kvh, p, cols) => {
+      for (let j = 0; j < g; j++) gatherColumns(s.o.subarray(j * T * hd), datt.subarray(b * T * qDim), T, qDim, cols(j), hd);
+      const dP = s.s;
+      gemm(dP, s.o, s.v, g * T, hd, T, false, true); // dP = dO·Vᵀ
+      gemm(s.dv, p, s.o, T, g * T, hd, true, false); // dV = Pᵀ·dO
+      for (let r = 0; r < g * T; r++) {
+        // softmax backward: dS = P ⊙ (dP − rowsum(dP ⊙ P)), times the 1/√hd of the scores
+        const o = r * T;
+        const visible = (r % T) + 1;
+        let dot = 0;
+        for (let j = 0; j < visible; j++) dot += dP[o + j] * p[o + j];
+        for (let j = 0; j < visible; j++) dP[o + j] = p[o + j] * (dP[o + j] - dot) * scale;
+        dP.fill(0, o + visible, o + T);
       }
-    }
+      gemm(s.o, dP, s.k, g * T, T, hd, false, false); // dQ = dS·K
+      gemm(s.dk, dP, s.q, T, g * T, hd, true, false); // dK = dSᵀ·Q
+      for (let j = 0; j < g; j++) scatterColumns(this.dq.subarray(b * T * qDim), s.o.subarray(j * T * hd), T, qDim, cols(j), hd);
+      scatterColumns(this.dk.subarray(b * T * C), s.dk, T, C, kvh * hd, hd);
+      scatterColumns(this.dv.subarray(b * T * C), s.dv, T, C, kvh * hd, hd);
+    });
   }
 }
