@@ -51,7 +51,10 @@ export function renderReport(r: DemoResult): string {
     .map((g) => `<tr><td>${esc(g.method)}<br><small>${esc(g.cache)}</small></td><td class="text">${esc(g.text)}</td><td>${fmt(g.decodeTokensPerSecond, 1)}</td><td>${g.storedBytes.toLocaleString('en-US')}</td><td>${fmt(g.fp16Bytes / g.storedBytes, 2)}×</td></tr>`)
     .join('\n');
   const settingRows = Object.entries({ ...r.settings, model: r.model.dir, layers: r.model.layers, 'key/value channels C': r.model.kvDim })
-    .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(String(v))}</td></tr>`).join('\n');
+    .map(([k, v]) => {
+      const text = String(v);
+      return `<tr><th>${esc(k)}</th><td>${esc(text.length > 240 ? `${text.slice(0, 120)} … ${text.slice(-100)}` : text)}</td></tr>`;
+    }).join('\n');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>aquakv report</title>
 <style>

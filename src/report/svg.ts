@@ -81,9 +81,9 @@ export interface StackedBar {
 
 /** Horizontal stacked bars (one per label), parts coloured consistently by name. */
 export function stackedBarChart(bars: StackedBar[], o: { title: string; unit: string; width?: number }): string {
-  const W = o.width ?? 720;
+  const W = o.width ?? 800;
   const rowH = 26;
-  const m = { l: 200, r: 20, t: 40, b: 40 };
+  const m = { l: 270, r: 20, t: 40, b: 40 };
   const names = [...new Set(bars.flatMap((b) => Object.keys(b.parts).filter((k) => b.parts[k] > 0)))];
   const legendRows = Math.ceil(names.length / 4);
   const H = m.t + bars.length * rowH + m.b + legendRows * 18;
