@@ -9,15 +9,3 @@ export class AquaError extends Error {
     this.name = 'AquaError';
   }
 }
-
-/** Throws an AquaError naming `where` unless `cond` holds. */
-export function check(cond: boolean, where: string, message: string, hint?: string): asserts cond {
-  if (!cond) throw new AquaError(`${where}: ${message}`, hint);
-}
-
-/** Shape check for kernels: a length mismatch is a programming error, reported with both sizes. */
-export function checkLength(arr: ArrayLike<number>, expected: number, where: string, what: string): void {
-  if (arr.length < expected) {
-    throw new RangeError(`${where}: ${what} has ${arr.length} elements, expected at least ${expected}`);
-  }
-}

@@ -61,8 +61,3 @@ export function f32ToBf16(val: number): number {
   const lsb = (x >>> 16) & 1;
   return ((x + 0x7fff + lsb) >>> 16) & 0xffff;
 }
-
-/** Rounds a value to the nearest f16 (what storing a scale as fp16 does to it). */
-export function roundF16(val: number): number {
-  return f16ToF32(f32ToF16(val));
-}
