@@ -2,7 +2,7 @@
 import { AquaError } from '../errors.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { checkMethod } from '../kv/factory.js';
-import { parseMethod, type CacheMethod } from '../kv/method.js';
+import { parseMethodList, type CacheMethod } from '../kv/method.js';
 import { evaluatePerplexity, type MethodResult } from '../eval/perplexity.js';
 import { readText } from '../eval/texts.js';
 import { loadPredictors } from '../predictors/file.js';
@@ -68,7 +68,7 @@ export const evalCommand: Command = {
     });
     if (!o.text) throw new AquaError('eval needs --text FILE (or @moby-dick, @sotu-heldout)');
     const dir = resolveModelDir(o.model);
-    const methods: CacheMethod[] = (o.methods ?? 'fp,aquakv,higgs,kivi2,kivi4').split(/,(?![^[]*\])/).map(parseMethod);
+    const methods: CacheMethod[] = parseMethodList(o.methods ?? 'fp,aquakv,higgs,kivi2,kivi4');
     const model = openModel(dir);
     for (const m of methods) checkMethod(m, model.config.kvDim);
     const ids = loadTokenizer(dir).encode(readText(o.text));

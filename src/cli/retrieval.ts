@@ -2,7 +2,7 @@
 import { loadTokenizer } from '../io/tokenizer.js';
 import { createCache } from '../kv/factory.js';
 import { checkMethod } from '../kv/factory.js';
-import { parseMethod } from '../kv/method.js';
+import { parseMethodList } from '../kv/method.js';
 import { readText } from '../eval/texts.js';
 import { retrievalAccuracy } from '../eval/retrieval-eval.js';
 import { AquaError } from '../errors.js';
@@ -30,7 +30,7 @@ export const retrievalCommand: Command = {
       if (!Number.isInteger(d) || d < 20 || d > total - 20) throw new AquaError(`--distances: ${s} must be an integer in [20, ${total - 20}]`);
       return d;
     });
-    const methods = (o.methods ?? 'fp,aquakv').split(/,(?![^[]*\])/).map(parseMethod);
+    const methods = parseMethodList(o.methods ?? 'fp,aquakv');
     for (const m of methods) checkMethod(m, model.config.kvDim);
     const predictors = predictorsFor(model, dir, methods, o.predictors, o['calibration-data'], !!o.json);
     const filler = tok.encode(readText(o.filler ?? '@moby-dick'));

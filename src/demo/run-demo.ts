@@ -89,9 +89,9 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
   const evalIds = tok.encode(o.evalText.text);
   const aquaNames = o.aquakvQuantizers.map((q) => (q === 'higgs:2x16' ? 'aquakv' : `aquakv[q=${q}]`));
   const methods = [...o.baselines, ...aquaNames].map(parseMethod);
-  const cache = { sinks: o.sinks, buffer: o.buffer, mode: 'materialized' as const };
+  const cacheOptions = { sinks: o.sinks, buffer: o.buffer, mode: 'materialized' as const };
   const results: MethodResult[] = evaluatePerplexity(model, evalIds, methods, (m) => predictorSets.get(m.keyQuantizer) ?? null, {
-    seqLen, chunk: o.chunk, maxTokens: o.maxTokens, cache, onProgress: (d, t, l) => o.onProgress?.('eval', d, t, l),
+    seqLen, chunk: o.chunk, maxTokens: o.maxTokens, cache: cacheOptions, onProgress: (d, t, l) => o.onProgress?.('eval', d, t, l),
   });
   // 3. generation with the runtime's full-precision cache and with AQUA-KV in compact mode
   //    (resident memory follows the compressed size; every step rebuilds the cached layers)
@@ -102,7 +102,7 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
   const firstAqua = o.aquakvQuantizers[0];
   for (const [label, kind, make] of [
     ['fp', 'FullCache (f32)', () => model.newFullCache()],
-    [aquaNames[0], 'CompressedCache, compact mode', () => createCache(model, parseMethod(aquaNames[0]), predictorSets.get(firstAqua)!, { ...cache, mode: 'compact' })],
+    [aquaNames[0], 'CompressedCache, compact mode', () => createCache(model, parseMethod(aquaNames[0]), predictorSets.get(firstAqua)!, { ...cacheOptions, mode: 'compact' })],
   ] as [string, string, () => KVCache][]) {
     const cache = make();
     const g = generate(model, prompt, cache, { maxNewTokens: o.maxNewTokens, temperature: 0, topP: 1, seed: 0, stopIds: cfg.eosTokenIds });

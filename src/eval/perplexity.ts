@@ -6,7 +6,7 @@
  * mean KL divergence KL(p_fp ‖ p_method) of the next-token distributions at the same positions.
  */
 import { createCache } from '../kv/factory.js';
-import type { CacheMethod } from '../kv/method.js';
+import { parseMethod, type CacheMethod } from '../kv/method.js';
 import type { CompressedCacheOptions } from '../kv/compressed.js';
 import type { LlamaModel } from '../model/llama.js';
 import type { PredictorSet } from '../predictors/linear.js';
@@ -75,7 +75,7 @@ export function evaluatePerplexity(
   const windows = Math.floor(Math.min(ids.length, o.maxTokens) / L);
   if (windows < 1) throw new AquaError(`eval: the text has ${ids.length} tokens (cap ${o.maxTokens}), fewer than one window of ${L}`);
   const V = model.config.vocabSize;
-  const fpMethod = methods.find((m) => m.kind === 'fp') ?? { name: 'fp', kind: 'fp', keyQuantizer: 'none', valueQuantizer: 'none', firstKeyQuantizer: 'none', firstValueQuantizer: 'none', usesPredictors: false, quantizeKeysAfterRope: false } as CacheMethod;
+  const fpMethod = methods.find((m) => m.kind === 'fp') ?? parseMethod('fp');
   const acc = new Map<CacheMethod, { nll: number; kl: number; n: number; bits: number; bytes: number; pbytes: number; seconds: number; components: Record<string, number> }>();
   for (const m of [fpMethod, ...methods.filter((x) => x !== fpMethod)]) acc.set(m, { nll: 0, kl: 0, n: 0, bits: NaN, bytes: 0, pbytes: 0, seconds: 0, components: {} });
   const ref = new Float64Array((L - 1) * V); // fp log-probs of the current window

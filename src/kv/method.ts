@@ -76,3 +76,8 @@ export function parseMethod(spec: string): CacheMethod {
     quantizeKeysAfterRope: kind === 'kivi' && (opts.rope ?? 'post') === 'post',
   };
 }
+
+/** A comma-separated list of method specs (commas inside [...] belong to the spec). */
+export function parseMethodList(list: string): CacheMethod[] {
+  return list.split(/,(?![^[]*\])/).map(parseMethod);
+}
