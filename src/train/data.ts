@@ -1,16 +1,65 @@
 /**
  * Training batches: random windows of T + 1 tokens from the training stream (inputs are the
- * first T, targets the last T), a share of them replaced by synthetic retrieval sequences.
+ * first T, targets the last T), a share of them replaced by synthetic sequences:
+ *  - retrieval: a pass key stated in ordinary text and asked for at the end (src/eval/retrieval.ts);
+ *  - repeated passage: a window of ordinary text in which one passage appears a second time later.
+ * A small model sees far too few pass keys to discover copying from their five answer tokens
+ * alone; a repeated passage rewards copying on every one of its tokens, which is what grows the
+ * attention heads (induction heads) that retrieval then reuses.
  * Batch b of step s depends only on (seed, s), so a resumed run sees the same data.
  */
 import { Rng } from '../tensor/rng.js';
-import { retrievalSample } from '../eval/retrieval.js';
+import { FACT, QUESTION, retrievalSample } from '../eval/retrieval.js';
 
 export interface BatchSource {
   B: number;
   T: number;
   retrievalShare: number;
+  /** Share of sequences with a repeated passage (0 when absent). */
+  repeatShare?: number;
   seed: number;
+}
+
+export interface RepeatedPassage {
+  ids: Int32Array;
+  /** Where the passage first appears, where its copy starts, and its length in tokens. */
+  source: number;
+  copy: number;
+  length: number;
+}
+
+/** A window of `total` tokens of `stream` in which a passage of 16 to total/2 tokens is repeated later. */
+export function repeatedPassage(stream: Int32Array, total: number, rng: Rng): RepeatedPassage {
+  const length = 16 + rng.int(Math.max(1, Math.floor(total / 2) - 15));
+  const start = rng.int(stream.length - total);
+  const ids = Int32Array.from(stream.subarray(start, start + total));
+  const source = rng.int(total - 2 * length + 1);
+  const copy = source + length + rng.int(total - source - 2 * length + 1);
+  ids.copyWithin(copy, source, source + length);
+  return { ids, source, copy, length };
+}
+
+/**
+ * A training pass-key sequence: the evaluation's sample, plus up to three earlier rounds of
+ * question and answer placed in the text between the fact and the final question, so that one
+ * sequence teaches the answer several times at several distances. The last question stays
+ * unanswered in the window (its answer is what the model must produce; the window ends there).
+ */
+export function trainingRetrievalSample(
+  encode: (s: string) => number[], stream: Int32Array, total: number, distance: number, rng: Rng,
+): number[] {
+  const sample = retrievalSample(encode, stream, total, distance, rng);
+  const ids = sample.ids;
+  const qa = [...encode(QUESTION), ...sample.answer, ...encode('.')];
+  const from = total - distance; // first token after the fact
+  const to = total - encode(QUESTION).length; // the final question starts here
+  const rounds = rng.int(4);
+  const slot = Math.floor((to - from) / Math.max(1, rounds));
+  for (let r = 0; r < rounds && slot > qa.length + 8; r++) {
+    const at = from + r * slot + 8 + rng.int(slot - qa.length - 8);
+    for (let i = 0; i < qa.length; i++) ids[at + i] = qa[i];
+  }
+  return ids;
 }
 
 export function makeBatch(
@@ -22,10 +71,16 @@ export function makeBatch(
   const targets = new Int32Array(B * T);
   for (let b = 0; b < B; b++) {
     let seq: ArrayLike<number>;
-    if (rng.next() < o.retrievalShare) {
-      // the fact ends anywhere from 16 tokens before the question to the start of the window
-      const distance = 16 + rng.int(T - 40);
-      seq = retrievalSample(encode, stream, T + 1, distance, rng).ids;
+    const u = rng.next();
+    if (u < o.retrievalShare) {
+      // the fact ends anywhere from 16 tokens before the end (or just after the question where
+      // that is longer) to near the start of the window
+      const nearest = Math.max(16, encode(QUESTION).length + 1);
+      const farthest = T + 1 - encode(FACT('12345')).length;
+      const distance = nearest + rng.int(Math.min(T - 40, farthest - nearest));
+      seq = trainingRetrievalSample(encode, stream, T + 1, distance, rng);
+    } else if (u < o.retrievalShare + (o.repeatShare ?? 0)) {
+      seq = repeatedPassage(stream, T + 1, rng).ids;
     } else {
       const start = rng.int(stream.length - T - 1);
       seq = stream.subarray(start, start + T + 1);

@@ -18,6 +18,8 @@ export interface TrainOptions extends BatchSource {
   checkpointPath: string;
   checkpointEvery: number;
   evalEvery: number;
+  /** Extra measurements taken with the held-out loss (e.g. retrieval accuracy), logged and kept in the history. */
+  probe?: (model: TrainableLlama) => Record<string, number>;
   log: (line: string) => void;
 }
 
@@ -32,6 +34,7 @@ export interface StepRecord {
 export interface TrainHistory {
   steps: StepRecord[];
   heldOut: { step: number; loss: number }[];
+  probes?: ({ step: number } & Record<string, number>)[];
   /** Seconds spent in training steps, summed over every run that contributed. */
   trainSeconds: number;
 }
@@ -106,6 +109,11 @@ export function train(
       const h = heldOutLoss(model, heldOutWindows);
       history.heldOut.push({ step: opt.step, loss: h });
       o.log(`step ${opt.step}: held-out loss ${h.toFixed(3)} (perplexity ${Math.exp(h).toFixed(2)})`);
+      if (o.probe) {
+        const p = o.probe(model);
+        (history.probes ??= []).push({ step: opt.step, ...p });
+        o.log(`step ${opt.step}: ${Object.entries(p).map(([k, v]) => `${k} ${v.toFixed(3)}`).join('  ')}`);
+      }
     }
     if (opt.step % o.checkpointEvery === 0 || opt.step === o.steps) saveCheckpoint(o.checkpointPath, arena, opt, cfg, history);
   }
