@@ -28,16 +28,21 @@ const sample: DemoResult = {
     { method: 'kivi2', bitsPerValue: 3.0667, perplexity: 25.5, relativeChange: 0.2439, klDivergence: 0.2, cacheBytes: 150, components: { keyCodes: 60, valueCodes: 60, scales: 20, sinks: 10 }, predictorBytes: 0, nll: 3.2, tokens: 63, windows: 1, seconds: 1 },
   ],
   generations: [{ method: 'fp', cache: 'FullCache (f32)', text: 'the <Union> & more', prefillTokensPerSecond: 100, decodeTokensPerSecond: 50, tokens: 10, storedBytes: 640, residentBytes: 640, fp16Bytes: 320, components: { sinks: 640 } }],
+  retrieval: [
+    { method: 'fp', results: [{ distance: 40, samples: 5, correct: 5, accuracy: 1 }, { distance: 900, samples: 5, correct: 4, accuracy: 0.8 }] },
+    { method: 'kivi2', results: [{ distance: 40, samples: 5, correct: 3, accuracy: 0.6 }, { distance: 900, samples: 5, correct: 0, accuracy: 0 }] },
+  ],
   seconds: 12,
 };
 
 test('the report is one self-contained HTML page with every section and the numbers given', () => {
   const html = renderReport(sample);
   assert.match(html, /^<!doctype html>/);
-  for (const id of ['tradeoff', 'predictors', 'memory', 'settings']) assert.match(html, new RegExp(`<section id="${id}">`));
+  for (const id of ['tradeoff', 'predictors', 'memory', 'retrieval', 'settings']) assert.match(html, new RegExp(`<section id="${id}">`));
   assert.equal((html.match(/<svg /g) ?? []).length, 3);
-  for (const s of ['2.345', '20.679', '+0.87%', '0.01234', '3.067', '+24.39%', '0.0625', '2.00', '@moby-dick', '0.50×']) assert.ok(html.includes(s), `missing ${s}`);
+  for (const s of ['2.345', '20.679', '+0.87%', '0.01234', '3.067', '+24.39%', '0.0625', '2.00', '@moby-dick', '0.50×', 'distance 900', '80% (4/5)', '60% (3/5)']) assert.ok(html.includes(s), `missing ${s}`);
   assert.ok(html.includes('the &lt;Union&gt; &amp; more'), 'generated text is escaped');
+  assert.doesNotMatch(renderReport({ ...sample, retrieval: [] }), /id="retrieval"/, 'no retrieval section when it was skipped');
   assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'no scripts, no network');
   // balanced tags of the main elements
   for (const tag of ['section', 'table', 'svg', 'tbody']) assert.equal((html.match(new RegExp(`<${tag}[ >]`, 'g')) ?? []).length, (html.match(new RegExp(`</${tag}>`, 'g')) ?? []).length, tag);
@@ -78,15 +83,17 @@ test('smoke: the demo runs end to end on the tiny fixture and writes its report'
   const text = join(work, 'text.txt');
   writeFileSync(text, Array.from({ length: 30 }, (_, i) => `${FIXTURE_TEXT} ${i}`).join('\n\n'));
   const out = join(work, 'report.html');
-  const args = [BIN, 'demo', '--model', dir, '--text', text, '--calibration-data', text, '--seq-len', '64', '--max-tokens', '256',
-    '--samples', '4', '--max-new-tokens', '8', '--buffer', '16', '--cache-dir', join(work, 'cache'), '--out', out];
+  const args = [BIN, 'demo', '--model', dir, '--text', text, '--calibration-data', text, '--seq-len', '128', '--max-tokens', '256',
+    '--samples', '4', '--retrieval-samples', '1', '--max-new-tokens', '8', '--buffer', '16', '--cache-dir', join(work, 'cache'), '--out', out];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   for (const m of ['fp', 'aquakv', 'higgs', 'kivi2', 'kivi4', 'aquakv[q=higgs:2x64]']) assert.match(r.stdout, new RegExp(`^${m.replace(/[[\]]/g, '\\$&')}\\s+\\d+\\.\\d{3}`, 'm'));
   assert.match(r.stdout, /calibrated in/);
   assert.match(r.stdout, /\[aquakv, CompressedCache, compact mode\] .*\n  decode [\d.]+ tokens\/s; cache of \d+ tokens: [\d,]+ bytes stored/);
+  assert.match(r.stdout, /pass-key retrieval .*1 samples per distance/);
+  for (const m of ['fp', 'aquakv', 'kivi2']) assert.match(r.stdout, new RegExp(`^${m}\\s+(\\d+%\\s+){2}\\d+%$`, 'm'), `retrieval row for ${m}`);
   assert.ok(existsSync(out));
-  assert.match(readFileSync(out, 'utf8'), /<section id="tradeoff">/);
+  assert.match(readFileSync(out, 'utf8'), /<section id="tradeoff">[\s\S]*<section id="retrieval">/);
   const second = spawnSync(process.execPath, args, { encoding: 'utf8' });
   assert.equal(second.status, 0, second.stderr);
   assert.match(second.stdout, /predictors for higgs:2x16: reused/);

@@ -21,16 +21,16 @@ import { copyingProbe } from '../src/train/probes.js';
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 const { values: a } = parseArgs({
   options: {
-    steps: { type: 'string', default: '420' },
-    batch: { type: 'string', default: '8' },
+    steps: { type: 'string', default: '1200' },
+    batch: { type: 'string', default: '2' },
     seq: { type: 'string', default: '1024' },
     lr: { type: 'string', default: '3e-3' },
     layers: { type: 'string', default: '6' },
     hidden: { type: 'string', default: '256' },
     vocab: { type: 'string', default: '2048' },
     seed: { type: 'string', default: '1' },
-    'retrieval-share': { type: 'string', default: '0.2' },
-    'repeat-share': { type: 'string', default: '0.2' },
+    'retrieval-share': { type: 'string', default: '0.25' },
+    'repeat-share': { type: 'string', default: '0.35' },
     'run-dir': { type: 'string', default: join(ROOT, 'train-runs/sotu') },
     out: { type: 'string', default: join(ROOT, 'models/aquakv-sotu') },
   },

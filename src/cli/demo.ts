@@ -12,16 +12,17 @@ import { EMBEDDED_MODEL_DIR, openModel, resolveModelDir } from './model-dir.js';
 import { progress, type Progress } from './progress.js';
 import { formatResults } from './eval.js';
 import { formatLayerErrors } from './calibrate.js';
+import { formatRetrieval } from './retrieval.js';
 import { AquaError } from '../errors.js';
 
 export const demoCommand: Command = {
   summary: 'calibrate, evaluate every method, generate with fp and AQUA-KV, write report.html',
-  usage: '[--model DIR] [--text FILE|@moby-dick] [--calibration-data FILE|@sotu-train] [--cache-dir DIR] [--samples N] [--seq-len L] [--max-tokens N] [--prompt TEXT] [--prompt-tokens N] [--max-new-tokens N] [--sinks P] [--buffer B] [--out report.html]',
+  usage: '[--model DIR] [--text FILE|@moby-dick] [--calibration-data FILE|@sotu-train] [--cache-dir DIR] [--samples N] [--seq-len L] [--max-tokens N] [--prompt TEXT] [--prompt-tokens N] [--max-new-tokens N] [--sinks P] [--buffer B] [--retrieval-samples N] [--out report.html]',
   run(argv) {
     const o = parse(argv, {
       model: { type: 'string' }, text: { type: 'string' }, 'calibration-data': { type: 'string' }, 'cache-dir': { type: 'string' },
       samples: { type: 'string' }, 'seq-len': { type: 'string' }, 'max-tokens': { type: 'string' }, 'max-new-tokens': { type: 'string' },
-      prompt: { type: 'string' }, 'prompt-tokens': { type: 'string' }, out: { type: 'string' }, sinks: { type: 'string' }, buffer: { type: 'string' },
+      prompt: { type: 'string' }, 'prompt-tokens': { type: 'string' }, out: { type: 'string' }, sinks: { type: 'string' }, buffer: { type: 'string' }, 'retrieval-samples': { type: 'string' },
     });
     const dir = resolveModelDir(o.model);
     const embedded = dir === EMBEDDED_MODEL_DIR;
@@ -47,6 +48,7 @@ export const demoCommand: Command = {
       promptTokens: intOpt(o['prompt-tokens'], 'prompt-tokens', DEFAULT_DEMO.promptTokens, 1),
       sinks: intOpt(o.sinks, 'sinks', DEFAULT_DEMO.sinks, 0),
       buffer: intOpt(o.buffer, 'buffer', DEFAULT_DEMO.buffer, 1),
+      retrievalSamples: intOpt(o['retrieval-samples'], 'retrieval-samples', DEFAULT_DEMO.retrievalSamples, 0),
       onStage: (s) => {
         bar?.stop();
         bar = null;
@@ -76,6 +78,10 @@ export const demoCommand: Command = {
         `  decode ${g.decodeTokensPerSecond.toFixed(1)} tokens/s; cache of ${g.tokens} tokens: ${g.storedBytes.toLocaleString('en-US')} bytes stored ` +
           `(16-bit keys and values would take ${g.fp16Bytes.toLocaleString('en-US')}: ${(g.fp16Bytes / g.storedBytes).toFixed(2)}× compression), ${g.residentBytes.toLocaleString('en-US')} resident`,
       );
+    }
+    if (result.retrieval.length > 0) {
+      console.log(`\npass-key retrieval (a 5-digit key hidden in ${result.settings.evalText}, asked for at the end of a ${result.settings.seqLen}-token window; ${result.retrieval[0].results[0].samples} samples per distance, greedy answer must match exactly)`);
+      console.log(formatRetrieval(result.retrieval));
     }
     const out = resolve(o.out ?? 'report.html');
     writeFileSync(out, renderReport(result));

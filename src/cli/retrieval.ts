@@ -4,7 +4,7 @@ import { createCache } from '../kv/factory.js';
 import { checkMethod } from '../kv/factory.js';
 import { parseMethodList } from '../kv/method.js';
 import { readText } from '../eval/texts.js';
-import { retrievalAccuracy } from '../eval/retrieval-eval.js';
+import { retrievalAccuracy, type RetrievalResult } from '../eval/retrieval-eval.js';
 import { AquaError } from '../errors.js';
 import { intOpt, parse } from './args.js';
 import type { Command } from './commands.js';
@@ -50,12 +50,20 @@ export const retrievalCommand: Command = {
       return;
     }
     console.log(`pass-key retrieval in sequences of ${total} tokens (${samples} samples per distance)`);
-    console.log('method'.padEnd(28) + distances.map((d) => `d=${d}`.padStart(9)).join(''));
-    for (const m of methods) {
-      console.log(m.name.padEnd(28) + distances.map((d) => {
-        const r = rows.find((x) => x.method === m.name && x.distance === d)!;
-        return `${(100 * r.accuracy).toFixed(0)}%`.padStart(9);
-      }).join(''));
-    }
+    console.log(formatRetrieval(methods.map((m) => ({ method: m.name, results: rows.filter((r) => r.method === m.name) }))));
   },
 };
+
+/** A table of accuracy per method (rows) and distance (columns). */
+export function formatRetrieval(rows: { method: string; results: RetrievalResult[] }[]): string {
+  const distances = [...new Set(rows.flatMap((r) => r.results.map((x) => x.distance)))];
+  const width = Math.max(8, ...rows.map((r) => r.method.length)) + 2;
+  const lines = ['method'.padEnd(width) + distances.map((d) => `d=${d}`.padStart(9)).join('')];
+  for (const r of rows) {
+    lines.push(r.method.padEnd(width) + distances.map((d) => {
+      const x = r.results.find((y) => y.distance === d);
+      return (x ? `${(100 * x.accuracy).toFixed(0)}%` : '–').padStart(9);
+    }).join(''));
+  }
+  return lines.join('\n');
+}

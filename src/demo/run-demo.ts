@@ -14,6 +14,8 @@ import type { PredictorSet } from '../predictors/linear.js';
 import { cachedPredictors, type CalibrationSettings } from '../predictors/cache-dir.js';
 import { DEFAULT_CALIBRATION } from '../predictors/from-text.js';
 import type { KVCache } from '../kv/cache.js';
+import { retrievalAccuracy, type RetrievalResult } from '../eval/retrieval-eval.js';
+import { FACT, QUESTION } from '../eval/retrieval.js';
 
 export interface DemoOptions {
   cacheDir: string;
@@ -32,6 +34,9 @@ export interface DemoOptions {
   baselines: string[];
   sinks: number;
   buffer: number;
+  /** Pass-key retrieval through these caches, in windows of seqLen tokens of the evaluation text (0 samples: skipped). */
+  retrievalMethods: string[];
+  retrievalSamples: number;
   onStage?: (stage: string) => void;
   onProgress?: (stage: string, done: number, total: number, label?: string) => void;
 }
@@ -46,6 +51,8 @@ export const DEFAULT_DEMO = {
   baselines: ['fp', 'higgs', 'higgs[q=higgs:2x16,first=higgs:2x256]', 'higgs[q=higgs:2x64]', 'higgs[q=higgs:1x16]', 'kivi2', 'kivi4'],
   sinks: 4,
   buffer: 128,
+  retrievalMethods: ['fp', 'aquakv', 'higgs[q=higgs:2x16,first=higgs:2x256]', 'kivi2'],
+  retrievalSamples: 5,
 };
 
 export interface Generation {
@@ -67,7 +74,18 @@ export interface DemoResult {
   calibrations: { quantizer: string; reused: boolean; path: string; seconds: number; layers: LayerErrors[] }[];
   results: MethodResult[];
   generations: Generation[];
+  /** Per method, accuracy at each distance; empty when skipped or when the window is too short for the task. */
+  retrieval: { method: string; results: RetrievalResult[] }[];
   seconds: number;
+}
+
+/** Distances for pass-key retrieval in windows of `seqLen` tokens: near, middle and far, where they fit. */
+export function retrievalDistances(seqLen: number, encode: (s: string) => number[]): number[] {
+  const nearest = encode(QUESTION).length + 16;
+  const farthest = seqLen - encode(FACT('12345')).length - 8;
+  if (farthest < nearest) return [];
+  const picks = [nearest + 32, Math.round(seqLen / 2), farthest].map((d) => Math.max(nearest, Math.min(farthest, d)));
+  return [...new Set(picks)].sort((a, b) => a - b);
 }
 
 export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string, o: DemoOptions): DemoResult {
@@ -75,7 +93,8 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
   const cfg = model.config;
   const seqLen = Math.min(o.seqLen, cfg.maxPositionEmbeddings);
   // 1. predictors, one set per AQUA-KV residual quantizer
-  o.onStage?.(`1/3 predictors (cache: ${o.cacheDir})`);
+  const stages = o.retrievalSamples > 0 ? 4 : 3;
+  o.onStage?.(`1/${stages} predictors (cache: ${o.cacheDir})`);
   const predictorSets = new Map<string, PredictorSet>();
   const calibrations: DemoResult['calibrations'] = [];
   for (const q of o.aquakvQuantizers) {
@@ -85,7 +104,7 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
     calibrations.push({ quantizer: q, reused: c.reused, path: c.path, seconds: c.info.seconds, layers: c.info.layers });
   }
   // 2. evaluation: baselines and AQUA-KV variants on the same windows
-  o.onStage?.(`2/3 perplexity on ${o.evalText.source}`);
+  o.onStage?.(`2/${stages} perplexity on ${o.evalText.source}`);
   const evalIds = tok.encode(o.evalText.text);
   const aquaNames = o.aquakvQuantizers.map((q) => (q === 'higgs:2x16' ? 'aquakv' : `aquakv[q=${q}]`));
   const methods = [...o.baselines, ...aquaNames].map(parseMethod);
@@ -95,7 +114,7 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
   });
   // 3. generation with the runtime's full-precision cache and with AQUA-KV in compact mode
   //    (resident memory follows the compressed size; every step rebuilds the cached layers)
-  o.onStage?.('3/3 generation');
+  o.onStage?.(`3/${stages} generation`);
   const promptTokens = Math.max(1, Math.min(o.promptTokens, cfg.maxPositionEmbeddings - o.maxNewTokens));
   const prompt = tok.encode(o.prompt).slice(0, promptTokens);
   const generations: Generation[] = [];
@@ -121,6 +140,21 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
       components: mem.components,
     });
   }
+  // 4. pass-key retrieval through a few caches, the key hidden in the evaluation text
+  const retrieval: DemoResult['retrieval'] = [];
+  const encode = (s: string) => tok.encode(s);
+  const distances = retrievalDistances(seqLen, encode);
+  if (o.retrievalSamples > 0 && distances.length > 0) {
+    o.onStage?.(`4/4 pass-key retrieval (${o.retrievalSamples} samples at distances ${distances.join(', ')})`);
+    for (const name of o.retrievalMethods) {
+      const m = parseMethod(name);
+      const results = retrievalAccuracy(model, encode, evalIds, () => createCache(model, m, m.usesPredictors ? predictorSets.get(m.keyQuantizer) ?? null : null, cacheOptions), {
+        distances, samples: o.retrievalSamples, total: seqLen, chunk: 128, seed: 7,
+        onProgress: (d, t) => o.onProgress?.(`retrieval ${name}`, d, t),
+      });
+      retrieval.push({ method: name, results });
+    }
+  }
   return {
     model: { dir: modelDir, layers: cfg.nLayers, kvDim: cfg.kvDim, hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, context: cfg.maxPositionEmbeddings },
     settings: {
@@ -132,6 +166,7 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
     calibrations,
     results,
     generations,
+    retrieval,
     seconds: (performance.now() - t0) / 1000,
   };
 }

@@ -1,6 +1,7 @@
 /**
  * report.html: one self-contained page (inline SVG, inline CSS, no network) with the trade-off
- * curve, per-layer predictor errors, cache memory by component, the results and the settings.
+ * curve, per-layer predictor errors, cache memory by component, the results, pass-key retrieval
+ * and the settings.
  */
 import type { DemoResult } from '../demo/run-demo.js';
 import { lineChart, stackedBarChart, type Series } from './svg.js';
@@ -50,6 +51,15 @@ export function renderReport(r: DemoResult): string {
   const genRows = r.generations
     .map((g) => `<tr><td>${esc(g.method)}<br><small>${esc(g.cache)}</small></td><td class="text">${esc(g.text)}</td><td>${fmt(g.decodeTokensPerSecond, 1)}</td><td>${g.storedBytes.toLocaleString('en-US')}</td><td>${fmt(g.fp16Bytes / g.storedBytes, 2)}×</td></tr>`)
     .join('\n');
+  const distances = [...new Set(r.retrieval.flatMap((x) => x.results.map((y) => y.distance)))];
+  const retrievalSection = r.retrieval.length === 0 ? '' : `<section id="retrieval"><h2>Pass-key retrieval</h2>
+<p>A 5-digit key is stated inside ${esc(String(r.settings.evalText))} and asked for at the end of a ${esc(String(r.settings.seqLen))}-token window, the distance being the tokens between the two; the greedy answer, decoded through each cache, must match every digit. ${r.retrieval[0].results[0]?.samples ?? 0} samples per distance.</p>
+<table><thead><tr><th>method</th>${distances.map((d) => `<th>distance ${d}</th>`).join('')}</tr></thead><tbody>
+${r.retrieval.map((x) => `<tr><td>${esc(x.method)}</td>${distances.map((d) => {
+    const y = x.results.find((z) => z.distance === d);
+    return `<td>${y ? `${fmt(100 * y.accuracy, 0)}% (${y.correct}/${y.samples})` : '–'}</td>`;
+  }).join('')}</tr>`).join('\n')}
+</tbody></table></section>`;
   const settingRows = Object.entries({ ...r.settings, model: r.model.dir, layers: r.model.layers, 'key/value channels C': r.model.kvDim })
     .map(([k, v]) => {
       const text = String(v);
@@ -78,6 +88,7 @@ ${layerRows}
 <table><thead><tr><th>cache</th><th>continuation (greedy)</th><th>decode tokens/s</th><th>stored bytes</th><th>vs 16-bit</th></tr></thead><tbody>
 ${genRows}
 </tbody></table></section>
+${retrievalSection}
 <section id="settings"><h2>Settings</h2><table><tbody>
 ${settingRows}
 </tbody></table></section>
