@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { FACT, QUESTION } from '../src/eval/retrieval.js';
+import { FACT, QUESTION, retrievalSample } from '../src/eval/retrieval.js';
 import { loadTokenizer } from '../src/io/tokenizer.js';
 import { Rng } from '../src/tensor/rng.js';
 import { makeBatch, repeatedPassage, trainingRetrievalSample } from '../src/train/data.js';
@@ -40,7 +40,7 @@ test('a training pass-key sequence is the evaluation sample with earlier answere
   let rounds = 0;
   for (let seed = 0; seed < 40; seed++) {
     const distance = 100 + ((seed * 37) % 250);
-    const ids = trainingRetrievalSample(encode, stream, total, distance, new Rng(seed));
+    const ids = trainingRetrievalSample(encode, stream, total, distance, new Rng(seed), 3);
     assert.equal(ids.length, total);
     const text = tok.decode(ids);
     assert.ok(text.endsWith(QUESTION), 'the window ends with the unanswered question');
@@ -56,10 +56,14 @@ test('a training pass-key sequence is the evaluation sample with earlier answere
     rounds += answered.length;
   }
   assert.ok(rounds > 20, `earlier rounds appear (${rounds} in 40 samples)`);
+  // without rounds it is the evaluation's sample, drawn identically
+  const a = trainingRetrievalSample(encode, stream, total, 150, new Rng(9), 0);
+  const b = retrievalSample(encode, stream, total, 150, new Rng(9)).ids;
+  assert.deepEqual(a, b);
 });
 
 test('batches depend only on (seed, step) and mix the three kinds of sequence in the asked shares', () => {
-  const o = { B: 64, T: 300, seed: 3, retrievalShare: 0.25, repeatShare: 0.25 };
+  const o = { B: 64, T: 300, seed: 3, retrievalShare: 0.25, repeatShare: 0.25, answeredRounds: 3 };
   const a = makeBatch(stream, encode, 5, o);
   const b = makeBatch(stream, encode, 5, o);
   assert.deepEqual(a.inputs, b.inputs);

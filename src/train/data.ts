@@ -17,6 +17,8 @@ export interface BatchSource {
   retrievalShare: number;
   /** Share of sequences with a repeated passage (0 when absent). */
   repeatShare?: number;
+  /** Most earlier answered rounds of the question in a pass-key sequence (0 when absent). */
+  answeredRounds?: number;
   seed: number;
 }
 
@@ -40,20 +42,22 @@ export function repeatedPassage(stream: Int32Array, total: number, rng: Rng): Re
 }
 
 /**
- * A training pass-key sequence: the evaluation's sample, plus up to three earlier rounds of
- * question and answer placed in the text between the fact and the final question, so that one
+ * A training pass-key sequence: the evaluation's sample, plus up to `maxRounds` earlier rounds
+ * of question and answer placed in the text between the fact and the final question, so that one
  * sequence teaches the answer several times at several distances. The last question stays
  * unanswered in the window (its answer is what the model must produce; the window ends there).
+ * With maxRounds 0 it is exactly the evaluation's sample (and draws nothing more from `rng`).
  */
 export function trainingRetrievalSample(
-  encode: (s: string) => number[], stream: Int32Array, total: number, distance: number, rng: Rng,
+  encode: (s: string) => number[], stream: Int32Array, total: number, distance: number, rng: Rng, maxRounds: number,
 ): number[] {
   const sample = retrievalSample(encode, stream, total, distance, rng);
   const ids = sample.ids;
+  if (maxRounds === 0) return ids;
   const qa = [...encode(QUESTION), ...sample.answer, ...encode('.')];
   const from = total - distance; // first token after the fact
   const to = total - encode(QUESTION).length; // the final question starts here
-  const rounds = rng.int(4);
+  const rounds = rng.int(maxRounds + 1);
   const slot = Math.floor((to - from) / Math.max(1, rounds));
   for (let r = 0; r < rounds && slot > qa.length + 8; r++) {
     const at = from + r * slot + 8 + rng.int(slot - qa.length - 8);
@@ -78,7 +82,7 @@ export function makeBatch(
       const nearest = Math.max(16, encode(QUESTION).length + 1);
       const farthest = T + 1 - encode(FACT('12345')).length;
       const distance = nearest + rng.int(Math.min(T - 40, farthest - nearest));
-      seq = trainingRetrievalSample(encode, stream, T + 1, distance, rng);
+      seq = trainingRetrievalSample(encode, stream, T + 1, distance, rng, o.answeredRounds ?? 0);
     } else if (u < o.retrievalShare + (o.repeatShare ?? 0)) {
       seq = repeatedPassage(stream, T + 1, rng).ids;
     } else {
