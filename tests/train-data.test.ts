@@ -113,5 +113,6 @@ test('the copying probe scores a perfect copier at 1 and a constant predictor at
   assert.equal(constant.passkey, 0);
   assert.equal(constant.passkeyFirstDigit, 0);
   assert.ok(constant.repeat < 0.1);
+  assert.equal(constant.repeatFirstTime, constant.repeat, 'a model that ignores its context scores the same on both appearances');
   assert.deepEqual(probe(copyingOracle(B, T)), perfect, 'the probe is deterministic');
 });

@@ -23,7 +23,8 @@ function argmaxRow(logits: Float32Array, row: number, V: number): number {
 /**
  * Returns a probe: `passkey` = share of rows whose whole key is predicted (teacher-forced),
  * `passkeyFirstDigit` = share whose first digit is (the hard one: later digits can follow the
- * first by copying), `repeat` = top-1 accuracy on the second copy of a repeated passage.
+ * first by copying), `repeat` = top-1 accuracy on the second copy of a repeated passage and
+ * `repeatFirstTime` on the same tokens where they first appear: copying shows as the gap.
  */
 export function copyingProbe(
   heldOut: Int32Array, encode: (s: string) => number[], B: number, T: number, seed: number,
@@ -44,17 +45,18 @@ export function copyingProbe(
     passkey.scored.push({ positions: s.answer.map((_, i) => first + i), tokens: s.answer });
   }
   const repeat: ScoredBatch = { inputs: new Int32Array(B * T), scored: [] };
+  const firstTime: ScoredBatch['scored'] = [];
   for (let b = 0; b < B; b++) {
     const r = repeatedPassage(heldOut, T + 1, rng);
     repeat.inputs.set(r.ids.subarray(0, T), b * T);
-    const positions: number[] = [];
-    const tokens: number[] = [];
-    // from the copy's second token on, the passage so far identifies where to copy from
-    for (let i = 1; i < r.length; i++) {
-      positions.push(r.copy + i - 1);
-      tokens.push(r.ids[r.copy + i]);
-    }
-    repeat.scored.push({ positions, tokens });
+    // from the copy's second token on, the passage so far identifies where to copy from; the
+    // same tokens at their first appearance measure what the model predicts without copying
+    const at = (start: number) => ({
+      positions: Array.from({ length: r.length - 1 }, (_, i) => start + i),
+      tokens: Array.from({ length: r.length - 1 }, (_, i) => r.ids[start + i + 1]),
+    });
+    repeat.scored.push(at(r.copy));
+    firstTime.push(at(r.source));
   }
   return (model) => {
     const V = model.config.vocabSize;
@@ -68,14 +70,15 @@ export function copyingProbe(
       if (hits[Math.min(1, hits.length - 1)]) firstDigit++;
     });
     logits = model.forward(repeat.inputs);
-    let correct = 0;
-    let count = 0;
-    repeat.scored.forEach((row, b) => {
-      row.positions.forEach((p, i) => {
+    const top1 = (rows: ScoredBatch['scored']) => {
+      let correct = 0;
+      let count = 0;
+      rows.forEach((row, b) => row.positions.forEach((p, i) => {
         if (argmaxRow(logits, b * T + p, V) === row.tokens[i]) correct++;
         count++;
-      });
-    });
-    return { passkey: whole / B, passkeyFirstDigit: firstDigit / B, repeat: correct / count };
+      }));
+      return correct / count;
+    };
+    return { passkey: whole / B, passkeyFirstDigit: firstDigit / B, repeat: top1(repeat.scored), repeatFirstTime: top1(firstTime) };
   };
 }
