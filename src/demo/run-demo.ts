@@ -15,7 +15,7 @@ import { cachedPredictors, type CalibrationSettings } from '../predictors/cache-
 import { DEFAULT_CALIBRATION } from '../predictors/from-text.js';
 import type { KVCache } from '../kv/cache.js';
 import { retrievalAccuracy, type RetrievalResult } from '../eval/retrieval-eval.js';
-import { FACT, QUESTION } from '../eval/retrieval.js';
+import { retrievalDistanceRange } from '../eval/retrieval.js';
 
 export interface DemoOptions {
   cacheDir: string;
@@ -83,8 +83,9 @@ export interface DemoResult {
 
 /** Distances for pass-key retrieval in windows of `seqLen` tokens: near, middle and far, where they fit. */
 export function retrievalDistances(seqLen: number, encode: (s: string) => number[]): number[] {
-  const nearest = encode(QUESTION).length + 16;
-  const farthest = seqLen - encode(FACT('12345')).length - 8;
+  const range = retrievalDistanceRange(encode, seqLen);
+  const nearest = range.nearest + 16;
+  const farthest = range.farthest - 8;
   if (farthest < nearest) return [];
   const picks = [nearest + 32, Math.round(seqLen / 2), farthest].map((d) => Math.max(nearest, Math.min(farthest, d)));
   return [...new Set(picks)].sort((a, b) => a - b);

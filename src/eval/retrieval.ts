@@ -17,6 +17,14 @@ export interface RetrievalSample {
 }
 
 /**
+ * The distances a window of `total` tokens admits: the question must fit after the fact
+ * (distance ≥ its length) and the fact before it (distance ≤ total − the fact's length).
+ */
+export function retrievalDistanceRange(encode: (s: string) => number[], total: number): { nearest: number; farthest: number } {
+  return { nearest: encode(QUESTION).length, farthest: total - encode(FACT('12345')).length };
+}
+
+/**
  * Builds one sample of exactly `total` tokens whose fact ends `distance` tokens before the end.
  * `filler` is a long token stream of ordinary text to cut windows from.
  */

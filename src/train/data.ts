@@ -9,7 +9,7 @@
  * Batch b of step s depends only on (seed, s), so a resumed run sees the same data.
  */
 import { Rng } from '../tensor/rng.js';
-import { FACT, QUESTION, retrievalSample } from '../eval/retrieval.js';
+import { QUESTION, retrievalDistanceRange, retrievalSample } from '../eval/retrieval.js';
 
 export interface BatchSource {
   B: number;
@@ -54,9 +54,10 @@ export function trainingRetrievalSample(
   const sample = retrievalSample(encode, stream, total, distance, rng);
   const ids = sample.ids;
   if (maxRounds === 0) return ids;
-  const qa = [...encode(QUESTION), ...sample.answer, ...encode('.')];
+  const question = encode(QUESTION);
+  const qa = [...question, ...sample.answer, ...encode('.')];
   const from = total - distance; // first token after the fact
-  const to = total - encode(QUESTION).length; // the final question starts here
+  const to = total - question.length; // the final question starts here
   const rounds = rng.int(maxRounds + 1);
   const slot = Math.floor((to - from) / Math.max(1, rounds));
   for (let r = 0; r < rounds && slot > qa.length + 8; r++) {
@@ -73,15 +74,16 @@ export function makeBatch(
   const rng = new Rng((o.seed * 1000003 + step * 7919) >>> 0);
   const inputs = new Int32Array(B * T);
   const targets = new Int32Array(B * T);
+  // the fact ends anywhere from 16 tokens before the end (or just after the question where
+  // that is longer) to near the start of the window
+  const range = retrievalDistanceRange(encode, T + 1);
+  const nearest = Math.max(16, range.nearest + 1);
+  const spread = Math.min(T - 40, range.farthest - nearest);
   for (let b = 0; b < B; b++) {
     let seq: ArrayLike<number>;
     const u = rng.next();
     if (u < o.retrievalShare) {
-      // the fact ends anywhere from 16 tokens before the end (or just after the question where
-      // that is longer) to near the start of the window
-      const nearest = Math.max(16, encode(QUESTION).length + 1);
-      const farthest = T + 1 - encode(FACT('12345')).length;
-      const distance = nearest + rng.int(Math.min(T - 40, farthest - nearest));
+      const distance = nearest + rng.int(spread);
       seq = trainingRetrievalSample(encode, stream, T + 1, distance, rng, o.answeredRounds ?? 0);
     } else if (u < o.retrievalShare + (o.repeatShare ?? 0)) {
       seq = repeatedPassage(stream, T + 1, rng).ids;

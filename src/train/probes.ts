@@ -4,7 +4,8 @@
  * passage? They show whether retrieval is being learned long before a full evaluation would.
  */
 import { Rng } from '../tensor/rng.js';
-import { FACT, QUESTION, retrievalSample } from '../eval/retrieval.js';
+import { retrievalDistanceRange, retrievalSample } from '../eval/retrieval.js';
+import { argmax } from '../model/sampler.js';
 import { repeatedPassage } from './data.js';
 import type { TrainableLlama } from './trainable.js';
 
@@ -14,11 +15,7 @@ interface ScoredBatch {
   scored: { positions: number[]; tokens: number[] }[];
 }
 
-function argmaxRow(logits: Float32Array, row: number, V: number): number {
-  let best = 0;
-  for (let v = 1; v < V; v++) if (logits[row * V + v] > logits[row * V + best]) best = v;
-  return best;
-}
+const argmaxRow = (logits: Float32Array, row: number, V: number) => argmax(logits.subarray(row * V, (row + 1) * V));
 
 /**
  * Returns a probe: `passkey` = share of rows whose whole key is predicted (teacher-forced),
@@ -34,8 +31,9 @@ export function copyingProbe(
   const answerLength = encode(' 12345').length;
   const total = T + 1 - answerLength;
   // distances spread evenly from just after the question's length to the start of the window
-  const nearest = encode(QUESTION).length + 8;
-  const farthest = total - encode(FACT('12345')).length;
+  const range = retrievalDistanceRange(encode, total);
+  const nearest = range.nearest + 8;
+  const farthest = range.farthest;
   for (let b = 0; b < B; b++) {
     const distance = nearest + Math.round(((farthest - nearest) * b) / Math.max(1, B - 1));
     const s = retrievalSample(encode, heldOut, total, distance, rng);
