@@ -39,7 +39,7 @@ test('calibrate writes predictors that eval uses; eval --json has one row per me
   assert.ok((rows[1].klDivergence as number) > 0);
 });
 
-test('eval and calibrate explain bad input in one line', () => {
+test('eval, calibrate and retrieval explain bad input in one line', () => {
   const other = makeTinyModel({ layers: 2 });
   const cases: [string[], RegExp][] = [
     [['eval', '--model', other, '--text', text, '--predictors', preds, '--methods', 'aquakv'], /calibrated for another model/],
@@ -51,6 +51,9 @@ test('eval and calibrate explain bad input in one line', () => {
     [['calibrate', '--model', model, '--data', text, '--quantizer', 'uniform:5:token'], /bits must be one of 2, 3, 4, 8/],
     [['calibrate', '--model', model], /needs --data FILE/],
     [['eval', '--model', model, '--text', '@nothing'], /unknown built-in text '@nothing'/],
+    // this tokenizer spells the question in ~30 tokens, so distance 20 cannot hold it
+    [['retrieval', '--model', model, '--methods', 'fp', '--length', '128', '--distances', '20'], /--distances: 20 must be an integer in \[\d+, \d+\] for --length 128/],
+    [['retrieval', '--model', model, '--methods', 'fp', '--length', '40'], /--length 40 is too short for a pass-key sample/],
   ];
   for (const [args, re] of cases) {
     const r = aquakv(...args);

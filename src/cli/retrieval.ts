@@ -4,6 +4,7 @@ import { createCache } from '../kv/factory.js';
 import { checkMethod } from '../kv/factory.js';
 import { parseMethodList } from '../kv/method.js';
 import { readText } from '../eval/texts.js';
+import { retrievalDistanceRange } from '../eval/retrieval.js';
 import { retrievalAccuracy, type RetrievalResult } from '../eval/retrieval-eval.js';
 import { AquaError } from '../errors.js';
 import { intOpt, parse } from './args.js';
@@ -25,9 +26,13 @@ export const retrievalCommand: Command = {
     const model = openModel(dir);
     const tok = loadTokenizer(dir);
     const total = intOpt(o.length, 'length', model.config.maxPositionEmbeddings, 32);
+    // the question must fit after the fact and the fact before it, in this tokenizer's tokens
+    const range = retrievalDistanceRange((s) => tok.encode(s), total);
+    const lo = Math.max(20, range.nearest), hi = Math.min(total - 20, range.farthest);
+    if (lo > hi) throw new AquaError(`--length ${total} is too short for a pass-key sample with this tokenizer`);
     const distances = (o.distances ?? `64,256,512,${total - 64}`).split(',').map((s) => {
       const d = Number(s);
-      if (!Number.isInteger(d) || d < 20 || d > total - 20) throw new AquaError(`--distances: ${s} must be an integer in [20, ${total - 20}]`);
+      if (!Number.isInteger(d) || d < lo || d > hi) throw new AquaError(`--distances: ${s} must be an integer in [${lo}, ${hi}] for --length ${total}`);
       return d;
     });
     const methods = parseMethodList(o.methods ?? 'fp,aquakv');
