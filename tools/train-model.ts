@@ -17,6 +17,7 @@ import { train, formatSeconds } from '../src/train/loop.js';
 import { lineChart } from '../src/report/svg.js';
 import { Rng } from '../src/tensor/rng.js';
 import { copyingProbe } from '../src/train/probes.js';
+import { shallowConfig, trainCopyingWarmStart, transplant } from '../src/train/warm-start.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 const { values: a } = parseArgs({
@@ -32,6 +33,8 @@ const { values: a } = parseArgs({
     'retrieval-share': { type: 'string', default: '0.15' },
     'repeat-share': { type: 'string', default: '0' },
     'answered-rounds': { type: 'string', default: '0' },
+    'random-repeat-share': { type: 'string', default: '0' },
+    'warm-start-steps': { type: 'string', default: '0' },
     'run-dir': { type: 'string', default: join(ROOT, 'train-runs/sotu') },
     out: { type: 'string', default: join(ROOT, 'models/aquakv-sotu') },
   },
@@ -39,14 +42,18 @@ const { values: a } = parseArgs({
 const steps = Number(a.steps), B = Number(a.batch), T = Number(a.seq), seed = Number(a.seed);
 const hidden = Number(a.hidden), layers = Number(a.layers), vocab = Number(a.vocab);
 const retrievalShare = Number(a['retrieval-share']), repeatShare = Number(a['repeat-share']), answeredRounds = Number(a['answered-rounds']);
+const randomRepeatShare = Number(a['random-repeat-share']), warmStartSteps = Number(a['warm-start-steps']);
 const fail = (message: string): never => {
   console.error(`train-model: ${message}`);
   process.exit(2);
 };
-for (const [name, v] of Object.entries({ steps, batch: B, seq: T, seed, hidden, layers, vocab, 'answered-rounds': answeredRounds })) {
+for (const [name, v] of Object.entries({ steps, batch: B, seq: T, seed, hidden, layers, vocab, 'answered-rounds': answeredRounds, 'warm-start-steps': warmStartSteps })) {
   if (!Number.isInteger(v) || v < 0) fail(`--${name} must be a non-negative integer, got ${JSON.stringify(a[name as keyof typeof a])}`);
 }
-if (![retrievalShare, repeatShare].every((x) => x >= 0 && x <= 1) || retrievalShare + repeatShare > 1) fail('--retrieval-share and --repeat-share must be in [0, 1] and sum to at most 1');
+if (![retrievalShare, repeatShare, randomRepeatShare].every((x) => x >= 0 && x <= 1) || retrievalShare + repeatShare + randomRepeatShare > 1) {
+  fail('--retrieval-share, --repeat-share and --random-repeat-share must be in [0, 1] and sum to at most 1');
+}
+if (warmStartSteps > 0 && layers < 2) fail('--warm-start-steps needs at least 2 layers (use --warm-start-steps 0)');
 const runDir = a['run-dir']!;
 mkdirSync(runDir, { recursive: true });
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
@@ -107,6 +114,22 @@ const cfg = normaliseConfig(rawConfig);
 const arena = new ParamArena(cfg);
 arena.init(seed);
 log(`model: ${layers} layers, hidden ${hidden}, ${cfg.nHeads} heads / ${cfg.nKvHeads} KV heads of 64, ${(arena.size / 1e6).toFixed(2)} M parameters`);
+const checkpointPath = join(runDir, 'checkpoint.safetensors');
+let warmStart: { steps: number; copyAccuracy: number; seconds: number } | null = null;
+const warmStartPath = join(runDir, 'warm-start.json');
+if (warmStartSteps > 0 && !existsSync(checkpointPath)) {
+  // a resumed run loads its checkpoint over these parameters, so the warm start runs once per run
+  // the separator and the 256 byte tokens (ids 0–256 in our byte-level BPE)
+  const shallow = shallowConfig(rawConfig, 2, 257);
+  log(`copying warm start: a 2-layer model over the byte tokens learns to copy random repeats (up to ${warmStartSteps} steps of 16 × 64 tokens)`);
+  const r = trainCopyingWarmStart(shallow, { layers: 2, steps: warmStartSteps, B: 16, T: 64, lr: 2e-3, seed, target: 0.95, log });
+  transplant(r.arena, arena);
+  warmStart = { steps: r.steps, copyAccuracy: r.copyAccuracy, seconds: Math.round(r.seconds) };
+  writeFileSync(warmStartPath, JSON.stringify(warmStart) + '\n');
+  log(`warm start done after ${r.steps} steps (${formatSeconds(r.seconds)}): copying accuracy ${r.copyAccuracy.toFixed(3)}; its layers are the model's layers 0–1`);
+} else if (existsSync(warmStartPath)) {
+  warmStart = JSON.parse(readFileSync(warmStartPath, 'utf8'));
+}
 
 const rng = new Rng(seed + 99);
 const heldOutWindows = Array.from({ length: 1 }, () => {
@@ -122,9 +145,9 @@ const heldOutWindows = Array.from({ length: 1 }, () => {
 
 // 3. train
 const history = train(cfg, arena, stream, encode, heldOutWindows, {
-  B, T, seed, steps, retrievalShare, repeatShare, answeredRounds,
+  B, T, seed, steps, retrievalShare, repeatShare, answeredRounds, randomRepeatShare, vocabSize: vocab,
   optimizer: { lr: Number(a.lr), minLr: Number(a.lr) / 10, warmupSteps: Math.min(100, Math.floor(steps / 10)), beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clipNorm: 1 },
-  checkpointPath: join(runDir, 'checkpoint.safetensors'),
+  checkpointPath,
   checkpointEvery: 25,
   evalEvery: 50,
   probe: copyingProbe(heldStream, encode, B, T, seed + 7),
@@ -145,7 +168,9 @@ const summary = {
     retrievalShare,
     repeatedPassageShare: repeatShare,
     answeredRounds,
+    randomRepeatShare,
   },
+  copyingWarmStart: warmStart,
   model: { parameters: arena.size, layers, hidden, heads: cfg.nHeads, kvHeads: cfg.nKvHeads, headDim: 64, vocab, context: T },
   steps, batch: B, seqLen: T, tokensSeen: steps * B * T,
   epochs: (steps * B * T) / stream.length,

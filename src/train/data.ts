@@ -2,7 +2,8 @@
  * Training batches: random windows of T + 1 tokens from the training stream (inputs are the
  * first T, targets the last T), a share of them replaced by synthetic sequences:
  *  - retrieval: a pass key stated in ordinary text and asked for at the end (src/eval/retrieval.ts);
- *  - repeated passage: a window of ordinary text in which one passage appears a second time later.
+ *  - repeated passage: a window of ordinary text in which one passage appears a second time later;
+ *  - random repeat: random tokens repeating with a fixed period (copying is all that predicts them).
  * A small model sees far too few pass keys to discover copying from their five answer tokens
  * alone; a repeated passage rewards copying on every one of its tokens, which is what grows the
  * attention heads (induction heads) that retrieval then reuses.
@@ -19,6 +20,10 @@ export interface BatchSource {
   repeatShare?: number;
   /** Most earlier answered rounds of the question in a pass-key sequence (0 when absent). */
   answeredRounds?: number;
+  /** Share of sequences of random tokens repeating with a random period (0 when absent). */
+  randomRepeatShare?: number;
+  /** Vocabulary size, needed for random-token sequences: ids are drawn from [1, vocabSize). */
+  vocabSize?: number;
   seed: number;
 }
 
@@ -39,6 +44,18 @@ export function repeatedPassage(stream: Int32Array, total: number, rng: Rng): Re
   const copy = source + length + rng.int(total - source - 2 * length + 1);
   ids.copyWithin(copy, source, source + length);
   return { ids, source, copy, length };
+}
+
+/**
+ * `total` random tokens from [1, vocabSize) that repeat with a period of 8 to total/2 tokens.
+ * Nothing but copying predicts a token after the first period, so every later token is a lesson
+ * in copying; id 0 (the document separator) is never drawn.
+ */
+export function randomRepeat(total: number, vocabSize: number, rng: Rng): { ids: Int32Array; period: number } {
+  const period = 8 + rng.int(Math.max(1, Math.floor(total / 2) - 7));
+  const ids = new Int32Array(total);
+  for (let i = 0; i < total; i++) ids[i] = i < period ? 1 + rng.int(vocabSize - 1) : ids[i - period];
+  return { ids, period };
 }
 
 /**
@@ -87,6 +104,9 @@ export function makeBatch(
       seq = trainingRetrievalSample(encode, stream, T + 1, distance, rng, o.answeredRounds ?? 0);
     } else if (u < o.retrievalShare + (o.repeatShare ?? 0)) {
       seq = repeatedPassage(stream, T + 1, rng).ids;
+    } else if (u < o.retrievalShare + (o.repeatShare ?? 0) + (o.randomRepeatShare ?? 0)) {
+      if (!o.vocabSize) throw new Error('makeBatch: randomRepeatShare needs vocabSize');
+      seq = randomRepeat(T + 1, o.vocabSize, rng).ids;
     } else {
       const start = rng.int(stream.length - T - 1);
       seq = stream.subarray(start, start + T + 1);

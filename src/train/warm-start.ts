@@ -1,0 +1,125 @@
+/**
+ * Copying warm start. Retrieval needs induction heads: a head that marks each token with the one
+ * before it, feeding a head that attends to whatever followed the current token earlier and copies
+ * it. Our 6-layer model, trained from nothing on a few million tokens, never grew them
+ * (docs/retrieval-attempts.md). Measured on random-token repeats with random periods, a 2-layer
+ * model with a 256-token vocabulary leaves the plateau within a few hundred steps, while the same
+ * model with our 2048-token vocabulary (tied embeddings) or 6 layers stays on it for a thousand.
+ * So a 2-layer model of the full model's width, over the 257 lowest ids only (the separator and
+ * the 256 byte tokens, digits among them), first learns to copy random repeats of those tokens;
+ * its embeddings become those rows of the full model's embeddings, its final norm and layers the
+ * full model's final norm and first layers. The rest starts from the usual initialisation.
+ */
+import { normaliseConfig, type ModelConfig } from '../io/config.js';
+import { argmax } from '../model/sampler.js';
+import { Rng } from '../tensor/rng.js';
+import { AdamW } from './adamw.js';
+import { randomRepeat } from './data.js';
+import { ParamArena } from './params.js';
+import { TrainableLlama } from './trainable.js';
+
+export interface WarmStartOptions {
+  /** Layers of the shallow model (2 is the fewest an induction circuit needs). */
+  layers: number;
+  steps: number;
+  B: number;
+  T: number;
+  lr: number;
+  seed: number;
+  /** Stop early once copying accuracy on fresh sequences reaches this. */
+  target: number;
+  log: (line: string) => void;
+}
+
+export interface WarmStartResult {
+  arena: ParamArena;
+  steps: number;
+  /** Top-1 accuracy on the tokens after the first period of fresh random repeats. */
+  copyAccuracy: number;
+  seconds: number;
+}
+
+/** The configuration `raw` with `layers` layers and a vocabulary of the `vocabSize` lowest ids. */
+export function shallowConfig(raw: Record<string, unknown>, layers: number, vocabSize: number): ModelConfig {
+  return normaliseConfig({ ...raw, num_hidden_layers: layers, vocab_size: vocabSize });
+}
+
+function randomRepeatBatch(B: number, T: number, V: number, rng: Rng) {
+  const inputs = new Int32Array(B * T);
+  const targets = new Int32Array(B * T);
+  const periods: number[] = [];
+  for (let b = 0; b < B; b++) {
+    const { ids, period } = randomRepeat(T + 1, V, rng);
+    inputs.set(ids.subarray(0, T), b * T);
+    targets.set(ids.subarray(1, T + 1), b * T);
+    periods.push(period);
+  }
+  return { inputs, targets, periods };
+}
+
+/**
+ * Top-1 accuracy of `model` on the copyable tokens (those after the first period) of one fresh
+ * batch of random repeats.
+ */
+export function copyAccuracy(model: TrainableLlama, rng: Rng): number {
+  const { B, T } = model;
+  const V = model.config.vocabSize;
+  const { inputs, targets, periods } = randomRepeatBatch(B, T, V, rng);
+  const logits = model.forward(inputs);
+  let hit = 0;
+  let count = 0;
+  for (let b = 0; b < B; b++) {
+    // position t predicts token t + 1, which is a copy once t + 1 ≥ period
+    for (let t = periods[b] - 1; t < T; t++) {
+      if (argmax(logits.subarray((b * T + t) * V, (b * T + t + 1) * V)) === targets[b * T + t]) hit++;
+      count++;
+    }
+  }
+  return hit / count;
+}
+
+/** Trains a shallow model on random-token repeats until it copies (or `steps` run out). */
+export function trainCopyingWarmStart(cfg: ModelConfig, o: WarmStartOptions): WarmStartResult {
+  const arena = new ParamArena(cfg);
+  arena.init(o.seed);
+  const model = new TrainableLlama(cfg, arena, o.B, o.T);
+  // the schedule is laid out over twice the budget so the rate is still high where copying is
+  // learned (after a plateau of a couple of hundred steps), not already decayed
+  const opt = new AdamW(arena, {
+    lr: o.lr, minLr: o.lr / 10, warmupSteps: 20, totalSteps: 2 * o.steps,
+    beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clipNorm: 1,
+  });
+  const rng = new Rng(o.seed + 17);
+  const probeRng = () => new Rng(o.seed + 23); // the same probe batch every time
+  const t0 = performance.now();
+  let accuracy = 0;
+  while (opt.step < o.steps) {
+    const { inputs, targets } = randomRepeatBatch(o.B, o.T, cfg.vocabSize, rng);
+    const loss = model.forwardBackward(inputs, targets);
+    opt.update();
+    if (opt.step % 50 === 0 || opt.step === o.steps) {
+      accuracy = copyAccuracy(model, probeRng());
+      o.log(`warm start step ${opt.step}/${o.steps}  loss ${loss.toFixed(3)}  copying accuracy ${accuracy.toFixed(3)}`);
+      if (accuracy >= o.target) break;
+    }
+  }
+  return { arena, steps: opt.step, copyAccuracy: accuracy, seconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * Copies the shallow model's embeddings into the same rows of `deep`'s (its vocabulary is the
+ * lowest ids of deep's), and its final norm and layers into deep's final norm and first layers
+ * (same width and heads). Everything else in `deep` keeps what it holds.
+ */
+export function transplant(shallow: ParamArena, deep: ParamArena): void {
+  if (shallow.config.vocabSize > deep.config.vocabSize) throw new Error('transplant: the shallow model has the larger vocabulary');
+  const bySlot = new Map(deep.slots.map((s) => [s.name, s]));
+  for (const s of shallow.slots) {
+    const d = bySlot.get(s.name);
+    const rows = s.name === 'embed'; // [V, D]: the shallow model's rows are deep's first rows
+    if (!d || (rows ? d.size < s.size : d.size !== s.size)) {
+      throw new Error(`transplant: ${s.name} has no counterpart of the same shape in the deep model`);
+    }
+    deep.data.set(shallow.data.subarray(s.offset, s.offset + s.size), d.offset);
+  }
+}
