@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { normaliseConfig } from '../src/io/config.js';
 import { saveCheckpoint } from '../src/io/checkpoint.js';
+import { SafetensorsFile, writeSafetensors } from '../src/io/safetensors.js';
 import { sotuSplit, DOCUMENT_SEPARATOR } from '../src/eval/datasets.js';
 import { BpeEncoder, tokenizerJson, trainBpe, type BpeModel } from '../src/train/bpe.js';
 import { ParamArena } from '../src/train/params.js';
@@ -34,6 +35,7 @@ const { values: a } = parseArgs({
     'repeat-share': { type: 'string', default: '0' },
     'answered-rounds': { type: 'string', default: '0' },
     'random-repeat-share': { type: 'string', default: '0' },
+    'random-repeat-vocab': { type: 'string' },
     'warm-start-steps': { type: 'string', default: '0' },
     'run-dir': { type: 'string', default: join(ROOT, 'train-runs/sotu') },
     out: { type: 'string', default: join(ROOT, 'models/aquakv-sotu') },
@@ -43,16 +45,18 @@ const steps = Number(a.steps), B = Number(a.batch), T = Number(a.seq), seed = Nu
 const hidden = Number(a.hidden), layers = Number(a.layers), vocab = Number(a.vocab);
 const retrievalShare = Number(a['retrieval-share']), repeatShare = Number(a['repeat-share']), answeredRounds = Number(a['answered-rounds']);
 const randomRepeatShare = Number(a['random-repeat-share']), warmStartSteps = Number(a['warm-start-steps']);
+const randomRepeatVocab = a['random-repeat-vocab'] === undefined ? vocab : Number(a['random-repeat-vocab']);
 const fail = (message: string): never => {
   console.error(`train-model: ${message}`);
   process.exit(2);
 };
-for (const [name, v] of Object.entries({ steps, batch: B, seq: T, seed, hidden, layers, vocab, 'answered-rounds': answeredRounds, 'warm-start-steps': warmStartSteps })) {
+for (const [name, v] of Object.entries({ steps, batch: B, seq: T, seed, hidden, layers, vocab, 'answered-rounds': answeredRounds, 'warm-start-steps': warmStartSteps, 'random-repeat-vocab': randomRepeatVocab })) {
   if (!Number.isInteger(v) || v < 0) fail(`--${name} must be a non-negative integer, got ${JSON.stringify(a[name as keyof typeof a])}`);
 }
 if (![retrievalShare, repeatShare, randomRepeatShare].every((x) => x >= 0 && x <= 1) || retrievalShare + repeatShare + randomRepeatShare > 1) {
   fail('--retrieval-share, --repeat-share and --random-repeat-share must be in [0, 1] and sum to at most 1');
 }
+if (randomRepeatVocab < 2 || randomRepeatVocab > vocab) fail(`--random-repeat-vocab must be in [2, --vocab], got ${randomRepeatVocab}`);
 if (warmStartSteps > 0 && layers < 2) fail('--warm-start-steps needs at least 2 layers (use --warm-start-steps 0)');
 const runDir = a['run-dir']!;
 mkdirSync(runDir, { recursive: true });
@@ -117,16 +121,38 @@ log(`model: ${layers} layers, hidden ${hidden}, ${cfg.nHeads} heads / ${cfg.nKvH
 const checkpointPath = join(runDir, 'checkpoint.safetensors');
 let warmStart: { steps: number; copyAccuracy: number; seconds: number } | null = null;
 const warmStartPath = join(runDir, 'warm-start.json');
+const warmStartWeights = join(runDir, 'warm-start.safetensors');
 if (warmStartSteps > 0 && !existsSync(checkpointPath)) {
-  // a resumed run loads its checkpoint over these parameters, so the warm start runs once per run
-  // the separator and the 256 byte tokens (ids 0–256 in our byte-level BPE)
-  const shallow = shallowConfig(rawConfig, 2, 257);
-  log(`copying warm start: a 2-layer model over the byte tokens learns to copy random repeats (up to ${warmStartSteps} steps of 16 × 64 tokens)`);
-  const r = trainCopyingWarmStart(shallow, { layers: 2, steps: warmStartSteps, B: 16, T: 64, lr: 2e-3, seed, target: 0.95, log });
-  transplant(r.arena, arena);
-  warmStart = { steps: r.steps, copyAccuracy: r.copyAccuracy, seconds: Math.round(r.seconds) };
-  writeFileSync(warmStartPath, JSON.stringify(warmStart) + '\n');
-  log(`warm start done after ${r.steps} steps (${formatSeconds(r.seconds)}): copying accuracy ${r.copyAccuracy.toFixed(3)}; its layers are the model's layers 0–1`);
+  // a resumed run loads its checkpoint over these parameters, so the warm start runs once per
+  // run directory; its result is kept there, so a run stopped before its first checkpoint does
+  // not repeat it
+  const shallow = shallowConfig(rawConfig, 2, 257); // the separator and the 256 byte tokens (ids 0–256)
+  const shallowArena = new ParamArena(shallow);
+  if (existsSync(warmStartWeights)) {
+    const f = SafetensorsFile.open(warmStartWeights);
+    shallowArena.data.set(f.readF32('params'));
+    f.close();
+    warmStart = JSON.parse(readFileSync(warmStartPath, 'utf8'));
+    log(`copying warm start: reusing ${warmStartWeights}`);
+  } else {
+    log(`copying warm start: a 2-layer model over the byte tokens learns to copy random repeats (up to ${warmStartSteps} steps of 16 × 64 tokens)`);
+    const r = trainCopyingWarmStart(shallow, { layers: 2, steps: warmStartSteps, B: 16, T: 64, lr: 2e-3, seed, target: 0.95, log });
+    shallowArena.data.set(r.arena.data);
+    warmStart = { steps: r.steps, copyAccuracy: r.copyAccuracy, seconds: Math.round(r.seconds) };
+    writeSafetensors(warmStartWeights, [{ name: 'params', shape: [shallowArena.size], data: shallowArena.data, dtype: 'F32' }], {});
+    writeFileSync(warmStartPath, JSON.stringify(warmStart) + '\n');
+    log(`warm start done after ${r.steps} steps (${formatSeconds(r.seconds)}): copying accuracy ${r.copyAccuracy.toFixed(3)}`);
+  }
+  transplant(shallowArena, arena);
+  // the layers above start with zero output projections, so at step 0 the full model computes on
+  // byte tokens exactly what the warm-started one does, and the first steps' large gradients
+  // through freshly initialised layers do not wash the copying circuit out (measured: with the
+  // usual initialisation above it, copying was gone by step 50)
+  for (let l = 2; l < layers; l++) {
+    arena.weights.layers[l].wo.fill(0);
+    arena.weights.layers[l].wDown.fill(0);
+  }
+  log('the warm-started layers are the model\'s layers 0–1; layers 2 and up start with zero output projections');
 } else if (existsSync(warmStartPath)) {
   warmStart = JSON.parse(readFileSync(warmStartPath, 'utf8'));
 }
@@ -145,7 +171,7 @@ const heldOutWindows = Array.from({ length: 1 }, () => {
 
 // 3. train
 const history = train(cfg, arena, stream, encode, heldOutWindows, {
-  B, T, seed, steps, retrievalShare, repeatShare, answeredRounds, randomRepeatShare, vocabSize: vocab,
+  B, T, seed, steps, retrievalShare, repeatShare, answeredRounds, randomRepeatShare, vocabSize: randomRepeatVocab,
   optimizer: { lr: Number(a.lr), minLr: Number(a.lr) / 10, warmupSteps: Math.min(100, Math.floor(steps / 10)), beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clipNorm: 1 },
   checkpointPath,
   checkpointEvery: 25,
@@ -169,6 +195,7 @@ const summary = {
     repeatedPassageShare: repeatShare,
     answeredRounds,
     randomRepeatShare,
+    randomRepeatVocab,
   },
   copyingWarmStart: warmStart,
   model: { parameters: arena.size, layers, hidden, heads: cfg.nHeads, kvHeads: cfg.nKvHeads, headDim: 64, vocab, context: T },
