@@ -6,7 +6,7 @@ import { Rng } from '../src/tensor/rng.js';
 import { makeBatch, randomRepeat } from '../src/train/data.js';
 import { ParamArena } from '../src/train/params.js';
 import { TrainableLlama } from '../src/train/trainable.js';
-import { shallowConfig, trainCopyingWarmStart, transplant } from '../src/train/warm-start.js';
+import { extendCopyingLength, shallowConfig, trainCopyingWarmStart, transplant } from '../src/train/warm-start.js';
 import { fixtureConfig } from './fixture.js';
 
 test('a random repeat is periodic, with a period of 8 to total/2, and never draws id 0', () => {
@@ -77,4 +77,23 @@ test('the warm start trains a shallow model until it copies random-token repeats
   // at the first check (step 50) it did not copy yet
   assert.match(lines[0], /step 50\/600 .*copying accuracy 0\.[0-8]/);
   assert.match(lines.at(-1)!, new RegExp(`step ${r.steps}/600 .*copying accuracy`));
+});
+
+test('length extension trains at each window in turn and moves on once the target is met there', () => {
+  const cfg = shallowConfig({ ...fixtureConfig({ hidden: 16, heads: 2, kvHeads: 1, headDim: 8, layers: 2 }), vocab_size: 40 }, 2, 40);
+  const arena = new ParamArena(cfg);
+  arena.init(2);
+  const before = arena.data.slice();
+  const lines: string[] = [];
+  // an unreachable target: every window spends its whole budget, and the parameters move
+  const spent = extendCopyingLength(arena, { windows: [24, 48], tokensPerStep: 96, stepsPerWindow: 30, lr: 1e-3, seed: 1, target: 2, log: (l) => lines.push(l) });
+  assert.deepEqual(spent.map((w) => [w.window, w.steps]), [[24, 30], [48, 30]]);
+  assert.ok(spent.every((w) => w.copyAccuracy >= 0 && w.copyAccuracy <= 1));
+  assert.ok(arena.data.some((x, i) => x !== before[i]));
+  assert.ok(lines.some((l) => /at 48 tokens, step 30\/30/.test(l)));
+  // a target already met: no steps at all, and nothing changes
+  const after = arena.data.slice();
+  const met = extendCopyingLength(arena, { windows: [24, 48], tokensPerStep: 96, stepsPerWindow: 30, lr: 1e-3, seed: 1, target: 0, log: () => {} });
+  assert.deepEqual(met.map((w) => w.steps), [0, 0]);
+  assert.deepEqual(arena.data, after);
 });

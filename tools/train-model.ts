@@ -18,7 +18,7 @@ import { train, formatSeconds } from '../src/train/loop.js';
 import { lineChart } from '../src/report/svg.js';
 import { Rng } from '../src/tensor/rng.js';
 import { copyingProbe } from '../src/train/probes.js';
-import { shallowConfig, trainCopyingWarmStart, transplant } from '../src/train/warm-start.js';
+import { extendCopyingLength, shallowConfig, trainCopyingWarmStart, transplant } from '../src/train/warm-start.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 const { values: a } = parseArgs({
@@ -119,7 +119,7 @@ const arena = new ParamArena(cfg);
 arena.init(seed);
 log(`model: ${layers} layers, hidden ${hidden}, ${cfg.nHeads} heads / ${cfg.nKvHeads} KV heads of 64, ${(arena.size / 1e6).toFixed(2)} M parameters`);
 const checkpointPath = join(runDir, 'checkpoint.safetensors');
-let warmStart: { steps: number; copyAccuracy: number; seconds: number } | null = null;
+let warmStart: { steps: number; copyAccuracy: number; seconds: number; lengths?: { window: number; steps: number; copyAccuracy: number }[] } | null = null;
 const warmStartPath = join(runDir, 'warm-start.json');
 const warmStartWeights = join(runDir, 'warm-start.safetensors');
 if (warmStartSteps > 0 && !existsSync(checkpointPath)) {
@@ -138,10 +138,14 @@ if (warmStartSteps > 0 && !existsSync(checkpointPath)) {
     log(`copying warm start: a 2-layer model over the byte tokens learns to copy random repeats (up to ${warmStartSteps} steps of 16 × 64 tokens)`);
     const r = trainCopyingWarmStart(shallow, { layers: 2, steps: warmStartSteps, B: 16, T: 64, lr: 2e-3, seed, target: 0.95, log });
     shallowArena.data.set(r.arena.data);
-    warmStart = { steps: r.steps, copyAccuracy: r.copyAccuracy, seconds: Math.round(r.seconds) };
+    // then the same circuit at the training context: 64-token copying does not carry over by itself
+    const t1 = performance.now();
+    const windows = [256, T].filter((w, i, all) => w > 64 && w <= T && all.indexOf(w) === i);
+    const lengths = extendCopyingLength(shallowArena, { windows, tokensPerStep: 2048, stepsPerWindow: 300, lr: 1e-3, seed, target: 0.9, log });
+    warmStart = { steps: r.steps, copyAccuracy: r.copyAccuracy, seconds: Math.round(r.seconds + (performance.now() - t1) / 1000), lengths };
     writeSafetensors(warmStartWeights, [{ name: 'params', shape: [shallowArena.size], data: shallowArena.data, dtype: 'F32' }], {});
     writeFileSync(warmStartPath, JSON.stringify(warmStart) + '\n');
-    log(`warm start done after ${r.steps} steps (${formatSeconds(r.seconds)}): copying accuracy ${r.copyAccuracy.toFixed(3)}`);
+    log(`warm start done: ${r.steps} steps at 64 tokens, then ${lengths.map((x) => `${x.steps} at ${x.window}`).join(', ')} (${formatSeconds(warmStart.seconds)}); copying accuracy ${lengths.map((x) => x.copyAccuracy.toFixed(3)).join(', ')}`);
   }
   transplant(shallowArena, arena);
   // the layers above start with zero output projections, so at step 0 the full model computes on
