@@ -3,6 +3,10 @@
  * Llama model, then exports models/aquakv-sotu in Hugging Face layout with a training summary
  * and loss curve. `npm run train:model -- [--steps N] [--batch B] [--seq T] [--run-dir DIR]`.
  * Stopping and rerunning resumes from the run directory's checkpoint.
+ * Data mix: `--retrieval-share`, `--repeat-share`, `--answered-rounds`, `--random-repeat-share`
+ * (`--random-repeat-vocab` limits its ids); `--warm-start-steps N` first grows a copying circuit
+ * in a 2-layer model and starts the model's first layers from it (src/train/warm-start.ts). The
+ * defaults reproduce the shipped model, which was trained without the last three.
  */
 import { mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
