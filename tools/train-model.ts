@@ -6,7 +6,7 @@
  * Data mix: `--retrieval-share`, `--repeat-share`, `--answered-rounds`, `--random-repeat-share`
  * (`--random-repeat-vocab` limits its ids); `--warm-start-steps N` first grows a copying circuit
  * in a 2-layer model and starts the model's first layers from it (src/train/warm-start.ts). The
- * defaults reproduce the shipped model, which was trained without the last three.
+ * defaults reproduce the shipped model (15% pass-key sequences and nothing else synthetic).
  */
 import { mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
