@@ -123,15 +123,19 @@ const arena = new ParamArena(cfg);
 arena.init(seed);
 log(`model: ${layers} layers, hidden ${hidden}, ${cfg.nHeads} heads / ${cfg.nKvHeads} KV heads of 64, ${(arena.size / 1e6).toFixed(2)} M parameters`);
 const checkpointPath = join(runDir, 'checkpoint.safetensors');
-let warmStart: { steps: number; copyAccuracy: number; seconds: number; lengths?: { window: number; steps: number; copyAccuracy: number }[] } | null = null;
+let warmStart: { steps: number; copyAccuracy: number; seconds: number; phases?: { window: number; steps: number; copyAccuracy: number }[] } | null = null;
 const warmStartPath = join(runDir, 'warm-start.json');
 const warmStartWeights = join(runDir, 'warm-start.safetensors');
 if (warmStartSteps > 0 && !existsSync(checkpointPath)) {
   // a resumed run loads its checkpoint over these parameters, so the warm start runs once per
   // run directory; its result is kept there, so a run stopped before its first checkpoint does
   // not repeat it
-  const shallow = shallowConfig(rawConfig, 2, 257); // the separator and the 256 byte tokens (ids 0–256)
-  const shallowArena = new ParamArena(shallow);
+  // phase 1 over the separator and the 256 byte tokens (ids 0–256), where the plateau is short;
+  // then the same 2 layers over the whole vocabulary and at the training context, each quick
+  // once the circuit exists (docs/retrieval-attempts.md)
+  const bytes = shallowConfig(rawConfig, 2, 257);
+  const shallowArena = new ParamArena(shallowConfig(rawConfig, 2, vocab));
+  shallowArena.init(seed);
   if (existsSync(warmStartWeights)) {
     const f = SafetensorsFile.open(warmStartWeights);
     shallowArena.data.set(f.readF32('params'));
@@ -140,22 +144,22 @@ if (warmStartSteps > 0 && !existsSync(checkpointPath)) {
     log(`copying warm start: reusing ${warmStartWeights}`);
   } else {
     log(`copying warm start: a 2-layer model over the byte tokens learns to copy random repeats (up to ${warmStartSteps} steps of 16 × 64 tokens)`);
-    const r = trainCopyingWarmStart(shallow, { layers: 2, steps: warmStartSteps, B: 16, T: 64, lr: 2e-3, seed, target: 0.95, log });
-    shallowArena.data.set(r.arena.data);
-    // then the same circuit at the training context: 64-token copying does not carry over by itself
+    const r = trainCopyingWarmStart(bytes, { layers: 2, steps: warmStartSteps, B: 16, T: 64, lr: 2e-3, seed, target: 0.95, log });
+    transplant(r.arena, shallowArena);
     const t1 = performance.now();
-    const windows = [256, T].filter((w, i, all) => w > 64 && w <= T && all.indexOf(w) === i);
-    const lengths = extendCopyingLength(shallowArena, { windows, tokensPerStep: 2048, stepsPerWindow: 300, lr: 1e-3, seed, target: 0.9, log });
-    warmStart = { steps: r.steps, copyAccuracy: r.copyAccuracy, seconds: Math.round(r.seconds + (performance.now() - t1) / 1000), lengths };
+    const windows = [64, 256, T].filter((w, i, all) => w <= T && all.indexOf(w) === i);
+    const phases = extendCopyingLength(shallowArena, {
+      windows, tokensPerStep: 1024, stepsPerWindow: Math.min(600, warmStartSteps), lr: 1e-3, seed, target: 0.9, log,
+    });
+    warmStart = { steps: r.steps, copyAccuracy: r.copyAccuracy, seconds: Math.round(r.seconds + (performance.now() - t1) / 1000), phases };
     writeSafetensors(warmStartWeights, [{ name: 'params', shape: [shallowArena.size], data: shallowArena.data, dtype: 'F32' }], {});
     writeFileSync(warmStartPath, JSON.stringify(warmStart) + '\n');
-    log(`warm start done: ${r.steps} steps at 64 tokens, then ${lengths.map((x) => `${x.steps} at ${x.window}`).join(', ')} (${formatSeconds(warmStart.seconds)}); copying accuracy ${lengths.map((x) => x.copyAccuracy.toFixed(3)).join(', ')}`);
+    log(`warm start done: ${r.steps} steps over the byte tokens, then over the whole vocabulary ${phases.map((x) => `${x.steps} steps at ${x.window} tokens`).join(', ')} (${formatSeconds(warmStart.seconds)}); copying accuracy ${phases.map((x) => x.copyAccuracy.toFixed(3)).join(', ')}`);
   }
   transplant(shallowArena, arena);
-  // the layers above start with zero output projections, so at step 0 the full model computes on
-  // byte tokens exactly what the warm-started one does, and the first steps' large gradients
-  // through freshly initialised layers do not wash the copying circuit out (measured: with the
-  // usual initialisation above it, copying was gone by step 50)
+  // the layers above start with zero output projections, so at step 0 the full model computes
+  // exactly what the warm-started one does, and the first steps' large gradients through freshly
+  // initialised layers do not wash the copying circuit out
   for (let l = 2; l < layers; l++) {
     arena.weights.layers[l].wo.fill(0);
     arena.weights.layers[l].wDown.fill(0);
