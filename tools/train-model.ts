@@ -133,7 +133,6 @@ if (warmStartSteps > 0 && !existsSync(checkpointPath)) {
   // phase 1 over the separator and the 256 byte tokens (ids 0–256), where the plateau is short;
   // then the same 2 layers over the whole vocabulary and at the training context, each quick
   // once the circuit exists (docs/retrieval-attempts.md)
-  const bytes = shallowConfig(rawConfig, 2, 257);
   const shallowArena = new ParamArena(shallowConfig(rawConfig, 2, vocab));
   shallowArena.init(seed);
   if (existsSync(warmStartWeights)) {
@@ -144,7 +143,7 @@ if (warmStartSteps > 0 && !existsSync(checkpointPath)) {
     log(`copying warm start: reusing ${warmStartWeights}`);
   } else {
     log(`copying warm start: a 2-layer model over the byte tokens learns to copy random repeats (up to ${warmStartSteps} steps of 16 × 64 tokens)`);
-    const r = trainCopyingWarmStart(bytes, { layers: 2, steps: warmStartSteps, B: 16, T: 64, lr: 2e-3, seed, target: 0.95, log });
+    const r = trainCopyingWarmStart(shallowConfig(rawConfig, 2, 257), { steps: warmStartSteps, B: 16, T: 64, lr: 2e-3, seed, target: 0.95, log });
     transplant(r.arena, shallowArena);
     const t1 = performance.now();
     const windows = [64, 256, T].filter((w, i, all) => w <= T && all.indexOf(w) === i);
@@ -156,14 +155,7 @@ if (warmStartSteps > 0 && !existsSync(checkpointPath)) {
     writeFileSync(warmStartPath, JSON.stringify(warmStart) + '\n');
     log(`warm start done: ${r.steps} steps over the byte tokens, then over the whole vocabulary ${phases.map((x) => `${x.steps} steps at ${x.window} tokens`).join(', ')} (${formatSeconds(warmStart.seconds)}); copying accuracy ${phases.map((x) => x.copyAccuracy.toFixed(3)).join(', ')}`);
   }
-  transplant(shallowArena, arena);
-  // the layers above start with zero output projections, so at step 0 the full model computes
-  // exactly what the warm-started one does, and the first steps' large gradients through freshly
-  // initialised layers do not wash the copying circuit out
-  for (let l = 2; l < layers; l++) {
-    arena.weights.layers[l].wo.fill(0);
-    arena.weights.layers[l].wDown.fill(0);
-  }
+  transplant(shallowArena, arena); // layers 2 and up start with zero output projections
   log('the warm-started layers are the model\'s layers 0–1; layers 2 and up start with zero output projections');
 } else if (existsSync(warmStartPath)) {
   warmStart = JSON.parse(readFileSync(warmStartPath, 'utf8'));

@@ -5,10 +5,11 @@
  * (docs/retrieval-attempts.md). Measured on random-token repeats with random periods, a 2-layer
  * model with a 256-token vocabulary leaves the plateau within a few hundred steps, while the same
  * model with our 2048-token vocabulary (tied embeddings) or 6 layers stays on it for a thousand.
- * So a 2-layer model of the full model's width, over the 257 lowest ids only (the separator and
- * the 256 byte tokens, digits among them), first learns to copy random repeats of those tokens;
- * its embeddings become those rows of the full model's embeddings, its final norm and layers the
- * full model's final norm and first layers. The rest starts from the usual initialisation.
+ * So a 2-layer model of the full model's width first learns to copy over the 257 lowest ids only
+ * (`trainCopyingWarmStart`: the separator and the 256 byte tokens, digits among them); `transplant`
+ * moves it into a 2-layer model over the whole vocabulary, where `extendCopyingLength` teaches the
+ * same circuit the other tokens and then the training context (each quick once the circuit
+ * exists); `transplant` then makes it the full model's first layers.
  */
 import { normaliseConfig, type ModelConfig } from '../io/config.js';
 import { argmax } from '../model/sampler.js';
@@ -19,8 +20,6 @@ import { ParamArena } from './params.js';
 import { TrainableLlama } from './trainable.js';
 
 export interface WarmStartOptions {
-  /** Layers of the shallow model (2 is the fewest an induction circuit needs). */
-  layers: number;
   steps: number;
   B: number;
   T: number;
@@ -109,7 +108,10 @@ export function trainCopyingWarmStart(cfg: ModelConfig, o: WarmStartOptions): Wa
 /**
  * Copies the shallow model's embeddings into the same rows of `deep`'s (its vocabulary is the
  * lowest ids of deep's), and its final norm and layers into deep's final norm and first layers
- * (same width and heads). Everything else in `deep` keeps what it holds.
+ * (same width and heads). Deep's layers above those keep their weights but get zero output
+ * projections, so on the shallow model's tokens `deep` computes exactly what `shallow` does, and
+ * the first training steps' large gradients through those fresh layers do not wash the copying
+ * out. Deep's other embedding rows keep what they hold.
  */
 export function transplant(shallow: ParamArena, deep: ParamArena): void {
   if (shallow.config.vocabSize > deep.config.vocabSize) throw new Error('transplant: the shallow model has the larger vocabulary');
@@ -121,6 +123,10 @@ export function transplant(shallow: ParamArena, deep: ParamArena): void {
       throw new Error(`transplant: ${s.name} has no counterpart of the same shape in the deep model`);
     }
     deep.data.set(shallow.data.subarray(s.offset, s.offset + s.size), d.offset);
+  }
+  for (let l = shallow.config.nLayers; l < deep.config.nLayers; l++) {
+    deep.weights.layers[l].wo.fill(0);
+    deep.weights.layers[l].wDown.fill(0);
   }
 }
 
@@ -154,7 +160,9 @@ export function extendCopyingLength(arena: ParamArena, o: LengthExtensionOptions
   for (const T of o.windows) {
     const B = Math.max(1, Math.round(o.tokensPerStep / T));
     const model = new TrainableLlama(cfg, arena, B, T);
-    const probe = () => copyAccuracy(new TrainableLlama(cfg, arena, Math.max(4, B), T), new Rng(o.seed + 31));
+    // at least 4 windows per check; the training model serves when its batch is that large
+    const probeModel = B >= 4 ? model : new TrainableLlama(cfg, arena, 4, T);
+    const probe = () => copyAccuracy(probeModel, new Rng(o.seed + 31));
     let accuracy = probe();
     o.log(`warm start at ${T} tokens: copying accuracy ${accuracy.toFixed(3)} before`);
     let steps = 0;
