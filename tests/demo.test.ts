@@ -69,6 +69,10 @@ test('the predictor cache directory reuses a calibration and invalidates it on a
   assert.deepEqual(again.set.keys[1]!.weight, first.set.keys[1]!.weight);
   const key = predictorCacheKey(ma, s, text);
   assert.notEqual(predictorCacheKey(mb, s, text), key, 'another model');
+  // the same shape retrained (other weights) must not reuse the file either
+  const retrained = loadModelDir(makeTinyModel({ layers: 2, seed: 9 }));
+  assert.equal(retrained.config.fingerprint, ma.config.fingerprint);
+  assert.notEqual(predictorCacheKey(new LlamaModel(retrained.config, retrained.weights), s, text), key, 'retrained model');
   assert.notEqual(predictorCacheKey(ma, { ...s, quantizer: 'higgs:2x64' }, text), key, 'another quantizer');
   assert.notEqual(predictorCacheKey(ma, { ...s, samples: 5 }, text), key, 'another sample count');
   assert.notEqual(predictorCacheKey(ma, s, text.slice(1)), key, 'other text');

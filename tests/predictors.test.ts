@@ -55,13 +55,19 @@ test('calibration runs end to end, saves, reloads, and refuses another model', (
   }
   const path = join(mkdtempSync(join(tmpdir(), 'aquakv-pred-')), 'p.safetensors');
   savePredictors(path, set, info);
-  const back = loadPredictors(path, model.config);
+  const back = loadPredictors(path, model.config, model.weightsDigest);
+  assert.equal(info.model.weights, model.weightsDigest);
   assert.deepEqual(back.set.keys[1]!.weight, set.keys[1]!.weight);
   assert.deepEqual(back.set.values[2]!.bias, set.values[2]!.bias);
   assert.equal(back.info.quantizer, 'higgs:2x16');
 
   const other = loadModelDir(makeTinyModel({ layers: 2 }));
   assert.throws(() => loadPredictors(path, other.config), /calibrated for another model \(LlamaForCausalLM, 3 layers, C=16\); this model is LlamaForCausalLM, 2 layers/);
+  // same shape, other weights (a retrained model): its predictors would be silently wrong
+  const retrained = loadModelDir(makeTinyModel({ layers: 3, maxPositions: 256, seed: 5 }));
+  const retrainedDigest = new LlamaModel(retrained.config, retrained.weights).weightsDigest;
+  assert.notEqual(retrainedDigest, model.weightsDigest);
+  assert.throws(() => loadPredictors(path, retrained.config, retrainedDigest), /same shape but different weights/);
   assert.throws(() => loadPredictors('/nonexistent.safetensors', model.config), /does not exist/);
   const notOurs = join(mkdtempSync(join(tmpdir(), 'aquakv-pred-')), 'x.safetensors');
   writeFileSync(notOurs, encodeSafetensors([{ name: 'a', shape: [1], data: Float32Array.of(1), dtype: 'F32' }], { format: 'pt' }));

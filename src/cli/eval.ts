@@ -34,7 +34,7 @@ export function predictorsFor(
 ): (m: CacheMethod) => PredictorSet | null {
   if (!methods.some((m) => m.usesPredictors)) return () => null;
   if (file) {
-    const set = loadPredictors(file, model.config).set;
+    const set = loadPredictors(file, model.config, model.weightsDigest).set;
     return () => set;
   }
   const source = calibrationText ?? (dir === EMBEDDED_MODEL_DIR ? '@sotu-train' : undefined);

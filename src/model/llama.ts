@@ -11,7 +11,7 @@ import { FullCache } from '../kv/full.js';
 import { attention } from './attention.js';
 import { addBias, addInPlace, rmsNorm, swiglu } from './ops.js';
 import { Rope } from './rope.js';
-import type { ModelWeights } from './weights.js';
+import { weightsDigest, type ModelWeights } from './weights.js';
 import { AquaError } from '../errors.js';
 
 /** Named points of the forward pass a caller can observe (calibration capture, debugging). */
@@ -31,6 +31,13 @@ export class LlamaModel {
 
   constructor(readonly config: ModelConfig, readonly weights: ModelWeights) {
     this.rope = Rope.forConfig(config);
+  }
+
+  private digest: string | null = null;
+
+  /** Hash of the weights' values (computed once, on first use): which trained model this is. */
+  get weightsDigest(): string {
+    return (this.digest ??= weightsDigest(this.weights));
   }
 
   /** A fresh full-precision cache for this model. */

@@ -2,6 +2,7 @@
  * Model weights in f32, one field per tensor, with the shape each must have.
  * Linear weights keep HF's [out, in] layout, so y = x·Wᵀ (gemm with transB).
  */
+import { createHash } from 'node:crypto';
 import type { ModelConfig } from '../io/config.js';
 
 export interface LayerWeights {
@@ -45,4 +46,24 @@ export function layerShapes(cfg: ModelConfig): Record<keyof LayerWeights, number
     wUp: [F, D],
     wDown: [D, F],
   };
+}
+
+/**
+ * A hash of every weight's values (f32 bytes, in a fixed order). The config's fingerprint says
+ * which architecture and shapes a file fits; this says which trained model it came from, so
+ * predictors calibrated on one model are not reused for a retrained one of the same shape.
+ */
+export function weightsDigest(w: ModelWeights): string {
+  const h = createHash('sha256');
+  const add = (a: Float32Array | null) => {
+    h.update(a ? new Uint8Array(a.buffer, a.byteOffset, a.byteLength) : new Uint8Array(0));
+    h.update('|');
+  };
+  add(w.embed);
+  for (const l of w.layers) {
+    for (const a of [l.attnNorm, l.wq, l.wk, l.wv, l.wo, l.bq, l.bk, l.bv, l.bo, l.mlpNorm, l.wGate, l.wUp, l.wDown]) add(a);
+  }
+  add(w.finalNorm);
+  add(w.lmHead === w.embed ? null : w.lmHead);
+  return h.digest('hex');
 }

@@ -1,6 +1,6 @@
 /**
  * A directory of calibrated predictor files, reused across runs: a file's name is a hash of
- * everything that determines it (the model's fingerprint, the calibration settings, the format
+ * everything that determines it (the model's fingerprint and weights digest, the calibration settings, the format
  * version and the calibration text), so a changed model, setting or text gets a fresh file.
  */
 import { createHash } from 'node:crypto';
@@ -17,7 +17,7 @@ export type CalibrationSettings = Omit<CalibrationOptions, 'onProgress'> & Calib
 export function predictorCacheKey(model: LlamaModel, s: CalibrationSettings, text: string): string {
   const h = createHash('sha256');
   const { dataSource, ...settings } = s;
-  h.update(JSON.stringify({ fingerprint: model.config.fingerprint, version: PREDICTOR_VERSION, dataSource, settings }));
+  h.update(JSON.stringify({ fingerprint: model.config.fingerprint, weights: model.weightsDigest, version: PREDICTOR_VERSION, dataSource, settings }));
   h.update(text);
   return h.digest('hex').slice(0, 16);
 }
@@ -28,7 +28,7 @@ export function cachedPredictors(
 ): { set: PredictorSet; info: PredictorInfo; reused: boolean; path: string } {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `predictors-${predictorCacheKey(model, s, text)}.safetensors`);
-  if (existsSync(path)) return { ...loadPredictors(path, model.config), reused: true, path };
+  if (existsSync(path)) return { ...loadPredictors(path, model.config, model.weightsDigest), reused: true, path };
   const { set, info } = calibrateOnText(model, text, encode, { ...s, onProgress });
   savePredictors(path, set, info);
   return { set, info, reused: false, path };

@@ -155,7 +155,7 @@ export function calibratePredictors(
 export function predictorInfo(model: LlamaModel, o: CalibrationOptions, layers: LayerErrors[], data: PredictorInfo['data'], seconds: number): PredictorInfo {
   const c = model.config;
   return {
-    model: { fingerprint: c.fingerprint, architecture: c.architecture, nLayers: c.nLayers, kvDim: c.kvDim, hiddenSize: c.hiddenSize },
+    model: { fingerprint: c.fingerprint, weights: model.weightsDigest, architecture: c.architecture, nLayers: c.nLayers, kvDim: c.kvDim, hiddenSize: c.hiddenSize },
     quantizer: o.quantizer,
     firstLayerQuantizer: o.firstLayerQuantizer,
     predict: o.predict,

@@ -3,7 +3,8 @@
  *   layers.{l}.key.weight [C, C], layers.{l}.key.bias [C],
  *   layers.{l}.value.weight [C, 2C], layers.{l}.value.bias [C]     for l ≥ 1 (either may be absent)
  * and __metadata__ { format: "aquakv-predictors", version: "1", info: JSON of PredictorInfo }.
- * Loading checks the format, the version and the model fingerprint.
+ * Loading checks the format, the version, the model fingerprint and, where both sides have it,
+ * the weights digest (a retrained model of the same shape needs its own predictors).
  */
 import { existsSync } from 'node:fs';
 import { AquaError } from '../errors.js';
@@ -21,7 +22,8 @@ export interface LayerErrors {
 }
 
 export interface PredictorInfo {
-  model: { fingerprint: string; architecture: string; nLayers: number; kvDim: number; hiddenSize: number };
+  /** `weights`: the model's weights digest (absent in files written before it was recorded). */
+  model: { fingerprint: string; weights?: string; architecture: string; nLayers: number; kvDim: number; hiddenSize: number };
   quantizer: string; // the residual quantizer used at calibration
   firstLayerQuantizer: string;
   predict: 'both' | 'keys' | 'values';
@@ -47,7 +49,7 @@ export function savePredictors(path: string, set: PredictorSet, info: PredictorI
   writeSafetensors(path, tensors, { format: PREDICTOR_FORMAT, version: PREDICTOR_VERSION, info: JSON.stringify(info) });
 }
 
-export function loadPredictors(path: string, cfg: ModelConfig): { set: PredictorSet; info: PredictorInfo } {
+export function loadPredictors(path: string, cfg: ModelConfig, weightsDigest?: string): { set: PredictorSet; info: PredictorInfo } {
   if (!existsSync(path)) throw new AquaError(`predictor file ${path} does not exist`, 'create one with aquakv calibrate');
   const f = SafetensorsFile.open(path);
   try {
@@ -66,6 +68,12 @@ export function loadPredictors(path: string, cfg: ModelConfig): { set: Predictor
       throw new AquaError(
         `${path} was calibrated for another model (${info.model.architecture}, ${info.model.nLayers} layers, C=${info.model.kvDim}); ` +
           `this model is ${cfg.architecture}, ${cfg.nLayers} layers, C=${cfg.kvDim}`,
+        'calibrate predictors for this model with aquakv calibrate --model DIR',
+      );
+    }
+    if (weightsDigest && info.model.weights && info.model.weights !== weightsDigest) {
+      throw new AquaError(
+        `${path} was calibrated for a model of the same shape but different weights (a retrained or another checkpoint)`,
         'calibrate predictors for this model with aquakv calibrate --model DIR',
       );
     }
