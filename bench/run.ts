@@ -10,7 +10,8 @@
  *          and the share of that time spent in matrix products
  */
 import { existsSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseOrExit, reportUserErrors } from '../src/cli/args.js';
+import { AquaError } from '../src/errors.js';
 import { gemmNaive, gemmProfile, gemmTs, ortGemmFn, type GemmFn } from '../src/tensor/gemm.js';
 import { ParamArena } from '../src/train/params.js';
 import { TrainableLlama } from '../src/train/trainable.js';
@@ -28,8 +29,12 @@ import { calibrateOnTokens, DEFAULT_CALIBRATION } from '../src/predictors/from-t
 import { loadTokenizer } from '../src/io/tokenizer.js';
 import { readText } from '../src/eval/texts.js';
 
-const { values: args } = parseArgs({ options: { only: { type: 'string' }, json: { type: 'boolean' } } });
-const sections = new Set((args.only ?? 'gemm,model,quant,cache,train').split(','));
+reportUserErrors('bench');
+const args = parseOrExit('bench', process.argv.slice(2), { only: { type: 'string' }, json: { type: 'boolean' } });
+const SECTIONS = ['gemm', 'model', 'quant', 'cache', 'train'];
+const sections = new Set((args.only ?? SECTIONS.join(',')).split(','));
+const unknown = [...sections].filter((s) => !SECTIONS.includes(s));
+if (unknown.length > 0) throw new AquaError(`--only: unknown section ${unknown.join(', ')}; sections are ${SECTIONS.join(', ')}`);
 const results: Record<string, unknown[]> = {};
 const say = (s: string) => {
   if (!args.json) console.log(s);

@@ -4,7 +4,7 @@
  * baseline fitted on the training text, pass-key retrieval with the full-precision cache at
  * several distances, and a few greedy and sampled continuations.
  */
-import { parseArgs } from 'node:util';
+import { intOpt, parseOrExit, reportUserErrors } from '../src/cli/args.js';
 import { loadModelDir } from '../src/io/checkpoint.js';
 import { loadTokenizer } from '../src/io/tokenizer.js';
 import { LlamaModel } from '../src/model/llama.js';
@@ -14,12 +14,15 @@ import { retrievalAccuracy } from '../src/eval/retrieval-eval.js';
 import { generate } from '../src/model/generate.js';
 import { EMBEDDED_MODEL_DIR } from '../src/cli/model-dir.js';
 
-const { values: a } = parseArgs({ options: {
+reportUserErrors('evaluate-model');
+const a = parseOrExit('evaluate-model', process.argv.slice(2), {
   model: { type: 'string', default: EMBEDDED_MODEL_DIR },
   'max-tokens': { type: 'string', default: '32768' },
   samples: { type: 'string', default: '20' },
   json: { type: 'boolean' },
-} });
+});
+const maxTokens = intOpt(a['max-tokens'], 'max-tokens', 32768, 1);
+const samples = intOpt(a.samples, 'samples', 20, 1);
 const dir = a.model!;
 const m = loadModelDir(dir);
 const model = new LlamaModel(m.config, m.weights);
@@ -39,11 +42,10 @@ const report: Record<string, unknown> = {};
 const lm: Record<string, unknown> = {};
 for (const source of ['@moby-dick', '@sotu-heldout']) {
   const ids = tok.encode(readText(source));
-  lm[source] = scoreText(model, ids, tokenBytes, unigram, { seqLen: T, maxTokens: Number(a['max-tokens']) });
+  lm[source] = scoreText(model, ids, tokenBytes, unigram, { seqLen: T, maxTokens });
 }
 report.languageModel = lm;
 const filler = tok.encode(readText('@moby-dick'));
-const samples = Number(a.samples);
 report.retrieval = retrievalAccuracy(model, (s) => tok.encode(s), filler, () => model.newFullCache(), {
   distances: [32, 128, 256, 512, 768, T - 64], samples, total: T, chunk: 256, seed: 7,
 });

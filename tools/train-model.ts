@@ -7,11 +7,12 @@
  * (`--random-repeat-vocab` limits its ids); `--warm-start-steps N` first grows a copying circuit
  * in a 2-layer model and starts the model's first layers from it (src/train/warm-start.ts). The
  * defaults reproduce the shipped model (15% pass-key sequences and nothing else synthetic).
+ * A run directory records its options (run-options.json) and resumes only with the same ones.
  */
 import { mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseOrExit, reportUserErrors } from '../src/cli/args.js';
 import { normaliseConfig } from '../src/io/config.js';
 import { saveCheckpoint } from '../src/io/checkpoint.js';
 import { SafetensorsFile, writeSafetensors } from '../src/io/safetensors.js';
@@ -25,25 +26,24 @@ import { copyingProbe } from '../src/train/probes.js';
 import { extendCopyingLength, shallowConfig, trainCopyingWarmStart, transplant } from '../src/train/warm-start.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
-const { values: a } = parseArgs({
-  options: {
-    steps: { type: 'string', default: '420' },
-    batch: { type: 'string', default: '8' },
-    seq: { type: 'string', default: '1024' },
-    lr: { type: 'string', default: '3e-3' },
-    layers: { type: 'string', default: '6' },
-    hidden: { type: 'string', default: '256' },
-    vocab: { type: 'string', default: '2048' },
-    seed: { type: 'string', default: '1' },
-    'retrieval-share': { type: 'string', default: '0.15' },
-    'repeat-share': { type: 'string', default: '0' },
-    'answered-rounds': { type: 'string', default: '0' },
-    'random-repeat-share': { type: 'string', default: '0' },
-    'random-repeat-vocab': { type: 'string' },
-    'warm-start-steps': { type: 'string', default: '0' },
-    'run-dir': { type: 'string', default: join(ROOT, 'train-runs/sotu') },
-    out: { type: 'string', default: join(ROOT, 'models/aquakv-sotu') },
-  },
+reportUserErrors('train-model');
+const a = parseOrExit('train-model', process.argv.slice(2), {
+  steps: { type: 'string', default: '420' },
+  batch: { type: 'string', default: '8' },
+  seq: { type: 'string', default: '1024' },
+  lr: { type: 'string', default: '3e-3' },
+  layers: { type: 'string', default: '6' },
+  hidden: { type: 'string', default: '256' },
+  vocab: { type: 'string', default: '2048' },
+  seed: { type: 'string', default: '1' },
+  'retrieval-share': { type: 'string', default: '0.15' },
+  'repeat-share': { type: 'string', default: '0' },
+  'answered-rounds': { type: 'string', default: '0' },
+  'random-repeat-share': { type: 'string', default: '0' },
+  'random-repeat-vocab': { type: 'string' },
+  'warm-start-steps': { type: 'string', default: '0' },
+  'run-dir': { type: 'string', default: join(ROOT, 'train-runs/sotu') },
+  out: { type: 'string', default: join(ROOT, 'models/aquakv-sotu') },
 });
 const steps = Number(a.steps), B = Number(a.batch), T = Number(a.seq), seed = Number(a.seed);
 const hidden = Number(a.hidden), layers = Number(a.layers), vocab = Number(a.vocab);
@@ -65,6 +65,23 @@ if (warmStartSteps > 0 && layers < 2) fail('--warm-start-steps needs at least 2 
 const runDir = a['run-dir']!;
 mkdirSync(runDir, { recursive: true });
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+
+// A run directory belongs to one recipe: resuming it with other options would silently train a
+// mix of two. The options that shape the run are recorded on first use and checked on resume.
+const recipe = Object.fromEntries(Object.entries(a).filter(([k]) => k !== 'out' && k !== 'run-dir'));
+const recipePath = join(runDir, 'run-options.json');
+if (existsSync(recipePath)) {
+  const was = JSON.parse(readFileSync(recipePath, 'utf8')) as Record<string, unknown>;
+  const changed = [...new Set([...Object.keys(was), ...Object.keys(recipe)])].filter((k) => was[k] !== recipe[k]);
+  if (changed.length > 0) {
+    fail(`${runDir} holds a run started with other options (${changed.map((k) => `--${k} ${was[k] ?? '(unset)'} then, ${recipe[k] ?? '(unset)'} now`).join('; ')}); ` +
+      'rerun with the same options to resume it, or give another --run-dir to start afresh');
+  }
+} else if (existsSync(join(runDir, 'checkpoint.safetensors'))) {
+  fail(`${runDir} holds a checkpoint but no record of its options (${recipePath}); give another --run-dir to start afresh`);
+} else {
+  writeFileSync(recipePath, JSON.stringify(recipe, null, 2) + '\n');
+}
 
 // 1. tokenizer (deterministic, so a resumed run rebuilds the same one)
 const { train: trainDocs, heldOut } = sotuSplit();

@@ -27,3 +27,28 @@ export function numOpt(v: string | undefined, name: string, fallback: number, mi
   if (!Number.isFinite(n) || n < min || n > max) throw new AquaError(`--${name} must be a number in [${min}, ${max}], got '${v}'`);
   return n;
 }
+
+/** For the tools beside the CLI (train-model, evaluate-model, bench): a bad option prints one line and exits 2. */
+export function parseOrExit<T extends Options>(tool: string, argv: string[], options: T): Values<T> {
+  try {
+    return parse(argv, options);
+  } catch (e) {
+    console.error(`${tool}: ${(e as Error).message}`);
+    process.exit(2);
+  }
+}
+
+/**
+ * For the tools' top-level code: a user mistake thrown later (an AquaError: a missing model
+ * directory, a bad file) also ends with one line and exit code 2; anything else keeps its stack.
+ */
+export function reportUserErrors(tool: string): void {
+  process.on('uncaughtException', (e) => {
+    if (e instanceof AquaError) {
+      console.error(`${tool}: ${e.message}`);
+      process.exit(2);
+    }
+    console.error(e);
+    process.exit(1);
+  });
+}
