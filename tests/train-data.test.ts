@@ -35,7 +35,7 @@ test('a repeated passage is an exact later copy inside an otherwise untouched wi
   );
 });
 
-test('a training pass-key sequence is the evaluation sample with earlier answered rounds of the question', () => {
+test('a training pass-key sequence is the evaluation sample with earlier answered rounds and the final answer', () => {
   const total = 400;
   let rounds = 0;
   for (let seed = 0; seed < 40; seed++) {
@@ -43,12 +43,13 @@ test('a training pass-key sequence is the evaluation sample with earlier answere
     const ids = trainingRetrievalSample(encode, stream, total, distance, new Rng(seed), 3);
     assert.equal(ids.length, total);
     const text = tok.decode(ids);
-    assert.ok(text.endsWith(QUESTION), 'the window ends with the unanswered question');
     const key = /The pass key is (\d{5})\. Remember it\./.exec(text)?.[1];
     assert.ok(key, 'the fact is stated');
-    // the fact ends `distance` tokens before the end, as in the evaluation's sample
+    assert.ok(text.endsWith(QUESTION + ' ' + key), 'the window ends with the question and its answer');
+    // the fact ends `distance` tokens before the question does, as in the evaluation's sample
     const fact = encode(FACT(key));
-    assert.deepEqual(ids.slice(total - distance - fact.length, total - distance), fact);
+    const questionEnd = total - encode(' ' + key).length;
+    assert.deepEqual(ids.slice(questionEnd - distance - fact.length, questionEnd - distance), fact);
     // every earlier round answers with the same key
     const answered = text.match(/What is the pass key\? The pass key is (\d{5})\./g) ?? [];
     for (const a of answered) assert.ok(a.endsWith(key + '.'));
@@ -56,10 +57,13 @@ test('a training pass-key sequence is the evaluation sample with earlier answere
     rounds += answered.length;
   }
   assert.ok(rounds > 20, `earlier rounds appear (${rounds} in 40 samples)`);
-  // without rounds it is the evaluation's sample, drawn identically
+  // without rounds it is the evaluation's sample, drawn identically, with the answer at the end
   const a = trainingRetrievalSample(encode, stream, total, 150, new Rng(9), 0);
-  const b = retrievalSample(encode, stream, total, 150, new Rng(9)).ids;
-  assert.deepEqual(a, b);
+  const b = retrievalSample(encode, stream, total, 150, new Rng(9));
+  assert.deepEqual(a, [...b.ids.slice(b.answer.length), ...b.answer]);
+  // a distance that leaves no room for the answer is refused, not silently cut
+  const farthest = total - encode(FACT('12345')).length;
+  assert.throws(() => trainingRetrievalSample(encode, stream, total, farthest - 2, new Rng(1), 0), /no room for the answer/);
 });
 
 test('batches depend only on (seed, step) and mix the three kinds of sequence in the asked shares', () => {

@@ -24,6 +24,15 @@ test('a random repeat is periodic, with a period of 8 to total/2, and never draw
   );
 });
 
+test('a random repeat can be asked for periods up to nearly the window (the main run uses them)', () => {
+  const periods = Array.from({ length: 400 }, (_, s) => randomRepeat(1025, 2048, new Rng(s), 993).period);
+  assert.ok(Math.min(...periods) >= 8 && Math.max(...periods) <= 993);
+  assert.ok(periods.filter((p) => p > 700).length > 80, 'long periods are common');
+  const { ids, period } = randomRepeat(1025, 2048, new Rng(0), 993);
+  for (let i = period; i < 1025; i++) assert.equal(ids[i], ids[i - period]);
+  assert.throws(() => randomRepeat(100, 50, new Rng(1), 100), /maxPeriod 100 must be in \[8, 100\)/);
+});
+
 test('makeBatch mixes in random repeats at the asked share, and needs the vocabulary size for them', () => {
   const stream = Int32Array.from({ length: 5000 }, (_, i) => (i * 7) % 50);
   const o = { B: 200, T: 64, seed: 4, retrievalShare: 0, randomRepeatShare: 0.3, vocabSize: 1000 };

@@ -6,7 +6,9 @@
  * Data mix: `--retrieval-share`, `--repeat-share`, `--answered-rounds`, `--random-repeat-share`
  * (`--random-repeat-vocab` limits its ids); `--warm-start-steps N` first grows a copying circuit
  * in a 2-layer model and starts the model's first layers from it (src/train/warm-start.ts). The
- * defaults reproduce the shipped model (15% pass-key sequences and nothing else synthetic).
+ * defaults reproduce the shipped model: a copying warm start, then 700 steps of 4 × 1024 tokens
+ * of which 25% are pass-key sequences (answered at the end, with up to 3 earlier answered
+ * rounds), 5% repeated passages and 20% random repeats (docs/retrieval-attempts.md says why).
  * A run directory records its options (run-options.json) and resumes only with the same ones.
  */
 import { mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
@@ -28,20 +30,20 @@ import { extendCopyingLength, shallowConfig, trainCopyingWarmStart, transplant }
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 reportUserErrors('train-model');
 const a = parseOrExit('train-model', process.argv.slice(2), {
-  steps: { type: 'string', default: '420' },
-  batch: { type: 'string', default: '8' },
+  steps: { type: 'string', default: '700' },
+  batch: { type: 'string', default: '4' },
   seq: { type: 'string', default: '1024' },
-  lr: { type: 'string', default: '3e-3' },
+  lr: { type: 'string', default: '2e-3' },
   layers: { type: 'string', default: '6' },
   hidden: { type: 'string', default: '256' },
   vocab: { type: 'string', default: '2048' },
   seed: { type: 'string', default: '1' },
-  'retrieval-share': { type: 'string', default: '0.15' },
-  'repeat-share': { type: 'string', default: '0' },
-  'answered-rounds': { type: 'string', default: '0' },
-  'random-repeat-share': { type: 'string', default: '0' },
+  'retrieval-share': { type: 'string', default: '0.25' },
+  'repeat-share': { type: 'string', default: '0.05' },
+  'answered-rounds': { type: 'string', default: '3' },
+  'random-repeat-share': { type: 'string', default: '0.2' },
   'random-repeat-vocab': { type: 'string' },
-  'warm-start-steps': { type: 'string', default: '0' },
+  'warm-start-steps': { type: 'string', default: '2500' },
   'run-dir': { type: 'string', default: join(ROOT, 'train-runs/sotu') },
   out: { type: 'string', default: join(ROOT, 'models/aquakv-sotu') },
 });
