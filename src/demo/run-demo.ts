@@ -52,9 +52,9 @@ export const DEFAULT_DEMO = {
   sinks: 4,
   buffer: 128,
   retrievalMethods: ['fp', 'aquakv', 'higgs[q=higgs:2x16,first=higgs:2x256]', 'kivi2'],
-  // off by default: the embedded model cannot retrieve yet (0% with every cache, fp included),
-  // so the stage would only add time; `--retrieval-samples N` turns it on for a model that can
-  retrievalSamples: 0,
+  // a few samples per distance keep the demo short; `aquakv retrieval --samples N` measures more
+  // (`--retrieval-samples 0` skips the stage)
+  retrievalSamples: 5,
 };
 
 export interface Generation {
