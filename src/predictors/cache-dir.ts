@@ -1,7 +1,8 @@
 /**
  * A directory of calibrated predictor files, reused across runs: a file's name is a hash of
- * everything that determines it (the model's fingerprint and weights digest, the calibration settings, the format
- * version and the calibration text), so a changed model, setting or text gets a fresh file.
+ * everything that determines it (the model's fingerprint and weights digest, the calibration
+ * settings, the format version and the calibration text), so a changed model (retrained ones
+ * included), setting or text gets a fresh file.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
