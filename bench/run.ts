@@ -10,7 +10,7 @@
  *          and the share of that time spent in matrix products
  */
 import { existsSync } from 'node:fs';
-import { parseOrExit, reportUserErrors } from '../src/cli/args.js';
+import { parse, reportUserErrors } from '../src/cli/args.js';
 import { AquaError } from '../src/errors.js';
 import { gemmNaive, gemmProfile, gemmTs, ortGemmFn, type GemmFn } from '../src/tensor/gemm.js';
 import { ParamArena } from '../src/train/params.js';
@@ -30,7 +30,7 @@ import { loadTokenizer } from '../src/io/tokenizer.js';
 import { readText } from '../src/eval/texts.js';
 
 reportUserErrors('bench');
-const args = parseOrExit('bench', process.argv.slice(2), { only: { type: 'string' }, json: { type: 'boolean' } });
+const args = parse(process.argv.slice(2), { only: { type: 'string' }, json: { type: 'boolean' } });
 const SECTIONS = ['gemm', 'model', 'quant', 'cache', 'train'];
 const sections = new Set((args.only ?? SECTIONS.join(',')).split(','));
 const unknown = [...sections].filter((s) => !SECTIONS.includes(s));

@@ -27,6 +27,7 @@ test('a retrieval sample states the key at the asked distance and ends with the 
     const fact = tok.encode(FACT(s.key));
     const at = s.ids.length - distance - fact.length;
     assert.deepEqual(s.ids.slice(at, at + fact.length), fact);
+    assert.equal(s.factAt, at, 'the sample says where its fact starts');
   }
   assert.throws(() => retrievalSample((x) => tok.encode(x), filler, 30, 29, rng), /does not fit/);
 });

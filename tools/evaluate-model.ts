@@ -4,7 +4,7 @@
  * baseline fitted on the training text, pass-key retrieval with the full-precision cache at
  * several distances, and a few greedy and sampled continuations.
  */
-import { intOpt, parseOrExit, reportUserErrors } from '../src/cli/args.js';
+import { intOpt, parse, reportUserErrors } from '../src/cli/args.js';
 import { loadModelDir } from '../src/io/checkpoint.js';
 import { loadTokenizer } from '../src/io/tokenizer.js';
 import { LlamaModel } from '../src/model/llama.js';
@@ -15,7 +15,7 @@ import { generate } from '../src/model/generate.js';
 import { EMBEDDED_MODEL_DIR } from '../src/cli/model-dir.js';
 
 reportUserErrors('evaluate-model');
-const a = parseOrExit('evaluate-model', process.argv.slice(2), {
+const a = parse(process.argv.slice(2), {
   model: { type: 'string', default: EMBEDDED_MODEL_DIR },
   'max-tokens': { type: 'string', default: '32768' },
   samples: { type: 'string', default: '20' },

@@ -14,7 +14,8 @@
 import { mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseOrExit, reportUserErrors } from '../src/cli/args.js';
+import { parse, reportUserErrors } from '../src/cli/args.js';
+import { AquaError } from '../src/errors.js';
 import { normaliseConfig } from '../src/io/config.js';
 import { saveCheckpoint } from '../src/io/checkpoint.js';
 import { SafetensorsFile, writeSafetensors } from '../src/io/safetensors.js';
@@ -29,7 +30,7 @@ import { extendCopyingLength, shallowConfig, trainCopyingWarmStart, transplant }
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 reportUserErrors('train-model');
-const a = parseOrExit('train-model', process.argv.slice(2), {
+const a = parse(process.argv.slice(2), {
   steps: { type: 'string', default: '700' },
   batch: { type: 'string', default: '4' },
   seq: { type: 'string', default: '1024' },
@@ -53,8 +54,7 @@ const retrievalShare = Number(a['retrieval-share']), repeatShare = Number(a['rep
 const randomRepeatShare = Number(a['random-repeat-share']), warmStartSteps = Number(a['warm-start-steps']);
 const randomRepeatVocab = a['random-repeat-vocab'] === undefined ? vocab : Number(a['random-repeat-vocab']);
 const fail = (message: string): never => {
-  console.error(`train-model: ${message}`);
-  process.exit(2);
+  throw new AquaError(message);
 };
 for (const [name, v] of Object.entries({ steps, batch: B, seq: T, seed, hidden, layers, vocab, 'answered-rounds': answeredRounds, 'warm-start-steps': warmStartSteps, 'random-repeat-vocab': randomRepeatVocab })) {
   if (!Number.isInteger(v) || v < 0) fail(`--${name} must be a non-negative integer, got ${JSON.stringify(a[name as keyof typeof a])}`);
@@ -72,6 +72,7 @@ const log = (line: string) => console.log(`[${new Date().toISOString().slice(11,
 // mix of two. The options that shape the run are recorded on first use and checked on resume.
 const recipe = Object.fromEntries(Object.entries(a).filter(([k]) => k !== 'out' && k !== 'run-dir'));
 const recipePath = join(runDir, 'run-options.json');
+const checkpointPath = join(runDir, 'checkpoint.safetensors');
 if (existsSync(recipePath)) {
   const was = JSON.parse(readFileSync(recipePath, 'utf8')) as Record<string, unknown>;
   const changed = [...new Set([...Object.keys(was), ...Object.keys(recipe)])].filter((k) => was[k] !== recipe[k]);
@@ -79,7 +80,7 @@ if (existsSync(recipePath)) {
     fail(`${runDir} holds a run started with other options (${changed.map((k) => `--${k} ${was[k] ?? '(unset)'} then, ${recipe[k] ?? '(unset)'} now`).join('; ')}); ` +
       'rerun with the same options to resume it, or give another --run-dir to start afresh');
   }
-} else if (existsSync(join(runDir, 'checkpoint.safetensors'))) {
+} else if (existsSync(checkpointPath)) {
   fail(`${runDir} holds a checkpoint but no record of its options (${recipePath}); give another --run-dir to start afresh`);
 } else {
   writeFileSync(recipePath, JSON.stringify(recipe, null, 2) + '\n');
@@ -141,7 +142,6 @@ const cfg = normaliseConfig(rawConfig);
 const arena = new ParamArena(cfg);
 arena.init(seed);
 log(`model: ${layers} layers, hidden ${hidden}, ${cfg.nHeads} heads / ${cfg.nKvHeads} KV heads of 64, ${(arena.size / 1e6).toFixed(2)} M parameters`);
-const checkpointPath = join(runDir, 'checkpoint.safetensors');
 let warmStart: { steps: number; copyAccuracy: number; seconds: number; phases?: { window: number; steps: number; copyAccuracy: number }[] } | null = null;
 const warmStartPath = join(runDir, 'warm-start.json');
 const warmStartWeights = join(runDir, 'warm-start.safetensors');

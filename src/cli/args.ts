@@ -28,19 +28,10 @@ export function numOpt(v: string | undefined, name: string, fallback: number, mi
   return n;
 }
 
-/** For the tools beside the CLI (train-model, evaluate-model, bench): a bad option prints one line and exits 2. */
-export function parseOrExit<T extends Options>(tool: string, argv: string[], options: T): Values<T> {
-  try {
-    return parse(argv, options);
-  } catch (e) {
-    console.error(`${tool}: ${(e as Error).message}`);
-    process.exit(2);
-  }
-}
-
 /**
- * For the tools' top-level code: a user mistake thrown later (an AquaError: a missing model
- * directory, a bad file) also ends with one line and exit code 2; anything else keeps its stack.
+ * For the tools beside the CLI (train-model, evaluate-model, bench), called first: a user
+ * mistake (an AquaError: a bad option from `parse`, a missing model directory, a bad file) ends
+ * with one line and exit code 2; anything else keeps its stack.
  */
 export function reportUserErrors(tool: string): void {
   process.on('uncaughtException', (e) => {

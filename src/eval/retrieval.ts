@@ -14,6 +14,7 @@ export interface RetrievalSample {
   answer: number[]; // the tokens of " " + key
   key: string;
   distance: number; // tokens from the end of the fact to the end of the question
+  factAt: number; // index of the fact's first token (the filler before it is that long)
 }
 
 /**
@@ -44,5 +45,5 @@ export function retrievalSample(
   ids.push(...fact);
   for (let i = 0; i < after; i++) ids.push(filler[start + before + i]);
   ids.push(...question);
-  return { ids, answer, key, distance };
+  return { ids, answer, key, distance, factAt: before };
 }

@@ -11,7 +11,7 @@
  * Batch b of step s depends only on (seed, s), so a resumed run sees the same data.
  */
 import { Rng } from '../tensor/rng.js';
-import { FACT, QUESTION, retrievalDistanceRange, retrievalSample } from '../eval/retrieval.js';
+import { QUESTION, retrievalDistanceRange, retrievalSample } from '../eval/retrieval.js';
 
 export interface BatchSource {
   B: number;
@@ -75,8 +75,7 @@ export function trainingRetrievalSample(
 ): number[] {
   const sample = retrievalSample(encode, stream, total, distance, rng);
   const ids = sample.ids;
-  const before = total - encode(FACT(sample.key)).length - distance; // filler tokens before the fact
-  if (before < sample.answer.length) throw new RangeError(`trainingRetrievalSample: distance ${distance} leaves no room for the answer in ${total} tokens`);
+  if (sample.factAt < sample.answer.length) throw new RangeError(`trainingRetrievalSample: distance ${distance} leaves no room for the answer in ${total} tokens`);
   if (maxRounds > 0) {
     const question = encode(QUESTION);
     const qa = [...question, ...sample.answer, ...encode('.')];
