@@ -10,6 +10,7 @@
  *          and the share of that time spent in matrix products
  */
 import { existsSync } from 'node:fs';
+import { FullCache } from '../src/kv/full.js';
 import { parse, reportUserErrors } from '../src/cli/args.js';
 import { AquaError } from '../src/errors.js';
 import { gemmNaive, gemmProfile, gemmTs, ortGemmFn, type GemmFn } from '../src/tensor/gemm.js';
@@ -17,16 +18,13 @@ import { ParamArena } from '../src/train/params.js';
 import { TrainableLlama } from '../src/train/trainable.js';
 import { AdamW } from '../src/train/adamw.js';
 import { Rng } from '../src/tensor/rng.js';
-import { loadModelDir } from '../src/io/checkpoint.js';
-import { LlamaModel } from '../src/model/llama.js';
-import { EMBEDDED_MODEL_DIR } from '../src/cli/model-dir.js';
+import { embeddedModelDir, loadModel } from '../src/io/load-model.js';
 import { parseQuantizer } from '../src/quant/spec.js';
 import { loadGrid } from '../src/quant/grid.js';
 import { createCache } from '../src/kv/factory.js';
 import { parseMethod } from '../src/kv/method.js';
-import type { KVCache } from '../src/kv/cache.js';
-import { calibrateOnTokens, DEFAULT_CALIBRATION } from '../src/predictors/from-text.js';
-import { loadTokenizer } from '../src/io/tokenizer.js';
+import type { KVCache } from '../src/model/kv-cache.js';
+import { calibrate } from '../src/predictors/calibrate.js';
 import { readText } from '../src/eval/texts.js';
 
 reportUserErrors('bench');
@@ -54,10 +52,8 @@ function time(fn: () => void, minSeconds = 0.3): number {
   return times.sort((a, b) => a - b)[Math.floor(times.length / 2)];
 }
 
-const model = existsSync(EMBEDDED_MODEL_DIR) ? (() => {
-  const m = loadModelDir(EMBEDDED_MODEL_DIR);
-  return new LlamaModel(m.config, m.weights);
-})() : null;
+const embedded = existsSync(embeddedModelDir()) ? loadModel() : null;
+const model = embedded?.model ?? null;
 
 if (sections.has('gemm')) {
   const ort = ortGemmFn();
@@ -102,8 +98,8 @@ if (sections.has('model') && model) {
   const V = model.config.vocabSize;
   const rng = new Rng(2);
   const prompt = Array.from({ length: 1024 }, () => rng.int(V));
-  const prefill = time(() => model.forward(prompt, model.newFullCache(), { logits: 'last' }), 2);
-  const cache = model.newFullCache();
+  const prefill = time(() => model.forward(prompt, new FullCache(model), { logits: 'last' }), 2);
+  const cache = new FullCache(model);
   model.forward(prompt.slice(0, 512), cache, { logits: 'last' });
   let i = 0;
   const decode = time(() => model.forward([prompt[512 + (i++ % 256)]], cache, { logits: 'last' }), 2);
@@ -147,13 +143,14 @@ if (sections.has('quant')) {
 }
 
 if (sections.has('cache') && model) {
-  const ids = loadTokenizer(EMBEDDED_MODEL_DIR).encode(readText('@sotu-train'));
-  const { set } = calibrateOnTokens(model, ids, { ...DEFAULT_CALIBRATION, samples: 16, dataSource: '@sotu-train' });
+  const text = readText('@sotu-train');
+  const ids = embedded!.tokenizer.encode(text);
+  const { set } = calibrate(model, text, embedded!.tokenizer, { samples: 16, dataSource: '@sotu-train' });
   const rows: { context: number; cache: string; decodeTokensPerSecond: number; residentBytes: number; storedBytes: number }[] = [];
   say('\n## Decode with compressed caches\ncontext  cache                     tokens/s   resident bytes   stored bytes');
   for (const context of [512, 1024, 2048, 4096]) {
     for (const [label, make] of [
-      ['fp (FullCache)', () => model.newFullCache()],
+      ['fp (FullCache)', () => new FullCache(model)],
       ['aquakv materialized', () => createCache(model, parseMethod('aquakv'), set, { mode: 'materialized' })],
       ['aquakv compact', () => createCache(model, parseMethod('aquakv'), set, { mode: 'compact' })],
     ] as [string, () => KVCache][]) {

@@ -48,7 +48,9 @@ test('eval, calibrate and retrieval explain bad input in one line', () => {
     [['eval', '--model', model, '--text', text, '--methods', 'higgs[q=higgs:3x3]'], /no shipped grid with d=3, n=3/],
     [['eval', '--model', model, '--text', text, '--methods', 'aquakv'], /need predictors/],
     [['eval', '--model', model, '--text', text, '--seq-len', '100000', '--methods', 'fp'], /exceeds the model's context/],
-    [['calibrate', '--model', model, '--data', text, '--quantizer', 'uniform:5:token'], /bits must be one of 2, 3, 4, 8/],
+    [['calibrate', '--model', model, '--data', text, '--method', 'aquakv[q=uniform:5:token]'], /bits must be one of 2, 3, 4, 8/],
+    [['calibrate', '--model', model, '--data', text, '--method', 'kivi2'], /only aquakv methods use predictors/],
+    [['eval', '--model', model, '--text', text, '--predictors', preds, '--methods', 'aquakv[q=higgs:2x64]'], /calibrated for aquakv\[q=higgs:2x16,first=higgs:2x256\] do not fit cache method aquakv\[q=higgs:2x64,first=higgs:2x256\] \(hint: calibrate for it with: aquakv calibrate --method 'aquakv\[q=higgs:2x64,first=higgs:2x256\]'/],
     [['calibrate', '--model', model], /needs --data FILE/],
     [['eval', '--model', model, '--text', '@nothing'], /unknown built-in text '@nothing'/],
     // this tokenizer spells the question in ~30 tokens, so distance 20 cannot hold it

@@ -7,7 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { loadModelDir } from '../src/io/checkpoint.js';
 import { LlamaModel } from '../src/model/llama.js';
 import { cachedPredictors, predictorCacheKey } from '../src/predictors/cache-dir.js';
-import { DEFAULT_CALIBRATION } from '../src/predictors/from-text.js';
+import { DEFAULT_CALIBRATION } from '../src/predictors/calibrate.js';
+import { parseMethod } from '../src/kv/method.js';
 import { renderReport } from '../src/report/html.js';
 import type { DemoResult } from '../src/demo/run-demo.js';
 import { Rng } from '../src/tensor/rng.js';
@@ -18,14 +19,14 @@ import { BIN } from './run-cli.js';
 const sample: DemoResult = {
   model: { dir: '/m', layers: 2, kvDim: 16, hiddenSize: 32, vocabSize: 300, context: 512 },
   settings: { evalText: '@moby-dick', seqLen: 64, chunk: 32 },
-  calibrations: [{ quantizer: 'higgs:2x16', reused: false, path: '/p', seconds: 1, layers: [
+  calibrations: [{ method: 'aquakv', reused: false, path: '/p', seconds: 1, layers: [
     { layer: 0, keys: null, values: null },
     { layer: 1, keys: { trainRelMse: 0.05, validRelMse: 0.0625, equivalentBits: 2 }, values: { trainRelMse: 0.2, validRelMse: 0.25, equivalentBits: 1 } },
   ] }],
   results: [
-    { method: 'fp', bitsPerValue: 32, perplexity: 20.5, relativeChange: 0, klDivergence: 0, cacheBytes: 1000, components: { sinks: 10 }, predictorBytes: 0, nll: 3, tokens: 63, windows: 1, seconds: 1 },
-    { method: 'aquakv', bitsPerValue: 2.345, perplexity: 20.6789, relativeChange: 0.00872, klDivergence: 0.01234, cacheBytes: 123, components: { keyCodes: 50, valueCodes: 50, scales: 13, sinks: 10 }, predictorBytes: 99, nll: 3.01, tokens: 63, windows: 1, seconds: 1 },
-    { method: 'kivi2', bitsPerValue: 3.0667, perplexity: 25.5, relativeChange: 0.2439, klDivergence: 0.2, cacheBytes: 150, components: { keyCodes: 60, valueCodes: 60, scales: 20, sinks: 10 }, predictorBytes: 0, nll: 3.2, tokens: 63, windows: 1, seconds: 1 },
+    { method: 'fp', family: 'fp (f32 cache)', bitsPerValue: 32, perplexity: 20.5, relativeChange: 0, klDivergence: 0, cacheBytes: 1000, components: { sinks: 10 }, predictorBytes: 0, nll: 3, tokens: 63, windows: 1, seconds: 1 },
+    { method: 'aquakv', family: 'AQUA-KV', bitsPerValue: 2.345, perplexity: 20.6789, relativeChange: 0.00872, klDivergence: 0.01234, cacheBytes: 123, components: { keyCodes: 50, valueCodes: 50, scales: 13, sinks: 10 }, predictorBytes: 99, nll: 3.01, tokens: 63, windows: 1, seconds: 1 },
+    { method: 'kivi2', family: 'KIVI-style uniform', bitsPerValue: 3.0667, perplexity: 25.5, relativeChange: 0.2439, klDivergence: 0.2, cacheBytes: 150, components: { keyCodes: 60, valueCodes: 60, scales: 20, sinks: 10 }, predictorBytes: 0, nll: 3.2, tokens: 63, windows: 1, seconds: 1 },
   ],
   generations: [{ method: 'fp', cache: 'FullCache (f32)', text: 'the <Union> & more', prefillTokensPerSecond: 100, decodeTokensPerSecond: 50, tokens: 10, storedBytes: 640, residentBytes: 640, fp16Bytes: 320, components: { sinks: 640 } }],
   retrieval: [
@@ -58,12 +59,11 @@ test('the predictor cache directory reuses a calibration and invalidates it on a
   const mb = new LlamaModel(b.config, b.weights);
   const rng = new Rng(4);
   const text = Array.from({ length: 400 }, () => ['the', 'union', 'of', 'states', 'congress', 'people'][rng.int(6)]).join(' ');
-  const encode = (s: string) => tok.encode(s);
-  const s = { ...DEFAULT_CALIBRATION, samples: 4, seqLen: 50, dataSource: 'words' };
+    const s = { ...DEFAULT_CALIBRATION, samples: 4, seqLen: 50, dataSource: 'words' };
   const cache = mkdtempSync(join(tmpdir(), 'aquakv-cache-'));
-  const first = cachedPredictors(cache, ma, text, encode, s);
+  const first = cachedPredictors(cache, ma, text, tok, s);
   assert.equal(first.reused, false);
-  const again = cachedPredictors(cache, ma, text, encode, s);
+  const again = cachedPredictors(cache, ma, text, tok, s);
   assert.equal(again.reused, true);
   assert.equal(again.path, first.path);
   assert.deepEqual(again.set.keys[1]!.weight, first.set.keys[1]!.weight);
@@ -73,10 +73,10 @@ test('the predictor cache directory reuses a calibration and invalidates it on a
   const retrained = loadModelDir(makeTinyModel({ layers: 2, seed: 9 }));
   assert.equal(retrained.config.fingerprint, ma.config.fingerprint);
   assert.notEqual(predictorCacheKey(new LlamaModel(retrained.config, retrained.weights), s, text), key, 'retrained model');
-  assert.notEqual(predictorCacheKey(ma, { ...s, quantizer: 'higgs:2x64' }, text), key, 'another quantizer');
+  assert.notEqual(predictorCacheKey(ma, { ...s, method: parseMethod('aquakv[q=higgs:2x64]') }, text), key, 'another method');
   assert.notEqual(predictorCacheKey(ma, { ...s, samples: 5 }, text), key, 'another sample count');
   assert.notEqual(predictorCacheKey(ma, s, text.slice(1)), key, 'other text');
-  const other = cachedPredictors(cache, ma, text, encode, { ...s, damp: 1e-2 });
+  const other = cachedPredictors(cache, ma, text, tok, { ...s, damp: 1e-2 });
   assert.equal(other.reused, false);
   assert.equal(readdirSync(cache).length, 2);
 });
@@ -100,5 +100,5 @@ test('smoke: the demo runs end to end on the tiny fixture and writes its report'
   assert.match(readFileSync(out, 'utf8'), /<section id="tradeoff">[\s\S]*<section id="retrieval">/);
   const second = spawnSync(process.execPath, args, { encoding: 'utf8' });
   assert.equal(second.status, 0, second.stderr);
-  assert.match(second.stdout, /predictors for higgs:2x16: reused/);
+  assert.match(second.stdout, /predictors for aquakv: reused/);
 });

@@ -96,3 +96,10 @@ export function makeTinyModel(o: FixtureOptions = {}): string {
   writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson(bpe)));
   return dir;
 }
+
+/** A text of `words` random words from the fixture's text (calibration data the fixture tokenizer knows). */
+export function randomWordsText(words: number, seed: number): string {
+  const vocab = [...new Set(FIXTURE_TEXT.toLowerCase().split(/[^a-z]+/).filter(Boolean))];
+  const rng = new Rng(seed);
+  return Array.from({ length: words }, () => vocab[rng.int(vocab.length)]).join(' ');
+}

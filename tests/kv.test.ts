@@ -1,23 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadModelDir } from '../src/io/checkpoint.js';
-import { LlamaModel } from '../src/model/llama.js';
-import { createCache } from '../src/kv/factory.js';
-import { parseMethod } from '../src/kv/method.js';
-import type { KVCache } from '../src/kv/cache.js';
-import type { CompressedCacheOptions } from '../src/kv/compressed.js';
-import { calibrateOnTokens, DEFAULT_CALIBRATION } from '../src/predictors/from-text.js';
+import { calibrate, CompressedCache, createCache, FullCache, loadModel, parseMethod, formatMethod, methodKey, type CacheOptions, type KVCache } from '../src/index.js';
 import { setGemmBackend, gemmBackend } from '../src/tensor/gemm.js';
 import { Rng } from '../src/tensor/rng.js';
-import { makeTinyModel } from './fixture.js';
+import { makeTinyModel, randomWordsText } from './fixture.js';
 
-const loaded = loadModelDir(makeTinyModel({ layers: 3, maxPositions: 256 }));
-const model = new LlamaModel(loaded.config, loaded.weights);
+const { model, tokenizer } = loadModel(makeTinyModel({ layers: 3, maxPositions: 256 }));
 const rng = new Rng(9);
 const ids = Array.from({ length: 40 }, () => rng.int(300));
-// predictors calibrated on random text through the real pipeline (the fixture has no real text)
-const calibIds = Array.from({ length: 4096 }, () => rng.int(300));
-const { set: predictors } = calibrateOnTokens(model, calibIds, { ...DEFAULT_CALIBRATION, samples: 8, seqLen: 128, dataSource: 'random ids' });
+// predictors calibrated on random words through the real pipeline (the fixture has no real text)
+const calibText = randomWordsText(3000, 9);
+const { set: predictors } = calibrate(model, calibText, tokenizer, { samples: 8, seqLen: 128, dataSource: 'random words' });
+const predictors1x16 = calibrate(model, calibText, tokenizer, { method: parseMethod('aquakv[q=higgs:1x16]'), samples: 8, seqLen: 128 }).set;
+const predictorsOf = (name: string) => (name.startsWith('aquakv[q=higgs:1x16]') ? predictors1x16 : predictors);
 
 /** Feeds ids in steps of the given sizes (cycled); returns the concatenated logits. */
 function feed(cache: KVCache, steps: number[]): Float32Array {
@@ -33,15 +28,20 @@ function feed(cache: KVCache, steps: number[]): Float32Array {
 }
 
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
-const small: Partial<CompressedCacheOptions> = { sinks: 3, buffer: 8 };
+const small: Partial<CacheOptions> = { sinks: 3, buffer: 8 };
 const PATTERNS = [[40], [1], [2], [4], [3, 5, 7], [8], [11]];
 
-test('fp through the compressed cache equals the full-precision cache at every boundary', () => {
-  const want = feed(model.newFullCache(), [1]);
+test('identity quantizers through the compressed cache equal the full-precision cache at every boundary', () => {
+  const want = feed(new FullCache(model), [1]);
+  assert.ok(createCache(model, parseMethod('fp')) instanceof FullCache, 'fp is the f32 cache');
+  const identity = parseMethod('higgs[q=none]');
   for (const opts of [small, { sinks: 4, buffer: 128 }, { sinks: 0, buffer: 1 }, { sinks: 50, buffer: 4 }, { sinks: 3, buffer: 8, mode: 'compact' as const }]) {
     for (const steps of PATTERNS) {
-      const got = feed(createCache(model, parseMethod('fp'), null, opts), steps);
+      const cache = createCache(model, identity, null, opts);
+      assert.ok(cache instanceof CompressedCache);
+      const got = feed(cache, steps);
       assert.ok(maxDiff(got, want) < 1e-4, `${JSON.stringify(opts)} steps ${steps}: ${maxDiff(got, want)}`);
+      if (cache.compressedTokens > 0) assert.equal(cache.memory().bitsPerValue, 32);
     }
   }
 });
@@ -49,8 +49,8 @@ test('fp through the compressed cache equals the full-precision cache at every b
 test('compact and materialized modes give identical logits for every method', () => {
   for (const name of ['aquakv', 'higgs', 'kivi2', 'aquakv[q=higgs:1x16]']) {
     for (const steps of PATTERNS) {
-      const a = feed(createCache(model, parseMethod(name), predictors, { ...small, mode: 'materialized' }), steps);
-      const b = feed(createCache(model, parseMethod(name), predictors, { ...small, mode: 'compact' }), steps);
+      const a = feed(createCache(model, parseMethod(name), predictorsOf(name), { ...small, mode: 'materialized' }), steps);
+      const b = feed(createCache(model, parseMethod(name), predictorsOf(name), { ...small, mode: 'compact' }), steps);
       assert.deepEqual(a, b, `${name}, steps ${steps}`);
     }
   }
@@ -61,13 +61,14 @@ test('token-by-token decode gives the logits of feeding steps that divide the bu
   setGemmBackend('ts'); // row results independent of the number of rows, so equality is exact
   try {
     for (const name of ['aquakv', 'higgs', 'kivi4']) {
-      const decode = feed(createCache(model, parseMethod(name), predictors, small), [1]);
+      const p = parseMethod(name).usesPredictors ? predictors : null;
+      const decode = feed(createCache(model, parseMethod(name), p, small), [1]);
       for (const steps of [[2], [4], [8]]) {
-        const eval_ = feed(createCache(model, parseMethod(name), predictors, small), steps);
+        const eval_ = feed(createCache(model, parseMethod(name), p, small), steps);
         assert.ok(maxDiff(decode, eval_) < 1e-5, `${name} steps ${steps}: ${maxDiff(decode, eval_)}`);
       }
       // quantization is really on: the compressed cache changes the logits
-      assert.ok(maxDiff(decode, feed(model.newFullCache(), [1])) > 1e-3, name);
+      assert.ok(maxDiff(decode, feed(new FullCache(model), [1])) > 1e-3, name);
     }
   } finally {
     setGemmBackend(before);
@@ -75,7 +76,7 @@ test('token-by-token decode gives the logits of feeding steps that divide the bu
 });
 
 test('the cache counts codes, scales, sinks and buffer exactly', () => {
-  const cache = createCache(model, parseMethod('aquakv'), predictors, small);
+  const cache = createCache(model, parseMethod('aquakv'), predictors, small) as CompressedCache;
   feed(cache, [5]);
   // 40 tokens: sinks 0..2, chunks [3,8) [8,16) [16,24) [24,32) [32,40) → all 37 compressed
   assert.equal(cache.compressedTokens, 37);
@@ -88,7 +89,7 @@ test('the cache counts codes, scales, sinks and buffer exactly', () => {
   assert.equal(m.components.sinks, 3 * C * 4 * 2 * 3);
   assert.equal(m.components.buffer, 0);
   assert.equal(m.stored, m.components.keyCodes + m.components.valueCodes + m.components.scales + m.components.sinks);
-  assert.ok(Math.abs(cache.quantizedBitsPerValue() - (5 + 3 + 3) / 3) < 1e-12);
+  assert.ok(Math.abs(m.bitsPerValue - (5 + 3 + 3) / 3) < 1e-12);
   assert.equal(m.predictors, 2 * (C * C + C + 2 * C * C + C) * 4);
   const kivi = createCache(model, parseMethod('kivi2'), null, small);
   feed(kivi, [5]);
@@ -96,20 +97,39 @@ test('the cache counts codes, scales, sinks and buffer exactly', () => {
   assert.equal(kivi.memory().components.scales, 3 * (5 * C * 4 + 37 * 4));
 });
 
-test('cache method specs parse, and bad ones explain themselves', () => {
+test('cache method specs parse into quantizer specs, format back canonically, and bad ones explain themselves', () => {
   const a = parseMethod('aquakv');
-  assert.equal(a.keyQuantizer, 'higgs:2x16');
-  assert.equal(a.firstKeyQuantizer, 'higgs:2x256');
+  assert.deepEqual(a.keys, { type: 'higgs', d: 2, n: 16 });
+  assert.deepEqual(a.firstKeys, { type: 'higgs', d: 2, n: 256 });
   assert.ok(a.usesPredictors);
+  assert.equal(formatMethod(a), 'aquakv[q=higgs:2x16,first=higgs:2x256]');
+  assert.equal(methodKey(a, 16), 'aquakv[q=higgs:2x16:g16,first=higgs:2x256:g16]');
+  assert.equal(methodKey(parseMethod('aquakv[q=higgs:2x16:g16]'), 16), methodKey(a, 16), 'an explicit default group is the same method');
   const h = parseMethod('higgs[q=higgs:1x16]');
-  assert.equal(h.firstKeyQuantizer, 'higgs:1x16');
+  assert.deepEqual(h.firstKeys, { type: 'higgs', d: 1, n: 16 });
   assert.ok(!h.usesPredictors);
   const k = parseMethod('kivi[k=uniform:3:channel:g32,v=uniform:3:token:g32,rope=pre]');
-  assert.ok(!k.quantizeKeysAfterRope);
-  assert.ok(parseMethod('kivi2').quantizeKeysAfterRope);
+  assert.ok(!k.keysAfterRope);
+  assert.equal(formatMethod(k), 'kivi[k=uniform:3:channel:g32,v=uniform:3:token:g32,rope=pre]');
+  assert.equal(formatMethod(parseMethod('higgs')), 'higgs[q=higgs:2x16]');
+  assert.ok(parseMethod('kivi2').keysAfterRope);
+  for (const spec of ['fp', 'aquakv', 'higgs', 'kivi2', 'kivi4', 'aquakv[q=higgs:2x64]', 'higgs[q=higgs:1x16]', 'higgs[q=none]']) {
+    const m = parseMethod(spec);
+    assert.deepEqual({ ...parseMethod(formatMethod(m)), name: m.name }, m, `${spec} survives formatting`);
+  }
   assert.throws(() => parseMethod('zip'), /unknown method 'zip'/);
   assert.throws(() => parseMethod('higgs[x=1]'), /unknown option 'x'/);
   assert.throws(() => parseMethod('aquakv[k=higgs:2x16]'), /needs q=QUANTIZER, or both k= and v=/);
   assert.throws(() => createCache(model, parseMethod('aquakv'), null), /needs predictors/);
-  assert.throws(() => createCache(model, parseMethod('higgs[q=higgs:9x9]'), null), /no shipped grid/);
+  assert.throws(() => parseMethod('higgs[q=higgs:9x9]'), /no shipped grid/);
+  assert.throws(() => parseMethod('higgs[q=fp]'), /unknown quantizer 'fp'/, "'none' is the one word for full precision");
+});
+
+test('predictors are refused by a method they were not fitted for', () => {
+  assert.equal(predictors.method, 'aquakv[q=higgs:2x16,first=higgs:2x256]');
+  assert.throws(() => createCache(model, parseMethod('aquakv[q=higgs:2x64]'), predictors), /predictors calibrated for aquakv\[q=higgs:2x16,first=higgs:2x256\] do not fit cache method aquakv\[q=higgs:2x64,first=higgs:2x256\]/);
+  assert.throws(() => createCache(model, parseMethod('aquakv[q=higgs:2x16,first=higgs:2x16]'), predictors), /do not fit/);
+  assert.throws(() => createCache(model, parseMethod('aquakv'), predictors1x16), /do not fit/);
+  // the same method written otherwise fits
+  createCache(model, parseMethod('aquakv[q=higgs:2x16:g16,first=higgs:2x256]'), predictors);
 });

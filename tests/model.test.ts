@@ -1,3 +1,4 @@
+import { FullCache } from '../src/kv/full.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModelDir } from '../src/io/checkpoint.js';
@@ -34,8 +35,8 @@ for (const [name, o] of variants) {
   test(`${name}: prefill logits equal token-by-token decode through the cache`, () => {
     const model = open(o);
     const V = model.config.vocabSize;
-    const prefill = model.forward(ids, model.newFullCache());
-    const cache = model.newFullCache();
+    const prefill = model.forward(ids, new FullCache(model));
+    const cache = new FullCache(model);
     let worst = 0;
     for (let t = 0; t < ids.length; t++) {
       const row = model.forward([ids[t]], cache);
@@ -48,10 +49,10 @@ for (const [name, o] of variants) {
 }
 
 test('the biases, the untied head and llama3 scaling each change the logits', () => {
-  const base = open({}).forward(ids, open({}).newFullCache());
+  const base = open({}).forward(ids, new FullCache(open({})));
   for (const o of [{ attentionBias: true }, { tied: false }, { llama3Scaling: true }] as FixtureOptions[]) {
     const m = open(o);
-    assert.ok(maxDiff(base, m.forward(ids, m.newFullCache())) > 1e-3, JSON.stringify(o));
+    assert.ok(maxDiff(base, m.forward(ids, new FullCache(m))) > 1e-3, JSON.stringify(o));
   }
 });
 
@@ -60,9 +61,9 @@ test('the portable TypeScript path gives the same logits as onnxruntime', () => 
   const before = gemmBackend();
   try {
     setGemmBackend('ts');
-    const ts = model.forward(ids, model.newFullCache());
+    const ts = model.forward(ids, new FullCache(model));
     setGemmBackend('ort');
-    const ort = model.forward(ids, model.newFullCache());
+    const ort = model.forward(ids, new FullCache(model));
     assert.ok(maxDiff(ts, ort) < 1e-4, `max diff ${maxDiff(ts, ort)}`);
   } finally {
     setGemmBackend(before);
@@ -86,14 +87,14 @@ test('grouped-query attention equals its one-query-at-a-time definition', () => 
 
 test('the cache rejects layers out of order', () => {
   const model = open({});
-  const cache = model.newFullCache();
+  const cache = new FullCache(model);
   const C = model.config.kvDim;
   assert.throws(() => cache.update(1, new Float32Array(C), new Float32Array(C), 1), /expected layer 0, got layer 1/);
 });
 
 test('an id outside the vocabulary is refused', () => {
   const model = open({});
-  assert.throws(() => model.forward([1, 300], model.newFullCache()), /outside the vocabulary \[0, 300\)/);
+  assert.throws(() => model.forward([1, 300], new FullCache(model)), /outside the vocabulary \[0, 300\)/);
 });
 
 test('tokenizer.json loads through @huggingface/tokenizers and round-trips text', () => {

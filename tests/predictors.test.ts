@@ -4,14 +4,12 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RidgeAccumulator } from '../src/predictors/ridge.js';
-import { savePredictors, loadPredictors } from '../src/predictors/file.js';
-import { calibrateOnTokens, DEFAULT_CALIBRATION } from '../src/predictors/from-text.js';
-import { loadModelDir } from '../src/io/checkpoint.js';
-import { LlamaModel } from '../src/model/llama.js';
+import { calibrate, loadModel, loadPredictors, parseMethod, savePredictors } from '../src/index.js';
+import { textWindows } from '../src/predictors/text-windows.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
 import { writeFileSync } from 'node:fs';
 import { Rng } from '../src/tensor/rng.js';
-import { makeTinyModel } from './fixture.js';
+import { makeTinyModel, randomWordsText } from './fixture.js';
 
 test('ridge recovers a known affine map from noisy data', () => {
   const rng = new Rng(1);
@@ -37,13 +35,10 @@ test('ridge recovers a known affine map from noisy data', () => {
 });
 
 test('calibration runs end to end, saves, reloads, and refuses another model', () => {
-  const dir = makeTinyModel({ layers: 3, maxPositions: 256 });
-  const m = loadModelDir(dir);
-  const model = new LlamaModel(m.config, m.weights);
-  const rng = new Rng(2);
-  const ids = Array.from({ length: 3000 }, () => rng.int(300));
+  const { model, tokenizer } = loadModel(makeTinyModel({ layers: 3, maxPositions: 256 }));
+  const text = randomWordsText(3000, 2);
   const stages = new Set<string>();
-  const { set, info } = calibrateOnTokens(model, ids, { ...DEFAULT_CALIBRATION, samples: 8, seqLen: 100, dataSource: 'random', onProgress: (s) => stages.add(s) });
+  const { set, info } = calibrate(model, text, tokenizer, { samples: 8, seqLen: 100, dataSource: 'random', onProgress: (s) => stages.add(s) });
   assert.deepEqual([...stages].sort(), ['capture', 'fit']);
   assert.equal(info.data.trainTokens, 700);
   assert.equal(info.data.validTokens, 100);
@@ -54,49 +49,47 @@ test('calibration runs end to end, saves, reloads, and refuses another model', (
     assert.ok(l.values && Number.isFinite(l.values.equivalentBits));
   }
   const path = join(mkdtempSync(join(tmpdir(), 'aquakv-pred-')), 'p.safetensors');
-  savePredictors(path, set, info);
-  const back = loadPredictors(path, model.config, model.weightsDigest);
+  savePredictors(path, { set, info });
+  const back = loadPredictors(path, model);
   assert.equal(info.model.weights, model.weightsDigest);
   assert.deepEqual(back.set.keys[1]!.weight, set.keys[1]!.weight);
   assert.deepEqual(back.set.values[2]!.bias, set.values[2]!.bias);
-  assert.equal(back.info.quantizer, 'higgs:2x16');
+  assert.equal(back.info.method, 'aquakv[q=higgs:2x16,first=higgs:2x256]');
+  assert.equal(back.set.methodKey, set.methodKey);
 
-  const other = loadModelDir(makeTinyModel({ layers: 2 }));
-  assert.throws(() => loadPredictors(path, other.config), /calibrated for another model \(LlamaForCausalLM, 3 layers, C=16\); this model is LlamaForCausalLM, 2 layers/);
+  const other = loadModel(makeTinyModel({ layers: 2 })).model;
+  assert.throws(() => loadPredictors(path, other), /calibrated for another model \(LlamaForCausalLM, 3 layers, C=16\); this model is LlamaForCausalLM, 2 layers/);
   // same shape, other weights (a retrained model): its predictors would be silently wrong
-  const retrained = loadModelDir(makeTinyModel({ layers: 3, maxPositions: 256, seed: 5 }));
-  const retrainedDigest = new LlamaModel(retrained.config, retrained.weights).weightsDigest;
-  assert.notEqual(retrainedDigest, model.weightsDigest);
-  assert.throws(() => loadPredictors(path, retrained.config, retrainedDigest), /same shape but different weights/);
-  assert.throws(() => loadPredictors('/nonexistent.safetensors', model.config), /does not exist/);
+  const retrained = loadModel(makeTinyModel({ layers: 3, maxPositions: 256, seed: 5 })).model;
+  assert.notEqual(retrained.weightsDigest, model.weightsDigest);
+  assert.throws(() => loadPredictors(path, retrained), /same shape but different weights/);
+  assert.throws(() => loadPredictors('/nonexistent.safetensors', model), /does not exist/);
+  assert.throws(() => calibrate(model, text, tokenizer, { method: parseMethod('higgs'), samples: 4, seqLen: 50 }), /uses no predictors/);
+  assert.throws(() => calibrate(model, text, tokenizer, { samples: 1, seqLen: 50 }), /at least 2 samples/);
   const notOurs = join(mkdtempSync(join(tmpdir(), 'aquakv-pred-')), 'x.safetensors');
   writeFileSync(notOurs, encodeSafetensors([{ name: 'a', shape: [1], data: Float32Array.of(1), dtype: 'F32' }], { format: 'pt' }));
-  assert.throws(() => loadPredictors(notOurs, model.config), /is not an aquakv predictor file/);
+  assert.throws(() => loadPredictors(notOurs, model), /is not an aquakv predictor file/);
   const future = join(mkdtempSync(join(tmpdir(), 'aquakv-pred-')), 'f.safetensors');
   writeFileSync(future, encodeSafetensors([{ name: 'a', shape: [1], data: Float32Array.of(1), dtype: 'F32' }], { format: 'aquakv-predictors', version: '99', info: '{}' }));
-  assert.throws(() => loadPredictors(future, model.config), /format version 99/);
+  assert.throws(() => loadPredictors(future, model), /format version 99/);
 });
 
 test('ablations: keys-only and values-only predictors, fitting on original inputs', () => {
-  const m = loadModelDir(makeTinyModel({ layers: 3, maxPositions: 256 }));
-  const model = new LlamaModel(m.config, m.weights);
-  const rng = new Rng(3);
-  const ids = Array.from({ length: 2000 }, () => rng.int(300));
-  const base = { ...DEFAULT_CALIBRATION, samples: 4, seqLen: 100, dataSource: 'random' };
-  const keysOnly = calibrateOnTokens(model, ids, { ...base, predict: 'keys' });
+  const { model, tokenizer } = loadModel(makeTinyModel({ layers: 3, maxPositions: 256 }));
+  const text = randomWordsText(2000, 3);
+  const base = { samples: 4, seqLen: 100, dataSource: 'random' };
+  const keysOnly = calibrate(model, text, tokenizer, { ...base, predict: 'keys' });
   assert.ok(keysOnly.set.keys[1] && !keysOnly.set.values[1]);
-  const valuesOnly = calibrateOnTokens(model, ids, { ...base, predict: 'values' });
+  const valuesOnly = calibrate(model, text, tokenizer, { ...base, predict: 'values' });
   assert.ok(!valuesOnly.set.keys[1] && valuesOnly.set.values[1]);
-  const original = calibrateOnTokens(model, ids, { ...base, fitOn: 'original' });
-  const recon = calibrateOnTokens(model, ids, base);
+  const original = calibrate(model, text, tokenizer, { ...base, fitOn: 'original' });
+  const recon = calibrate(model, text, tokenizer, base);
   assert.notDeepEqual(original.set.keys[2]!.weight, recon.set.keys[2]!.weight);
   assert.equal(original.info.fitOn, 'original');
 });
 
 test('calibration windows sampled from text have seqLen tokens, spread over the text, reproducibly', async () => {
-  const { textWindows } = await import('../src/predictors/from-text.js');
-  const { loadTokenizer } = await import('../src/io/tokenizer.js');
-  const tok = loadTokenizer(makeTinyModel({}));
+  const tok = loadModel(makeTinyModel({})).tokenizer;
   const text = Array.from({ length: 3000 }, (_, i) => `word${i % 97} `).join('');
   const d = { samples: 6, seqLen: 40, seed: 5 };
   const w = textWindows(text, (s) => tok.encode(s), d);

@@ -5,18 +5,16 @@
  * several distances, and a few greedy and sampled continuations.
  */
 import { intOpt, parse, reportUserErrors } from '../src/cli/args.js';
-import { loadModelDir } from '../src/io/checkpoint.js';
-import { loadTokenizer } from '../src/io/tokenizer.js';
-import { LlamaModel } from '../src/model/llama.js';
+import { embeddedModelDir, loadModel } from '../src/io/load-model.js';
+import { FullCache } from '../src/kv/full.js';
 import { readText } from '../src/eval/texts.js';
 import { scoreText, unigramLogProbs } from '../src/eval/language-model.js';
 import { retrievalAccuracy } from '../src/eval/retrieval-eval.js';
 import { generate } from '../src/model/generate.js';
-import { EMBEDDED_MODEL_DIR } from '../src/cli/model-dir.js';
 
 reportUserErrors('evaluate-model');
 const a = parse(process.argv.slice(2), {
-  model: { type: 'string', default: EMBEDDED_MODEL_DIR },
+  model: { type: 'string', default: embeddedModelDir() },
   'max-tokens': { type: 'string', default: '32768' },
   samples: { type: 'string', default: '20' },
   json: { type: 'boolean' },
@@ -24,9 +22,7 @@ const a = parse(process.argv.slice(2), {
 const maxTokens = intOpt(a['max-tokens'], 'max-tokens', 32768, 1);
 const samples = intOpt(a.samples, 'samples', 20, 1);
 const dir = a.model!;
-const m = loadModelDir(dir);
-const model = new LlamaModel(m.config, m.weights);
-const tok = loadTokenizer(dir);
+const { model, tokenizer: tok } = loadModel(dir);
 const V = model.config.vocabSize;
 const T = model.config.maxPositionEmbeddings;
 const encoder = new TextEncoder();
@@ -46,12 +42,12 @@ for (const source of ['@moby-dick', '@sotu-heldout']) {
 }
 report.languageModel = lm;
 const filler = tok.encode(readText('@moby-dick'));
-report.retrieval = retrievalAccuracy(model, (s) => tok.encode(s), filler, () => model.newFullCache(), {
+report.retrieval = retrievalAccuracy(model, (s) => tok.encode(s), filler, () => new FullCache(model), {
   distances: [32, 128, 256, 512, 768, T - 64], samples, total: T, chunk: 256, seed: 7,
 });
 const prompts = ['Fellow-Citizens of the Senate and House of Representatives:', 'The condition of our finances', 'Call me Ishmael. Some years ago'];
 report.samples = prompts.flatMap((p) => [0, 0.8].map((temperature) => {
-  const g = generate(model, tok.encode(p), model.newFullCache(), { maxNewTokens: 48, temperature, topP: 0.95, seed: 1, stopIds: [0] });
+  const g = generate(model, tok.encode(p), new FullCache(model), { maxNewTokens: 48, temperature, topP: 0.95, seed: 1, stopIds: [0] });
   return { prompt: p, temperature, text: tok.decode(g.ids) };
 }));
 if (a.json) console.log(JSON.stringify(report, null, 2));

@@ -4,19 +4,18 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GRIDS_DIR, Grid, gridFileName, measureGridMse, type GridFile } from '../src/quant/grid.js';
+import { Grid, SHIPPED_GRIDS, gridFileName, gridsDir, measureGridMse, type GridFile } from '../src/quant/grid.js';
 import { lloydMax1d, lloydVq } from '../src/quant/grid-generator.js';
 import { Rng } from '../src/tensor/rng.js';
 
-const SPECS: [number, number, number, number][] = [
-  // d, n, rounds, samples per round
-  [1, 4, 0, 0], [1, 8, 0, 0], [1, 16, 0, 0],
-  [2, 16, 80, 200_000], [2, 64, 120, 300_000], [2, 256, 150, 400_000], [4, 256, 150, 400_000],
-];
+// Lloyd rounds and samples per round for each vector grid (1-D grids are solved exactly)
+const ROUNDS: Record<string, [number, number]> = { '2x16': [80, 200_000], '2x64': [120, 300_000], '2x256': [150, 400_000], '4x256': [150, 400_000] };
+const GRIDS_DIR = gridsDir();
 const EVAL_SAMPLES = 1_000_000;
 
 mkdirSync(GRIDS_DIR, { recursive: true });
-for (const [d, n, rounds, samples] of SPECS) {
+for (const [d, n] of SHIPPED_GRIDS) {
+  const [rounds, samples] = ROUNDS[`${d}x${n}`] ?? [0, 0];
   const t0 = performance.now();
   const seed = 1000 + 10 * d + n;
   let points: Float32Array;

@@ -1,16 +1,11 @@
-/** The subcommands, each a summary, a usage line and a run function. */
+/** The subcommands, by name. */
 import { generateCommand, logitsCommand } from './run-model.js';
 import { gridsCommand } from './grids.js';
 import { calibrateCommand } from './calibrate.js';
 import { evalCommand } from './eval.js';
 import { demoCommand } from './demo.js';
 import { retrievalCommand } from './retrieval.js';
-
-export interface Command {
-  summary: string;
-  usage: string;
-  run(argv: string[]): Promise<void> | void;
-}
+import type { Command } from './command.js';
 
 export const commands: Record<string, Command> = {
   generate: generateCommand,

@@ -1,23 +1,21 @@
 /** `aquakv demo` (npm start): the whole story on the embedded model, with report.html. */
-import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { loadTokenizer } from '../io/tokenizer.js';
-import { readText } from '../eval/texts.js';
-import { sotuSplit } from '../eval/datasets.js';
 import { DEFAULT_DEMO, runDemo } from '../demo/run-demo.js';
+import { AquaError } from '../errors.js';
+import { sotuSplit } from '../eval/datasets.js';
+import { readText } from '../eval/texts.js';
+import { loadTokenizer } from '../io/tokenizer.js';
+import { platform } from '../platform/index.js';
 import { renderReport } from '../report/html.js';
 import { intOpt, parse } from './args.js';
-import type { Command } from './commands.js';
-import { EMBEDDED_MODEL_DIR, openModel, resolveModelDir } from './model-dir.js';
+import type { Command } from './command.js';
+import { formatLayerErrors, formatResults, formatRetrieval } from './format.js';
+import { isEmbedded, openModel, resolveModelDir } from './model-dir.js';
 import { progress, type Progress } from './progress.js';
-import { formatResults } from './eval.js';
-import { formatLayerErrors } from './calibrate.js';
-import { formatRetrieval } from './retrieval.js';
-import { AquaError } from '../errors.js';
 
 export const demoCommand: Command = {
   summary: 'calibrate, evaluate every method, generate with fp and AQUA-KV, write report.html',
-  usage: '[--model DIR] [--text FILE|@moby-dick] [--calibration-data FILE|@sotu-train] [--cache-dir DIR] [--samples N] [--seq-len L] [--max-tokens N] [--prompt TEXT] [--prompt-tokens N] [--max-new-tokens N] [--sinks P] [--buffer B] [--retrieval-samples N] [--out report.html]',
+  usage: `[--model DIR] [--text FILE|@moby-dick] [--calibration-data FILE|@sotu-train] [--cache-dir DIR (.aquakv-cache)] [--samples N (${DEFAULT_DEMO.samples})] [--seq-len L (the model's context)] [--max-tokens N (${DEFAULT_DEMO.maxTokens})] [--prompt TEXT] [--prompt-tokens N (${DEFAULT_DEMO.promptTokens})] [--max-new-tokens N (${DEFAULT_DEMO.maxNewTokens})] [--sinks P (${DEFAULT_DEMO.sinks})] [--buffer B (${DEFAULT_DEMO.buffer})] [--retrieval-samples N (${DEFAULT_DEMO.retrievalSamples})] [--out FILE (report.html)]`,
   run(argv) {
     const o = parse(argv, {
       model: { type: 'string' }, text: { type: 'string' }, 'calibration-data': { type: 'string' }, 'cache-dir': { type: 'string' },
@@ -25,7 +23,7 @@ export const demoCommand: Command = {
       prompt: { type: 'string' }, 'prompt-tokens': { type: 'string' }, out: { type: 'string' }, sinks: { type: 'string' }, buffer: { type: 'string' }, 'retrieval-samples': { type: 'string' },
     });
     const dir = resolveModelDir(o.model);
-    const embedded = dir === EMBEDDED_MODEL_DIR;
+    const embedded = isEmbedded(dir);
     const evalSource = o.text ?? (embedded ? '@moby-dick' : undefined);
     const calibSource = o['calibration-data'] ?? (embedded ? '@sotu-train' : undefined);
     if (!evalSource || !calibSource) throw new AquaError('demo on your own model needs --text FILE and --calibration-data FILE');
@@ -65,7 +63,7 @@ export const demoCommand: Command = {
     });
     (bar as Progress | null)?.stop();
     for (const c of result.calibrations) {
-      console.log(`\npredictors for ${c.quantizer}: ${c.reused ? 'reused' : `calibrated in ${c.seconds.toFixed(1)} s, saved`} ${c.path}`);
+      console.log(`\npredictors for ${c.method}: ${c.reused ? 'reused' : `calibrated in ${c.seconds.toFixed(1)} s, saved`} ${c.path}`);
       console.log(formatLayerErrors(c.layers));
     }
     console.log(`\nperplexity on ${result.settings.evalText} (${result.settings.evalTokens} tokens, windows of ${result.settings.seqLen} fed ${result.settings.chunk} at a time)`);
@@ -84,7 +82,7 @@ export const demoCommand: Command = {
       console.log(formatRetrieval(result.retrieval));
     }
     const out = resolve(o.out ?? 'report.html');
-    writeFileSync(out, renderReport(result));
+    platform.writeFileAtomic(out, renderReport(result));
     console.log(`\nreport: ${out} (demo took ${result.seconds.toFixed(0)} s)`);
   },
 };

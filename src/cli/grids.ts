@@ -2,7 +2,7 @@
 import { listGrids, loadGrid, measureGridMse, readGridFile } from '../quant/grid.js';
 import { Rng } from '../tensor/rng.js';
 import { intOpt, parse } from './args.js';
-import type { Command } from './commands.js';
+import type { Command } from './command.js';
 
 export const gridsCommand: Command = {
   summary: 'list the shipped HIGGS grids with bits per value and measured MSE',

@@ -1,23 +1,24 @@
-/** Where the embedded model lives, and loading a model directory for a command. */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { resolve } from 'node:path';
-import { loadModelDir } from '../io/checkpoint.js';
-import { LlamaModel } from '../model/llama.js';
+/** Which model a command runs: --model DIR, or the embedded model. */
 import { AquaError } from '../errors.js';
-
-/** The model this repository trains and ships (models/aquakv-sotu). */
-export const EMBEDDED_MODEL_DIR = resolve(fileURLToPath(import.meta.url), '../../../../models/aquakv-sotu');
+import { loadModelDir } from '../io/checkpoint.js';
+import { embeddedModelDir } from '../io/load-model.js';
+import { LlamaModel } from '../model/llama.js';
 
 export function resolveModelDir(dir: string | undefined): string {
-  if (dir) return dir;
-  if (!existsSync(EMBEDDED_MODEL_DIR)) {
-    throw new AquaError(`the embedded model is not at ${EMBEDDED_MODEL_DIR}`, 'pass --model DIR, or train it with npm run train:model');
+  if (dir !== undefined) {
+    if (dir.trim() === '') throw new AquaError('--model is empty (an unset shell variable?)', 'leave --model out for the embedded model');
+    return dir;
   }
-  return EMBEDDED_MODEL_DIR;
+  return embeddedModelDir();
 }
 
-export function openModel(dir: string | undefined): LlamaModel {
-  const loaded = loadModelDir(resolveModelDir(dir));
+/** True when `dir` is the embedded model (whose built-in texts are the default data). */
+export function isEmbedded(dir: string): boolean {
+  return dir === embeddedModelDir();
+}
+
+/** The model alone (no tokenizer needed: `logits --ids` runs on directories without one). */
+export function openModel(dir: string): LlamaModel {
+  const loaded = loadModelDir(dir);
   return new LlamaModel(loaded.config, loaded.weights);
 }

@@ -1,14 +1,17 @@
 /** `aquakv generate` and `aquakv logits`. */
 import { AquaError } from '../errors.js';
 import { loadTokenizer } from '../io/tokenizer.js';
-import { generate } from '../model/generate.js';
+import { FullCache } from '../kv/full.js';
+import { DEFAULT_GENERATION, generate } from '../model/generate.js';
 import { intOpt, numOpt, parse } from './args.js';
-import type { Command } from './commands.js';
+import type { Command } from './command.js';
 import { openModel, resolveModelDir } from './model-dir.js';
+
+const g = DEFAULT_GENERATION;
 
 export const generateCommand: Command = {
   summary: 'stream a continuation of a prompt, then print prefill and decode tokens/s',
-  usage: '[--model DIR] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-p P] [--seed S]',
+  usage: `[--model DIR] --prompt TEXT [--max-new-tokens N (${g.maxNewTokens})] [--temperature T (${g.temperature}; 0 = greedy)] [--top-p P (${g.topP})] [--seed S (${g.seed})]`,
   run(argv) {
     const o = parse(argv, {
       model: { type: 'string' },
@@ -24,16 +27,16 @@ export const generateCommand: Command = {
     const model = openModel(dir);
     const prompt = tok.encode(o.prompt);
     if (prompt.length === 0) throw new AquaError('--prompt encodes to no tokens');
-    const maxNew = intOpt(o['max-new-tokens'], 'max-new-tokens', 64, 1);
+    const maxNew = intOpt(o['max-new-tokens'], 'max-new-tokens', g.maxNewTokens, 1);
     const limit = model.config.maxPositionEmbeddings;
     if (prompt.length + maxNew > limit) {
       throw new AquaError(`prompt (${prompt.length} tokens) + --max-new-tokens ${maxNew} exceeds the model's context of ${limit}`);
     }
-    const res = generate(model, prompt, model.newFullCache(), {
+    const res = generate(model, prompt, new FullCache(model), {
       maxNewTokens: maxNew,
-      temperature: numOpt(o.temperature, 'temperature', 0.8, 0),
-      topP: numOpt(o['top-p'], 'top-p', 0.95, 0, 1),
-      seed: intOpt(o.seed, 'seed', 0),
+      temperature: numOpt(o.temperature, 'temperature', g.temperature, 0),
+      topP: numOpt(o['top-p'], 'top-p', g.topP, 0, 1),
+      seed: intOpt(o.seed, 'seed', g.seed),
       stopIds: model.config.eosTokenIds,
       // decode the whole continuation each time so multi-byte characters split over tokens print whole
       onToken: (() => {
@@ -86,7 +89,8 @@ export const logitsCommand: Command = {
     const V = model.config.vocabSize;
     const bad = ids.find((id) => id < 0 || id >= V);
     if (bad !== undefined) throw new AquaError(`token id ${bad} is outside the vocabulary [0, ${V})`);
-    const logits = model.forward(ids, model.newFullCache(), { logits: 'all' });
+    if (ids.length > model.config.maxPositionEmbeddings) throw new AquaError(`${ids.length} tokens exceed the model's context of ${model.config.maxPositionEmbeddings}`);
+    const logits = model.forward(ids, new FullCache(model), { logits: 'all' });
     const rows: number[][] = [];
     for (let t = 0; t < ids.length; t++) rows.push(Array.from(logits.subarray(t * V, (t + 1) * V)));
     process.stdout.write(JSON.stringify({ ids, logits: rows }) + '\n');

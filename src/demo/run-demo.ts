@@ -5,17 +5,16 @@
  */
 import type { LlamaModel } from '../model/llama.js';
 import type { TextTokenizer } from '../io/tokenizer.js';
+import { DEFAULT_CACHE_OPTIONS } from '../kv/compressed.js';
 import { createCache } from '../kv/factory.js';
-import { parseMethod } from '../kv/method.js';
+import type { PredictorSet } from '../kv/linear-predictor.js';
+import { formatMethod, parseMethod, type CacheMethod } from '../kv/method.js';
 import { evaluatePerplexity, type MethodResult } from '../eval/perplexity.js';
 import { generate } from '../model/generate.js';
 import type { LayerErrors } from '../predictors/file.js';
-import type { PredictorSet } from '../predictors/linear.js';
-import { cachedPredictors, type CalibrationSettings } from '../predictors/cache-dir.js';
-import { DEFAULT_CALIBRATION } from '../predictors/from-text.js';
-import type { KVCache } from '../kv/cache.js';
-import { retrievalAccuracy, type RetrievalResult } from '../eval/retrieval-eval.js';
-import { retrievalDistanceRange } from '../eval/retrieval.js';
+import { cachedPredictors } from '../predictors/cache-dir.js';
+import { DEFAULT_CALIBRATION } from '../predictors/calibrate.js';
+import { DEFAULT_RETRIEVAL, defaultRetrievalDistances, retrievalAccuracy, type RetrievalResult } from '../eval/retrieval-eval.js';
 
 export interface DemoOptions {
   cacheDir: string;
@@ -29,8 +28,8 @@ export interface DemoOptions {
   prompt: string;
   promptTokens: number;
   maxNewTokens: number;
-  /** Residual quantizers of the AQUA-KV variants; each gets its own predictors. */
-  aquakvQuantizers: string[];
+  /** The AQUA-KV variants; each gets its own predictors. */
+  aquakvMethods: string[];
   baselines: string[];
   sinks: number;
   buffer: number;
@@ -47,10 +46,10 @@ export const DEFAULT_DEMO = {
   chunk: 32,
   promptTokens: 600,
   maxNewTokens: 64,
-  aquakvQuantizers: ['higgs:2x16', 'higgs:2x64'],
+  aquakvMethods: ['aquakv', 'aquakv[q=higgs:2x64]'],
   baselines: ['fp', 'higgs', 'higgs[q=higgs:2x16,first=higgs:2x256]', 'higgs[q=higgs:2x64]', 'higgs[q=higgs:1x16]', 'kivi2', 'kivi4'],
-  sinks: 4,
-  buffer: 128,
+  sinks: DEFAULT_CACHE_OPTIONS.sinks,
+  buffer: DEFAULT_CACHE_OPTIONS.buffer,
   retrievalMethods: ['fp', 'aquakv', 'higgs[q=higgs:2x16,first=higgs:2x256]', 'kivi2'],
   // a few samples per distance keep the demo short; `aquakv retrieval --samples N` measures more
   // (`--retrieval-samples 0` skips the stage)
@@ -73,7 +72,7 @@ export interface Generation {
 export interface DemoResult {
   model: { dir: string; layers: number; kvDim: number; hiddenSize: number; vocabSize: number; context: number };
   settings: Record<string, string | number>;
-  calibrations: { quantizer: string; reused: boolean; path: string; seconds: number; layers: LayerErrors[] }[];
+  calibrations: { method: string; reused: boolean; path: string; seconds: number; layers: LayerErrors[] }[];
   results: MethodResult[];
   generations: Generation[];
   /** Per method, accuracy at each distance; empty when skipped or when the window is too short for the task. */
@@ -81,57 +80,47 @@ export interface DemoResult {
   seconds: number;
 }
 
-/** Distances for pass-key retrieval in windows of `seqLen` tokens: near, middle and far, where they fit. */
-export function retrievalDistances(seqLen: number, encode: (s: string) => number[]): number[] {
-  const range = retrievalDistanceRange(encode, seqLen);
-  const nearest = range.nearest + 16;
-  const farthest = range.farthest - 8;
-  if (farthest < nearest) return [];
-  const picks = [nearest + 32, Math.round(seqLen / 2), farthest].map((d) => Math.max(nearest, Math.min(farthest, d)));
-  return [...new Set(picks)].sort((a, b) => a - b);
-}
-
 export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string, o: DemoOptions): DemoResult {
   const t0 = performance.now();
   const cfg = model.config;
   const seqLen = Math.min(o.seqLen, cfg.maxPositionEmbeddings);
-  // 1. predictors, one set per AQUA-KV residual quantizer
+  // 1. predictors, one set per AQUA-KV method
   const stages = o.retrievalSamples > 0 ? 4 : 3;
   o.onStage?.(`1/${stages} predictors (cache: ${o.cacheDir})`);
-  const predictorSets = new Map<string, PredictorSet>();
+  const predictorSets = new Map<string, PredictorSet>(); // by canonical method
+  const predictorsOf = (m: CacheMethod) => (m.usesPredictors ? predictorSets.get(formatMethod(m)) ?? null : null);
   const calibrations: DemoResult['calibrations'] = [];
-  for (const q of o.aquakvQuantizers) {
-    const settings: CalibrationSettings = { ...DEFAULT_CALIBRATION, quantizer: q, samples: o.samples, seqLen, dataSource: o.calibrationText.source };
-    const c = cachedPredictors(o.cacheDir, model, o.calibrationText.text, (s) => tok.encode(s), settings, (stage, d, t) => o.onProgress?.(`calibrate ${q}`, d, t, stage));
-    predictorSets.set(q, c.set);
-    calibrations.push({ quantizer: q, reused: c.reused, path: c.path, seconds: c.info.seconds, layers: c.info.layers });
+  const aquaMethods = o.aquakvMethods.map(parseMethod);
+  for (const method of aquaMethods) {
+    const settings = { ...DEFAULT_CALIBRATION, method, samples: o.samples, seqLen, dataSource: o.calibrationText.source };
+    const c = cachedPredictors(o.cacheDir, model, o.calibrationText.text, tok, settings, (stage, d, t) => o.onProgress?.(`calibrate ${method.name}`, d, t, stage));
+    predictorSets.set(formatMethod(method), c.set);
+    calibrations.push({ method: method.name, reused: c.reused, path: c.path, seconds: c.info.seconds, layers: c.info.layers });
   }
   // 2. evaluation: baselines and AQUA-KV variants on the same windows
   o.onStage?.(`2/${stages} perplexity on ${o.evalText.source}`);
   const evalIds = tok.encode(o.evalText.text);
-  const aquaNames = o.aquakvQuantizers.map((q) => (q === 'higgs:2x16' ? 'aquakv' : `aquakv[q=${q}]`));
-  const methods = [...o.baselines, ...aquaNames].map(parseMethod);
+  const methods = [...o.baselines.map(parseMethod), ...aquaMethods];
   const cacheOptions = { sinks: o.sinks, buffer: o.buffer, mode: 'materialized' as const };
-  const results: MethodResult[] = evaluatePerplexity(model, evalIds, methods, (m) => predictorSets.get(m.keyQuantizer) ?? null, {
+  const results: MethodResult[] = evaluatePerplexity(model, evalIds, methods, predictorsOf, {
     seqLen, chunk: o.chunk, maxTokens: o.maxTokens, cache: cacheOptions, onProgress: (d, t, l) => o.onProgress?.('eval', d, t, l),
   });
-  // 3. generation with the runtime's full-precision cache and with AQUA-KV in compact mode
+  // 3. generation with the full-precision cache and with AQUA-KV in compact mode
   //    (resident memory follows the compressed size; every step rebuilds the cached layers)
   o.onStage?.(`3/${stages} generation`);
   const promptTokens = Math.max(1, Math.min(o.promptTokens, cfg.maxPositionEmbeddings - o.maxNewTokens));
   const prompt = tok.encode(o.prompt).slice(0, promptTokens);
   const generations: Generation[] = [];
-  const firstAqua = o.aquakvQuantizers[0];
-  for (const [label, kind, make] of [
-    ['fp', 'FullCache (f32)', () => model.newFullCache()],
-    [aquaNames[0], 'CompressedCache, compact mode', () => createCache(model, parseMethod(aquaNames[0]), predictorSets.get(firstAqua)!, { ...cacheOptions, mode: 'compact' })],
-  ] as [string, string, () => KVCache][]) {
-    const cache = make();
+  for (const [method, kind, mode] of [
+    [parseMethod('fp'), 'FullCache (f32)', 'materialized'],
+    [aquaMethods[0], 'CompressedCache, compact mode', 'compact'],
+  ] as const) {
+    const cache = createCache(model, method, predictorsOf(method), { ...cacheOptions, mode });
     const g = generate(model, prompt, cache, { maxNewTokens: o.maxNewTokens, temperature: 0, topP: 1, seed: 0, stopIds: cfg.eosTokenIds });
     const mem = cache.memory();
     const tokens = cache.length;
     generations.push({
-      method: label,
+      method: method.name,
       cache: kind,
       text: tok.decode(g.ids),
       prefillTokensPerSecond: g.prefillTokens / g.prefillSeconds,
@@ -146,13 +135,13 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
   // 4. pass-key retrieval through a few caches, the key hidden in the evaluation text
   const retrieval: DemoResult['retrieval'] = [];
   const encode = (s: string) => tok.encode(s);
-  const distances = retrievalDistances(seqLen, encode);
+  const distances = defaultRetrievalDistances(seqLen, encode);
   if (o.retrievalSamples > 0 && distances.length > 0) {
     o.onStage?.(`4/4 pass-key retrieval (${o.retrievalSamples} samples at distances ${distances.join(', ')})`);
     for (const name of o.retrievalMethods) {
       const m = parseMethod(name);
-      const results = retrievalAccuracy(model, encode, evalIds, () => createCache(model, m, m.usesPredictors ? predictorSets.get(m.keyQuantizer) ?? null : null, cacheOptions), {
-        distances, samples: o.retrievalSamples, total: seqLen, chunk: 128, seed: 7,
+      const results = retrievalAccuracy(model, encode, evalIds, () => createCache(model, m, predictorsOf(m), cacheOptions), {
+        ...DEFAULT_RETRIEVAL, distances, samples: o.retrievalSamples, total: seqLen,
         onProgress: (d, t) => o.onProgress?.(`retrieval ${name}`, d, t),
       });
       retrieval.push({ method: name, results });
@@ -163,7 +152,7 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
     settings: {
       calibrationText: o.calibrationText.source, calibrationSamples: o.samples, seqLen, evalText: o.evalText.source,
       evalTokens: Math.floor(Math.min(evalIds.length, o.maxTokens) / seqLen) * seqLen, chunk: o.chunk, sinks: o.sinks, buffer: o.buffer,
-      firstLayerQuantizer: DEFAULT_CALIBRATION.firstLayerQuantizer, damp: DEFAULT_CALIBRATION.damp,
+      damp: DEFAULT_CALIBRATION.damp,
       prompt: tok.decode(prompt), promptTokens: prompt.length,
     },
     calibrations,

@@ -3,7 +3,9 @@
  * windows (each a fresh full-precision prefill), next to a unigram baseline (add-one smoothed
  * token frequencies of a reference text) scored on exactly the same predicted tokens.
  */
+import { FullCache } from '../kv/full.js';
 import type { LlamaModel } from '../model/llama.js';
+import { runWindow } from './perplexity.js';
 
 export interface LmScore {
   tokens: number; // predicted tokens
@@ -25,24 +27,18 @@ export function scoreText(
   model: LlamaModel, ids: number[], tokenBytes: (id: number) => number, unigram: Float64Array,
   o: { seqLen: number; maxTokens: number; onProgress?: (done: number, total: number) => void },
 ): LmScore {
-  const V = model.config.vocabSize;
   const windows = Math.max(1, Math.floor(Math.min(ids.length, o.maxTokens) / o.seqLen));
   let nll = 0, uni = 0, tokens = 0, bytes = 0;
   for (let w = 0; w < windows; w++) {
     const win = ids.slice(w * o.seqLen, (w + 1) * o.seqLen);
-    const logits = model.forward(win, model.newFullCache(), { logits: 'all' });
-    for (let t = 0; t + 1 < win.length; t++) {
-      const row = logits.subarray(t * V, (t + 1) * V);
-      let max = -Infinity;
-      for (let j = 0; j < V; j++) if (row[j] > max) max = row[j];
-      let s = 0;
-      for (let j = 0; j < V; j++) s += Math.exp(row[j] - max);
+    // the whole window in one forward through the f32 cache
+    runWindow(model, win, win.length, new FullCache(model), (t, lp) => {
       const target = win[t + 1];
-      nll += max + Math.log(s) - row[target];
+      nll -= lp[target];
       uni -= unigram[target];
       tokens++;
       bytes += tokenBytes(target);
-    }
+    });
     o.onProgress?.(w + 1, windows);
   }
   return {

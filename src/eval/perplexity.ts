@@ -5,23 +5,28 @@
  * Next-token NLL is summed over the L − 1 predicted positions of every window. Beside it, the
  * mean KL divergence KL(p_fp ‖ p_method) of the next-token distributions at the same positions.
  */
-import { createCache } from '../kv/factory.js';
-import { parseMethod, type CacheMethod } from '../kv/method.js';
-import type { CompressedCacheOptions } from '../kv/compressed.js';
-import type { LlamaModel } from '../model/llama.js';
-import type { PredictorSet } from '../predictors/linear.js';
 import { AquaError } from '../errors.js';
+import type { CacheOptions } from '../kv/compressed.js';
+import { createCache } from '../kv/factory.js';
+import type { PredictorSet } from '../kv/linear-predictor.js';
+import { methodFamily, parseMethod, type CacheMethod } from '../kv/method.js';
+import type { KVCache } from '../model/kv-cache.js';
+import type { LlamaModel } from '../model/llama.js';
 
 export interface EvalOptions {
   seqLen: number; // L
   chunk: number; // tokens per forward
   maxTokens: number; // cap on tokens evaluated (whole windows)
-  cache?: Partial<CompressedCacheOptions>;
+  cache?: Partial<CacheOptions>;
   onProgress?: (done: number, total: number, label: string) => void;
 }
 
+/** The defaults of eval's options (the window length defaults to the model's context). */
+export const DEFAULT_EVAL = Object.freeze({ chunk: 32, maxTokens: 16384 });
+
 export interface MethodResult {
   method: string;
+  family: string; // methodFamily: for charts
   bitsPerValue: number; // stored bits per quantized value (codes, scales, zeros, layer 0's precision)
   perplexity: number;
   relativeChange: number; // perplexity / fp perplexity − 1
@@ -45,8 +50,12 @@ function logSoftmax(row: Float32Array, out: Float64Array): void {
   for (let j = 0; j < row.length; j++) out[j] = row[j] - lse;
 }
 
-/** Runs one window through a cache `chunk` tokens at a time; calls `row(t, logProbs)` for t < L − 1. */
-function runWindow(model: LlamaModel, ids: number[], chunk: number, cache: ReturnType<typeof createCache>, row: (t: number, lp: Float64Array) => void): void {
+/**
+ * Runs one window through a cache `chunk` tokens at a time; calls `row(t, logProbs)` with the
+ * log-probabilities of the token after position t, for t < L − 1 (the one scoring loop of eval
+ * and of the model-quality measure in ./language-model.ts).
+ */
+export function runWindow(model: LlamaModel, ids: number[], chunk: number, cache: KVCache, row: (t: number, lp: Float64Array) => void): void {
   const V = model.config.vocabSize;
   const lp = new Float64Array(V);
   for (let s = 0; s < ids.length; s += chunk) {
@@ -70,8 +79,9 @@ export function evaluatePerplexity(
 ): MethodResult[] {
   const lookup: PredictorLookup = typeof predictors === 'function' ? predictors : () => predictors;
   const { seqLen: L, chunk } = o;
-  if (L < 2) throw new AquaError(`eval: --seq-len must be at least 2, got ${L}`);
-  if (L > model.config.maxPositionEmbeddings) throw new AquaError(`eval: --seq-len ${L} exceeds the model's context of ${model.config.maxPositionEmbeddings}`);
+  if (!Number.isInteger(L) || L < 2) throw new AquaError(`eval: windows need at least 2 tokens, got ${L}`);
+  if (L > model.config.maxPositionEmbeddings) throw new AquaError(`eval: windows of ${L} tokens exceed the model's context of ${model.config.maxPositionEmbeddings}`);
+  if (!Number.isInteger(chunk) || chunk < 1) throw new AquaError(`eval: chunk must be a positive integer, got ${chunk}`);
   const windows = Math.floor(Math.min(ids.length, o.maxTokens) / L);
   if (windows < 1) throw new AquaError(`eval: the text has ${ids.length} tokens (cap ${o.maxTokens}), fewer than one window of ${L}`);
   const V = model.config.vocabSize;
@@ -100,8 +110,8 @@ export function evaluatePerplexity(
         }
         a.n++;
       });
-      a.bits = cache.quantizedBitsPerValue();
       const mem = cache.memory();
+      a.bits = mem.bitsPerValue;
       a.bytes = mem.stored;
       a.pbytes = mem.predictors;
       a.components = mem.components;
@@ -115,6 +125,7 @@ export function evaluatePerplexity(
     const ppl = Math.exp(a.nll / a.n);
     return {
       method: m.name,
+      family: methodFamily(m),
       bitsPerValue: a.bits,
       perplexity: ppl,
       relativeChange: ppl / fpPpl - 1,

@@ -4,11 +4,12 @@
  * is decoded greedily token by token through the same cache; a sample counts when every token of
  * " " + key is produced.
  */
-import type { KVCache } from '../kv/cache.js';
+import type { KVCache } from '../model/kv-cache.js';
 import type { LlamaModel } from '../model/llama.js';
 import { argmax } from '../model/sampler.js';
 import { Rng } from '../tensor/rng.js';
-import { retrievalSample } from './retrieval.js';
+import { retrievalDistanceRange, retrievalSample } from './retrieval.js';
+import { AquaError } from '../errors.js';
 
 export interface RetrievalResult {
   distance: number;
@@ -17,10 +18,37 @@ export interface RetrievalResult {
   accuracy: number;
 }
 
+export interface RetrievalOptions {
+  distances: number[]; // tokens from the end of the fact to the end of the question
+  samples: number; // per distance
+  total: number; // tokens per sequence (≤ the model's context)
+  chunk: number; // tokens per forward while reading the sequence
+  seed: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** The defaults (the CLI's and the demo's; the demo asks for fewer samples to stay short). */
+export const DEFAULT_RETRIEVAL = Object.freeze({ samples: 20, chunk: 32, seed: 0 });
+
+/**
+ * Distances for pass-key retrieval in sequences of `total` tokens: near, middle and far, where
+ * they fit (the question must fit after the fact and the fact before it).
+ */
+export function defaultRetrievalDistances(total: number, encode: (s: string) => number[]): number[] {
+  const range = retrievalDistanceRange(encode, total);
+  const nearest = range.nearest + 16;
+  const farthest = range.farthest - 8;
+  if (farthest < nearest) return [];
+  const picks = [nearest + 32, Math.round(total / 2), farthest].map((d) => Math.max(nearest, Math.min(farthest, d)));
+  return [...new Set(picks)].sort((a, b) => a - b);
+}
+
 export function retrievalAccuracy(
-  model: LlamaModel, encode: (s: string) => number[], filler: ArrayLike<number>, makeCache: () => KVCache,
-  o: { distances: number[]; samples: number; total: number; chunk: number; seed: number; onProgress?: (done: number, total: number) => void },
+  model: LlamaModel, encode: (s: string) => number[], filler: ArrayLike<number>, makeCache: () => KVCache, o: RetrievalOptions,
 ): RetrievalResult[] {
+  if (o.total > model.config.maxPositionEmbeddings) {
+    throw new AquaError(`retrieval: sequences of ${o.total} tokens exceed the model's context of ${model.config.maxPositionEmbeddings}`);
+  }
   const out: RetrievalResult[] = [];
   let done = 0;
   for (const distance of o.distances) {

@@ -5,7 +5,8 @@
 import { existsSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AquaError } from '../errors.js';
-import { readConfig, type ModelConfig } from './config.js';
+import { readConfig } from './config.js';
+import type { ModelConfig } from '../model/config.js';
 import { SafetensorsFile, writeSafetensors, type StDtype, type TensorToWrite } from './safetensors.js';
 import { EMBED, FINAL_NORM, LM_HEAD, layerTensorName } from './hf-names.js';
 import { layerShapes, type LayerWeights, type ModelWeights } from '../model/weights.js';

@@ -2,46 +2,9 @@
  * config.json → a frozen, validated `ModelConfig`. This is the one place that knows HF's field
  * names and per-architecture defaults (transformers' LlamaConfig, Qwen2Config, MistralConfig).
  */
-import { readFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { AquaError } from '../errors.js';
-
-export type Architecture = 'LlamaForCausalLM' | 'Qwen2ForCausalLM' | 'MistralForCausalLM';
-export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'MistralForCausalLM'];
-
-/** Llama 3 "llama3" rope_scaling: long wavelengths are divided by `factor`, short ones kept. */
-export interface Llama3RopeScaling {
-  type: 'llama3';
-  factor: number;
-  lowFreqFactor: number;
-  highFreqFactor: number;
-  originalMaxPositionEmbeddings: number;
-}
-
-export interface ModelConfig {
-  architecture: Architecture;
-  hiddenSize: number; // D
-  intermediateSize: number; // F
-  nLayers: number; // L
-  nHeads: number; // H (query heads)
-  nKvHeads: number; // KV heads (grouped-query attention)
-  headDim: number; // hd
-  qDim: number; // H·hd
-  kvDim: number; // KV·hd = C, the per-token width of one layer's keys (and values)
-  vocabSize: number; // V
-  rmsNormEps: number;
-  ropeTheta: number;
-  ropeScaling: Llama3RopeScaling | null;
-  tieWordEmbeddings: boolean;
-  qkvBias: boolean; // Qwen2: always; Llama: attention_bias
-  oBias: boolean; // Llama attention_bias also biases o_proj; Qwen2 does not
-  maxPositionEmbeddings: number;
-  slidingWindow: number | null; // Mistral; attention beyond it is not implemented, so contexts are capped there
-  bosTokenId: number | null;
-  eosTokenIds: number[];
-  /** sha256 of the normalised fields above: what predictor files are checked against. */
-  fingerprint: string;
-}
+import { SUPPORTED_ARCHITECTURES, type Architecture, type Llama3RopeScaling, type ModelConfig } from '../model/config.js';
+import { platform } from '../platform/index.js';
 
 type Json = Record<string, unknown>;
 
@@ -124,17 +87,13 @@ export function normaliseConfig(cfg: Json, where = 'config.json'): ModelConfig {
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
     eosTokenIds,
   };
-  const fingerprint = createHash('sha256').update(JSON.stringify(fields)).digest('hex');
+  const fingerprint = platform.sha256().update(JSON.stringify(fields)).digest();
   return Object.freeze({ ...fields, fingerprint });
 }
 
 export function readConfig(path: string): ModelConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw new AquaError(`cannot read ${path}`, 'a model directory needs config.json');
-  }
+  if (!platform.exists(path)) throw new AquaError(`cannot read ${path}`, 'a model directory needs config.json');
+  const text = platform.readText(path);
   let cfg: unknown;
   try {
     cfg = JSON.parse(text);

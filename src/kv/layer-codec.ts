@@ -2,29 +2,20 @@
  * How one layer's keys and values are turned into stored blocks and back (AQUA-KV §3):
  *   K̂ = predK(K̃_{l−1}),           K̃_l = K̂ + deQ(Q(K_l − K̂))
  *   V̂ = predV([K̃_l ; Ṽ_{l−1}]),   Ṽ_l = V̂ + deQ(Q(V_l − V̂))
- * Without a predictor the prediction is zero (HIGGS alone, KIVI); without a quantizer the
- * residual is stored exactly (f32). Compression and reconstruction share `reconstruct`, so a
+ * Without a predictor the prediction is zero (HIGGS alone, KIVI); a slot kept in full precision
+ * has the identity quantizer (the residual stored as f32). Compression and reconstruction share `reconstruct`, so a
  * chunk rebuilt from its codes later is bit-identical to the reconstruction made when it was
  * compressed.
  */
-import type { LinearPredictor } from '../predictors/linear.js';
 import type { QuantizedBlock, Quantizer } from '../quant/quantizer.js';
-import { blockBytes } from '../quant/quantizer.js';
 import type { Workspace } from '../tensor/workspace.js';
-
-/** A stored residual: quantized, or raw f32 when the layer is kept in full precision. */
-export type StoredBlock = QuantizedBlock | Float32Array;
-
-export function storedBytes(b: StoredBlock): { codes: number; scales: number; raw: number } {
-  if (b instanceof Float32Array) return { codes: 0, scales: 0, raw: b.byteLength };
-  return { codes: b.codes.byteLength, scales: blockBytes(b) - b.codes.byteLength, raw: 0 };
-}
+import type { LinearPredictor } from './linear-predictor.js';
 
 export class LayerCodec {
   constructor(
     readonly C: number,
-    readonly keyQuantizer: Quantizer | null,
-    readonly valueQuantizer: Quantizer | null,
+    readonly keyQuantizer: Quantizer,
+    readonly valueQuantizer: Quantizer,
     readonly keyPredictor: LinearPredictor | null,
     readonly valuePredictor: LinearPredictor | null,
   ) {}
@@ -50,13 +41,8 @@ export class LayerCodec {
     this.valuePredictor.apply(out, cat, n);
   }
 
-  private static encode(q: Quantizer | null, residual: Float32Array, n: number, C: number): StoredBlock {
-    return q ? q.quantize(residual, n) : residual.slice(0, n * C);
-  }
-
-  private static decodeAdd(q: Quantizer | null, block: StoredBlock, out: Float32Array, n: number, C: number, scratch: Float32Array): void {
-    if (block instanceof Float32Array) scratch.set(block);
-    else q!.dequantize(block, scratch);
+  private static decodeAdd(q: Quantizer, block: QuantizedBlock, out: Float32Array, n: number, C: number, scratch: Float32Array): void {
+    q.dequantize(block, scratch);
     for (let i = 0; i < n * C; i++) out[i] += scratch[i];
   }
 
@@ -68,35 +54,35 @@ export class LayerCodec {
   compress(
     K: Float32Array, V: Float32Array, prevK: Float32Array | null, prevV: Float32Array | null, n: number,
     recK: Float32Array, recV: Float32Array, ws: Workspace,
-  ): { keys: StoredBlock; values: StoredBlock } {
+  ): { keys: QuantizedBlock; values: QuantizedBlock } {
     const C = this.C;
     const r = ws.get('codec.residual', n * C);
     this.predictKeys(r, prevK, n);
     for (let i = 0; i < n * C; i++) r[i] = K[i] - r[i];
-    const keys = LayerCodec.encode(this.keyQuantizer, r, n, C);
+    const keys = this.keyQuantizer.quantize(r, n);
     this.reconstructKeys(keys, prevK, n, recK, ws);
     this.predictValues(r, recK, prevV, n, ws);
     for (let i = 0; i < n * C; i++) r[i] = V[i] - r[i];
-    const values = LayerCodec.encode(this.valueQuantizer, r, n, C);
+    const values = this.valueQuantizer.quantize(r, n);
     this.reconstructValues(values, recK, prevV, n, recV, ws);
     return { keys, values };
   }
 
   /** Rebuilds K̃ and Ṽ of n tokens from their blocks and the previous layer's reconstructions. */
   reconstruct(
-    keys: StoredBlock, values: StoredBlock, prevK: Float32Array | null, prevV: Float32Array | null, n: number,
+    keys: QuantizedBlock, values: QuantizedBlock, prevK: Float32Array | null, prevV: Float32Array | null, n: number,
     recK: Float32Array, recV: Float32Array, ws: Workspace,
   ): void {
     this.reconstructKeys(keys, prevK, n, recK, ws);
     this.reconstructValues(values, recK, prevV, n, recV, ws);
   }
 
-  private reconstructKeys(keys: StoredBlock, prevK: Float32Array | null, n: number, recK: Float32Array, ws: Workspace): void {
+  private reconstructKeys(keys: QuantizedBlock, prevK: Float32Array | null, n: number, recK: Float32Array, ws: Workspace): void {
     this.predictKeys(recK, prevK, n);
     LayerCodec.decodeAdd(this.keyQuantizer, keys, recK, n, this.C, ws.get('codec.deq', n * this.C));
   }
 
-  private reconstructValues(values: StoredBlock, recK: Float32Array, prevV: Float32Array | null, n: number, recV: Float32Array, ws: Workspace): void {
+  private reconstructValues(values: QuantizedBlock, recK: Float32Array, prevV: Float32Array | null, n: number, recV: Float32Array, ws: Workspace): void {
     this.predictValues(recV, recK, prevV, n, ws);
     LayerCodec.decodeAdd(this.valueQuantizer, values, recV, n, this.C, ws.get('codec.deq', n * this.C));
   }

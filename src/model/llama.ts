@@ -3,11 +3,10 @@
  * Legend: n new tokens this step, T cached tokens after it, D hidden, H query heads,
  * KV key/value heads, hd head dim, C = KV·hd, F MLP width, V vocabulary.
  */
-import type { ModelConfig } from '../io/config.js';
+import type { ModelConfig } from './config.js';
 import { gemm } from '../tensor/gemm.js';
 import { Workspace } from '../tensor/workspace.js';
-import type { KVCache } from '../kv/cache.js';
-import { FullCache } from '../kv/full.js';
+import type { KVCache } from './kv-cache.js';
 import { attention } from './attention.js';
 import { addBias, addInPlace, rmsNorm, swiglu } from './ops.js';
 import { Rope } from './rope.js';
@@ -38,11 +37,6 @@ export class LlamaModel {
   /** Hash of the weights' values (computed once, on first use): which trained model this is. */
   get weightsDigest(): string {
     return (this.digest ??= weightsDigest(this.weights));
-  }
-
-  /** A fresh full-precision cache for this model. */
-  newFullCache(): FullCache {
-    return new FullCache(this.config.nLayers, this.config.kvDim, this.rope, this.config.nKvHeads);
   }
 
   /**

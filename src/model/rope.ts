@@ -4,7 +4,7 @@
  * (transformers' apply_rotary_pos_emb). Llama 3's frequency scaling is applied to θ once here.
  * `inverse` rotates by −angle, undoing the rotation exactly (AQUA-KV stores keys before RoPE).
  */
-import type { Llama3RopeScaling, ModelConfig } from '../io/config.js';
+import type { Llama3RopeScaling, ModelConfig } from './config.js';
 
 /** θ_i for i < hd/2, after llama3 scaling if configured (transformers' _compute_llama3_parameters). */
 export function ropeInvFreq(headDim: number, theta: number, scaling: Llama3RopeScaling | null): Float64Array {

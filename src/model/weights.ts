@@ -2,8 +2,8 @@
  * Model weights in f32, one field per tensor, with the shape each must have.
  * Linear weights keep HF's [out, in] layout, so y = x·Wᵀ (gemm with transB).
  */
-import { createHash } from 'node:crypto';
-import type { ModelConfig } from '../io/config.js';
+import { platform } from '../platform/index.js';
+import type { ModelConfig } from './config.js';
 
 export interface LayerWeights {
   attnNorm: Float32Array; // [D]
@@ -54,7 +54,7 @@ export function layerShapes(cfg: ModelConfig): Record<keyof LayerWeights, number
  * predictors calibrated on one model are not reused for a retrained one of the same shape.
  */
 export function weightsDigest(w: ModelWeights): string {
-  const h = createHash('sha256');
+  const h = platform.sha256();
   const add = (a: Float32Array | null) => {
     h.update(a ? new Uint8Array(a.buffer, a.byteOffset, a.byteLength) : new Uint8Array(0));
     h.update('|');
@@ -65,5 +65,5 @@ export function weightsDigest(w: ModelWeights): string {
   }
   add(w.finalNorm);
   add(w.lmHead === w.embed ? null : w.lmHead);
-  return h.digest('hex');
+  return h.digest();
 }

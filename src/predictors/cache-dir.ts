@@ -1,36 +1,33 @@
 /**
  * A directory of calibrated predictor files, reused across runs: a file's name is a hash of
  * everything that determines it (the model's fingerprint and weights digest, the calibration
- * settings, the format version and the calibration text), so a changed model (retrained ones
- * included), setting or text gets a fresh file.
+ * settings and method, the format version and the calibration text), so a changed model
+ * (retrained ones included), setting, method or text gets a fresh file.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { formatMethod } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
-import type { CalibrationOptions } from './calibrate.js';
-import { loadPredictors, PREDICTOR_VERSION, savePredictors, type PredictorInfo } from './file.js';
-import { calibrateOnText, type CalibrationData } from './from-text.js';
-import type { PredictorSet } from './linear.js';
+import { platform } from '../platform/index.js';
+import { calibrate, type CalibrationOptions } from './calibrate.js';
+import { loadPredictors, PREDICTOR_VERSION, savePredictors, type CalibratedPredictors } from './file.js';
 
-export type CalibrationSettings = Omit<CalibrationOptions, 'onProgress'> & CalibrationData;
+export type CalibrationSettings = Omit<CalibrationOptions, 'onProgress'>;
 
 export function predictorCacheKey(model: LlamaModel, s: CalibrationSettings, text: string): string {
-  const h = createHash('sha256');
-  const { dataSource, ...settings } = s;
-  h.update(JSON.stringify({ fingerprint: model.config.fingerprint, weights: model.weightsDigest, version: PREDICTOR_VERSION, dataSource, settings }));
+  const { dataSource, method, ...settings } = s;
+  const h = platform.sha256();
+  h.update(JSON.stringify({ fingerprint: model.config.fingerprint, weights: model.weightsDigest, version: PREDICTOR_VERSION, dataSource, method: formatMethod(method), settings }));
   h.update(text);
-  return h.digest('hex').slice(0, 16);
+  return h.digest().slice(0, 16);
 }
 
 export function cachedPredictors(
-  dir: string, model: LlamaModel, text: string, encode: (s: string) => number[], s: CalibrationSettings,
+  dir: string, model: LlamaModel, text: string, tokenizer: { encode(s: string): number[] }, s: CalibrationSettings,
   onProgress?: CalibrationOptions['onProgress'],
-): { set: PredictorSet; info: PredictorInfo; reused: boolean; path: string } {
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, `predictors-${predictorCacheKey(model, s, text)}.safetensors`);
-  if (existsSync(path)) return { ...loadPredictors(path, model.config, model.weightsDigest), reused: true, path };
-  const { set, info } = calibrateOnText(model, text, encode, { ...s, onProgress });
-  savePredictors(path, set, info);
-  return { set, info, reused: false, path };
+): CalibratedPredictors & { reused: boolean; path: string } {
+  platform.makeDirectory(dir);
+  const path = platform.joinPath(dir, `predictors-${predictorCacheKey(model, s, text)}.safetensors`);
+  if (platform.exists(path)) return { ...loadPredictors(path, model), reused: true, path };
+  const p = calibrate(model, text, tokenizer, { ...s, onProgress });
+  savePredictors(path, p);
+  return { ...p, reused: false, path };
 }

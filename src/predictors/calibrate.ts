@@ -1,30 +1,77 @@
 /**
- * Sequential calibration of AQUA-KV's predictors (reference: train_predictors.py).
+ * Sequential calibration of AQUA-KV's predictors (reference: train_predictors.py), for one cache
+ * method: its quantizers are the ones the predictors learn to work through.
  * 1. Run the unquantized model over the calibration sequences and capture, for every layer, the
  *    keys before RoPE and the values, all KV heads flattened: [tokens, C].
- * 2. Layer 0 has no predictor: its keys and values are quantized with the first-layer quantizer.
+ * 2. Layer 0 has no predictor: its keys and values are quantized with the method's layer-0 quantizers.
  * 3. For l ≥ 1, on reconstructed inputs (as the cache will see them): fit keys K̃_{l−1} → K_l,
  *    reconstruct K̃_l = prediction + deQ(Q(residual)); then fit values [K̃_l ; Ṽ_{l−1}] → V_l and
  *    reconstruct Ṽ_l. Targets are always the exact keys and values.
  * Reconstruction goes through the same LayerCodec the cache uses, so calibration sees exactly
  * what inference will.
  */
-import type { LlamaModel } from '../model/llama.js';
+import { AquaError } from '../errors.js';
+import { FullCache } from '../kv/full.js';
 import { LayerCodec } from '../kv/layer-codec.js';
-import { parseQuantizer } from '../quant/spec.js';
+import type { LinearPredictor, PredictorSet } from '../kv/linear-predictor.js';
+import { formatMethod, methodKey, methodQuantizers, parseMethod, type CacheMethod } from '../kv/method.js';
+import type { LlamaModel } from '../model/llama.js';
 import { Workspace } from '../tensor/workspace.js';
-import type { LinearPredictor, PredictorSet } from './linear.js';
+import type { CalibratedPredictors, LayerErrors, PredictorInfo } from './file.js';
 import { RidgeAccumulator } from './ridge.js';
-import type { LayerErrors, PredictorInfo } from './file.js';
+import { textWindows, type WindowOptions } from './text-windows.js';
 
-export interface CalibrationOptions {
-  quantizer: string;
-  firstLayerQuantizer: string;
+export interface CalibrationOptions extends WindowOptions {
+  /** The cache method the predictors are for (an aquakv method). */
+  method: CacheMethod;
+  /** Ablations: fit only key or only value predictors; fit on exact instead of reconstructed inputs. */
   predict: 'both' | 'keys' | 'values';
   fitOn: 'reconstructed' | 'original';
-  damp: number;
+  damp: number; // ridge λ as a fraction of the mean diagonal of XᵀX
+  /** Where the text came from, recorded in the predictor file. */
   dataSource: string;
   onProgress?: (stage: string, done: number, total: number) => void;
+}
+
+/** The defaults of every calibration option, in one place. */
+export const DEFAULT_CALIBRATION: Readonly<Omit<CalibrationOptions, 'onProgress'>> = Object.freeze({
+  method: parseMethod('aquakv'),
+  predict: 'both',
+  fitOn: 'reconstructed',
+  damp: 1e-3,
+  samples: 32,
+  seqLen: 1024,
+  seed: 0,
+  dataSource: 'text',
+});
+
+/**
+ * Fits predictors for `options.method` on windows of `text`: `samples` windows of `seqLen`
+ * tokens, the last eighth of them (at least one) held out for validation; then capture and
+ * sequential fitting. Options default to `DEFAULT_CALIBRATION`.
+ */
+export function calibrate(
+  model: LlamaModel, text: string, tokenizer: { encode(s: string): number[] }, options: Partial<CalibrationOptions> = {},
+): CalibratedPredictors {
+  const o: CalibrationOptions = { ...DEFAULT_CALIBRATION, ...options };
+  if (!o.method.usesPredictors) throw new AquaError(`calibrate: cache method ${o.method.name} uses no predictors (only aquakv methods do)`);
+  if (o.seqLen > model.config.maxPositionEmbeddings) {
+    throw new AquaError(`calibrate: windows of ${o.seqLen} tokens exceed the model's context of ${model.config.maxPositionEmbeddings}`);
+  }
+  methodQuantizers(o.method, model.config.kvDim); // a spec that does not fit this model fails now, not after capture
+  const t0 = performance.now();
+  const seqs = textWindows(text, (s) => tokenizer.encode(s), o);
+  const nValid = Math.max(1, Math.floor(seqs.length / 8));
+  const trainSeqs = seqs.slice(0, seqs.length - nValid);
+  const validSeqs = seqs.slice(seqs.length - nValid);
+  const train = captureKeysValues(model, trainSeqs, (d, t) => o.onProgress?.('capture', d, t + validSeqs.length));
+  const valid = captureKeysValues(model, validSeqs, (d, t) => o.onProgress?.('capture', trainSeqs.length + d, trainSeqs.length + t));
+  const { set, layers } = fitPredictors(model, train, valid, o);
+  const seconds = (performance.now() - t0) / 1000;
+  const info = predictorInfo(model, o, layers, {
+    source: o.dataSource, samples: o.samples, seqLen: o.seqLen, trainTokens: train.tokens, validTokens: valid.tokens,
+  }, seconds);
+  return { set, info };
 }
 
 export interface Captured {
@@ -41,7 +88,7 @@ export function captureKeysValues(model: LlamaModel, sequences: number[][], onPr
   const values = Array.from({ length: L }, () => new Float32Array(N * C));
   let row = 0;
   sequences.forEach((seq, i) => {
-    model.forward(seq, model.newFullCache(), {
+    model.forward(seq, new FullCache(model), {
       logits: 'none',
       tap: (stage, layer, data, rows) => {
         if (stage === 'keysPreRope') keys[layer].set(data.subarray(0, rows * C), row * C);
@@ -97,14 +144,14 @@ function errorsOf(p: LinearPredictor, xTrain: Float32Array, yTrain: Float32Array
   return { trainRelMse, validRelMse, equivalentBits: -Math.log(nValid ? validRelMse : trainRelMse) / Math.log(4) };
 }
 
-export function calibratePredictors(
+/** Fits layer by layer on captured keys and values (train), measuring errors on `valid`. */
+export function fitPredictors(
   model: LlamaModel, train: Captured, valid: Captured, o: CalibrationOptions,
 ): { set: PredictorSet; layers: LayerErrors[] } {
   const { nLayers: L, kvDim: C } = model.config;
-  const q = parseQuantizer(o.quantizer, C);
-  const q0 = parseQuantizer(o.firstLayerQuantizer, C);
+  const quantizers = methodQuantizers(o.method, C);
   const ws = new Workspace();
-  const set: PredictorSet = { keys: [null], values: [null] };
+  const set: PredictorSet = { method: formatMethod(o.method), methodKey: methodKey(o.method, C), keys: [null], values: [null] };
   const layers: LayerErrors[] = [{ layer: 0, keys: null, values: null }];
   const nT = train.tokens;
   const nV = valid.tokens;
@@ -116,7 +163,7 @@ export function calibratePredictors(
     if (n) codec.compress(d.keys[l], d.values[l], prevK, prevV, n, recK, recV, ws);
     return { k: recK, v: recV };
   };
-  const codec0 = new LayerCodec(C, q0, q0, null, null);
+  const codec0 = new LayerCodec(C, quantizers.firstKeys, quantizers.firstValues, null, null);
   let prevT = reconstruct(codec0, train, 0, null, null);
   let prevV = reconstruct(codec0, valid, 0, null, null);
   o.onProgress?.('fit', 1, L);
@@ -130,7 +177,7 @@ export function calibratePredictors(
       keyErr = errorsOf(keyPred, prevT.k, train.keys[l], nT, prevV.k, valid.keys[l], nV);
     }
     // K̃_l through the cache's codec (the value part is redone below with its predictor)
-    const keyCodec = new LayerCodec(C, q, q, keyPred, null);
+    const keyCodec = new LayerCodec(C, quantizers.keys, quantizers.values, keyPred, null);
     const kT = reconstruct(keyCodec, train, l, prevT.k, prevT.v).k;
     const kV = reconstruct(keyCodec, valid, l, prevV.k, prevV.v).k;
     // values: [K̃_l ; Ṽ_{l−1}] → V_l
@@ -141,7 +188,7 @@ export function calibratePredictors(
       valuePred = fit(xT, train.values[l], nT, 2 * C, C, o.damp);
       valueErr = errorsOf(valuePred, concat(kT, prevT.v, nT, C), train.values[l], nT, concat(kV, prevV.v, nV, C), valid.values[l], nV);
     }
-    const codec = new LayerCodec(C, q, q, keyPred, valuePred);
+    const codec = new LayerCodec(C, quantizers.keys, quantizers.values, keyPred, valuePred);
     prevT = reconstruct(codec, train, l, prevT.k, prevT.v);
     prevV = reconstruct(codec, valid, l, prevV.k, prevV.v);
     set.keys.push(keyPred);
@@ -152,12 +199,12 @@ export function calibratePredictors(
   return { set, layers };
 }
 
-export function predictorInfo(model: LlamaModel, o: CalibrationOptions, layers: LayerErrors[], data: PredictorInfo['data'], seconds: number): PredictorInfo {
+function predictorInfo(model: LlamaModel, o: CalibrationOptions, layers: LayerErrors[], data: PredictorInfo['data'], seconds: number): PredictorInfo {
   const c = model.config;
   return {
     model: { fingerprint: c.fingerprint, weights: model.weightsDigest, architecture: c.architecture, nLayers: c.nLayers, kvDim: c.kvDim, hiddenSize: c.hiddenSize },
-    quantizer: o.quantizer,
-    firstLayerQuantizer: o.firstLayerQuantizer,
+    method: formatMethod(o.method),
+    methodKey: methodKey(o.method, c.kvDim),
     predict: o.predict,
     fitOn: o.fitOn,
     damp: o.damp,

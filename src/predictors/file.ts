@@ -2,18 +2,21 @@
  * The predictor file: safetensors (little-endian f32) with
  *   layers.{l}.key.weight [C, C], layers.{l}.key.bias [C],
  *   layers.{l}.value.weight [C, 2C], layers.{l}.value.bias [C]     for l ≥ 1 (either may be absent)
- * and __metadata__ { format: "aquakv-predictors", version: "1", info: JSON of PredictorInfo }.
- * Loading checks the format, the version, the model fingerprint and, where both sides have it,
- * the weights digest (a retrained model of the same shape needs its own predictors).
+ * and __metadata__ { format: "aquakv-predictors", version: "2", info: JSON of PredictorInfo }.
+ * Version 2 records the cache method the predictors were fitted for (version 1 recorded its two
+ * quantizers, read here as the aquakv method they make).
+ * Loading checks the format, the version, the model fingerprint and the weights digest (a
+ * retrained model of the same shape needs its own predictors); a cache then checks the method.
  */
-import { existsSync } from 'node:fs';
 import { AquaError } from '../errors.js';
-import type { ModelConfig } from '../io/config.js';
-import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
-import { LinearPredictor, type PredictorSet } from './linear.js';
+import { encodeSafetensors, SafetensorsBytes, type TensorToWrite } from '../io/safetensors-format.js';
+import { LinearPredictor, type PredictorSet } from '../kv/linear-predictor.js';
+import { formatMethod, methodKey, parseMethod } from '../kv/method.js';
+import type { LlamaModel } from '../model/llama.js';
+import { platform } from '../platform/index.js';
 
 export const PREDICTOR_FORMAT = 'aquakv-predictors';
-export const PREDICTOR_VERSION = '1';
+export const PREDICTOR_VERSION = '2';
 
 export interface LayerErrors {
   layer: number;
@@ -24,8 +27,8 @@ export interface LayerErrors {
 export interface PredictorInfo {
   /** `weights`: the model's weights digest (absent in files written before it was recorded). */
   model: { fingerprint: string; weights?: string; architecture: string; nLayers: number; kvDim: number; hiddenSize: number };
-  quantizer: string; // the residual quantizer used at calibration
-  firstLayerQuantizer: string;
+  method: string; // the cache method fitted for, canonical
+  methodKey: string; // the same with every quantizer resolved for this model
   predict: 'both' | 'keys' | 'values';
   fitOn: 'reconstructed' | 'original';
   damp: number;
@@ -34,64 +37,81 @@ export interface PredictorInfo {
   layers: LayerErrors[];
 }
 
-export function savePredictors(path: string, set: PredictorSet, info: PredictorInfo): void {
-  const tensors: TensorToWrite[] = [];
-  set.keys.forEach((p, l) => {
-    if (!p) return;
-    tensors.push({ name: `layers.${l}.key.weight`, shape: [p.outDim, p.inDim], data: p.weight, dtype: 'F32' });
-    tensors.push({ name: `layers.${l}.key.bias`, shape: [p.outDim], data: p.bias, dtype: 'F32' });
-  });
-  set.values.forEach((p, l) => {
-    if (!p) return;
-    tensors.push({ name: `layers.${l}.value.weight`, shape: [p.outDim, p.inDim], data: p.weight, dtype: 'F32' });
-    tensors.push({ name: `layers.${l}.value.bias`, shape: [p.outDim], data: p.bias, dtype: 'F32' });
-  });
-  writeSafetensors(path, tensors, { format: PREDICTOR_FORMAT, version: PREDICTOR_VERSION, info: JSON.stringify(info) });
+/** What calibration makes and a predictor file holds. */
+export interface CalibratedPredictors {
+  set: PredictorSet;
+  info: PredictorInfo;
 }
 
-export function loadPredictors(path: string, cfg: ModelConfig, weightsDigest?: string): { set: PredictorSet; info: PredictorInfo } {
-  if (!existsSync(path)) throw new AquaError(`predictor file ${path} does not exist`, 'create one with aquakv calibrate');
-  const f = SafetensorsFile.open(path);
-  try {
-    const md = f.metadata;
-    if (md.format !== PREDICTOR_FORMAT) throw new AquaError(`${path} is not an aquakv predictor file (format ${JSON.stringify(md.format ?? null)})`);
-    if (md.version !== PREDICTOR_VERSION) {
-      throw new AquaError(`${path} has predictor format version ${md.version}; this aquakv reads version ${PREDICTOR_VERSION}`, 'recalibrate with aquakv calibrate');
-    }
-    let info: PredictorInfo;
-    try {
-      info = JSON.parse(md.info) as PredictorInfo;
-    } catch {
-      throw new AquaError(`${path}: predictor metadata is not valid JSON`);
-    }
-    if (info.model.fingerprint !== cfg.fingerprint) {
-      throw new AquaError(
-        `${path} was calibrated for another model (${info.model.architecture}, ${info.model.nLayers} layers, C=${info.model.kvDim}); ` +
-          `this model is ${cfg.architecture}, ${cfg.nLayers} layers, C=${cfg.kvDim}`,
-        'calibrate predictors for this model with aquakv calibrate --model DIR',
-      );
-    }
-    if (weightsDigest && info.model.weights && info.model.weights !== weightsDigest) {
-      throw new AquaError(
-        `${path} was calibrated for a model of the same shape but different weights (a retrained or another checkpoint)`,
-        'calibrate predictors for this model with aquakv calibrate --model DIR',
-      );
-    }
-    const C = cfg.kvDim;
-    const read = (l: number, part: 'key' | 'value', inDim: number): LinearPredictor | null => {
-      const w = `layers.${l}.${part}.weight`;
-      if (!f.entries.has(w)) return null;
-      const e = f.entries.get(w)!;
-      if (e.shape[0] !== C || e.shape[1] !== inDim) throw new AquaError(`${path}: ${w} has shape [${e.shape}], expected [${C}, ${inDim}]`);
-      return new LinearPredictor(f.readF32(w), f.readF32(`layers.${l}.${part}.bias`), inDim, C);
-    };
-    const set: PredictorSet = { keys: [], values: [] };
-    for (let l = 0; l < cfg.nLayers; l++) {
-      set.keys.push(l === 0 ? null : read(l, 'key', C));
-      set.values.push(l === 0 ? null : read(l, 'value', 2 * C));
-    }
-    return { set, info };
-  } finally {
-    f.close();
+/** The model a predictor file is checked against. */
+export type PredictorModel = Pick<LlamaModel, 'config' | 'weightsDigest'>;
+
+export function encodePredictors(p: CalibratedPredictors): Uint8Array {
+  const tensors: TensorToWrite[] = [];
+  for (const [part, list] of [['key', p.set.keys], ['value', p.set.values]] as const) {
+    list.forEach((x, l) => {
+      if (!x) return;
+      tensors.push({ name: `layers.${l}.${part}.weight`, shape: [x.outDim, x.inDim], data: x.weight, dtype: 'F32' });
+      tensors.push({ name: `layers.${l}.${part}.bias`, shape: [x.outDim], data: x.bias, dtype: 'F32' });
+    });
   }
+  return encodeSafetensors(tensors, { format: PREDICTOR_FORMAT, version: PREDICTOR_VERSION, info: JSON.stringify(p.info) });
+}
+
+/** Reads predictors from the bytes of a file (`where` names it in errors) and checks they are `model`'s. */
+export function decodePredictors(bytes: Uint8Array, model: PredictorModel, where: string): CalibratedPredictors {
+  const cfg = model.config;
+  const f = new SafetensorsBytes(bytes, where);
+  const md = f.metadata;
+  if (md.format !== PREDICTOR_FORMAT) throw new AquaError(`${where} is not an aquakv predictor file (format ${JSON.stringify(md.format ?? null)})`);
+  if (md.version !== PREDICTOR_VERSION && md.version !== '1') {
+    throw new AquaError(`${where} has predictor format version ${md.version}; this aquakv reads versions 1 and ${PREDICTOR_VERSION}`, 'calibrate predictors again');
+  }
+  let info: PredictorInfo;
+  try {
+    info = JSON.parse(md.info) as PredictorInfo;
+  } catch {
+    throw new AquaError(`${where}: predictor metadata is not valid JSON`);
+  }
+  if (md.version === '1') {
+    const v1 = info as unknown as { quantizer: string; firstLayerQuantizer: string };
+    const method = parseMethod(`aquakv[q=${v1.quantizer},first=${v1.firstLayerQuantizer}]`);
+    info = { ...info, method: formatMethod(method), methodKey: methodKey(method, cfg.kvDim) };
+  }
+  if (info.model.fingerprint !== cfg.fingerprint) {
+    throw new AquaError(
+      `${where} was calibrated for another model (${info.model.architecture}, ${info.model.nLayers} layers, C=${info.model.kvDim}); ` +
+        `this model is ${cfg.architecture}, ${cfg.nLayers} layers, C=${cfg.kvDim}`,
+      'calibrate predictors for this model',
+    );
+  }
+  if (info.model.weights && info.model.weights !== model.weightsDigest) {
+    throw new AquaError(`${where} was calibrated for a model of the same shape but different weights (a retrained or another checkpoint)`, 'calibrate predictors for this model');
+  }
+  const C = cfg.kvDim;
+  const read = (l: number, part: 'key' | 'value', inDim: number): LinearPredictor | null => {
+    const w = `layers.${l}.${part}.weight`;
+    if (!f.entries.has(w)) return null;
+    const e = f.entries.get(w)!;
+    if (e.shape[0] !== C || e.shape[1] !== inDim) throw new AquaError(`${where}: ${w} has shape [${e.shape}], expected [${C}, ${inDim}]`);
+    return new LinearPredictor(f.readF32(w), f.readF32(`layers.${l}.${part}.bias`), inDim, C);
+  };
+  const set: PredictorSet = { method: info.method, methodKey: info.methodKey, keys: [], values: [] };
+  for (let l = 0; l < cfg.nLayers; l++) {
+    set.keys.push(l === 0 ? null : read(l, 'key', C));
+    set.values.push(l === 0 ? null : read(l, 'value', 2 * C));
+  }
+  return { set, info };
+}
+
+/** Writes a predictor file (atomically: a crash leaves the old file or the new one, never half of one). */
+export function savePredictors(path: string, p: CalibratedPredictors): void {
+  platform.writeFileAtomic(path, encodePredictors(p));
+}
+
+/** Reads a predictor file for `model`; refuses one calibrated for another model. */
+export function loadPredictors(path: string, model: PredictorModel): CalibratedPredictors {
+  if (!platform.exists(path)) throw new AquaError(`predictor file ${path} does not exist`, 'calibrate predictors first');
+  if (platform.isDirectory(path)) throw new AquaError(`predictor file ${path} is a directory`);
+  return decodePredictors(platform.readFile(path), model, path);
 }

@@ -4,7 +4,7 @@
  *   [W ; b] = A⁻¹ X₁ᵀY, solved by Cholesky (A is symmetric positive definite once damped).
  * Rows are added in batches, so the data never has to be held at once.
  */
-import { LinearPredictor } from './linear.js';
+import { LinearPredictor } from '../kv/linear-predictor.js';
 
 export class RidgeAccumulator {
   readonly xtx: Float64Array; // [(in+1), (in+1)]

@@ -9,22 +9,14 @@ import { lineChart, stackedBarChart, type Series } from './svg.js';
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const fmt = (x: number, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : '–');
 
-function family(method: string): string {
-  if (method === 'fp') return 'fp (f32 cache)';
-  if (method.startsWith('aquakv')) return 'AQUA-KV';
-  if (method.startsWith('kivi')) return 'KIVI-style uniform';
-  if (method.includes('1x')) return 'rotation + scalar Lloyd–Max';
-  return 'HIGGS alone';
-}
-
 export function renderReport(r: DemoResult): string {
   const quantized = r.results.filter((x) => x.method !== 'fp');
-  const fams = [...new Set(quantized.map((x) => family(x.method)))];
+  const fams = [...new Set(quantized.map((x) => x.family))];
   const fp = r.results.find((x) => x.method === 'fp');
   const tradeoff: Series[] = fams.map((f) => ({
     name: f,
     line: false,
-    points: quantized.filter((x) => family(x.method) === f).map((x) => [x.bitsPerValue, x.perplexity] as [number, number]),
+    points: quantized.filter((x) => x.family === f).map((x) => [x.bitsPerValue, x.perplexity] as [number, number]),
   }));
   if (fp) {
     const xs = quantized.map((x) => x.bitsPerValue);
@@ -32,8 +24,8 @@ export function renderReport(r: DemoResult): string {
   }
   const tradeoffSvg = lineChart(tradeoff, { title: 'Perplexity against stored bits per value', xLabel: 'bits per value (codes + scales + layer 0)', yLabel: 'perplexity' });
   const layerSeries: Series[] = r.calibrations.flatMap((c) => [
-    { name: `keys (${c.quantizer})`, points: c.layers.filter((l) => l.keys).map((l) => [l.layer, l.keys!.equivalentBits] as [number, number]) },
-    { name: `values (${c.quantizer})`, points: c.layers.filter((l) => l.values).map((l) => [l.layer, l.values!.equivalentBits] as [number, number]) },
+    { name: `keys (${c.method})`, points: c.layers.filter((l) => l.keys).map((l) => [l.layer, l.keys!.equivalentBits] as [number, number]) },
+    { name: `values (${c.method})`, points: c.layers.filter((l) => l.values).map((l) => [l.layer, l.values!.equivalentBits] as [number, number]) },
   ]);
   const layerSvg = lineChart(layerSeries, { title: 'Predictor quality per layer (validation)', xLabel: 'layer', yLabel: 'equivalent bits, −log₄ relMSE' });
   const memSvg = stackedBarChart(
@@ -47,7 +39,7 @@ export function renderReport(r: DemoResult): string {
     .map((x) => `<tr><td>${esc(x.method)}</td><td>${fmt(x.bitsPerValue)}</td><td>${fmt(x.perplexity)}</td><td>${x.relativeChange >= 0 ? '+' : ''}${fmt(100 * x.relativeChange, 2)}%</td><td>${fmt(x.klDivergence, 5)}</td><td>${x.cacheBytes.toLocaleString('en-US')}</td></tr>`)
     .join('\n');
   const layerRows = r.calibrations.flatMap((c) => c.layers.map((l) =>
-    `<tr><td>${esc(c.quantizer)}</td><td>${l.layer}</td><td>${l.keys ? fmt(l.keys.validRelMse, 4) : 'no predictor'}</td><td>${l.keys ? fmt(l.keys.equivalentBits, 2) : ''}</td><td>${l.values ? fmt(l.values.validRelMse, 4) : 'no predictor'}</td><td>${l.values ? fmt(l.values.equivalentBits, 2) : ''}</td></tr>`)).join('\n');
+    `<tr><td>${esc(c.method)}</td><td>${l.layer}</td><td>${l.keys ? fmt(l.keys.validRelMse, 4) : 'no predictor'}</td><td>${l.keys ? fmt(l.keys.equivalentBits, 2) : ''}</td><td>${l.values ? fmt(l.values.validRelMse, 4) : 'no predictor'}</td><td>${l.values ? fmt(l.values.equivalentBits, 2) : ''}</td></tr>`)).join('\n');
   const genRows = r.generations
     .map((g) => `<tr><td>${esc(g.method)}<br><small>${esc(g.cache)}</small></td><td class="text">${esc(g.text)}</td><td>${fmt(g.decodeTokensPerSecond, 1)}</td><td>${g.storedBytes.toLocaleString('en-US')}</td><td>${fmt(g.fp16Bytes / g.storedBytes, 2)}×</td></tr>`)
     .join('\n');
@@ -80,7 +72,7 @@ section{margin:2em 0}svg{max-width:100%;height:auto}
 ${resultRows}
 </tbody></table></section>
 <section id="predictors"><h2>Per-layer predictor error</h2>${layerSvg}
-<table><thead><tr><th>residual quantizer</th><th>layer</th><th>keys relMSE</th><th>keys equiv. bits</th><th>values relMSE</th><th>values equiv. bits</th></tr></thead><tbody>
+<table><thead><tr><th>method</th><th>layer</th><th>keys relMSE</th><th>keys equiv. bits</th><th>values relMSE</th><th>values equiv. bits</th></tr></thead><tbody>
 ${layerRows}
 </tbody></table></section>
 <section id="memory"><h2>Cache memory</h2>${memSvg}

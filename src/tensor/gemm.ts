@@ -10,17 +10,12 @@
  *  - `gemmNaive`: the triple loop, kept as the oracle for tests;
  *  - `gemmTs`: portable TypeScript (cache-friendly loop order, 4-way unrolled), for places
  *    where no native module loads (a browser);
- *  - the onnxruntime-node backend (MLAS, multithreaded) in ./gemm-ort.ts, ~100× faster here.
+ *  - the platform's native product (onnxruntime-node's MLAS, platform/ort-gemm.ts), ~100× faster here.
  * `gemm` dispatches to the active backend; `setGemmBackend` switches it (tests compare both).
  */
-import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
-import { singleNodeModel } from './onnx-model.js';
+import { platform, type GemmFn } from '../platform/index.js';
 
-export type GemmFn = (
-  out: Float32Array, a: Float32Array, b: Float32Array,
-  m: number, k: number, n: number, transA: boolean, transB: boolean,
-) => void;
+export type { GemmFn };
 
 function checkSizes(name: string, out: Float32Array, a: Float32Array, b: Float32Array, m: number, k: number, n: number): void {
   if (a.length < m * k || b.length < k * n || out.length < m * n) {
@@ -118,91 +113,50 @@ export const gemmTs: GemmFn = (out, a, b, m, k, n, transA, transB) => {
 };
 
 // ---------------------------------------------------------------------------------------------
-// onnxruntime-node backend. The native binding's `run` is synchronous (the public API only wraps
-// it in a Promise), and it writes into a pre-allocated output tensor, so a product costs one
-// native call (~13 µs overhead measured here) and no copy of the result.
-
-interface OrtTensorCtor { new (type: 'float32', data: Float32Array, dims: number[]): unknown }
-interface OrtSession {
-  loadModel(buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: object): void;
-  run(feeds: object, fetches: object, options: object): unknown;
-}
-
-function loadOrtGemm(): GemmFn | null {
-  try {
-    const require = createRequire(import.meta.url);
-    const { binding, initOrt } = require('onnxruntime-node/dist/binding.js') as {
-      binding: { InferenceSession: new () => OrtSession };
-      initOrt: () => void;
-    };
-    const { Tensor } = require('onnxruntime-common') as { Tensor: OrtTensorCtor };
-    initOrt();
-    const threads = Number(process.env.AQUAKV_THREADS ?? availableParallelism());
-    const sessions = new Map<number, OrtSession>();
-    const session = (transA: boolean, transB: boolean): OrtSession => {
-      const key = (transA ? 2 : 0) + (transB ? 1 : 0);
-      let s = sessions.get(key);
-      if (!s) {
-        const model = singleNodeModel({
-          opType: 'Gemm',
-          inputs: [
-            { name: 'A', dims: transA ? ['K', 'M'] : ['M', 'K'] },
-            { name: 'B', dims: transB ? ['N', 'K'] : ['K', 'N'] },
-          ],
-          output: { name: 'Y', dims: ['M', 'N'] },
-          intAttributes: { transA: transA ? 1 : 0, transB: transB ? 1 : 0 },
-        });
-        s = new binding.InferenceSession();
-        s.loadModel(model.buffer as ArrayBuffer, model.byteOffset, model.byteLength, {
-          intraOpNumThreads: threads,
-          interOpNumThreads: 1,
-          executionMode: 'sequential',
-          graphOptimizationLevel: 'all',
-        });
-        sessions.set(key, s);
-      }
-      return s;
-    };
-    const gemmOrt: GemmFn = (out, a, b, m, k, n, transA, transB) => {
-      checkSizes('gemmOrt', out, a, b, m, k, n);
-      if (m === 0 || n === 0) return;
-      if (k === 0) {
-        out.fill(0, 0, m * n);
-        return;
-      }
-      const A = new Tensor('float32', a.subarray(0, m * k), transA ? [k, m] : [m, k]);
-      const B = new Tensor('float32', b.subarray(0, k * n), transB ? [n, k] : [k, n]);
-      const Y = new Tensor('float32', out.subarray(0, m * n), [m, n]);
-      session(transA, transB).run({ A, B }, { Y }, {});
-    };
-    // A probe: the output must land in our buffer, else this binding copies and we fall back.
-    const probe = new Float32Array(1);
-    gemmOrt(probe, Float32Array.of(2), Float32Array.of(3), 1, 1, 1, false, true);
-    return probe[0] === 6 ? gemmOrt : null;
-  } catch {
-    return null;
-  }
-}
+// The backend: the platform's native product when it has one (onnxruntime-node under Node),
+// looked up on the first product, not at import; else the portable loop, named once on stderr.
 
 export type GemmBackendName = 'ort' | 'ts';
-const ortGemm = process.env.AQUAKV_GEMM === 'ts' ? null : loadOrtGemm();
-let active: GemmFn = ortGemm ?? gemmTs;
-let activeName: GemmBackendName = ortGemm ? 'ort' : 'ts';
+let fast: GemmFn | null | undefined; // undefined: not looked up yet
+let active: GemmFn | null = null;
+let activeName: GemmBackendName = 'ts';
+
+function nativeProduct(): GemmFn | null {
+  if (fast === undefined) {
+    const f = platform.fastGemm();
+    fast = f.fn;
+    if (!f.fn && !f.quiet) {
+      platform.warn(`${f.reason}; matrix products run in portable TypeScript, ~100× slower (npm install onnxruntime-node for the native one)`);
+    }
+  }
+  return fast;
+}
+
+function activeProduct(): GemmFn {
+  if (!active) {
+    const f = nativeProduct();
+    active = f ?? gemmTs;
+    activeName = f ? 'ort' : 'ts';
+  }
+  return active;
+}
 
 /** The backend in use: 'ort' (onnxruntime-node MLAS) when it loads, else 'ts'. */
 export function gemmBackend(): GemmBackendName {
+  activeProduct();
   return activeName;
 }
 
 /** True when the native backend loaded. */
 export function ortAvailable(): boolean {
-  return ortGemm !== null;
+  return nativeProduct() !== null;
 }
 
 export function setGemmBackend(name: GemmBackendName): void {
   if (name === 'ort') {
-    if (!ortGemm) throw new Error('setGemmBackend: onnxruntime-node did not load on this machine');
-    active = ortGemm;
+    const f = nativeProduct();
+    if (!f) throw new Error('setGemmBackend: the native matrix product did not load on this machine');
+    active = f;
   } else {
     active = gemmTs;
   }
@@ -211,7 +165,7 @@ export function setGemmBackend(name: GemmBackendName): void {
 
 /** The native product itself (null where it did not load); benchmarks time it directly. */
 export function ortGemmFn(): GemmFn | null {
-  return ortGemm;
+  return nativeProduct();
 }
 
 /**
@@ -225,7 +179,7 @@ export const SMALL_PRODUCT = 8192;
 export const gemmProfile = { enabled: false, calls: 0, seconds: 0, flops: 0 };
 
 export const gemm: GemmFn = (out, a, b, m, k, n, transA, transB) => {
-  const fn = m * k * n < SMALL_PRODUCT ? gemmTs : active;
+  const fn = m * k * n < SMALL_PRODUCT ? gemmTs : active ?? activeProduct();
   if (!gemmProfile.enabled) return fn(out, a, b, m, k, n, transA, transB);
   const t0 = performance.now();
   fn(out, a, b, m, k, n, transA, transB);

@@ -4,7 +4,7 @@
  * run resumes from.
  */
 import { existsSync, renameSync } from 'node:fs';
-import type { ModelConfig } from '../io/config.js';
+import type { ModelConfig } from '../model/config.js';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { AdamW, type AdamWOptions } from './adamw.js';
 import { makeBatch, type BatchSource } from './data.js';

@@ -3,7 +3,7 @@
  * exposed as `ModelWeights` views so the runtime's forward pass, the exporter and the optimiser
  * all see the same memory.
  */
-import type { ModelConfig } from '../io/config.js';
+import type { ModelConfig } from '../model/config.js';
 import { layerShapes, type LayerWeights, type ModelWeights } from '../model/weights.js';
 import { Rng } from '../tensor/rng.js';
 

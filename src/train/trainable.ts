@@ -6,7 +6,7 @@
  * Legend: B sequences, T tokens each, N = B·T, D hidden, H/KV heads, hd head dim,
  * C = KV·hd, F MLP width, V vocabulary, g = H/KV query heads per KV head.
  */
-import type { ModelConfig } from '../io/config.js';
+import type { ModelConfig } from '../model/config.js';
 import { gemm } from '../tensor/gemm.js';
 import { Rope } from '../model/rope.js';
 import { addInPlace, gatherColumns, scatterColumns, softmaxRow } from '../model/ops.js';

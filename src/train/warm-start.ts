@@ -11,7 +11,8 @@
  * same circuit the other tokens and then the training context (each quick once the circuit
  * exists); `transplant` then makes it the full model's first layers.
  */
-import { normaliseConfig, type ModelConfig } from '../io/config.js';
+import { normaliseConfig } from '../io/config.js';
+import type { ModelConfig } from '../model/config.js';
 import { argmax } from '../model/sampler.js';
 import { Rng } from '../tensor/rng.js';
 import { AdamW } from './adamw.js';

@@ -23,7 +23,8 @@ function varint(value: number): Bytes {
 }
 const tag = (field: number, wire: number): Bytes => varint(field * 8 + wire);
 const message = (field: number, body: Bytes): Bytes => [...tag(field, 2), ...varint(body.length), ...body];
-const text = (field: number, s: string): Bytes => message(field, [...Buffer.from(s, 'utf8')]);
+const utf8 = new TextEncoder();
+const text = (field: number, s: string): Bytes => message(field, [...utf8.encode(s)]);
 const int = (field: number, v: number): Bytes => [...tag(field, 0), ...varint(v)];
 
 /** A dimension is a fixed size or a symbolic name (dynamic). */

@@ -1,10 +1,11 @@
 /**
- * An affine predictor y = x·Wᵀ + b, the only part of AQUA-KV's calibration used at inference.
+ * An affine predictor y = x·Wᵀ + b, the only part of AQUA-KV's calibration used at inference
+ * (fitted in predictors/, applied here by the cache's layer codecs).
  *   keys:   in = C  (reconstructed keys of layer l−1)            → out = C
  *   values: in = 2C ([reconstructed keys of l ; values of l−1])  → out = C
  */
-import { gemm } from '../tensor/gemm.js';
 import { addBias } from '../model/ops.js';
+import { gemm } from '../tensor/gemm.js';
 
 export class LinearPredictor {
   constructor(
@@ -29,8 +30,15 @@ export class LinearPredictor {
   }
 }
 
-/** The predictors of one model: index l holds layer l's (layer 0 has none). */
+/**
+ * The predictors of one model, for one cache method: index l holds layer l's (layer 0 has none).
+ * Predictors are fitted through a method's quantizers (on reconstructed inputs), so they belong
+ * to that method: `method` names it as written, `methodKey` with every quantizer resolved for
+ * this model, which is what a cache compares against its own.
+ */
 export interface PredictorSet {
+  method: string;
+  methodKey: string;
   keys: (LinearPredictor | null)[]; // [L]
   values: (LinearPredictor | null)[]; // [L]
 }

@@ -1,0 +1,152 @@
+/**
+ * How a compressed cache serves attention's reads of its compressed chunks. Two stores, the same
+ * attention inputs bit for bit:
+ *  - `MaterializedStore`: each chunk is rebuilt once, when compressed, and kept in f32 beside the
+ *    compressed form (fast decode; the compressed form is what `stored` counts);
+ *  - `CompactStore`: nothing is kept rebuilt; at each layer of each step every chunk is rebuilt
+ *    from its codes and the previous layer's rebuild (memory follows the compressed size, decode
+ *    pays ≈3·C² multiply-adds per cached token per layer).
+ */
+import type { QuantizedBlock } from '../quant/quantizer.js';
+import type { Rope } from '../model/rope.js';
+import type { LayerView } from '../model/kv-cache.js';
+import type { Workspace } from '../tensor/workspace.js';
+import type { LayerCodec } from './layer-codec.js';
+import { RowBuffer } from './row-buffer.js';
+
+/** Tokens [start, start + n) compressed together: one stored block per layer for keys and for values. */
+export interface Chunk {
+  start: number;
+  n: number;
+  keys: QuantizedBlock[]; // [L]
+  values: QuantizedBlock[]; // [L]
+}
+
+/** The regions of a compressed cache, in position order: sinks, stored chunks, buffer. */
+export interface CacheRegions {
+  sinkK: RowBuffer[]; // [L] of [P, C], rotated
+  sinkV: RowBuffer[];
+  chunks: Chunk[]; // compressed in earlier steps
+  bufK: RowBuffer[]; // [L] of [rows, C], before RoPE (after it when keys are quantized rotated)
+  bufV: RowBuffer[];
+  bufStart: number; // position of the buffer's first token
+}
+
+/** What both stores know: the shape, the rotation, and where keys are stored. */
+export interface StoreContext {
+  nLayers: number;
+  C: number;
+  nKvHeads: number;
+  rope: Rope;
+  keysAfterRope: boolean;
+}
+
+export interface ChunkStore {
+  /**
+   * Attention's view of layer `layer` in the step whose n new tokens (keys before RoPE, values,
+   * [n, C]; first position `start`) have just joined the sinks or the buffer.
+   */
+  view(layer: number, k: Float32Array, v: Float32Array, n: number, start: number): LayerView;
+  /** Layer `layer` of `chunk` was compressed this step; recK, recV [n, C]: its reconstruction (keys as stored). */
+  compressed(layer: number, chunk: Chunk, recK: Float32Array, recV: Float32Array): void;
+  /** Bytes held besides the stored form: rebuilt rows kept for reading, and working scratch. */
+  memory(): { materialized: number; working: number };
+}
+
+export class MaterializedStore implements ChunkStore {
+  private viewK: RowBuffer[]; // [L] of [T, C]: every token, rotated, in position order
+  private viewV: RowBuffer[];
+  private pending: { start: number; k: Float32Array; v: Float32Array }[][]; // [L] reconstructions for the next step
+
+  constructor(private readonly s: StoreContext) {
+    const rows = () => Array.from({ length: s.nLayers }, () => new RowBuffer(s.C));
+    this.viewK = rows();
+    this.viewV = rows();
+    this.pending = Array.from({ length: s.nLayers }, () => []);
+  }
+
+  view(layer: number, k: Float32Array, v: Float32Array, n: number, start: number): LayerView {
+    const C = this.s.C;
+    const K = this.viewK[layer];
+    const V = this.viewV[layer];
+    // chunks compressed in an earlier step: their reconstructions replace the originals now
+    for (const p of this.pending[layer]) {
+      K.data.set(p.k, p.start * C);
+      V.data.set(p.v, p.start * C);
+    }
+    this.pending[layer] = [];
+    const first = K.append(k, n);
+    this.s.rope.apply(K.data.subarray(first * C), n, this.s.nKvHeads, start);
+    V.append(v, n);
+    return { keys: K.view(), values: V.view(), length: K.rows };
+  }
+
+  compressed(layer: number, chunk: Chunk, recK: Float32Array, recV: Float32Array): void {
+    const size = chunk.n * this.s.C;
+    const k = recK.slice(0, size);
+    if (!this.s.keysAfterRope) this.s.rope.apply(k, chunk.n, this.s.nKvHeads, chunk.start);
+    this.pending[layer].push({ start: chunk.start, k, v: recV.slice(0, size) });
+  }
+
+  memory(): { materialized: number; working: number } {
+    let materialized = 0;
+    for (const b of [...this.viewK, ...this.viewV]) materialized += b.bytes();
+    for (const p of this.pending.flat()) materialized += p.k.byteLength + p.v.byteLength;
+    return { materialized, working: 0 };
+  }
+}
+
+export class CompactStore implements ChunkStore {
+  // this step's rebuilds of every stored chunk for layers l−1 and l: [chunk tokens, C] each
+  private prev = { k: new Float32Array(0), v: new Float32Array(0) };
+  private cur = { k: new Float32Array(0), v: new Float32Array(0) };
+
+  constructor(
+    private readonly s: StoreContext,
+    private readonly regions: CacheRegions,
+    private readonly codecs: LayerCodec[], // [L]
+    private readonly ws: Workspace,
+  ) {}
+
+  /** Assembles [sinks | every chunk rebuilt | buffer] for this layer in a shared scratch. */
+  view(layer: number): LayerView {
+    const { C, nKvHeads, rope, keysAfterRope } = this.s;
+    const r = this.regions;
+    const chunkRows = r.chunks.reduce((s, c) => s + c.n, 0);
+    const T = r.sinkK[layer].rows + chunkRows + r.bufK[layer].rows;
+    const K = this.ws.get('view.k', T * C);
+    const V = this.ws.get('view.v', T * C);
+    K.set(r.sinkK[layer].view(), 0);
+    V.set(r.sinkV[layer].view(), 0);
+    let row = r.sinkK[layer].rows;
+    // layer l−1's rebuilds become "previous"; the other pair is reused for layer l
+    [this.prev, this.cur] = [this.cur, this.prev];
+    if (this.cur.k.length < chunkRows * C) this.cur = { k: new Float32Array(chunkRows * C), v: new Float32Array(chunkRows * C) };
+    let offset = 0;
+    for (const c of r.chunks) {
+      const recK = this.cur.k.subarray(offset * C);
+      const recV = this.cur.v.subarray(offset * C);
+      const prevK = layer === 0 ? null : this.prev.k.subarray(offset * C);
+      const prevV = layer === 0 ? null : this.prev.v.subarray(offset * C);
+      this.codecs[layer].reconstruct(c.keys[layer], c.values[layer], prevK, prevV, c.n, recK, recV, this.ws);
+      K.set(recK.subarray(0, c.n * C), row * C);
+      V.set(recV.subarray(0, c.n * C), row * C);
+      if (!keysAfterRope) rope.apply(K.subarray(row * C), c.n, nKvHeads, c.start);
+      row += c.n;
+      offset += c.n;
+    }
+    const nb = r.bufK[layer].rows;
+    K.set(r.bufK[layer].view(), row * C);
+    V.set(r.bufV[layer].view(), row * C);
+    if (!keysAfterRope) rope.apply(K.subarray(row * C), nb, nKvHeads, r.bufStart);
+    return { keys: K.subarray(0, T * C), values: V.subarray(0, T * C), length: T };
+  }
+
+  compressed(): void {
+    // nothing to keep: the chunk's codes are rebuilt at every read
+  }
+
+  memory(): { materialized: number; working: number } {
+    return { materialized: 0, working: this.prev.k.byteLength + this.prev.v.byteLength + this.cur.k.byteLength + this.cur.v.byteLength };
+  }
+}

@@ -1,0 +1,32 @@
+/** The ordering contract of the KV-cache seam (model/kv-cache.ts), checked at every update. */
+/**
+ * Enforces the seam's ordering contract: layers 0..L−1 in order, the same n for all layers
+ * of a step. Caches keep one and call `enter` at the top of `update`.
+ */
+export class StepOrder {
+  private nextLayer = 0;
+  private stepTokens = 0;
+  /** Tokens fully cached (all layers) before the step in progress. */
+  committed = 0;
+
+  constructor(readonly nLayers: number, private readonly where: string) {}
+
+  enter(layer: number, n: number): void {
+    if (layer !== this.nextLayer) {
+      throw new Error(`${this.where}.update: expected layer ${this.nextLayer}, got layer ${layer} (layers must be written in order each step)`);
+    }
+    if (layer === 0) this.stepTokens = n;
+    else if (n !== this.stepTokens) {
+      throw new Error(`${this.where}.update: layer ${layer} got ${n} tokens, layer 0 of this step got ${this.stepTokens}`);
+    }
+    this.nextLayer = layer + 1;
+  }
+
+  /** Call at the end of `update`; closes the step after the last layer. */
+  leave(layer: number): void {
+    if (layer === this.nLayers - 1) {
+      this.committed += this.stepTokens;
+      this.nextLayer = 0;
+    }
+  }
+}

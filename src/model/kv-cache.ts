@@ -1,0 +1,49 @@
+/**
+ * The KV-cache seam between the model and its memory of past tokens.
+ *
+ * Each forward step hands the cache, for every layer in order 0..L−1, the new tokens' keys
+ * *before RoPE* and their values, all KV heads flattened: [n, C] with C = KV·hd. The cache
+ * returns the keys (RoPE applied) and values attention must use for every cached token
+ * including the new ones: [T, C]. Keys arrive un-rotated so a compressing cache can quantise
+ * them in the space where they are predictable across layers (AQUA-KV §3, KVQuant); layer
+ * order lets it rebuild layer l from its own reconstruction of layer l−1 within the same step.
+ */
+import type { ModelConfig } from './config.js';
+import type { Rope } from './rope.js';
+
+export interface LayerView {
+  keys: Float32Array; // [T, C], RoPE applied
+  values: Float32Array; // [T, C]
+  length: number; // T: cached tokens including this step's
+}
+
+/** Bytes held, by component (names are the cache's own), plus the total. */
+export interface CacheMemory {
+  /** Everything this cache holds in memory now (working copies included). */
+  total: number;
+  components: Record<string, number>;
+  /** What a saved or transmitted cache would take: codes, scales, full-precision sinks and buffer. */
+  stored: number;
+  /** Shared per-model parameters (AQUA-KV predictors), not counted in total or stored. */
+  predictors: number;
+  /**
+   * Stored bits per value of the tokens held compressed (codes, scales, zero points, all layers,
+   * keys and values); 32 for an f32 cache; NaN while nothing is compressed.
+   */
+  bitsPerValue: number;
+}
+
+export interface KVCache {
+  /** Tokens cached before the step in progress (the position of the next new token). */
+  readonly length: number;
+  /** Layer `layer` of the current step; layer 0 opens a step, layer L−1 closes it. */
+  update(layer: number, keysPreRope: Float32Array, values: Float32Array, n: number): LayerView;
+  /** Bytes this cache holds now. */
+  memory(): CacheMemory;
+}
+
+/** What a cache needs to know of its model: the shapes, and the rotation it applies to keys. */
+export interface CacheHost {
+  readonly config: ModelConfig;
+  readonly rope: Rope;
+}

@@ -1,0 +1,27 @@
+/**
+ * The browser implementation of the platform (bundlers substitute it for ./node.js). A browser has
+ * no synchronous file system: models, tokenizers, grids and predictor files reach the library as
+ * bytes, so the file functions refuse with a message that says so; hashing runs in TypeScript.
+ */
+import { AquaError } from '../errors.js';
+import { sha256 } from './sha256.js';
+import type { Platform } from './platform.js';
+
+const noFiles = (what: string): never => {
+  throw new AquaError(`${what}: there is no file system in the browser`, 'load models, grids and predictors from bytes (fetch them first)');
+};
+
+export const platform: Platform = {
+  name: 'browser',
+  readFile: (path) => noFiles(`reading ${path}`),
+  readText: (path) => noFiles(`reading ${path}`),
+  writeFileAtomic: (path) => noFiles(`writing ${path}`),
+  exists: () => false,
+  isDirectory: () => false,
+  makeDirectory: (path) => noFiles(`creating ${path}`),
+  joinPath: (...parts) => parts.join('/').replace(/\/+/g, '/'),
+  sha256,
+  assetPath: (relative) => relative,
+  fastGemm: () => ({ fn: null, reason: 'no native matrix product in the browser', quiet: true }),
+  warn: (message) => console.warn(`aquakv: ${message}`),
+};

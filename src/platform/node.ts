@@ -1,0 +1,103 @@
+/** The Node implementation of the platform: node:fs, node:crypto, the package root, onnxruntime-node. */
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AquaError } from '../errors.js';
+import { loadOrtGemm } from './ort-gemm.js';
+import type { Hasher, Platform } from './platform.js';
+
+/**
+ * The package root: the nearest directory above this file whose package.json is aquakv's. The
+ * same walk works from src/ (ts-node), dist/src/ (a checkout) and node_modules/aquakv/dist/src/.
+ */
+function findPackageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'aquakv') return dir;
+      } catch {
+        // an unreadable package.json on the way up is not ours
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`aquakv: cannot find the package root above ${fileURLToPath(import.meta.url)}`);
+    dir = up;
+  }
+}
+
+let root: string | null = null;
+let tmpCounter = 0;
+
+export const platform: Platform = {
+  name: 'node',
+  readFile(path) {
+    try {
+      const b = readFileSync(path);
+      return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    } catch (e) {
+      throw new AquaError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  },
+  readText(path) {
+    return new TextDecoder().decode(platform.readFile(path));
+  },
+  writeFileAtomic(path, data) {
+    const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${tmpCounter++}.tmp`);
+    const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+    let fd: number | null = null;
+    try {
+      fd = openSync(tmp, 'w');
+      let off = 0;
+      while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+      fsyncSync(fd);
+      closeSync(fd);
+      fd = null;
+      renameSync(tmp, path);
+    } catch (e) {
+      if (fd !== null) closeSync(fd);
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // nothing was created
+      }
+      throw new AquaError(`cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  },
+  exists: (path) => existsSync(path),
+  isDirectory: (path) => existsSync(path) && statSync(path).isDirectory(),
+  makeDirectory(path) {
+    try {
+      mkdirSync(path, { recursive: true });
+    } catch (e) {
+      throw new AquaError(`cannot create directory ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  },
+  joinPath: (...parts) => join(...parts),
+  sha256(): Hasher {
+    const h = createHash('sha256');
+    const hasher: Hasher = {
+      update(data) {
+        h.update(data);
+        return hasher;
+      },
+      digest: () => h.digest('hex'),
+    };
+    return hasher;
+  },
+  assetPath(relative) {
+    root ??= findPackageRoot();
+    return resolve(root, relative);
+  },
+  fastGemm() {
+    // AQUAKV_GEMM=ts asks for the portable product on purpose (tests, comparisons): no notice then
+    if (process.env.AQUAKV_GEMM === 'ts') return { fn: null, reason: 'AQUAKV_GEMM=ts', quiet: true };
+    const threads = process.env.AQUAKV_THREADS ? Number(process.env.AQUAKV_THREADS) : undefined;
+    return loadOrtGemm(threads);
+  },
+  warn(message) {
+    process.stderr.write(`aquakv: ${message}\n`);
+  },
+};

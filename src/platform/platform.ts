@@ -1,0 +1,42 @@
+/**
+ * What the library needs from its host, in one small interface, so that the model, quantizer,
+ * cache and predictor code never import `node:*` or read `process`: files, hashes, the package's
+ * own assets (grids, the embedded model), a native matrix product where one exists, and a place
+ * for one-line warnings. `./node.ts` implements it for Node; `./browser.ts` for browsers (bundlers
+ * pick it through package.json's "browser" field, which maps node.js → browser.js).
+ */
+
+/** out[M, N] = op(A) · op(B); see tensor/gemm.ts for the convention. */
+export type GemmFn = (
+  out: Float32Array, a: Float32Array, b: Float32Array,
+  m: number, k: number, n: number, transA: boolean, transB: boolean,
+) => void;
+
+export interface Hasher {
+  update(data: Uint8Array | string): Hasher;
+  /** Lower-case hex. */
+  digest(): string;
+}
+
+/** A native matrix product, or why there is none. */
+export type FastGemm = { fn: GemmFn; name: string } | { fn: null; reason: string; quiet?: boolean };
+
+export interface Platform {
+  readonly name: 'node' | 'browser';
+  readFile(path: string): Uint8Array;
+  readText(path: string): string;
+  /** Writes through a temporary file in the same directory, then renames: never a half-written file. */
+  writeFileAtomic(path: string, data: Uint8Array | string): void;
+  exists(path: string): boolean;
+  isDirectory(path: string): boolean;
+  /** Creates a directory and its parents (nothing if it exists). */
+  makeDirectory(path: string): void;
+  joinPath(...parts: string[]): string;
+  sha256(): Hasher;
+  /** Absolute path of an asset shipped with the package (`grids/EDEN2-16.json`, `models/aquakv-sotu`). */
+  assetPath(relative: string): string;
+  /** Loads the native matrix product (called once, on the first product that needs it). */
+  fastGemm(): FastGemm;
+  /** A one-line notice for the user (stderr under Node). */
+  warn(message: string): void;
+}
