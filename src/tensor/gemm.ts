@@ -126,7 +126,7 @@ function nativeProduct(): GemmFn | null {
     const f = platform.fastGemm();
     fast = f.fn;
     if (!f.fn && !f.quiet) {
-      platform.warn(`${f.reason}; matrix products run in portable TypeScript, ~100× slower (npm install onnxruntime-node for the native one)`);
+      platform.warn(`${f.reason}; matrix products run in portable TypeScript, ~100× slower (npm install onnxruntime-node for the native one; offline, add --onnxruntime-node-install=skip)`);
     }
   }
   return fast;
