@@ -5,6 +5,7 @@ import { packBits, unpackBits, packedBytes } from '../src/quant/bitpack.js';
 import { fwht, hadamardMatrix } from '../src/quant/hadamard.js';
 import { HiggsQuantizer, defaultGroupSize } from '../src/quant/higgs.js';
 import { UniformQuantizer } from '../src/quant/uniform.js';
+import { IdentityQuantizer } from '../src/quant/identity.js';
 import { Grid, listGrids, loadGrid, readGridFile, measureGridMse } from '../src/quant/grid.js';
 import { lloydMax1d } from '../src/quant/grid-generator.js';
 import { parseQuantizer } from '../src/quant/spec.js';
@@ -154,10 +155,41 @@ test('uniform quantization of constant groups is exact and codes use the stored 
   assert.deepEqual(Array.from(y), [0, step, 2 * step, 3 * step]);
 });
 
+test('the quantizer contract, for every kind (HIGGS grids, uniform, identity)', () => {
+  // spec → [bound on relative squared error on Gaussian data, exact bits per value at C = 64 and 64 rows]
+  const cases: Record<string, [number, number]> = {
+    'higgs:1x4': [0.13, 2 + 16 / 64], 'higgs:2x16': [0.13, 2 + 16 / 64], 'higgs:2x256': [0.03, 4 + 16 / 64], 'higgs:4x256': [0.1, 2 + 16 / 64],
+    'higgs:2x16:g32': [0.13, 2 + 32 / 64], 'uniform:2:channel:g32': [0.2, 2 + 32 / 32], 'uniform:4:token:g32': [0.01, 4 + 32 / 32],
+    none: [0, 32],
+  };
+  const C = 64, rows = 64;
+  const x = new Rng(17).fillNormal(new Float32Array(rows * C));
+  for (const [spec, [maxErr, bits]] of Object.entries(cases)) {
+    const q = parseQuantizer(spec, C);
+    assert.equal(parseQuantizer(q.spec, C).spec, q.spec, `${spec}: its resolved spec parses back to itself`);
+    const block = q.quantize(x, rows);
+    assert.equal(block.rows, rows);
+    assert.equal(block.cols, C);
+    assert.deepEqual(q.quantize(x, rows), block, `${spec}: deterministic`);
+    assert.ok(Math.abs(bitsPerValue(block) - bits) < 1e-12, `${spec}: ${bitsPerValue(block)} bits per value, expected ${bits}`);
+    const y = new Float32Array(rows * C);
+    q.dequantize(block, y);
+    assert.ok(y.every(Number.isFinite), spec);
+    assert.ok(relErr(x, y) <= maxErr, `${spec}: relative error ${relErr(x, y)} > ${maxErr}`);
+    // the input is not modified, and the block does not alias it
+    const x2 = x.slice();
+    const b2 = q.quantize(x2, rows);
+    x2.fill(0);
+    q.dequantize(b2, y);
+    assert.ok(relErr(x, y) <= maxErr, `${spec}: the block owns its data`);
+  }
+  assert.equal(relErr(x, (() => { const y = new Float32Array(rows * C); const q = new IdentityQuantizer(C); q.dequantize(q.quantize(x, rows), y); return y; })()), 0, 'identity is exact');
+});
+
 test('malformed input gives a clear error', () => {
   const h = HiggsQuantizer.fromGrid(2, 16, 8);
   const u = new UniformQuantizer(4, 'channel', 32, 8);
-  for (const q of [h, u]) {
+  for (const q of [h, u, new IdentityQuantizer(8)]) {
     assert.throws(() => q.quantize(Float32Array.of(1, NaN, 0, 0, 0, 0, 0, 0), 1), /non-finite value NaN at row 0, channel 1/);
     assert.throws(() => q.quantize(Float32Array.of(1, 2, 3, 4, 5, 6, 7, Infinity), 1), /non-finite value Infinity/);
     assert.throws(() => q.quantize(new Float32Array(0), 0), /empty batch/);
