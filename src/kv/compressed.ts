@@ -110,6 +110,9 @@ export class CompressedCache implements KVCache {
     if (layer === config.nLayers - 1) {
       r.chunks.push(...this.compressing);
       this.compressing = [];
+      // a long prefill compresses many chunks at once; decode compresses one block at a time, so
+      // keep no more reconstruction scratch than one block needs
+      if (this.curRec.k.length > this.options.buffer * C) this.prevRec = this.curRec = { k: new Float32Array(0), v: new Float32Array(0) };
     }
     return view;
   }
