@@ -19,7 +19,7 @@ function packageDataDir(pkg: string): string {
     const require = createRequire(import.meta.url);
     return join(dirname(require.resolve(`${pkg}/package.json`)), 'data');
   } catch {
-    throw new AquaError(`the data package ${pkg} is not installed`, 'run npm install in the aquakv checkout (it is a devDependency)');
+    throw new AquaError(`the data package ${pkg} is not installed`, 'it is a dependency of aquakv: reinstall aquakv (npm install)');
   }
 }
 

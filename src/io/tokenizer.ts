@@ -15,7 +15,7 @@ export interface TextTokenizer {
 
 export function loadTokenizer(dir: string): TextTokenizer {
   const path = join(dir, 'tokenizer.json');
-  if (!existsSync(path)) throw new AquaError(`${dir} has no tokenizer.json`, 'pass --ids instead of --text, or add the tokenizer');
+  if (!existsSync(path)) throw new AquaError(`${dir} has no tokenizer.json`, 'text needs the model\'s tokenizer; token ids run without one');
   let json: Record<string, unknown>;
   let config: object = {};
   try {
