@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { aquakv } from './run-cli.js';
@@ -63,4 +63,34 @@ test('eval, calibrate and retrieval explain bad input in one line', () => {
     assert.match(r.err, re);
     assert.equal(r.err.trim().split('\n').length, 1, r.err);
   }
+});
+
+test('outputs are checked before any work, and a damaged predictor cache entry is calibrated over', async () => {
+  const t0 = Date.now();
+  const dirOut = aquakv('calibrate', '--model', model, '--data', text, '--samples', '4', '--seq-len', '64', '--out', work);
+  assert.equal(dirOut.code, 1);
+  assert.match(dirOut.err, /cannot write .*: it is a directory/);
+  const missing = aquakv('calibrate', '--model', model, '--data', text, '--out', join(work, 'no/such/dir/p.safetensors'));
+  assert.match(missing.err, /directory .*no\/such\/dir does not exist/);
+  const demo = aquakv('demo', '--model', model, '--text', text, '--calibration-data', text, '--out', join(work, 'nowhere/report.html'));
+  assert.match(demo.err, /nowhere does not exist/);
+  const cacheFile = join(work, 'a-file');
+  writeFileSync(cacheFile, 'x');
+  const cacheDir = aquakv('demo', '--model', model, '--text', text, '--calibration-data', text, '--cache-dir', cacheFile);
+  assert.match(cacheDir.err, /--cache-dir .* is not a directory/);
+  for (const r of [dirOut, missing, demo, cacheDir]) assert.equal(r.err.trim().split('\n').length, 1, r.err);
+  assert.ok(Date.now() - t0 < 20_000, 'refused before calibrating');
+
+  const { cachedPredictors } = await import('../src/predictors/cache-dir.js');
+  const { loadModel, DEFAULT_CALIBRATION } = await import('../src/index.js');
+  const { randomWordsText } = await import('./fixture.js');
+  const { model: m, tokenizer } = loadModel(model);
+  const cache = join(work, 'cache');
+  const words = randomWordsText(600, 5);
+  const settings = { ...DEFAULT_CALIBRATION, samples: 2, seqLen: 50 };
+  const first = cachedPredictors(cache, m, words, tokenizer, settings);
+  writeFileSync(first.path, readFileSync(first.path).subarray(0, 100)); // a truncated entry
+  const again = cachedPredictors(cache, m, words, tokenizer, settings);
+  assert.equal(again.reused, false, 'the damaged entry is not used');
+  assert.deepEqual(cachedPredictors(cache, m, words, tokenizer, settings).set.keys[1]!.weight, first.set.keys[1]!.weight, 'and is replaced by a good one');
 });

@@ -106,3 +106,16 @@ test('tokenizer.json loads through @huggingface/tokenizers and round-trips text'
   }
   assert.ok(tok.encode(FIXTURE_TEXT).length < new TextEncoder().encode(FIXTURE_TEXT).length * 0.8, "merges shorten the training text");
 });
+
+test('the sampler always picks a token: top-p 0 and vanishing temperatures are greedy', async () => {
+  const { Sampler, argmax } = await import('../src/model/sampler.js');
+  const logits = new Rng(4).fillNormal(new Float32Array(50));
+  const best = argmax(logits);
+  for (const [temperature, topP] of [[0.8, 0], [1e-320, 0.95], [Number.MIN_VALUE, 1], [1e-30, 0.5]]) {
+    const s = new Sampler({ temperature, topP, seed: 1 });
+    for (let i = 0; i < 5; i++) assert.equal(s.sample(logits), best, `temperature ${temperature}, top-p ${topP}`);
+  }
+  // ordinary settings still sample: more than one token over many draws
+  const s = new Sampler({ temperature: 1, topP: 1, seed: 2 });
+  assert.ok(new Set(Array.from({ length: 50 }, () => s.sample(logits))).size > 1);
+});

@@ -5,6 +5,7 @@ import { loadTokenizer } from '../io/tokenizer.js';
 import { formatMethod, parseMethod } from '../kv/method.js';
 import { calibrate, DEFAULT_CALIBRATION } from '../predictors/calibrate.js';
 import { savePredictors } from '../predictors/file.js';
+import { platform } from '../platform/index.js';
 import { intOpt, numOpt, parse } from './args.js';
 import type { Command } from './command.js';
 import { formatLayerErrors } from './format.js';
@@ -30,6 +31,8 @@ export const calibrateCommand: Command = {
     if (!['both', 'keys', 'values'].includes(predict)) throw new AquaError(`--predict must be both, keys or values, got '${predict}'`);
     const fitOn = (o['fit-on'] ?? d.fitOn) as typeof d.fitOn;
     if (!['reconstructed', 'original'].includes(fitOn)) throw new AquaError(`--fit-on must be reconstructed or original, got '${fitOn}'`);
+    const out = o.out ?? 'predictors.safetensors';
+    platform.checkWritable(out);
     const model = openModel(dir);
     const seqLen = intOpt(o['seq-len'], 'seq-len', Math.min(d.seqLen, model.config.maxPositionEmbeddings), 2);
     if (seqLen > model.config.maxPositionEmbeddings) throw new AquaError(`--seq-len ${seqLen} exceeds the model's context of ${model.config.maxPositionEmbeddings}`);
@@ -46,7 +49,6 @@ export const calibrateCommand: Command = {
       onProgress: (stage, done, total) => bar.update(done, total, stage),
     });
     bar.stop();
-    const out = o.out ?? 'predictors.safetensors';
     savePredictors(out, p);
     if (o.json) {
       console.log(JSON.stringify({ out, ...p.info }, null, 2));

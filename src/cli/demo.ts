@@ -27,9 +27,12 @@ export const demoCommand: Command = {
     const evalSource = o.text ?? (embedded ? '@moby-dick' : undefined);
     const calibSource = o['calibration-data'] ?? (embedded ? '@sotu-train' : undefined);
     if (!evalSource || !calibSource) throw new AquaError('demo on your own model needs --text FILE and --calibration-data FILE');
+    const out = resolve(o.out ?? 'report.html');
+    platform.checkWritable(out);
+    const cacheDir = resolve(o['cache-dir'] ?? '.aquakv-cache');
+    if (platform.exists(cacheDir) && !platform.isDirectory(cacheDir)) throw new AquaError(`--cache-dir ${cacheDir} is not a directory`);
     const model = openModel(dir);
     const tok = loadTokenizer(dir);
-    const cacheDir = resolve(o['cache-dir'] ?? '.aquakv-cache');
     let bar: Progress | null = null;
     let barStage = '';
     const result = runDemo(model, tok, dir, {
@@ -81,7 +84,6 @@ export const demoCommand: Command = {
       console.log(`\npass-key retrieval (a 5-digit key hidden in ${result.settings.evalText}, asked for at the end of a ${result.settings.seqLen}-token window; ${result.retrieval[0].results[0].samples} samples per distance, greedy answer must match exactly)`);
       console.log(formatRetrieval(result.retrieval));
     }
-    const out = resolve(o.out ?? 'report.html');
     platform.writeFileAtomic(out, renderReport(result));
     console.log(`\nreport: ${out} (demo took ${result.seconds.toFixed(0)} s)`);
   },

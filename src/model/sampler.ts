@@ -17,6 +17,7 @@ export class Sampler {
     const V = logits.length;
     if (this.opts.temperature <= 0) return argmax(logits);
     const invT = 1 / this.opts.temperature;
+    if (!Number.isFinite(invT)) return argmax(logits); // a temperature this close to 0 is greedy
     let max = -Infinity;
     for (let i = 0; i < V; i++) max = Math.max(max, logits[i]);
     const p = new Float64Array(V);
@@ -24,9 +25,11 @@ export class Sampler {
     for (let i = 0; i < V; i++) sum += (p[i] = Math.exp((logits[i] - max) * invT));
     const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => p[b] - p[a]);
     // keep the smallest prefix whose mass reaches topP
+    // (at least the most likely token, so top-p 0 or a temperature so small that exp underflows is greedy)
     let kept = 0;
     let mass = 0;
-    while (kept < V && mass < this.opts.topP * sum) mass += p[order[kept++]];
+    while (kept < V && (kept === 0 || mass < this.opts.topP * sum)) mass += p[order[kept++]];
+    if (!(mass > 0)) return order[0];
     let r = this.rng.next() * mass;
     for (let i = 0; i < kept; i++) {
       r -= p[order[i]];

@@ -16,6 +16,7 @@ export const platform: Platform = {
   readFile: (path) => noFiles(`reading ${path}`),
   readText: (path) => noFiles(`reading ${path}`),
   writeFileAtomic: (path) => noFiles(`writing ${path}`),
+  checkWritable: (path) => noFiles(`writing ${path}`),
   exists: () => false,
   isDirectory: () => false,
   makeDirectory: (path) => noFiles(`creating ${path}`),

@@ -1,5 +1,5 @@
 /** The Node implementation of the platform: node:fs, node:crypto, the package root, onnxruntime-node. */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,6 +64,16 @@ export const platform: Platform = {
         // nothing was created
       }
       throw new AquaError(`cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  },
+  checkWritable(path) {
+    if (existsSync(path) && statSync(path).isDirectory()) throw new AquaError(`cannot write ${path}: it is a directory`);
+    const dir = dirname(resolve(path));
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new AquaError(`cannot write ${path}: directory ${dir} does not exist`);
+    try {
+      accessSync(dir, constants.W_OK);
+    } catch {
+      throw new AquaError(`cannot write ${path}: directory ${dir} is not writable`);
     }
   },
   exists: (path) => existsSync(path),

@@ -29,6 +29,11 @@ export interface Platform {
   writeFileAtomic(path: string, data: Uint8Array | string): void;
   exists(path: string): boolean;
   isDirectory(path: string): boolean;
+  /**
+   * Throws an AquaError now if `path` could not be written later: its directory is missing or not
+   * writable, or the path is a directory. For checks before long work.
+   */
+  checkWritable(path: string): void;
   /** Creates a directory and its parents (nothing if it exists). */
   makeDirectory(path: string): void;
   joinPath(...parts: string[]): string;

@@ -4,6 +4,7 @@
  * settings and method, the format version and the calibration text), so a changed model
  * (retrained ones included), setting, method or text gets a fresh file.
  */
+import { AquaError } from '../errors.js';
 import { formatMethod } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
 import { platform } from '../platform/index.js';
@@ -24,9 +25,18 @@ export function cachedPredictors(
   dir: string, model: LlamaModel, text: string, tokenizer: { encode(s: string): number[] }, s: CalibrationSettings,
   onProgress?: CalibrationOptions['onProgress'],
 ): CalibratedPredictors & { reused: boolean; path: string } {
+  if (platform.exists(dir) && !platform.isDirectory(dir)) throw new AquaError(`predictor cache ${dir} is not a directory`);
   platform.makeDirectory(dir);
   const path = platform.joinPath(dir, `predictors-${predictorCacheKey(model, s, text)}.safetensors`);
-  if (platform.exists(path)) return { ...loadPredictors(path, model), reused: true, path };
+  if (platform.exists(path)) {
+    try {
+      return { ...loadPredictors(path, model), reused: true, path };
+    } catch (e) {
+      // entries are written atomically, so this is damage from outside (or an older aquakv's half-written file)
+      if (!(e instanceof AquaError)) throw e;
+      platform.warn(`${path} is unreadable (${e.message}); calibrating again over it`);
+    }
+  }
   const p = calibrate(model, text, tokenizer, { ...s, onProgress });
   savePredictors(path, p);
   return { ...p, reused: false, path };
