@@ -24,8 +24,8 @@ export { Sampler, argmax, type SamplerOptions } from './model/sampler.js';
 
 // caches
 export type { KVCache, LayerView, CacheMemory, CacheHost } from './model/kv-cache.js';
-export { parseMethod, parseMethodList, formatMethod, methodFamily, methodKey, METHOD_SPEC_HELP, type CacheMethod, type MethodKind } from './kv/method.js';
-export { createCache, checkPredictorsFit } from './kv/factory.js';
+export { parseMethod, parseMethodList, formatMethod, methodFamily, methodKey, slotSpec, BUDGET_LADDER, DEFAULT_BUDGET, METHOD_SPEC_HELP, type CacheMethod, type MethodKind, type SlotOverride } from './kv/method.js';
+export { createCache, resolvePlan } from './kv/factory.js';
 export { FullCache } from './kv/full.js';
 export { CompressedCache, DEFAULT_CACHE_OPTIONS, type CacheOptions, type CacheMode } from './kv/compressed.js';
 export { LinearPredictor, predictorBytes, type PredictorSet } from './kv/linear-predictor.js';
@@ -41,6 +41,7 @@ export { listGrids, loadGrid, type Grid } from './quant/grid.js';
 // predictors
 export { calibrate, DEFAULT_CALIBRATION, type CalibrationOptions } from './predictors/calibrate.js';
 export { savePredictors, loadPredictors, encodePredictors, decodePredictors, type CalibratedPredictors, type PredictorInfo, type LayerErrors } from './predictors/file.js';
+export type { Allocation } from './predictors/allocate.js';
 
 // evaluation
 export { evaluatePerplexity, DEFAULT_EVAL, type EvalOptions, type MethodResult } from './eval/perplexity.js';

@@ -19,7 +19,10 @@ import { BIN } from './run-cli.js';
 const sample: DemoResult = {
   model: { dir: '/m', layers: 2, kvDim: 16, hiddenSize: 32, vocabSize: 300, context: 512 },
   settings: { evalText: '@moby-dick', seqLen: 64, chunk: 32 },
-  calibrations: [{ method: 'aquakv', reused: false, path: '/p', seconds: 1, layers: [
+  calibrations: [{ method: 'aquakv', plan: 'aquakv[q=higgs:4x256,first=higgs:4x256,k1=higgs:2x256]', reused: false, path: '/p', seconds: 1,
+    allocation: { budget: 2.5, bitsPerValue: 2.458, ladder: ['higgs:4x256', 'higgs:2x64', 'higgs:2x256'], windows: 2, tokens: 2046, klBase: 0.0512, klPlan: 0.00412, measurements: 20,
+      steps: [{ slot: 'k1', to: 'higgs:2x64', bitsPerValue: 2.2083, klBefore: 0.0512, klAfter: 0.0107 }], firstGains: [{ slot: 'k1', klGain: 0.0405 }, { slot: 'v3', klGain: 0.0003 }] },
+    layers: [
     { layer: 0, keys: null, values: null },
     { layer: 1, keys: { trainRelMse: 0.05, validRelMse: 0.0625, equivalentBits: 2 }, values: { trainRelMse: 0.2, validRelMse: 0.25, equivalentBits: 1 } },
   ] }],
@@ -39,7 +42,8 @@ const sample: DemoResult = {
 test('the report is one self-contained HTML page with every section and the numbers given', () => {
   const html = renderReport(sample);
   assert.match(html, /^<!doctype html>/);
-  for (const id of ['tradeoff', 'predictors', 'memory', 'retrieval', 'settings']) assert.match(html, new RegExp(`<section id="${id}">`));
+  for (const id of ['tradeoff', 'predictors', 'memory', 'allocation', 'retrieval', 'settings']) assert.match(html, new RegExp(`<section id="${id}">`));
+  for (const s of ['budget 2.500 bits, plan 2.458 bits', 'k1 → higgs:2x64', '0.05120 → 0.01070', 'KL divergence from fp against stored bits per value']) assert.ok(html.includes(s), `missing ${s}`);
   assert.equal((html.match(/<svg /g) ?? []).length, 3);
   for (const s of ['2.345', '20.679', '+0.87%', '0.01234', '3.067', '+24.39%', '0.0625', '2.00', '@moby-dick', '0.50×', 'distance 900', '80% (4/5)', '60% (3/5)']) assert.ok(html.includes(s), `missing ${s}`);
   assert.ok(html.includes('the &lt;Union&gt; &amp; more'), 'generated text is escaped');
@@ -59,7 +63,7 @@ test('the predictor cache directory reuses a calibration and invalidates it on a
   const mb = new LlamaModel(b.config, b.weights);
   const rng = new Rng(4);
   const text = Array.from({ length: 400 }, () => ['the', 'union', 'of', 'states', 'congress', 'people'][rng.int(6)]).join(' ');
-    const s = { ...DEFAULT_CALIBRATION, samples: 4, seqLen: 50, dataSource: 'words' };
+    const s = { ...DEFAULT_CALIBRATION, method: parseMethod('aquakv[q=higgs:2x16,first=higgs:2x256]'), samples: 4, seqLen: 50, dataSource: 'words' };
   const cache = mkdtempSync(join(tmpdir(), 'aquakv-cache-'));
   const first = cachedPredictors(cache, ma, text, tok, s);
   assert.equal(first.reused, false);
@@ -82,16 +86,16 @@ test('the predictor cache directory reuses a calibration and invalidates it on a
 });
 
 test('smoke: the demo runs end to end on the tiny fixture and writes its report', () => {
-  const dir = makeTinyModel({ layers: 3, maxPositions: 512 });
+  const dir = makeTinyModel({ layers: 3, maxPositions: 512, headDim: 32 }); // C = 64: a 2.5-bit budget fits
   const work = mkdtempSync(join(tmpdir(), 'aquakv-demo-'));
   const text = join(work, 'text.txt');
   writeFileSync(text, Array.from({ length: 30 }, (_, i) => `${FIXTURE_TEXT} ${i}`).join('\n\n'));
   const out = join(work, 'report.html');
-  const args = [BIN, 'demo', '--model', dir, '--text', text, '--calibration-data', text, '--seq-len', '128', '--max-tokens', '256',
+  const args = [BIN, 'demo', '--model', dir, '--text', text, '--calibration-data', text, '--seq-len', '256', '--max-tokens', '512',
     '--samples', '4', '--retrieval-samples', '1', '--max-new-tokens', '8', '--buffer', '16', '--cache-dir', join(work, 'cache'), '--out', out];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
-  for (const m of ['fp', 'aquakv', 'higgs', 'kivi2', 'kivi4', 'aquakv[q=higgs:2x64]']) assert.match(r.stdout, new RegExp(`^${m.replace(/[[\]]/g, '\\$&')}\\s+\\d+\\.\\d{3}`, 'm'));
+  for (const m of ['fp', 'aquakv', 'higgs', 'kivi2', 'kivi4', 'aquakv[q=higgs:2x16,first=higgs:2x256]']) assert.match(r.stdout, new RegExp(`^${m.replace(/[[\]]/g, '\\$&')}\\s+\\d+\\.\\d{3}`, 'm'));
   assert.match(r.stdout, /calibrated in/);
   assert.match(r.stdout, /\[aquakv, CompressedCache, compact mode\] .*\n  decode [\d.]+ tokens\/s; cache of \d+ tokens: [\d,]+ bytes stored/);
   assert.match(r.stdout, /pass-key retrieval .*1 samples per distance/);

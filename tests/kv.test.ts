@@ -10,7 +10,9 @@ const rng = new Rng(9);
 const ids = Array.from({ length: 40 }, () => rng.int(300));
 // predictors calibrated on random words through the real pipeline (the fixture has no real text)
 const calibText = randomWordsText(3000, 9);
-const { set: predictors } = calibrate(model, calibText, tokenizer, { samples: 8, seqLen: 128, dataSource: 'random words' });
+// the fixed AQUA-KV of the paper (layer 0 at 4 bits, 2-bit residuals); budgets are tested apart below
+const AQUA = 'aquakv[q=higgs:2x16,first=higgs:2x256]';
+const { set: predictors } = calibrate(model, calibText, tokenizer, { method: parseMethod(AQUA), samples: 8, seqLen: 128, dataSource: 'random words' });
 const predictors1x16 = calibrate(model, calibText, tokenizer, { method: parseMethod('aquakv[q=higgs:1x16]'), samples: 8, seqLen: 128 }).set;
 const predictorsOf = (name: string) => (name.startsWith('aquakv[q=higgs:1x16]') ? predictors1x16 : predictors);
 
@@ -47,7 +49,7 @@ test('identity quantizers through the compressed cache equal the full-precision 
 });
 
 test('compact and materialized modes give identical logits for every method', () => {
-  for (const name of ['aquakv', 'higgs', 'kivi2', 'aquakv[q=higgs:1x16]']) {
+  for (const name of [AQUA, 'higgs', 'kivi2', 'aquakv[q=higgs:1x16]']) {
     for (const steps of PATTERNS) {
       const a = feed(createCache(model, parseMethod(name), predictorsOf(name), { ...small, mode: 'materialized' }), steps);
       const b = feed(createCache(model, parseMethod(name), predictorsOf(name), { ...small, mode: 'compact' }), steps);
@@ -60,7 +62,7 @@ test('token-by-token decode gives the logits of feeding steps that divide the bu
   const before = gemmBackend();
   setGemmBackend('ts'); // row results independent of the number of rows, so equality is exact
   try {
-    for (const name of ['aquakv', 'higgs', 'kivi4']) {
+    for (const name of [AQUA, 'higgs', 'kivi4']) {
       const p = parseMethod(name).usesPredictors ? predictors : null;
       const decode = feed(createCache(model, parseMethod(name), p, small), [1]);
       for (const steps of [[2], [4], [8]]) {
@@ -76,7 +78,7 @@ test('token-by-token decode gives the logits of feeding steps that divide the bu
 });
 
 test('the cache counts codes, scales, sinks and buffer exactly', () => {
-  const cache = createCache(model, parseMethod('aquakv'), predictors, small) as CompressedCache;
+  const cache = createCache(model, parseMethod(AQUA), predictors, small) as CompressedCache;
   feed(cache, [5]);
   // 40 tokens: sinks 0..2, chunks [3,8) [8,16) [16,24) [24,32) [32,40) → all 37 compressed
   assert.equal(cache.compressedTokens, 37);
@@ -98,7 +100,8 @@ test('the cache counts codes, scales, sinks and buffer exactly', () => {
 });
 
 test('cache method specs parse into quantizer specs, format back canonically, and bad ones explain themselves', () => {
-  const a = parseMethod('aquakv');
+  assert.equal(formatMethod(parseMethod('aquakv')), 'aquakv[bits=2.5]', 'the one-word aquakv is budgeted');
+  const a = parseMethod(AQUA);
   assert.deepEqual(a.keys, { type: 'higgs', d: 2, n: 16 });
   assert.deepEqual(a.firstKeys, { type: 'higgs', d: 2, n: 256 });
   assert.ok(a.usesPredictors);
@@ -113,14 +116,22 @@ test('cache method specs parse into quantizer specs, format back canonically, an
   assert.equal(formatMethod(k), 'kivi[k=uniform:3:channel:g32,v=uniform:3:token:g32,rope=pre]');
   assert.equal(formatMethod(parseMethod('higgs')), 'higgs[q=higgs:2x16]');
   assert.ok(parseMethod('kivi2').keysAfterRope);
-  for (const spec of ['fp', 'aquakv', 'higgs', 'kivi2', 'kivi4', 'aquakv[q=higgs:2x64]', 'higgs[q=higgs:1x16]', 'higgs[q=none]']) {
+  const o = parseMethod('aquakv[q=higgs:4x256,v3=higgs:2x64,k1=higgs:2x256,first=higgs:2x16]');
+  assert.equal(formatMethod(o), 'aquakv[q=higgs:4x256,first=higgs:2x16,k1=higgs:2x256,v3=higgs:2x64]', 'overrides in layer order');
+  assert.throws(() => createCache(model, o, predictors), /do not fit/);
+  assert.throws(() => parseMethod('aquakv[bits=2.5,q=higgs:2x16]'), /takes no other option/);
+  assert.throws(() => parseMethod('higgs[bits=3]'), /applies to aquakv only/);
+  assert.throws(() => parseMethod('aquakv[bits=x]'), /bits must be a number/);
+  assert.throws(() => parseMethod('higgs[q=higgs:2x16,k1=higgs:2x64,k1=none]'), /given twice/);
+  assert.throws(() => createCache(model, parseMethod('higgs[q=higgs:2x16,k7=none]')), /sets layer 7, but the model has 3 layers/);
+  for (const spec of ['fp', 'aquakv', 'aquakv[bits=2.25]', AQUA, 'higgs', 'kivi2', 'kivi4', 'aquakv[q=higgs:2x64]', 'higgs[q=higgs:1x16]', 'higgs[q=none]', 'higgs[q=higgs:2x16,k0=none,v2=higgs:2x64]']) {
     const m = parseMethod(spec);
     assert.deepEqual({ ...parseMethod(formatMethod(m)), name: m.name }, m, `${spec} survives formatting`);
   }
   assert.throws(() => parseMethod('zip'), /unknown method 'zip'/);
   assert.throws(() => parseMethod('higgs[x=1]'), /unknown option 'x'/);
   assert.throws(() => parseMethod('aquakv[k=higgs:2x16]'), /needs q=QUANTIZER, or both k= and v=/);
-  assert.throws(() => createCache(model, parseMethod('aquakv'), null), /needs predictors/);
+  assert.throws(() => createCache(model, parseMethod(AQUA), null), /needs predictors/);
   assert.throws(() => parseMethod('higgs[q=higgs:9x9]'), /no shipped grid/);
   assert.throws(() => parseMethod('higgs[q=fp]'), /unknown quantizer 'fp'/, "'none' is the one word for full precision");
 });
@@ -129,7 +140,8 @@ test('predictors are refused by a method they were not fitted for', () => {
   assert.equal(predictors.method, 'aquakv[q=higgs:2x16,first=higgs:2x256]');
   assert.throws(() => createCache(model, parseMethod('aquakv[q=higgs:2x64]'), predictors), /predictors calibrated for aquakv\[q=higgs:2x16,first=higgs:2x256\] do not fit cache method aquakv\[q=higgs:2x64,first=higgs:2x256\]/);
   assert.throws(() => createCache(model, parseMethod('aquakv[q=higgs:2x16,first=higgs:2x16]'), predictors), /do not fit/);
-  assert.throws(() => createCache(model, parseMethod('aquakv'), predictors1x16), /do not fit/);
+  assert.throws(() => createCache(model, parseMethod(AQUA), predictors1x16), /do not fit/);
+  assert.throws(() => createCache(model, parseMethod('aquakv'), predictors), /predictors calibrated for aquakv\[q=higgs:2x16,first=higgs:2x256\] do not fit cache method aquakv\[bits=2.5\]/);
   // the same method written otherwise fits
   createCache(model, parseMethod('aquakv[q=higgs:2x16:g16,first=higgs:2x256]'), predictors);
 });

@@ -4,12 +4,14 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RidgeAccumulator } from '../src/predictors/ridge.js';
-import { calibrate, loadModel, loadPredictors, parseMethod, savePredictors } from '../src/index.js';
+import { calibrate, createCache, loadModel, loadPredictors, parseMethod, savePredictors, formatMethod, type CompressedCache } from '../src/index.js';
 import { textWindows } from '../src/predictors/text-windows.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
 import { writeFileSync } from 'node:fs';
 import { Rng } from '../src/tensor/rng.js';
-import { makeTinyModel, randomWordsText } from './fixture.js';
+import { fixtureConfig, makeTinyModel, randomWeights, randomWordsText } from './fixture.js';
+import { normaliseConfig } from '../src/io/config.js';
+import { LlamaModel } from '../src/model/llama.js';
 
 test('ridge recovers a known affine map from noisy data', () => {
   const rng = new Rng(1);
@@ -38,7 +40,8 @@ test('calibration runs end to end, saves, reloads, and refuses another model', (
   const { model, tokenizer } = loadModel(makeTinyModel({ layers: 3, maxPositions: 256 }));
   const text = randomWordsText(3000, 2);
   const stages = new Set<string>();
-  const { set, info } = calibrate(model, text, tokenizer, { samples: 8, seqLen: 100, dataSource: 'random', onProgress: (s) => stages.add(s) });
+  const method = parseMethod('aquakv[q=higgs:2x16,first=higgs:2x256]');
+  const { set, info } = calibrate(model, text, tokenizer, { method, samples: 8, seqLen: 100, dataSource: 'random', onProgress: (s) => stages.add(s) });
   assert.deepEqual([...stages].sort(), ['capture', 'fit']);
   assert.equal(info.data.trainTokens, 700);
   assert.equal(info.data.validTokens, 100);
@@ -77,7 +80,7 @@ test('calibration runs end to end, saves, reloads, and refuses another model', (
 test('ablations: keys-only and values-only predictors, fitting on original inputs', () => {
   const { model, tokenizer } = loadModel(makeTinyModel({ layers: 3, maxPositions: 256 }));
   const text = randomWordsText(2000, 3);
-  const base = { samples: 4, seqLen: 100, dataSource: 'random' };
+  const base = { method: parseMethod('aquakv[q=higgs:2x16,first=higgs:2x256]'), samples: 4, seqLen: 100, dataSource: 'random' };
   const keysOnly = calibrate(model, text, tokenizer, { ...base, predict: 'keys' });
   assert.ok(keysOnly.set.keys[1] && !keysOnly.set.values[1]);
   const valuesOnly = calibrate(model, text, tokenizer, { ...base, predict: 'values' });
@@ -98,4 +101,57 @@ test('calibration windows sampled from text have seqLen tokens, spread over the 
   assert.deepEqual(textWindows(text, (s) => tok.encode(s), d), w);
   assert.notDeepEqual(textWindows(text, (s) => tok.encode(s), { ...d, seed: 6 }), w);
   assert.throws(() => textWindows('too short', (s) => tok.encode(s), d), /fewer than one sequence of 40/);
+});
+
+test('budgeted calibration: the plan holds the budget in exact bytes, survives the file, and the cache runs it', () => {
+  // C = 2·32 = 64 channels: one fp16 scale per token-vector costs 0.25 bits, so 4x256 slots cost 2.25
+  const { model, tokenizer } = loadModel(makeTinyModel({ layers: 3, maxPositions: 256, headDim: 32 }));
+  const text = randomWordsText(3000, 6);
+  for (const budget of [2.0, 2.25, 2.75, 3.6]) {
+    const p = calibrate(model, text, tokenizer, { method: parseMethod(`aquakv[bits=${budget}]`), samples: 6, seqLen: 256, allocationWindows: 1 });
+    const a = p.info.allocation!;
+    assert.equal(p.set.budget, budget);
+    assert.equal(p.info.budget, budget);
+    assert.ok(a.bitsPerValue <= budget + 1e-12, `${a.bitsPerValue} ≤ ${budget}`);
+    assert.equal(a.firstGains.length, 6, 'every slot was measured');
+    // the cache, fed through whole blocks, reports exactly the plan's bits
+    const cache = createCache(model, parseMethod(`aquakv[bits=${budget}]`), p.set, { sinks: 0, buffer: 32 }) as CompressedCache;
+    model.forward(tokenizer.encode(text).slice(0, 128), cache, { logits: 'none' });
+    assert.ok(a.klBase > 0 && a.firstGains.some((g) => g.klGain > 0), 'the measurements see the compressed cache');
+    assert.ok(Math.abs(cache.memory().bitsPerValue - a.bitsPerValue) < 1e-12, `cache ${cache.memory().bitsPerValue} vs plan ${a.bitsPerValue}`);
+    assert.equal(formatMethod(parseMethod(p.set.method)), p.set.method, 'the plan is a method spec');
+    // the plan and budget survive a save and load unchanged
+    const path = join(mkdtempSync(join(tmpdir(), 'aquakv-pred-')), 'b.safetensors');
+    savePredictors(path, p);
+    const back = loadPredictors(path, model);
+    assert.equal(back.set.method, p.set.method);
+    assert.equal(back.set.budget, budget);
+    assert.deepEqual(back.info.allocation, a);
+    assert.throws(() => createCache(model, parseMethod('aquakv[bits=2.5]'), back.set), /do not fit cache method aquakv\[bits=2.5\]/);
+  }
+  assert.throws(() => calibrate(model, text, tokenizer, { method: parseMethod('aquakv[bits=1.5]'), samples: 4, seqLen: 256 }), /below the cheapest plan \(higgs:2x8 everywhere: 1.75 bits at C = 64\)/);
+  assert.throws(() => calibrate(model, text, tokenizer, { method: parseMethod('aquakv[bits=3]'), samples: 4, seqLen: 128 }), /windows need at least 256 tokens/);
+});
+
+test('the allocator gives the bits to the slots that move the output (a model where only layer 1 attends)', () => {
+  // attention output projections of layers 0 and 2 are zero, so their slots reach the output only
+  // through layer 1's key predictor (values are fitted without predictors here); layer 1's values
+  // are 20× larger, so its attention output dominates the residual stream: v1 matters most
+  const raw = fixtureConfig({ layers: 3, maxPositions: 256 }); // C = 16 < hidden 32: values are not a function of keys
+  const weights = randomWeights(raw, 3);
+  weights.layers[0].wo.fill(0);
+  weights.layers[2].wo.fill(0);
+  for (let i = 0; i < weights.layers[1].wv.length; i++) weights.layers[1].wv[i] *= 20;
+  const model = new LlamaModel(normaliseConfig(raw), weights);
+  const { tokenizer } = loadModel(makeTinyModel({}));
+  const text = randomWordsText(3000, 8);
+  const p = calibrate(model, text, tokenizer, { method: parseMethod('aquakv[bits=3.2]'), predict: 'keys', samples: 12, seqLen: 256, allocationWindows: 2 });
+  const a = p.info.allocation!;
+  const gains = Object.fromEntries(a.firstGains.map((g) => [g.slot, g.klGain]));
+  for (const none of ['v0', 'k2', 'v2']) assert.equal(gains[none], 0, `${none} has no path to the output: ${JSON.stringify(gains)}`);
+  for (const other of ['k0', 'k1']) assert.ok(gains.v1 > 1.5 * gains[other], `v1 matters most: ${JSON.stringify(gains)}`);
+  // at C = 16 a slot costs 3 bits (one fp16 scale per 16 values); 3.2 buys one 1-bit upgrade (6 slots · 0.2); it goes to layer 1's values
+  assert.deepEqual(a.steps.map((s) => s.slot), ['v1'], JSON.stringify(a.steps));
+  assert.ok(a.klPlan < a.klBase);
+  assert.equal(a.measurements, 1 + 6 + 0, 'the base, each slot, and nothing stale after the only upgrade');
 });

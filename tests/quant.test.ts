@@ -67,6 +67,10 @@ test('shipped grids: 1-D ones equal Lloyd–Max, all within 1% of the best known
     assert.ok(measured <= mse * 1.03, `${name}: fresh-sample MSE ${measured}, best known ${mse}`);
   }
   assert.ok(Math.abs(lloydMax1d(8).mse - 0.03454) < 1e-4);
+  // 2x8 (1.5 bits): no reference grid; above the rate–distortion bound 2^(−2·1.5) = 0.125 and well
+  // below the product of the 1-bit and 2-bit Lloyd–Max quantizers ((0.3634 + 0.1175) / 2 = 0.2405)
+  const mse28 = readGridFile(2, 8).mse;
+  assert.ok(mse28 > 0.125 && mse28 < 0.9 * 0.2405, `2x8: ${mse28}`);
 });
 
 test('structured nearest-point search agrees with exhaustive search', () => {

@@ -1,5 +1,5 @@
 /**
- * Generates the shipped grids (grids/EDEN{d}-{n}.json): `npm run grids:generate`.
+ * Generates the shipped grids (grids/EDEN{d}-{n}.json): `npm run grids:generate [-- --only 2x8,2x16]`.
  * Deterministic: each grid's seed is written into its file with the measured MSE.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -7,14 +7,23 @@ import { join } from 'node:path';
 import { Grid, SHIPPED_GRIDS, gridFileName, gridsDir, measureGridMse, type GridFile } from '../src/quant/grid.js';
 import { lloydMax1d, lloydVq } from '../src/quant/grid-generator.js';
 import { Rng } from '../src/tensor/rng.js';
+import { parse, reportUserErrors } from '../src/cli/args.js';
+import { AquaError } from '../src/errors.js';
+
+reportUserErrors('make-grids');
+const args = parse(process.argv.slice(2), { only: { type: 'string' } });
+const names = SHIPPED_GRIDS.map(([d, n]) => `${d}x${n}`);
+const only = args.only?.split(',') ?? names;
+const unknown = only.filter((g) => !names.includes(g));
+if (unknown.length) throw new AquaError(`--only: ${unknown.join(', ')} is not in SHIPPED_GRIDS (${names.join(', ')})`);
 
 // Lloyd rounds and samples per round for each vector grid (1-D grids are solved exactly)
-const ROUNDS: Record<string, [number, number]> = { '2x16': [80, 200_000], '2x64': [120, 300_000], '2x256': [150, 400_000], '4x256': [150, 400_000] };
+const ROUNDS: Record<string, [number, number]> = { '2x8': [60, 200_000], '2x16': [80, 200_000], '2x64': [120, 300_000], '2x256': [150, 400_000], '4x256': [150, 400_000] };
 const GRIDS_DIR = gridsDir();
 const EVAL_SAMPLES = 1_000_000;
 
 mkdirSync(GRIDS_DIR, { recursive: true });
-for (const [d, n] of SHIPPED_GRIDS) {
+for (const [d, n] of SHIPPED_GRIDS.filter(([d, n]) => only.includes(`${d}x${n}`))) {
   const [rounds, samples] = ROUNDS[`${d}x${n}`] ?? [0, 0];
   const t0 = performance.now();
   const seed = 1000 + 10 * d + n;

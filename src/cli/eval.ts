@@ -4,7 +4,7 @@ import { DEFAULT_EVAL, evaluatePerplexity } from '../eval/perplexity.js';
 import { readText } from '../eval/texts.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { DEFAULT_CACHE_OPTIONS } from '../kv/compressed.js';
-import { methodQuantizers, parseMethodList } from '../kv/method.js';
+import { checkMethod, parseMethodList } from '../kv/method.js';
 import { intOpt, parse } from './args.js';
 import type { Command } from './command.js';
 import { formatResults } from './format.js';
@@ -25,7 +25,7 @@ export const evalCommand: Command = {
     const dir = resolveModelDir(o.model);
     const methods = parseMethodList(o.methods ?? 'fp,aquakv,higgs,kivi2,kivi4');
     const model = openModel(dir);
-    for (const m of methods) methodQuantizers(m, model.config.kvDim);
+    for (const m of methods) checkMethod(m, model.config.kvDim, model.config.nLayers);
     const seqLen = intOpt(o['seq-len'], 'seq-len', model.config.maxPositionEmbeddings, 2);
     if (seqLen > model.config.maxPositionEmbeddings) throw new AquaError(`--seq-len ${seqLen} exceeds the model's context of ${model.config.maxPositionEmbeddings}`);
     const tok = loadTokenizer(dir);

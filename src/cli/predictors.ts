@@ -6,7 +6,7 @@
 import { AquaError } from '../errors.js';
 import { readText } from '../eval/texts.js';
 import type { TextTokenizer } from '../io/tokenizer.js';
-import { checkPredictorsFit } from '../kv/factory.js';
+import { resolvePlan } from '../kv/factory.js';
 import type { PredictorSet } from '../kv/linear-predictor.js';
 import { formatMethod, type CacheMethod } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
@@ -21,15 +21,25 @@ export function predictorsFor(
   const aqua = methods.filter((m) => m.usesPredictors);
   if (aqua.length === 0) return () => null;
   if (file) {
-    const { set } = loadPredictors(file, model);
+    // one file or several (comma-separated): each method takes the first that was calibrated for it
+    const loaded = file.split(',').map((f) => ({ f, set: loadPredictors(f, model).set }));
+    const chosen = new Map<CacheMethod, PredictorSet>();
     for (const m of aqua) {
-      try {
-        checkPredictorsFit(m, set, model.config.kvDim);
-      } catch (e) {
-        throw new AquaError(`${file}: ${(e as Error).message}`, `calibrate for it with: aquakv calibrate --method '${formatMethod(m)}' --out FILE`);
+      const fits = loaded.find(({ set }) => {
+        try {
+          resolvePlan(m, set, model.config.kvDim);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      if (!fits) {
+        const have = loaded.map(({ f, set }) => `${f}: ${set.budget === null ? set.method : `aquakv[bits=${set.budget}]`}`).join('; ');
+        throw new AquaError(`no predictor file was calibrated for ${formatMethod(m)} (${have})`, `calibrate for it with: aquakv calibrate --method '${formatMethod(m)}' --out FILE`);
       }
+      chosen.set(m, fits.set);
     }
-    return () => set;
+    return (m) => chosen.get(m) ?? null;
   }
   const source = calibrationText ?? (isEmbedded(dir) ? '@sotu-train' : undefined);
   if (!source) throw new AquaError('aquakv methods need predictors: pass --predictors FILE (from aquakv calibrate) or --calibration-data FILE');

@@ -5,7 +5,7 @@ import { DEFAULT_RETRIEVAL, defaultRetrievalDistances, retrievalAccuracy } from 
 import { readText } from '../eval/texts.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { createCache } from '../kv/factory.js';
-import { methodQuantizers, parseMethodList } from '../kv/method.js';
+import { checkMethod, parseMethodList } from '../kv/method.js';
 import { intOpt, parse } from './args.js';
 import type { Command } from './command.js';
 import { formatRetrieval } from './format.js';
@@ -38,7 +38,7 @@ export const retrievalCommand: Command = {
       return d;
     });
     const methods = parseMethodList(o.methods ?? 'fp,aquakv');
-    for (const m of methods) methodQuantizers(m, model.config.kvDim);
+    for (const m of methods) checkMethod(m, model.config.kvDim, model.config.nLayers);
     const predictors = predictorsFor(model, dir, () => tok, methods, o.predictors, o['calibration-data'], !!o.json);
     const filler = tok.encode(readText(o.filler ?? '@moby-dick'));
     const samples = intOpt(o.samples, 'samples', DEFAULT_RETRIEVAL.samples, 1);

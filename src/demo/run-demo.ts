@@ -12,6 +12,7 @@ import { formatMethod, parseMethod, type CacheMethod } from '../kv/method.js';
 import { evaluatePerplexity, type MethodResult } from '../eval/perplexity.js';
 import { generate } from '../model/generate.js';
 import type { LayerErrors } from '../predictors/file.js';
+import type { Allocation } from '../predictors/allocate.js';
 import { cachedPredictors } from '../predictors/cache-dir.js';
 import { DEFAULT_CALIBRATION } from '../predictors/calibrate.js';
 import { DEFAULT_RETRIEVAL, defaultRetrievalDistances, retrievalAccuracy, type RetrievalResult } from '../eval/retrieval-eval.js';
@@ -46,8 +47,8 @@ export const DEFAULT_DEMO = {
   chunk: 32,
   promptTokens: 600,
   maxNewTokens: 64,
-  aquakvMethods: ['aquakv', 'aquakv[q=higgs:2x64]'],
-  baselines: ['fp', 'higgs', 'higgs[q=higgs:2x16,first=higgs:2x256]', 'higgs[q=higgs:2x64]', 'higgs[q=higgs:1x16]', 'kivi2', 'kivi4'],
+  aquakvMethods: ['aquakv', 'aquakv[q=higgs:2x16,first=higgs:2x256]'], // budgeted, and the paper's fixed allocation
+  baselines: ['fp', 'higgs', 'higgs[q=higgs:4x256]', 'higgs[q=higgs:2x16,first=higgs:2x256]', 'higgs[q=higgs:2x64]', 'higgs[q=higgs:1x16]', 'kivi2', 'kivi4'],
   sinks: DEFAULT_CACHE_OPTIONS.sinks,
   buffer: DEFAULT_CACHE_OPTIONS.buffer,
   retrievalMethods: ['fp', 'aquakv', 'higgs[q=higgs:2x16,first=higgs:2x256]', 'kivi2'],
@@ -72,7 +73,7 @@ export interface Generation {
 export interface DemoResult {
   model: { dir: string; layers: number; kvDim: number; hiddenSize: number; vocabSize: number; context: number };
   settings: Record<string, string | number>;
-  calibrations: { method: string; reused: boolean; path: string; seconds: number; layers: LayerErrors[] }[];
+  calibrations: { method: string; plan: string; reused: boolean; path: string; seconds: number; layers: LayerErrors[]; allocation?: Allocation }[];
   results: MethodResult[];
   generations: Generation[];
   /** Per method, accuracy at each distance; empty when skipped or when the window is too short for the task. */
@@ -95,7 +96,7 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
     const settings = { ...DEFAULT_CALIBRATION, method, samples: o.samples, seqLen, dataSource: o.calibrationText.source };
     const c = cachedPredictors(o.cacheDir, model, o.calibrationText.text, tok, settings, (stage, d, t) => o.onProgress?.(`calibrate ${method.name}`, d, t, stage));
     predictorSets.set(formatMethod(method), c.set);
-    calibrations.push({ method: method.name, reused: c.reused, path: c.path, seconds: c.info.seconds, layers: c.info.layers });
+    calibrations.push({ method: method.name, plan: c.info.method, reused: c.reused, path: c.path, seconds: c.info.seconds, layers: c.info.layers, allocation: c.info.allocation });
   }
   // 2. evaluation: baselines and AQUA-KV variants on the same windows
   o.onStage?.(`2/${stages} perplexity on ${o.evalText.source}`);

@@ -5,29 +5,35 @@ import { CompressedCache, DEFAULT_CACHE_OPTIONS, type CacheOptions } from './com
 import { FullCache } from './full.js';
 import { LayerCodec } from './layer-codec.js';
 import { predictorBytes, type PredictorSet } from './linear-predictor.js';
-import { formatMethod, methodKey, methodQuantizers, type CacheMethod } from './method.js';
+import { formatMethod, layerQuantizers, methodKey, parseMethod, type CacheMethod } from './method.js';
 
 /**
  * Checks that `predictors` were fitted for `method` on this model (predictors learn to undo the
- * quantization noise of the quantizers they were fitted through, so another method's are wrong).
+ * quantization noise of the quantizers they were fitted through, so another method's are wrong),
+ * and returns the method the cache runs: `method` itself, or for a budgeted method the plan
+ * calibration chose for its budget, recorded with the predictors.
  */
-export function checkPredictorsFit(method: CacheMethod, predictors: PredictorSet | null, C: number): void {
-  if (!method.usesPredictors) return;
+export function resolvePlan(method: CacheMethod, predictors: PredictorSet | null, C: number): CacheMethod {
+  if (!method.usesPredictors) return method;
   if (!predictors) throw new AquaError(`cache method ${method.name} needs predictors calibrated for it`);
-  const want = methodKey(method, C);
-  if (predictors.methodKey !== want) {
-    throw new AquaError(`predictors calibrated for ${predictors.method} do not fit cache method ${formatMethod(method)}`);
+  if (method.budget !== null) {
+    if (predictors.budget !== method.budget) {
+      throw new AquaError(`predictors calibrated for ${predictors.budget === null ? predictors.method : `a budget of ${predictors.budget} bits`} do not fit cache method ${formatMethod(method)}`);
+    }
+    return { ...parseMethod(predictors.method), name: method.name };
   }
+  if (predictors.methodKey !== methodKey(method, C)) {
+    throw new AquaError(`predictors calibrated for ${predictors.budget === null ? predictors.method : `aquakv[bits=${predictors.budget}] (plan ${predictors.method})`} do not fit cache method ${formatMethod(method)}`);
+  }
+  return method;
 }
 
-/** The per-layer codecs of a method (quantizers are shared across layers of the same slot). */
+/** The per-layer codecs of a method (quantizers are shared between slots of the same spec). */
 export function layerCodecs(method: CacheMethod, nLayers: number, C: number, predictors: PredictorSet | null): LayerCodec[] {
-  checkPredictorsFit(method, predictors, C);
-  const q = methodQuantizers(method, C);
-  const p = method.usesPredictors ? predictors : null;
-  return Array.from({ length: nLayers }, (_, l) =>
-    l === 0 ? new LayerCodec(C, q.firstKeys, q.firstValues, null, null) : new LayerCodec(C, q.keys, q.values, p?.keys[l] ?? null, p?.values[l] ?? null),
-  );
+  const plan = resolvePlan(method, predictors, C);
+  const q = layerQuantizers(plan, C, nLayers);
+  const p = plan.usesPredictors ? predictors : null;
+  return Array.from({ length: nLayers }, (_, l) => new LayerCodec(C, q.keys[l], q.values[l], p?.keys[l] ?? null, p?.values[l] ?? null));
 }
 
 /**

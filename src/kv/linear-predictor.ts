@@ -34,11 +34,14 @@ export class LinearPredictor {
  * The predictors of one model, for one cache method: index l holds layer l's (layer 0 has none).
  * Predictors are fitted through a method's quantizers (on reconstructed inputs), so they belong
  * to that method: `method` names it as written, `methodKey` with every quantizer resolved for
- * this model, which is what a cache compares against its own.
+ * this model, which is what a cache compares against its own; budgeted calibration records its
+ * budget beside the plan it chose.
  */
 export interface PredictorSet {
   method: string;
   methodKey: string;
+  /** For budgeted calibration: the budget (bits per value) `method`, the chosen plan, was allocated for. */
+  budget: number | null;
   keys: (LinearPredictor | null)[]; // [L]
   values: (LinearPredictor | null)[]; // [L]
 }

@@ -1,23 +1,35 @@
 /**
- * Cache methods: what every slot of a cache stores, parsed once from a spec string into a
- * `CacheMethod` that calibration, predictor files, caches, eval, the demo and the report share.
+ * Cache methods: what every slot (layer × keys/values) of a cache stores, parsed once from a spec
+ * string into a `CacheMethod` that calibration, predictor files, caches, eval, the demo and the
+ * report share.
  *
  *   fp                       full precision (the f32 cache)
- *   aquakv                   predictors + HIGGS residuals: q=higgs:2x16, first=higgs:2x256
- *   higgs                    the same quantizer, no predictors: q=higgs:2x16 on every layer
+ *   aquakv                   budgeted AQUA-KV: aquakv[bits=2.5]; calibration measures each slot's
+ *                            effect on the model's output and chooses every slot's quantizer so the
+ *                            average stays within the budget; the plan lives in the predictor file
+ *   higgs                    HIGGS alone: q=higgs:2x16 on every layer, no predictors
  *   kivi2, kivi4             uniform min–max, keys per channel (groups of 32 tokens, post-RoPE),
  *                            values per token (groups of 32 channels)
  *   NAME[opt=...,opt=...]    the general form, e.g. aquakv[q=higgs:2x64], higgs[q=higgs:1x16],
+ *                            aquakv[q=higgs:4x256,k0=higgs:2x256,k1=higgs:2x256],
  *                            kivi[k=uniform:3:channel:g32,v=uniform:3:token:g32]
  * options: q (keys and values), k, v (each alone), first (layer 0's keys and values; default:
- * 4-bit higgs:2x256 for aquakv, q otherwise), and for kivi rope=pre|post (default post, as KIVI
- * quantizes the rotated keys HF caches hold).
+ * 4-bit higgs:2x256 for aquakv, q otherwise), kL / vL (layer L's keys / values alone, overriding
+ * the rest), bits (aquakv only: a budget instead of quantizers), and for kivi rope=pre|post
+ * (default post, as KIVI quantizes the rotated keys HF caches hold).
  */
 import { AquaError } from '../errors.js';
 import type { Quantizer } from '../quant/quantizer.js';
 import { buildQuantizer, formatQuantizerSpec, parseQuantizerSpec, QUANTIZER_SPEC_HELP, type QuantizerSpec } from '../quant/spec.js';
 
 export type MethodKind = 'fp' | 'aquakv' | 'higgs' | 'kivi';
+
+/** One slot's quantizer, given apart from the rest: layer `layer`'s keys ('k') or values ('v'). */
+export interface SlotOverride {
+  layer: number;
+  part: 'k' | 'v';
+  spec: QuantizerSpec;
+}
 
 export interface CacheMethod {
   name: string; // as written (for tables)
@@ -26,12 +38,18 @@ export interface CacheMethod {
   values: QuantizerSpec;
   firstKeys: QuantizerSpec; // layer 0
   firstValues: QuantizerSpec;
+  overrides: SlotOverride[]; // in layer order, keys before values
+  /** Budgeted AQUA-KV: average bits per value calibration allocates; the slots' quantizers come from the predictors. */
+  budget: number | null;
   usesPredictors: boolean;
   keysAfterRope: boolean; // KIVI quantizes rotated keys; everything else stores keys before RoPE
 }
 
+/** The budget of the one-word `aquakv` (bits per value, every stored byte counted). */
+export const DEFAULT_BUDGET = 2.5;
+
 const PRESETS: Record<string, string> = {
-  aquakv: 'aquakv[q=higgs:2x16,first=higgs:2x256]',
+  aquakv: `aquakv[bits=${DEFAULT_BUDGET}]`,
   higgs: 'higgs[q=higgs:2x16]',
   kivi2: 'kivi[k=uniform:2:channel:g32,v=uniform:2:token:g32]',
   kivi4: 'kivi[k=uniform:4:channel:g32,v=uniform:4:token:g32]',
@@ -55,12 +73,21 @@ export function parseMethod(spec: string): CacheMethod {
     const eq = part.indexOf('=');
     if (eq < 0) throw bad(`option '${part}' has no '='`);
     const key = part.slice(0, eq).trim();
-    if (!['q', 'k', 'v', 'first', 'rope'].includes(key)) throw bad(`unknown option '${key}'`);
+    if (!['q', 'k', 'v', 'first', 'rope', 'bits'].includes(key) && !/^[kv]\d+$/.test(key)) throw bad(`unknown option '${key}'`);
+    if (key in opts) throw bad(`option '${key}' given twice`);
     opts[key] = part.slice(eq + 1).trim();
   }
   if (kind === 'fp') {
     if (Object.keys(opts).length) throw bad('fp takes no options');
-    return { name, kind, keys: NONE, values: NONE, firstKeys: NONE, firstValues: NONE, usesPredictors: false, keysAfterRope: false };
+    return { name, kind, keys: NONE, values: NONE, firstKeys: NONE, firstValues: NONE, overrides: [], budget: null, usesPredictors: false, keysAfterRope: false };
+  }
+  if (opts.bits !== undefined) {
+    if (kind !== 'aquakv') throw bad('bits= applies to aquakv only');
+    if (Object.keys(opts).length > 1) throw bad('bits= chooses every quantizer; it takes no other option');
+    const budget = Number(opts.bits);
+    if (!Number.isFinite(budget) || budget <= 0 || budget > 32) throw bad(`bits must be a number of bits per value in (0, 32], got '${opts.bits}'`);
+    const base = parseQuantizerSpec(BUDGET_LADDER[1]);
+    return { name, kind, keys: base, values: base, firstKeys: base, firstValues: base, overrides: [], budget, usesPredictors: true, keysAfterRope: false };
   }
   const k = opts.k ?? opts.q;
   const v = opts.v ?? opts.q;
@@ -71,6 +98,10 @@ export function parseMethod(spec: string): CacheMethod {
   const values = parseQuantizerSpec(v);
   const first = opts.first ?? (kind === 'aquakv' ? 'higgs:2x256' : undefined);
   const firstSpec = first === undefined ? null : parseQuantizerSpec(first);
+  const overrides = Object.keys(opts)
+    .filter((k) => /^[kv]\d+$/.test(k))
+    .map((k) => ({ layer: Number(k.slice(1)), part: k[0] as 'k' | 'v', spec: parseQuantizerSpec(opts[k]) }))
+    .sort((a, b) => a.layer - b.layer || (a.part === b.part ? 0 : a.part === 'k' ? -1 : 1));
   return {
     name,
     kind,
@@ -78,6 +109,8 @@ export function parseMethod(spec: string): CacheMethod {
     values,
     firstKeys: firstSpec ?? keys,
     firstValues: firstSpec ?? values,
+    overrides,
+    budget: null,
     usesPredictors: kind === 'aquakv',
     keysAfterRope: kind === 'kivi' && (opts.rope ?? 'post') === 'post',
   };
@@ -88,15 +121,17 @@ export function parseMethodList(list: string): CacheMethod[] {
   return list.split(/,(?![^[]*\])/).map(parseMethod);
 }
 
-function canonical(m: CacheMethod, q: (s: QuantizerSpec, slot: keyof SlotQuantizers) => string): string {
+function canonical(m: CacheMethod, q: (s: QuantizerSpec) => string): string {
   if (m.kind === 'fp') return 'fp';
-  const [k, v, fk, fv] = [q(m.keys, 'keys'), q(m.values, 'values'), q(m.firstKeys, 'firstKeys'), q(m.firstValues, 'firstValues')];
+  if (m.budget !== null) return `aquakv[bits=${m.budget}]`;
+  const [k, v, fk, fv] = [q(m.keys), q(m.values), q(m.firstKeys), q(m.firstValues)];
   const opts = k === v ? [`q=${k}`] : [`k=${k}`, `v=${v}`];
   // layer 0 as written: aquakv always says it (its default differs from q); others when it differs
   if (m.kind === 'aquakv' || fk !== k || fv !== v) {
     if (fk !== fv) throw new Error(`formatMethod: layer 0's keys (${fk}) and values (${fv}) differ, which no spec can say`);
     opts.push(`first=${fk}`);
   }
+  for (const o of m.overrides) opts.push(`${o.part}${o.layer}=${q(o.spec)}`);
   if (m.kind === 'kivi' && !m.keysAfterRope) opts.push('rope=pre');
   return `${m.kind}[${opts.join(',')}]`;
 }
@@ -106,22 +141,63 @@ export function formatMethod(m: CacheMethod): string {
   return canonical(m, formatQuantizerSpec);
 }
 
-export interface SlotQuantizers {
-  keys: Quantizer;
-  values: Quantizer;
-  firstKeys: Quantizer;
-  firstValues: Quantizer;
+/**
+ * The quantizers budgeted calibration chooses from, cheapest first (bits per value at G = 128:
+ * 1.625, 2.125, 3.125, 4.125). The 4-D grid is the 2-bit choice: same bits as higgs:2x16, lower
+ * error. Every slot starts at the dearest rung the budget pays for everywhere (higgs:4x256 from
+ * 2.125 bits up, higgs:2x8 below).
+ */
+export const BUDGET_LADDER = ['higgs:2x8', 'higgs:4x256', 'higgs:2x64', 'higgs:2x256'];
+
+/** The quantizer spec of one slot: its override, else layer 0's or the other layers'. */
+export function slotSpec(m: CacheMethod, layer: number, part: 'k' | 'v'): QuantizerSpec {
+  const o = m.overrides.find((x) => x.layer === layer && x.part === part);
+  if (o) return o.spec;
+  if (layer === 0) return part === 'k' ? m.firstKeys : m.firstValues;
+  return part === 'k' ? m.keys : m.values;
 }
 
-/** The method's quantizers for vectors of C channels; throws a spec's error (a group that does not fit C) at once. */
-export function methodQuantizers(m: CacheMethod, C: number): SlotQuantizers {
-  return { keys: buildQuantizer(m.keys, C), values: buildQuantizer(m.values, C), firstKeys: buildQuantizer(m.firstKeys, C), firstValues: buildQuantizer(m.firstValues, C) };
+/** Every layer's key and value quantizer for C channels (shared between slots of the same spec). */
+export interface LayerQuantizers {
+  keys: Quantizer[]; // [L]
+  values: Quantizer[]; // [L]
+}
+
+/**
+ * The method's quantizers for a model of `nLayers` layers and C channels; throws a spec's error
+ * (a group that does not fit C, a layer the model does not have) at once. A budgeted method has
+ * no quantizers of its own: its plan comes from its predictors (`resolvePlan` in ./factory.ts).
+ */
+export function layerQuantizers(m: CacheMethod, C: number, nLayers: number): LayerQuantizers {
+  if (m.budget !== null) throw new AquaError(`cache method ${m.name} is budgeted: its quantizers are chosen by calibration and read from its predictors`);
+  const beyond = m.overrides.find((o) => o.layer >= nLayers);
+  if (beyond) throw new AquaError(`cache method ${m.name} sets layer ${beyond.layer}, but the model has ${nLayers} layers`);
+  const built = new Map<string, Quantizer>();
+  const get = (s: QuantizerSpec) => {
+    const key = formatQuantizerSpec(s);
+    let q = built.get(key);
+    if (!q) built.set(key, (q = buildQuantizer(s, C)));
+    return q;
+  };
+  return {
+    keys: Array.from({ length: nLayers }, (_, l) => get(slotSpec(m, l, 'k'))),
+    values: Array.from({ length: nLayers }, (_, l) => get(slotSpec(m, l, 'v'))),
+  };
+}
+
+/** Checks a method against a model's shape now, before any long work (budgeted methods: their budget only). */
+export function checkMethod(m: CacheMethod, C: number, nLayers: number): void {
+  if (m.budget === null) layerQuantizers(m, C, nLayers);
 }
 
 /** The canonical spec with every default resolved for C channels (group sizes): what predictors are matched on. */
 export function methodKey(m: CacheMethod, C: number): string {
-  const q = methodQuantizers(m, C);
-  return canonical(m, (_, slot) => q[slot].spec);
+  const resolved = new Map<string, string>();
+  return canonical(m, (s) => {
+    const key = formatQuantizerSpec(s);
+    if (!resolved.has(key)) resolved.set(key, buildQuantizer(s, C).spec);
+    return resolved.get(key)!;
+  });
 }
 
 /** The family a method belongs to, for tables and charts. */

@@ -13,6 +13,7 @@ import { encodeSafetensors, SafetensorsBytes, type TensorToWrite } from '../io/s
 import { LinearPredictor, type PredictorSet } from '../kv/linear-predictor.js';
 import { formatMethod, methodKey, parseMethod } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
+import type { Allocation } from './allocate.js';
 import { platform } from '../platform/index.js';
 
 export const PREDICTOR_FORMAT = 'aquakv-predictors';
@@ -27,8 +28,11 @@ export interface LayerErrors {
 export interface PredictorInfo {
   /** `weights`: the model's weights digest (absent in files written before it was recorded). */
   model: { fingerprint: string; weights?: string; architecture: string; nLayers: number; kvDim: number; hiddenSize: number };
-  method: string; // the cache method fitted for, canonical
+  method: string; // the cache method fitted for, canonical (for a budget: the plan chosen)
   methodKey: string; // the same with every quantizer resolved for this model
+  /** Budgeted calibration: the budget, and how the plan was chosen. */
+  budget?: number;
+  allocation?: Allocation;
   predict: 'both' | 'keys' | 'values';
   fitOn: 'reconstructed' | 'original';
   damp: number;
@@ -96,7 +100,7 @@ export function decodePredictors(bytes: Uint8Array, model: PredictorModel, where
     if (e.shape[0] !== C || e.shape[1] !== inDim) throw new AquaError(`${where}: ${w} has shape [${e.shape}], expected [${C}, ${inDim}]`);
     return new LinearPredictor(f.readF32(w), f.readF32(`layers.${l}.${part}.bias`), inDim, C);
   };
-  const set: PredictorSet = { method: info.method, methodKey: info.methodKey, keys: [], values: [] };
+  const set: PredictorSet = { method: info.method, methodKey: info.methodKey, budget: info.budget ?? null, keys: [], values: [] };
   for (let l = 0; l < cfg.nLayers; l++) {
     set.keys.push(l === 0 ? null : read(l, 'key', C));
     set.values.push(l === 0 ? null : read(l, 'value', 2 * C));

@@ -12,17 +12,13 @@ const fmt = (x: number, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : '–');
 export function renderReport(r: DemoResult): string {
   const quantized = r.results.filter((x) => x.method !== 'fp');
   const fams = [...new Set(quantized.map((x) => x.family))];
-  const fp = r.results.find((x) => x.method === 'fp');
+  // KL from fp decides quality (perplexity change is noise on text the model predicts poorly); log scale
   const tradeoff: Series[] = fams.map((f) => ({
     name: f,
     line: false,
-    points: quantized.filter((x) => x.family === f).map((x) => [x.bitsPerValue, x.perplexity] as [number, number]),
+    points: quantized.filter((x) => x.family === f && x.klDivergence > 0).map((x) => [x.bitsPerValue, x.klDivergence] as [number, number]),
   }));
-  if (fp) {
-    const xs = quantized.map((x) => x.bitsPerValue);
-    tradeoff.push({ name: `fp perplexity ${fmt(fp.perplexity)}`, color: '#555', points: [[Math.min(...xs, 2), fp.perplexity], [Math.max(...xs, 5), fp.perplexity]] });
-  }
-  const tradeoffSvg = lineChart(tradeoff, { title: 'Perplexity against stored bits per value', xLabel: 'bits per value (codes + scales + layer 0)', yLabel: 'perplexity' });
+  const tradeoffSvg = lineChart(tradeoff, { title: 'KL divergence from fp against stored bits per value', xLabel: 'bits per value (codes + scales)', yLabel: 'KL from fp (nats, log scale)', logY: true });
   const layerSeries: Series[] = r.calibrations.flatMap((c) => [
     { name: `keys (${c.method})`, points: c.layers.filter((l) => l.keys).map((l) => [l.layer, l.keys!.equivalentBits] as [number, number]) },
     { name: `values (${c.method})`, points: c.layers.filter((l) => l.values).map((l) => [l.layer, l.values!.equivalentBits] as [number, number]) },
@@ -43,6 +39,21 @@ export function renderReport(r: DemoResult): string {
   const genRows = r.generations
     .map((g) => `<tr><td>${esc(g.method)}<br><small>${esc(g.cache)}</small></td><td class="text">${esc(g.text)}</td><td>${fmt(g.decodeTokensPerSecond, 1)}</td><td>${g.storedBytes.toLocaleString('en-US')}</td><td>${fmt(g.fp16Bytes / g.storedBytes, 2)}×</td></tr>`)
     .join('\n');
+  const allocations = r.calibrations.filter((c) => c.allocation);
+  const allocationSection = allocations.length === 0 ? '' : `<section id="allocation"><h2>Bits where they matter</h2>
+<p>Budgeted AQUA-KV measures, on held-out calibration windows, how much each slot's next quantizer lowers the KL divergence from fp, then spends the budget greedily on the largest reductions per bit.</p>
+${allocations.map((c) => {
+    const a = c.allocation!;
+    return `<h3>${esc(c.method)}: budget ${fmt(a.budget, 3)} bits, plan ${fmt(a.bitsPerValue, 3)} bits</h3>
+<p>Plan: <code>${esc(c.plan)}</code>. KL on ${a.tokens} calibration positions: every slot at ${esc(a.ladder[0])} ${fmt(a.klBase, 5)} → plan ${fmt(a.klPlan, 5)} (${a.measurements} measurements).</p>
+<table><thead><tr><th>slot</th><th>KL removed by its first upgrade</th></tr></thead><tbody>
+${a.firstGains.map((g) => `<tr><td>${esc(g.slot)}</td><td>${fmt(g.klGain, 5)}</td></tr>`).join('\n')}
+</tbody></table>
+<table><thead><tr><th>step</th><th>slot → quantizer</th><th>bits/value after</th><th>KL before → after</th></tr></thead><tbody>
+${a.steps.map((x, i) => `<tr><td>${i + 1}</td><td>${esc(x.slot)} → ${esc(x.to)}</td><td>${fmt(x.bitsPerValue, 3)}</td><td>${fmt(x.klBefore, 5)} → ${fmt(x.klAfter, 5)}</td></tr>`).join('\n')}
+</tbody></table>`;
+  }).join('\n')}
+</section>`;
   const distances = [...new Set(r.retrieval.flatMap((x) => x.results.map((y) => y.distance)))];
   const retrievalSection = r.retrieval.length === 0 ? '' : `<section id="retrieval"><h2>Pass-key retrieval</h2>
 <p>A 5-digit key is stated inside ${esc(String(r.settings.evalText))} and asked for at the end of a ${esc(String(r.settings.seqLen))}-token window, the distance being the tokens between the two; the greedy answer, decoded through each cache, must match every digit. ${r.retrieval[0].results[0]?.samples ?? 0} samples per distance.</p>
@@ -80,6 +91,7 @@ ${layerRows}
 <table><thead><tr><th>cache</th><th>continuation (greedy)</th><th>decode tokens/s</th><th>stored bytes</th><th>vs 16-bit</th></tr></thead><tbody>
 ${genRows}
 </tbody></table></section>
+${allocationSection}
 ${retrievalSection}
 <section id="settings"><h2>Settings</h2><table><tbody>
 ${settingRows}

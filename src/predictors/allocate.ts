@@ -1,0 +1,207 @@
+/**
+ * Budgeted AQUA-KV: which quantizer each slot (layer × keys/values) gets, chosen by its measured
+ * effect on the model's output. Predictor error does not find the slots that matter (on the
+ * embedded model, layer 1's keys carry ~93% of the damage while layers 2–3 have weak key
+ * predictors too, ../shared/research/quality-study.md), so every decision here is taken on the
+ * KL divergence of the next-token distributions from full precision, on held-out calibration
+ * windows fed through the cache exactly as eval does.
+ *
+ *  1. Every slot starts at the dearest rung of BUDGET_LADDER that the budget pays for in every
+ *     slot (higgs:4x256 from 2.125 bits up); predictors are fitted for that base
+ *     (on exact inputs, so they do not penalise upgrades upstream of them).
+ *  2. Each slot's one-rung upgrade is measured (KL with it, against KL without it).
+ *  3. Greedy under the budget: take the upgrade with the largest KL reduction per bit; after each,
+ *     re-measure the slots of the neighbouring layers (layer l−1's reconstructions feed layer l's
+ *     predictors, so their gains change), and re-measure any stale candidate before taking it
+ *     (lazy greedy). Stop when no upgrade fits the budget or none lowers KL.
+ * Bits are counted from stored bytes (codes and scales of a block), so the plan's average is what
+ * the cache will report. Calibration then fits the predictors again for the chosen plan.
+ */
+import { AquaError } from '../errors.js';
+import { DEFAULT_CACHE_OPTIONS } from '../kv/compressed.js';
+import { CompressedCache } from '../kv/compressed.js';
+import { FullCache } from '../kv/full.js';
+import { layerCodecs } from '../kv/factory.js';
+import type { PredictorSet } from '../kv/linear-predictor.js';
+import { BUDGET_LADDER, formatMethod, methodKey, parseMethod, type CacheMethod, type SlotOverride } from '../kv/method.js';
+import type { LlamaModel } from '../model/llama.js';
+import { blockBytes } from '../quant/quantizer.js';
+import { buildQuantizer, formatQuantizerSpec, parseQuantizerSpec, type QuantizerSpec } from '../quant/spec.js';
+import { fitPredictors, type Captured, type FitOptions } from './fit.js';
+
+/** How a plan was chosen, recorded in the predictor file. */
+export interface Allocation {
+  budget: number;
+  bitsPerValue: number; // the plan's average, ≤ budget
+  ladder: string[];
+  windows: number; // validation windows KL was measured on
+  tokens: number; // predicted positions per measurement
+  klBase: number; // every slot at the base rung
+  klPlan: number; // the chosen plan (with the base's predictors; refitting can only help)
+  measurements: number;
+  /** Upgrades taken, in order: the slot, the quantizer it moved to, the KL before → after. */
+  steps: { slot: string; to: string; bitsPerValue: number; klBefore: number; klAfter: number }[];
+  /** Every slot's first measured gain (KL removed by its first upgrade from the base): the sensitivity map. */
+  firstGains: { slot: string; klGain: number }[];
+}
+
+/** Exact stored bits per value of a quantizer on blocks of `rows` tokens of C channels. */
+export function slotBits(spec: QuantizerSpec, C: number, rows: number): number {
+  const block = buildQuantizer(spec, C).quantize(new Float32Array(rows * C), rows);
+  return (blockBytes(block) * 8) / (rows * C);
+}
+
+const slotName = (layer: number, part: 'k' | 'v') => `${part}${layer}`;
+
+/** The concrete method of a rung per slot ([L][2]: keys, values), written as overrides of the base rung. */
+function planMethod(ladder: string[], baseRung: number, rungs: number[][]): CacheMethod {
+  const base = ladder[baseRung];
+  const overrides = rungs.flatMap((r, l) => (['k', 'v'] as const).flatMap((part, i) => (r[i] !== baseRung ? [`${slotName(l, part)}=${ladder[r[i]]}`] : [])));
+  return parseMethod(`aquakv[q=${base},first=${base}${overrides.map((o) => ',' + o).join('')}]`);
+}
+
+/** Mean KL(p_fp ‖ p_plan) over the windows, the windows fed one cache block at a time. */
+function klOf(model: LlamaModel, plan: CacheMethod, predictors: PredictorSet, windows: number[][], fpLogProbs: Float32Array[]): number {
+  const { nLayers, kvDim: C, vocabSize: V } = model.config;
+  // the base's predictors stand in for the plan's (named for it, so the codecs accept them)
+  const set = { ...predictors, method: formatMethod(plan), methodKey: methodKey(plan, C) };
+  const B = DEFAULT_CACHE_OPTIONS.buffer;
+  let kl = 0;
+  let n = 0;
+  windows.forEach((ids, w) => {
+    const cache = new CompressedCache({ ...DEFAULT_CACHE_OPTIONS, host: model, codecs: layerCodecs(plan, nLayers, C, set), keysAfterRope: false, predictorBytes: 0 });
+    for (let s = 0; s < ids.length - 1; s += B) {
+      const piece = ids.slice(s, Math.min(ids.length - 1, s + B));
+      const logits = model.forward(piece, cache, { logits: 'all' });
+      for (let i = 0; i < piece.length; i++) {
+        const row = logits.subarray(i * V, (i + 1) * V);
+        const ref = fpLogProbs[w].subarray((s + i) * V, (s + i + 1) * V);
+        let max = -Infinity;
+        for (let j = 0; j < V; j++) if (row[j] > max) max = row[j];
+        let sum = 0;
+        for (let j = 0; j < V; j++) sum += Math.exp(row[j] - max);
+        const lse = max + Math.log(sum);
+        let k = 0;
+        for (let j = 0; j < V; j++) k += Math.exp(ref[j]) * (ref[j] - (row[j] - lse));
+        kl += k;
+        n++;
+      }
+    }
+  });
+  return kl / n;
+}
+
+/** Log-probabilities of the full-precision model at every position but the last: [L − 1, V] per window. */
+function fpLogProbsOf(model: LlamaModel, windows: number[][]): Float32Array[] {
+  const V = model.config.vocabSize;
+  return windows.map((ids) => {
+    const logits = model.forward(ids.slice(0, -1), new FullCache(model), { logits: 'all' });
+    for (let t = 0; t < ids.length - 1; t++) {
+      const row = logits.subarray(t * V, (t + 1) * V);
+      let max = -Infinity;
+      for (let j = 0; j < V; j++) if (row[j] > max) max = row[j];
+      let sum = 0;
+      for (let j = 0; j < V; j++) sum += Math.exp(row[j] - max);
+      const lse = max + Math.log(sum);
+      for (let j = 0; j < V; j++) row[j] -= lse;
+    }
+    return logits;
+  });
+}
+
+export interface AllocateOptions extends Omit<FitOptions, 'method'> {
+  method: CacheMethod; // budgeted
+  allocationWindows: number;
+}
+
+export function allocateBits(
+  model: LlamaModel, train: Captured, valid: Captured, validWindows: number[][], o: AllocateOptions,
+): { plan: CacheMethod; allocation: Allocation } {
+  const budget = o.method.budget!;
+  const { nLayers: L, kvDim: C } = model.config;
+  const B = DEFAULT_CACHE_OPTIONS.buffer;
+  const ladder = BUDGET_LADDER;
+  const bits = ladder.map((s) => slotBits(parseQuantizerSpec(s), C, B));
+  if (budget < bits[0] - 1e-9) {
+    throw new AquaError(`a budget of ${budget} bits per value is below the cheapest plan (${ladder[0]} everywhere: ${bits[0]} bits at C = ${C})`);
+  }
+  let baseRung = 0;
+  while (baseRung + 1 < ladder.length && baseRung < 1 && bits[baseRung + 1] <= budget + 1e-9) baseRung++;
+  const windows = validWindows.slice(0, Math.max(1, o.allocationWindows));
+  if (windows[0].length < 2 * B) {
+    throw new AquaError(`budgeted calibration measures KL through the cache, whose blocks are ${B} tokens: windows need at least ${2 * B} tokens, got ${windows[0].length}`);
+  }
+  const rungs = Array.from({ length: L }, () => [baseRung, baseRung]);
+  const base = planMethod(ladder, baseRung, rungs);
+  // Predictors fitted on reconstructed inputs learn the base's noise level: given cleaner inputs
+  // (an upgraded slot upstream) they mispredict, and the measurement would blame the upgrade.
+  // Fitted on exact inputs they improve with every upgrade, so the measurements rank slots by
+  // what their bits do; the chosen plan then gets predictors fitted on its own reconstructions.
+  const { set } = fitPredictors(model, train, valid, { ...o, method: base, fitOn: 'original', onProgress: (_, d, t) => o.onProgress?.('fit base', d, t) });
+  const fp = fpLogProbsOf(model, windows);
+  const slots = Array.from({ length: 2 * L }, (_, i) => ({ layer: i >> 1, part: (i & 1 ? 'v' : 'k') as 'k' | 'v' }));
+  let measurements = 0;
+  // estimate for the progress bar: the first sweep, then a few per upgrade
+  const upgrades = Math.floor(((budget - bits[baseRung]) * 2 * L) / 0.5 + 1e-9);
+  const expected = 1 + 2 * L + upgrades * 8;
+  const measure = (r: number[][]) => {
+    const kl = klOf(model, planMethod(ladder, baseRung, r), set, windows, fp);
+    measurements++;
+    o.onProgress?.('allocate', measurements, Math.max(expected, measurements + 1));
+    return kl;
+  };
+  const withUpgrade = (s: number) => rungs.map((r, l) => (l === slots[s].layer ? r.map((x, i) => (i === (slots[s].part === 'k' ? 0 : 1) ? x + 1 : x)) : [...r]));
+  const rungOf = (s: number) => rungs[slots[s].layer][slots[s].part === 'k' ? 0 : 1];
+
+  let klCur = measure(rungs);
+  const klBase = klCur;
+  // gain[s]: KL removed by slot s's next upgrade, measured at `at[s]` (the number of upgrades taken then)
+  const gain = new Float64Array(2 * L);
+  const at = new Int32Array(2 * L).fill(-1);
+  const klWith = new Float64Array(2 * L);
+  const remeasure = (s: number, taken: number) => {
+    klWith[s] = measure(withUpgrade(s));
+    gain[s] = klCur - klWith[s];
+    at[s] = taken;
+  };
+  for (let s = 0; s < 2 * L; s++) remeasure(s, 0);
+  const firstGains = slots.map((x, s) => ({ slot: slotName(x.layer, x.part), klGain: gain[s] }));
+
+  let spent = 2 * L * bits[baseRung]; // total bits per value over all slots
+  const steps: Allocation['steps'] = [];
+  for (let taken = 0; ; ) {
+    const fits = (s: number) => rungOf(s) + 1 < ladder.length && spent - bits[rungOf(s)] + bits[rungOf(s) + 1] <= budget * 2 * L + 1e-9;
+    const candidates = slots.map((_, s) => s).filter(fits);
+    if (candidates.length === 0) break;
+    const rate = (s: number) => gain[s] / (bits[rungOf(s) + 1] - bits[rungOf(s)]);
+    candidates.sort((a, b) => rate(b) - rate(a));
+    const best = candidates[0];
+    if (at[best] !== taken) {
+      remeasure(best, taken); // stale: measure it in the current plan, then choose again
+      continue;
+    }
+    if (!(gain[best] > 0)) break; // no upgrade lowers KL any more
+    spent += bits[rungOf(best) + 1] - bits[rungOf(best)];
+    rungs[slots[best].layer][slots[best].part === 'k' ? 0 : 1]++;
+    const klBefore = klCur;
+    klCur = klWith[best];
+    taken++;
+    steps.push({ slot: slotName(slots[best].layer, slots[best].part), to: ladder[rungOf(best)], bitsPerValue: spent / (2 * L), klBefore, klAfter: klCur });
+    // the neighbouring layers' gains change most: measure them again now
+    const l = slots[best].layer;
+    for (let s = 0; s < 2 * L; s++) if (Math.abs(slots[s].layer - l) <= 1 && fits(s)) remeasure(s, taken);
+  }
+  const plan = planMethod(ladder, baseRung, rungs);
+  return {
+    plan,
+    allocation: {
+      budget, bitsPerValue: spent / (2 * L), ladder: ladder.slice(baseRung), windows: windows.length, tokens: windows.reduce((n, w) => n + w.length - 1, 0),
+      klBase, klPlan: klCur, measurements, steps, firstGains,
+    },
+  };
+}
+
+/** The overrides of a plan, as slot names → quantizer specs (for tables). */
+export function planSlots(plan: CacheMethod): Record<string, string> {
+  return Object.fromEntries(plan.overrides.map((o: SlotOverride) => [slotName(o.layer, o.part), formatQuantizerSpec(o.spec)]));
+}
