@@ -53,6 +53,8 @@ test('eval, calibrate and retrieval explain bad input in one line', () => {
     [['eval', '--model', model, '--text', text, '--predictors', preds, '--methods', 'aquakv[q=higgs:2x64]'], /no predictor file was calibrated for aquakv\[q=higgs:2x64,first=higgs:2x256\] \(.*p.safetensors: aquakv\[bits=2.5\]\) \(hint: calibrate for it with: aquakv calibrate --method 'aquakv\[q=higgs:2x64,first=higgs:2x256\]'/],
     [['eval', '--model', model, '--text', text, '--predictors', preds, '--methods', 'aquakv[bits=2.25]'], /no predictor file was calibrated for aquakv\[bits=2.25\]/],
     [['calibrate', '--model', model], /needs --data FILE/],
+    [['calibrate', '--model', model, '--data', text, '--bits', '2.5', '--method', 'aquakv'], /give --bits B or --method SPEC, not both/],
+    [['calibrate', '--model', model, '--data', text, '--bits', '1'], /below the cheapest plan/],
     [['eval', '--model', model, '--text', '@nothing'], /unknown built-in text '@nothing'/],
     // this tokenizer spells the question in ~30 tokens, so distance 20 cannot hold it
     [['retrieval', '--model', model, '--methods', 'fp', '--length', '128', '--distances', '20'], /--distances: 20 must be an integer in \[\d+, \d+\] for --length 128/],
@@ -94,4 +96,20 @@ test('outputs are checked before any work, and a damaged predictor cache entry i
   const again = cachedPredictors(cache, m, words, tokenizer, settings);
   assert.equal(again.reused, false, 'the damaged entry is not used');
   assert.deepEqual(cachedPredictors(cache, m, words, tokenizer, settings).set.keys[1]!.weight, first.set.keys[1]!.weight, 'and is replaced by a good one');
+});
+
+test('calibrate --bits prints its plan, and eval takes one predictor file per AQUA-KV method', () => {
+  const fixed = join(work, 'fixed.safetensors');
+  const f = aquakv('calibrate', '--model', model, '--data', text, '--samples', '4', '--seq-len', '256', '--method', 'aquakv[q=higgs:2x16,first=higgs:2x256]', '--out', fixed);
+  assert.equal(f.code, 0, f.err);
+  const b = aquakv('calibrate', '--model', model, '--data', text, '--samples', '4', '--seq-len', '256', '--bits', '2.75', '--out', join(work, 'b275.safetensors'));
+  assert.equal(b.code, 0, b.err);
+  assert.match(b.out, /budget 2.75 bits per value → plan aquakv\[q=higgs:4x256,first=higgs:4x256.*\]: 2\.\d{3} bits/);
+  const e = aquakv('eval', '--model', model, '--text', text, '--predictors', `${preds},${fixed},${join(work, 'b275.safetensors')}`, '--seq-len', '256', '--max-tokens', '256',
+    '--methods', 'fp,aquakv,aquakv[bits=2.75],aquakv[q=higgs:2x16,first=higgs:2x256]', '--json');
+  assert.equal(e.code, 0, e.err);
+  const rows = (JSON.parse(e.out) as { results: { method: string; bitsPerValue: number; klDivergence: number }[] }).results;
+  assert.deepEqual(rows.map((r) => r.method), ['fp', 'aquakv', 'aquakv[bits=2.75]', 'aquakv[q=higgs:2x16,first=higgs:2x256]']);
+  assert.ok(rows[1].bitsPerValue <= 2.5 + 1e-9 && rows[2].bitsPerValue <= 2.75 + 1e-9, JSON.stringify(rows));
+  assert.ok(rows.slice(1).every((r) => r.klDivergence > 0));
 });

@@ -16,16 +16,17 @@ const d = DEFAULT_CALIBRATION;
 
 export const calibrateCommand: Command = {
   summary: 'fit AQUA-KV predictors for a cache method (ridge, layer by layer on reconstructed inputs) and save them',
-  usage: `[--model DIR] [--data FILE|@sotu-train] [--method SPEC (default aquakv = ${formatMethod(d.method)})] [--samples N (${d.samples})] [--seq-len L (${d.seqLen})] [--predict both|keys|values] [--fit-on reconstructed|original] [--damp X (${d.damp})] [--seed S] [--out FILE (predictors.safetensors)] [--json]`,
+  usage: `[--model DIR] [--data FILE|@sotu-train] [--bits B | --method SPEC (default aquakv = ${formatMethod(d.method)})] [--samples N (${d.samples})] [--seq-len L (${d.seqLen})] [--predict both|keys|values] [--fit-on reconstructed|original] [--damp X (${d.damp})] [--seed S] [--out FILE (predictors.safetensors)] [--json]`,
   run(argv) {
     const o = parse(argv, {
-      model: { type: 'string' }, data: { type: 'string' }, method: { type: 'string' }, samples: { type: 'string' }, 'seq-len': { type: 'string' },
+      model: { type: 'string' }, data: { type: 'string' }, method: { type: 'string' }, bits: { type: 'string' }, samples: { type: 'string' }, 'seq-len': { type: 'string' },
       predict: { type: 'string' }, 'fit-on': { type: 'string' }, damp: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' },
     });
     const dir = resolveModelDir(o.model);
     const source = o.data ?? (isEmbedded(dir) ? '@sotu-train' : undefined);
     if (!source) throw new AquaError('calibrate needs --data FILE for a model other than the embedded one');
-    const method = o.method === undefined ? d.method : parseMethod(o.method);
+    if (o.bits !== undefined && o.method !== undefined) throw new AquaError('give --bits B or --method SPEC, not both (--bits B is --method aquakv[bits=B])');
+    const method = o.bits !== undefined ? parseMethod(`aquakv[bits=${o.bits}]`) : o.method === undefined ? d.method : parseMethod(o.method);
     if (!method.usesPredictors) throw new AquaError(`--method ${o.method}: only aquakv methods use predictors`);
     const predict = (o.predict ?? d.predict) as typeof d.predict;
     if (!['both', 'keys', 'values'].includes(predict)) throw new AquaError(`--predict must be both, keys or values, got '${predict}'`);
@@ -55,6 +56,12 @@ export const calibrateCommand: Command = {
       return;
     }
     console.log(formatLayerErrors(p.info.layers));
+    const a = p.info.allocation;
+    if (a) {
+      console.log(`budget ${a.budget} bits per value → plan ${p.info.method}: ${a.bitsPerValue.toFixed(3)} bits`);
+      console.log(`KL from fp on ${a.tokens} held-out calibration positions: ${a.klBase.toFixed(5)} with every slot at ${a.ladder[0]}, ${a.klPlan.toFixed(5)} with the plan (${a.measurements} measurements)`);
+      for (const s of a.steps) console.log(`  ${s.slot} → ${s.to}: ${s.bitsPerValue.toFixed(3)} bits, KL ${s.klBefore.toFixed(5)} → ${s.klAfter.toFixed(5)}`);
+    }
     console.log(`calibrated ${p.info.method} on ${p.info.data.trainTokens} train / ${p.info.data.validTokens} validation tokens from ${source} in ${p.info.seconds.toFixed(1)} s; saved ${out}`);
   },
 };

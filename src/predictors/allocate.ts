@@ -109,6 +109,18 @@ function fpLogProbsOf(model: LlamaModel, windows: number[][]): Float32Array[] {
   });
 }
 
+/** Refuses, before any work, a budget no plan meets or windows too short to measure through the cache. */
+export function checkBudget(budget: number, C: number, seqLen: number): void {
+  const cheapest = slotBits(parseQuantizerSpec(BUDGET_LADDER[0]), C, DEFAULT_CACHE_OPTIONS.buffer);
+  if (budget < cheapest - 1e-9) {
+    throw new AquaError(`a budget of ${budget} bits per value is below the cheapest plan (${BUDGET_LADDER[0]} everywhere: ${cheapest} bits at C = ${C})`);
+  }
+  const B = DEFAULT_CACHE_OPTIONS.buffer;
+  if (seqLen < 2 * B) {
+    throw new AquaError(`budgeted calibration measures KL through the cache, whose blocks are ${B} tokens: windows need at least ${2 * B} tokens, got ${seqLen}`);
+  }
+}
+
 export interface AllocateOptions extends Omit<FitOptions, 'method'> {
   method: CacheMethod; // budgeted
   allocationWindows: number;
@@ -122,15 +134,10 @@ export function allocateBits(
   const B = DEFAULT_CACHE_OPTIONS.buffer;
   const ladder = BUDGET_LADDER;
   const bits = ladder.map((s) => slotBits(parseQuantizerSpec(s), C, B));
-  if (budget < bits[0] - 1e-9) {
-    throw new AquaError(`a budget of ${budget} bits per value is below the cheapest plan (${ladder[0]} everywhere: ${bits[0]} bits at C = ${C})`);
-  }
+  checkBudget(budget, C, validWindows[0]?.length ?? 0);
   let baseRung = 0;
   while (baseRung + 1 < ladder.length && baseRung < 1 && bits[baseRung + 1] <= budget + 1e-9) baseRung++;
   const windows = validWindows.slice(0, Math.max(1, o.allocationWindows));
-  if (windows[0].length < 2 * B) {
-    throw new AquaError(`budgeted calibration measures KL through the cache, whose blocks are ${B} tokens: windows need at least ${2 * B} tokens, got ${windows[0].length}`);
-  }
   const rungs = Array.from({ length: L }, () => [baseRung, baseRung]);
   const base = planMethod(ladder, baseRung, rungs);
   // Predictors fitted on reconstructed inputs learn the base's noise level: given cleaner inputs

@@ -6,7 +6,7 @@
 import { AquaError } from '../errors.js';
 import { checkMethod, formatMethod, methodKey, parseMethod, type CacheMethod } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
-import { allocateBits } from './allocate.js';
+import { allocateBits, checkBudget } from './allocate.js';
 import type { CalibratedPredictors, LayerErrors, PredictorInfo } from './file.js';
 import { captureKeysValues, fitPredictors } from './fit.js';
 import { textWindows, type WindowOptions } from './text-windows.js';
@@ -51,9 +51,11 @@ export function calibrate(
   if (o.seqLen > model.config.maxPositionEmbeddings) {
     throw new AquaError(`calibrate: windows of ${o.seqLen} tokens exceed the model's context of ${model.config.maxPositionEmbeddings}`);
   }
-  checkMethod(o.method, model.config.kvDim, model.config.nLayers); // a spec that does not fit this model fails now, not after capture
+  // a spec or a budget that does not fit this model fails now, not after capture
+  checkMethod(o.method, model.config.kvDim, model.config.nLayers);
   const t0 = performance.now();
   const seqs = textWindows(text, (s) => tokenizer.encode(s), o);
+  if (o.method.budget !== null) checkBudget(o.method.budget, model.config.kvDim, o.seqLen);
   const nValid = Math.max(1, Math.floor(seqs.length / 8));
   const trainSeqs = seqs.slice(0, seqs.length - nValid);
   const validSeqs = seqs.slice(seqs.length - nValid);
