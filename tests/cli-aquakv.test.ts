@@ -104,7 +104,7 @@ test('calibrate --bits prints its plan, and eval takes one predictor file per AQ
   assert.equal(f.code, 0, f.err);
   const b = aquakv('calibrate', '--model', model, '--data', text, '--samples', '4', '--seq-len', '256', '--bits', '2.75', '--out', join(work, 'b275.safetensors'));
   assert.equal(b.code, 0, b.err);
-  assert.match(b.out, /budget 2.75 bits per value → plan aquakv\[q=higgs:4x256,first=higgs:4x256.*\]: 2\.\d{3} bits/);
+  assert.match(b.out, /budget 2.75 bits per value → plan aquakv\[q=higgs:2x8,first=higgs:2x8,.*\]: 2\.\d{3} bits/);
   const e = aquakv('eval', '--model', model, '--text', text, '--predictors', `${preds},${fixed},${join(work, 'b275.safetensors')}`, '--seq-len', '256', '--max-tokens', '256',
     '--methods', 'fp,aquakv,aquakv[bits=2.75],aquakv[q=higgs:2x16,first=higgs:2x256]', '--json');
   assert.equal(e.code, 0, e.err);

@@ -137,7 +137,7 @@ test('the allocator gives the bits to the slots that move the output (a model wh
   // attention output projections of layers 0 and 2 are zero, so their slots reach the output only
   // through layer 1's key predictor (values are fitted without predictors here); layer 1's values
   // are 20× larger, so its attention output dominates the residual stream: v1 matters most
-  const raw = fixtureConfig({ layers: 3, maxPositions: 256 }); // C = 16 < hidden 32: values are not a function of keys
+  const raw = fixtureConfig({ layers: 3, hidden: 128, heads: 4, kvHeads: 2, headDim: 32, maxPositions: 256 }); // C = 64 < hidden 128: values are not a function of keys
   const weights = randomWeights(raw, 3);
   weights.layers[0].wo.fill(0);
   weights.layers[2].wo.fill(0);
@@ -145,12 +145,12 @@ test('the allocator gives the bits to the slots that move the output (a model wh
   const model = new LlamaModel(normaliseConfig(raw), weights);
   const { tokenizer } = loadModel(makeTinyModel({}));
   const text = randomWordsText(3000, 8);
-  const p = calibrate(model, text, tokenizer, { method: parseMethod('aquakv[bits=3.2]'), predict: 'keys', samples: 12, seqLen: 256, allocationWindows: 2 });
+  const p = calibrate(model, text, tokenizer, { method: parseMethod('aquakv[bits=1.85]'), predict: 'keys', samples: 12, seqLen: 256, allocationWindows: 2 });
   const a = p.info.allocation!;
   const gains = Object.fromEntries(a.firstGains.map((g) => [g.slot, g.klGain]));
   for (const none of ['v0', 'k2', 'v2']) assert.equal(gains[none], 0, `${none} has no path to the output: ${JSON.stringify(gains)}`);
   for (const other of ['k0', 'k1']) assert.ok(gains.v1 > 1.5 * gains[other], `v1 matters most: ${JSON.stringify(gains)}`);
-  // at C = 16 a slot costs 3 bits (one fp16 scale per 16 values); 3.2 buys one 1-bit upgrade (6 slots · 0.2); it goes to layer 1's values
+  // at C = 64 the cheapest slot (higgs:2x8) costs 1.75 bits; 1.85 buys one half-bit upgrade to higgs:4x256 (6 slots · 0.1); it goes to layer 1's values
   assert.deepEqual(a.steps.map((s) => s.slot), ['v1'], JSON.stringify(a.steps));
   assert.ok(a.klPlan < a.klBase);
   assert.equal(a.measurements, 1 + 6 + 0, 'the base, each slot, and nothing stale after the only upgrade');

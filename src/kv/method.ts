@@ -144,8 +144,7 @@ export function formatMethod(m: CacheMethod): string {
 /**
  * The quantizers budgeted calibration chooses from, cheapest first (bits per value at G = 128:
  * 1.625, 2.125, 3.125, 4.125). The 4-D grid is the 2-bit choice: same bits as higgs:2x16, lower
- * error. Every slot starts at the dearest rung the budget pays for everywhere (higgs:4x256 from
- * 2.125 bits up, higgs:2x8 below).
+ * error. Every slot starts at the cheapest and is upgraded one rung at a time.
  */
 export const BUDGET_LADDER = ['higgs:2x8', 'higgs:4x256', 'higgs:2x64', 'higgs:2x256'];
 
