@@ -11,9 +11,9 @@
  *     (on exact inputs, so they do not penalise upgrades upstream of them).
  *  2. Each slot's one-rung upgrade is measured (KL with it, against KL without it).
  *  3. Greedy under the budget: take the upgrade with the largest KL reduction per bit; after each,
- *     re-measure the slots of the neighbouring layers (layer l−1's reconstructions feed layer l's
- *     predictors, so their gains change), and re-measure any stale candidate before taking it
- *     (lazy greedy). Stop when no upgrade fits the budget or none lowers KL.
+ *     re-measure the slots linked to it through the predictors (the same part of layers l ± 1, the
+ *     other part of layer l), and re-measure any stale candidate before taking it (lazy greedy).
+ *     Stop when no upgrade fits the budget or none lowers KL.
  * Bits are counted from stored bytes (codes and scales of a block), so the plan's average is what
  * the cache will report. Calibration then fits the predictors again for the chosen plan.
  */
@@ -196,9 +196,15 @@ export function allocateBits(
     klCur = klWith[best];
     taken++;
     steps.push({ slot: slotName(slots[best].layer, slots[best].part), to: ladder[rungOf(best)], bitsPerValue: spent / (2 * L), klBefore, klAfter: klCur });
-    // the neighbouring layers' gains change most: measure them again now
-    const l = slots[best].layer;
-    for (let s = 0; s < 2 * L; s++) if (Math.abs(slots[s].layer - l) <= 1 && fits(s)) remeasure(s, taken);
+    // the slots whose inputs this one feeds, or that feed it, change most: measure them again now
+    // (keys of l ± 1 after keys of l, values of l ± 1 after values of l, and the other part of l:
+    // K̃_l enters V_l's predictor)
+    const { layer: l, part } = slots[best];
+    for (let s = 0; s < 2 * L; s++) {
+      const x = slots[s];
+      const linked = (x.part === part && Math.abs(x.layer - l) === 1) || (x.layer === l && x.part !== part);
+      if (linked && fits(s)) remeasure(s, taken);
+    }
   }
   const plan = planMethod(ladder, baseRung, rungs);
   return {
