@@ -14,16 +14,13 @@ import { LinearPredictor, type PredictorSet } from '../kv/linear-predictor.js';
 import { formatMethod, methodKey, parseMethod } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
 import type { Allocation } from './allocate.js';
+import type { LayerErrors } from './fit.js';
+
+export type { LayerErrors };
 import { platform } from '../platform/index.js';
 
 export const PREDICTOR_FORMAT = 'aquakv-predictors';
 export const PREDICTOR_VERSION = '2';
-
-export interface LayerErrors {
-  layer: number;
-  keys: { trainRelMse: number; validRelMse: number; equivalentBits: number } | null;
-  values: { trainRelMse: number; validRelMse: number; equivalentBits: number } | null;
-}
 
 export interface PredictorInfo {
   /** `weights`: the model's weights digest (absent in files written before it was recorded). */

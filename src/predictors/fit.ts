@@ -16,8 +16,14 @@ import type { LinearPredictor, PredictorSet } from '../kv/linear-predictor.js';
 import { formatMethod, layerQuantizers, methodKey, type CacheMethod } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
 import { Workspace } from '../tensor/workspace.js';
-import type { LayerErrors } from './file.js';
 import { RidgeAccumulator } from './ridge.js';
+
+/** Train and validation errors of one layer's predictors (null: no predictor). */
+export interface LayerErrors {
+  layer: number;
+  keys: { trainRelMse: number; validRelMse: number; equivalentBits: number } | null;
+  values: { trainRelMse: number; validRelMse: number; equivalentBits: number } | null;
+}
 
 export interface FitOptions {
   method: CacheMethod; // concrete (not budgeted)
