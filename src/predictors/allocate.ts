@@ -53,10 +53,10 @@ export function slotBits(spec: QuantizerSpec, C: number, rows: number): number {
 
 const slotName = (layer: number, part: 'k' | 'v') => `${part}${layer}`;
 
-/** The concrete method of a rung per slot ([L][2]: keys, values), written as overrides of the base rung. */
-function planMethod(ladder: string[], baseRung: number, rungs: number[][]): CacheMethod {
-  const base = ladder[baseRung];
-  const overrides = rungs.flatMap((r, l) => (['k', 'v'] as const).flatMap((part, i) => (r[i] !== baseRung ? [`${slotName(l, part)}=${ladder[r[i]]}`] : [])));
+/** The concrete method of a rung per slot ([L][2]: keys, values), written as overrides of the cheapest rung. */
+function planMethod(ladder: string[], rungs: number[][]): CacheMethod {
+  const base = ladder[0];
+  const overrides = rungs.flatMap((r, l) => (['k', 'v'] as const).flatMap((part, i) => (r[i] > 0 ? [`${slotName(l, part)}=${ladder[r[i]]}`] : [])));
   return parseMethod(`aquakv[q=${base},first=${base}${overrides.map((o) => ',' + o).join('')}]`);
 }
 
@@ -138,10 +138,9 @@ export function allocateBits(
   // Every slot starts at the cheapest rung, whatever the budget: measured on the embedded model, a
   // 2.0-bit budget from there (KL 0.0012 on calibration windows) beat a 2.25-bit one started from
   // 4x256 everywhere (0.0053), since the bits of insensitive slots go to the sensitive ones.
-  const baseRung = 0;
   const windows = validWindows.slice(0, Math.max(1, o.allocationWindows));
-  const rungs = Array.from({ length: L }, () => [baseRung, baseRung]);
-  const base = planMethod(ladder, baseRung, rungs);
+  const rungs = Array.from({ length: L }, () => [0, 0]);
+  const base = planMethod(ladder, rungs);
   // Predictors fitted on reconstructed inputs learn the base's noise level: given cleaner inputs
   // (an upgraded slot upstream) they mispredict, and the measurement would blame the upgrade.
   // Fitted on exact inputs they improve with every upgrade, so the measurements rank slots by
@@ -151,10 +150,10 @@ export function allocateBits(
   const slots = Array.from({ length: 2 * L }, (_, i) => ({ layer: i >> 1, part: (i & 1 ? 'v' : 'k') as 'k' | 'v' }));
   let measurements = 0;
   // estimate for the progress bar: the first sweep, then a few per upgrade
-  const upgrades = Math.floor(((budget - bits[baseRung]) * 2 * L) / 0.5 + 1e-9);
+  const upgrades = Math.floor(((budget - bits[0]) * 2 * L) / 0.5 + 1e-9);
   const expected = 1 + 2 * L + upgrades * 8;
   const measure = (r: number[][]) => {
-    const kl = klOf(model, planMethod(ladder, baseRung, r), set, windows, fp);
+    const kl = klOf(model, planMethod(ladder, r), set, windows, fp);
     measurements++;
     o.onProgress?.('allocate', measurements, Math.max(expected, measurements + 1));
     return kl;
@@ -176,7 +175,7 @@ export function allocateBits(
   for (let s = 0; s < 2 * L; s++) remeasure(s, 0);
   const firstGains = slots.map((x, s) => ({ slot: slotName(x.layer, x.part), klGain: gain[s] }));
 
-  let spent = 2 * L * bits[baseRung]; // total bits per value over all slots
+  let spent = 2 * L * bits[0]; // total bits per value over all slots
   const steps: Allocation['steps'] = [];
   for (let taken = 0; ; ) {
     const fits = (s: number) => rungOf(s) + 1 < ladder.length && spent - bits[rungOf(s)] + bits[rungOf(s) + 1] <= budget * 2 * L + 1e-9;
@@ -206,11 +205,11 @@ export function allocateBits(
       if (linked && fits(s)) remeasure(s, taken);
     }
   }
-  const plan = planMethod(ladder, baseRung, rungs);
+  const plan = planMethod(ladder, rungs);
   return {
     plan,
     allocation: {
-      budget, bitsPerValue: spent / (2 * L), ladder: ladder.slice(baseRung), windows: windows.length, tokens: windows.reduce((n, w) => n + w.length - 1, 0),
+      budget, bitsPerValue: spent / (2 * L), ladder: [...ladder], windows: windows.length, tokens: windows.reduce((n, w) => n + w.length - 1, 0),
       klBase, klPlan: klCur, measurements, steps, firstGains,
     },
   };
