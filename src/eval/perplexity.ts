@@ -12,6 +12,7 @@ import type { PredictorSet } from '../kv/linear-predictor.js';
 import { methodFamily, parseMethod, type CacheMethod } from '../kv/method.js';
 import type { KVCache } from '../model/kv-cache.js';
 import type { LlamaModel } from '../model/llama.js';
+import { klDivergence, logSoftmax } from '../model/log-probs.js';
 
 export interface EvalOptions {
   seqLen: number; // L
@@ -38,16 +39,6 @@ export interface MethodResult {
   tokens: number; // predicted positions
   windows: number;
   seconds: number;
-}
-
-/** log-softmax of row [V] into out (f64 for stable sums). */
-function logSoftmax(row: Float32Array, out: Float64Array): void {
-  let max = -Infinity;
-  for (let j = 0; j < row.length; j++) if (row[j] > max) max = row[j];
-  let s = 0;
-  for (let j = 0; j < row.length; j++) s += Math.exp(row[j] - max);
-  const lse = max + Math.log(s);
-  for (let j = 0; j < row.length; j++) out[j] = row[j] - lse;
 }
 
 /**
@@ -99,15 +90,7 @@ export function evaluatePerplexity(
       runWindow(model, win, chunk, cache, (t, lp) => {
         a.nll -= lp[win[t + 1]];
         if (m === fpMethod) ref.set(lp, t * V);
-        else {
-          let kl = 0;
-          const o2 = t * V;
-          for (let j = 0; j < V; j++) {
-            const lr = ref[o2 + j];
-            kl += Math.exp(lr) * (lr - lp[j]);
-          }
-          a.kl += kl;
-        }
+        else a.kl += klDivergence(ref.subarray(t * V, (t + 1) * V), lp, V);
         a.n++;
       });
       const mem = cache.memory();

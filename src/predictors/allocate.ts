@@ -25,6 +25,7 @@ import { layerCodecs } from '../kv/factory.js';
 import type { PredictorSet } from '../kv/linear-predictor.js';
 import { BUDGET_LADDER, formatMethod, methodKey, parseMethod, type CacheMethod, type SlotOverride } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
+import { klDivergence, logSoftmax } from '../model/log-probs.js';
 import { blockBytes } from '../quant/quantizer.js';
 import { buildQuantizer, formatQuantizerSpec, parseQuantizerSpec, type QuantizerSpec } from '../quant/spec.js';
 import { fitPredictors, type Captured, type FitOptions } from './fit.js';
@@ -68,22 +69,15 @@ function klOf(model: LlamaModel, plan: CacheMethod, predictors: PredictorSet, wi
   const B = DEFAULT_CACHE_OPTIONS.buffer;
   let kl = 0;
   let n = 0;
+  const lp = new Float64Array(V);
   windows.forEach((ids, w) => {
     const cache = new CompressedCache({ ...DEFAULT_CACHE_OPTIONS, host: model, codecs: layerCodecs(plan, nLayers, C, set), keysAfterRope: false, predictorBytes: 0 });
     for (let s = 0; s < ids.length - 1; s += B) {
       const piece = ids.slice(s, Math.min(ids.length - 1, s + B));
       const logits = model.forward(piece, cache, { logits: 'all' });
       for (let i = 0; i < piece.length; i++) {
-        const row = logits.subarray(i * V, (i + 1) * V);
-        const ref = fpLogProbs[w].subarray((s + i) * V, (s + i + 1) * V);
-        let max = -Infinity;
-        for (let j = 0; j < V; j++) if (row[j] > max) max = row[j];
-        let sum = 0;
-        for (let j = 0; j < V; j++) sum += Math.exp(row[j] - max);
-        const lse = max + Math.log(sum);
-        let k = 0;
-        for (let j = 0; j < V; j++) k += Math.exp(ref[j]) * (ref[j] - (row[j] - lse));
-        kl += k;
+        logSoftmax(logits.subarray(i * V, (i + 1) * V), lp);
+        kl += klDivergence(fpLogProbs[w].subarray((s + i) * V, (s + i + 1) * V), lp, V);
         n++;
       }
     }
@@ -98,12 +92,7 @@ function fpLogProbsOf(model: LlamaModel, windows: number[][]): Float32Array[] {
     const logits = model.forward(ids.slice(0, -1), new FullCache(model), { logits: 'all' });
     for (let t = 0; t < ids.length - 1; t++) {
       const row = logits.subarray(t * V, (t + 1) * V);
-      let max = -Infinity;
-      for (let j = 0; j < V; j++) if (row[j] > max) max = row[j];
-      let sum = 0;
-      for (let j = 0; j < V; j++) sum += Math.exp(row[j] - max);
-      const lse = max + Math.log(sum);
-      for (let j = 0; j < V; j++) row[j] -= lse;
+      logSoftmax(row, row); // in place: every entry is read before it is written
     }
     return logits;
   });

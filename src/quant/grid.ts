@@ -111,10 +111,7 @@ export class Grid {
    */
   private buildBoxes(): void {
     const p = this.points;
-    let extent = 0;
-    for (const v of p) extent = Math.max(extent, Math.abs(v));
-    this.lo = -(extent + 0.5);
-    this.cellSize = (2 * (extent + 0.5)) / CELLS4;
+    this.setTableRange(CELLS4);
     const boxes = CELLS4 ** 4;
     const start = new Int32Array(boxes + 1);
     const items: number[] = [];
@@ -185,10 +182,7 @@ export class Grid {
    */
   private buildBuckets(): void {
     const p = this.points;
-    let extent = 0;
-    for (const v of p) extent = Math.max(extent, Math.abs(v));
-    this.lo = -(extent + 0.5);
-    this.cellSize = (2 * (extent + 0.5)) / CELLS;
+    this.setTableRange(CELLS);
     const start = new Int32Array(CELLS * CELLS + 1);
     const items: number[] = [];
     for (let cx = 0; cx < CELLS; cx++) {
@@ -210,6 +204,14 @@ export class Grid {
     }
     this.cellStart = start;
     this.cellItems = Int32Array.from(items);
+  }
+
+  /** A bucket table spans every coordinate of every point and half a unit more, in `cells` per axis. */
+  private setTableRange(cells: number): void {
+    let extent = 0;
+    for (const v of this.points) extent = Math.max(extent, Math.abs(v));
+    this.lo = -(extent + 0.5);
+    this.cellSize = (2 * (extent + 0.5)) / cells;
   }
 
   /** Mean candidates per cell (d = 2, 4), for benchmarks; n otherwise. */
