@@ -4,9 +4,15 @@ import { mkdtempSync, readFileSync, writeFileSync, cpSync, unlinkSync, truncateS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeTinyModel } from './fixture.js';
-import { aquakv } from './run-cli.js';
+import { aquakv, BIN } from './run-cli.js';
+import { spawnSync } from 'node:child_process';
 
 const good = makeTinyModel({});
+
+function editConfig(dir: string, fields: Record<string, unknown>): void {
+  const c = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...c, ...fields }));
+}
 
 function variant(edit: (dir: string) => void): string {
   const dir = mkdtempSync(join(tmpdir(), 'aquakv-bad-'));
@@ -56,6 +62,17 @@ const cases: [string, () => string[], RegExp][] = [
     const p = join(d, 'model.safetensors');
     truncateSync(p, statSync(p).size - 100);
   }), '--ids', '1', '--json'], /truncated/],
+  ['fewer layers in config than in the checkpoint', () => ['logits', '--model', variant((d) => editConfig(d, { num_hidden_layers: 2 })), '--ids', '1', '--json'], /has tensors of layer 2, but config.json says num_hidden_layers = 2/],
+  ['rope_theta 0', () => ['logits', '--model', variant((d) => editConfig(d, { rope_theta: 0 })), '--ids', '1', '--json'], /field "rope_theta" must be positive, got 0/],
+  ['negative rms_norm_eps', () => ['logits', '--model', variant((d) => editConfig(d, { rms_norm_eps: -1e-5 })), '--ids', '1', '--json'], /field "rms_norm_eps" must be positive/],
+  ['llama3 factor 0', () => ['logits', '--model', variant((d) => editConfig(d, { rope_scaling: { rope_type: 'llama3', factor: 0, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } })), '--ids', '1', '--json'], /field "factor" must be positive/],
+  ['sliding window bounds the context', () => ['logits', '--model', variant((d) => editConfig(d, { architectures: ['MistralForCausalLM'], sliding_window: 2 })), '--ids', '1,2,3', '--json'], /3 tokens exceed the model's context of 2/],
+  ['non-finite weight', () => ['logits', '--model', variant((d) => {
+    const p = join(d, 'model.safetensors');
+    const b = readFileSync(p);
+    b.writeFloatLE(NaN, b.length - 4); // the last value of the last tensor
+    writeFileSync(p, b);
+  }), '--ids', '1', '--json'], /holds NaN at index \d+: a checkpoint's weights must be finite/],
   ['id outside vocabulary', () => ['logits', '--model', good, '--ids', '1,300', '--json'], /token id 300 is outside the vocabulary \[0, 300\)/],
   ['non-integer id', () => ['logits', '--model', good, '--ids', '1,x', '--json'], /'x' is not an integer token id/],
   ['unknown option', () => ['generate', '--model', good, '--prompt', 'a', '--bogus'], /Unknown option '--bogus'/],
@@ -73,3 +90,9 @@ for (const [name, args, re] of cases) {
     assert.equal(r.out, '');
   });
 }
+
+test('a reader that closes the pipe early ends the command quietly', () => {
+  const r = spawnSync('sh', ['-c', `"${process.execPath}" "${BIN}" logits --model "${good}" --ids 1,2,3 --json | head -c 10`], { encoding: 'utf8' });
+  assert.equal(r.stdout.length, 10);
+  assert.equal(r.stderr, '', 'no EPIPE trace');
+});

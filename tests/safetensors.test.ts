@@ -58,22 +58,33 @@ test('corrupt files are rejected with a reason naming the file', () => {
   const badJson = Buffer.from(good);
   badJson[8] = 0x7b + 1; // '{' → '|'
   cases.push(['badjson', badJson, /not valid JSON/]);
-  const header = (h: object) => {
+  const header = (h: object, dataBytes = 96) => {
     const j = Buffer.from(JSON.stringify(h));
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(BigInt(j.length));
-    return Buffer.concat([len, j, Buffer.alloc(96)]);
+    return Buffer.concat([len, j, Buffer.alloc(dataBytes)]);
   };
   cases.push(['span', header({ a: { dtype: 'F32', shape: [4, 6], data_offsets: [0, 90] } }), /needs 96 bytes/]);
   cases.push(['overlap', header({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, b: { dtype: 'F32', shape: [4], data_offsets: [8, 24] } }), /overlap/]);
   cases.push(['dtype', header({ a: { dtype: 'Q4', shape: [4], data_offsets: [0, 16] } }), /unknown dtype/]);
   cases.push(['offsets', header({ a: { dtype: 'F32', shape: [4], data_offsets: [16, 0] } }), /malformed data_offsets/]);
+  cases.push(['hole', header({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, b: { dtype: 'F32', shape: [4], data_offsets: [32, 48] } }, 48), /bytes 16–32 of the data section belong to no tensor \(before b\)/]);
+  cases.push(['trailing', header({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, 17), /1 bytes after the last tensor/]);
+  // a header length one byte too long shifts the data: refused, never read shifted
+  const shifted = Buffer.from(good);
+  shifted.writeBigUInt64LE(shifted.readBigUInt64LE(0) - 1n, 0);
+  cases.push(['shifted', shifted, /not a valid safetensors file/]);
   for (const [name, bytes, re] of cases) {
     const p = writeTemp(`${name}.safetensors`, bytes);
     assert.throws(() => SafetensorsFile.open(p), (e: Error) => re.test(e.message) && e.message.includes(p), name);
   }
-  const i64 = header({ a: { dtype: 'I64', shape: [2], data_offsets: [0, 16] } });
+  const i64 = header({ a: { dtype: 'I64', shape: [2], data_offsets: [0, 16] } }, 16);
   const f = SafetensorsFile.open(writeTemp('i64.safetensors', i64));
   assert.throws(() => f.readF32('a'), /only F32, F16 and BF16/);
   f.close();
+  // a zero-size tensor at offset 0 beside a real one is valid
+  const empty = header({ z: { dtype: 'F32', shape: [0], data_offsets: [0, 0] }, a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, 16);
+  const g = SafetensorsFile.open(writeTemp('empty.safetensors', empty));
+  assert.deepEqual(Array.from(g.readF32('z')), []);
+  g.close();
 });

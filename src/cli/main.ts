@@ -28,6 +28,12 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+// a reader that stops early (`aquakv logits … | head`) closes the pipe: that is the end, not an error
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -56,7 +56,21 @@ class TensorSource {
     if (e.shape.length !== shape.length || e.shape.some((d, i) => d !== shape[i])) {
       throw new AquaError(`tensor ${name} has shape [${e.shape}], expected [${shape}] from config.json`);
     }
-    return f.readF32(name);
+    const data = f.readF32(name);
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i])) throw new AquaError(`tensor ${name} holds ${data[i]} at index ${i}: a checkpoint's weights must be finite`);
+    }
+    return data;
+  }
+
+  /** The highest layer index any tensor name mentions, or −1. */
+  maxLayerIndex(): number {
+    let max = -1;
+    for (const name of this.owner.keys()) {
+      const m = /^model\.layers\.(\d+)\./.exec(name);
+      if (m) max = Math.max(max, Number(m[1]));
+    }
+    return max;
   }
 
   close(): void {
@@ -67,6 +81,10 @@ class TensorSource {
 export function loadWeights(dir: string, cfg: ModelConfig): ModelWeights {
   const src = new TensorSource(dir);
   try {
+    const last = src.maxLayerIndex();
+    if (last >= cfg.nLayers) {
+      throw new AquaError(`the checkpoint in ${dir} has tensors of layer ${last}, but config.json says num_hidden_layers = ${cfg.nLayers}`, 'a config that drops layers would run another model');
+    }
     const { hiddenSize: D, vocabSize: V } = cfg;
     const embed = src.read(EMBED, [V, D]);
     const shapes = layerShapes(cfg);

@@ -18,6 +18,12 @@ function num(cfg: Json, key: string, where: string, fallback?: number): number {
   return v;
 }
 
+function positive(cfg: Json, key: string, where: string, fallback?: number): number {
+  const v = num(cfg, key, where, fallback);
+  if (!(v > 0)) throw new AquaError(`${where}: field "${key}" must be positive, got ${v}`);
+  return v;
+}
+
 function posInt(cfg: Json, key: string, where: string, fallback?: number): number {
   const v = num(cfg, key, where, fallback);
   if (!Number.isInteger(v) || v <= 0) throw new AquaError(`${where}: field "${key}" must be a positive integer, got ${v}`);
@@ -51,11 +57,14 @@ export function normaliseConfig(cfg: Json, where = 'config.json'): ModelConfig {
     if (type === 'llama3') {
       ropeScaling = {
         type: 'llama3',
-        factor: num(rs, 'factor', `${where} rope_scaling`),
-        lowFreqFactor: num(rs, 'low_freq_factor', `${where} rope_scaling`),
-        highFreqFactor: num(rs, 'high_freq_factor', `${where} rope_scaling`),
+        factor: positive(rs, 'factor', `${where} rope_scaling`),
+        lowFreqFactor: positive(rs, 'low_freq_factor', `${where} rope_scaling`),
+        highFreqFactor: positive(rs, 'high_freq_factor', `${where} rope_scaling`),
         originalMaxPositionEmbeddings: posInt(rs, 'original_max_position_embeddings', `${where} rope_scaling`),
       };
+      if (!(ropeScaling.highFreqFactor > ropeScaling.lowFreqFactor)) {
+        throw new AquaError(`${where} rope_scaling: high_freq_factor ${ropeScaling.highFreqFactor} must exceed low_freq_factor ${ropeScaling.lowFreqFactor}`);
+      }
     } else if (type !== 'default') {
       throw new AquaError(`${where}: rope_scaling type ${JSON.stringify(type)} is not supported`, 'supported: none, "default", "llama3"');
     }
@@ -65,6 +74,10 @@ export function normaliseConfig(cfg: Json, where = 'config.json'): ModelConfig {
   const eosTokenIds = Array.isArray(eos) ? (eos as number[]) : typeof eos === 'number' ? [eos] : [];
   const useSliding = arch === 'MistralForCausalLM' || (arch === 'Qwen2ForCausalLM' && cfg.use_sliding_window === true);
   const sw = cfg.sliding_window;
+  if (useSliding && sw !== undefined && sw !== null && !(Number.isInteger(sw) && (sw as number) > 0)) {
+    throw new AquaError(`${where}: field "sliding_window" must be a positive integer or null, got ${JSON.stringify(sw)}`);
+  }
+  const slidingWindow = useSliding && typeof sw === 'number' ? sw : null;
   const fields = {
     architecture: arch,
     hiddenSize,
@@ -76,14 +89,16 @@ export function normaliseConfig(cfg: Json, where = 'config.json'): ModelConfig {
     qDim: nHeads * headDim,
     kvDim: nKvHeads * headDim,
     vocabSize: posInt(cfg, 'vocab_size', where),
-    rmsNormEps: num(cfg, 'rms_norm_eps', where, 1e-6),
-    ropeTheta: num(cfg, 'rope_theta', where, 10000),
+    rmsNormEps: positive(cfg, 'rms_norm_eps', where, 1e-6),
+    ropeTheta: positive(cfg, 'rope_theta', where, 10000),
     ropeScaling,
     tieWordEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: arch === 'Qwen2ForCausalLM' ? true : attentionBias,
     oBias: arch === 'LlamaForCausalLM' ? attentionBias : false,
-    maxPositionEmbeddings: posInt(cfg, 'max_position_embeddings', where, 2048),
-    slidingWindow: useSliding && typeof sw === 'number' ? sw : null,
+    // with a sliding window, attention beyond it is not implemented: contexts stop at the window,
+    // inside which sliding and full attention are the same
+    maxPositionEmbeddings: Math.min(posInt(cfg, 'max_position_embeddings', where, 2048), slidingWindow ?? Infinity),
+    slidingWindow,
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
     eosTokenIds,
   };

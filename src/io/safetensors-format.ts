@@ -72,10 +72,18 @@ export function parseHeader(headerBytes: Uint8Array, dataSize: number, where: st
     }
     entries.set(name, { dtype: e.dtype as string, shape: e.shape as number[], begin: off[0], end: off[1] });
   }
-  const sorted = [...entries.entries()].sort((a, b) => a[1].begin - b[1].begin);
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i][1].begin < sorted[i - 1][1].end) throw bad(`tensors ${sorted[i - 1][0]} and ${sorted[i][0]} overlap`);
+  // the format requires the tensors to tile the data section exactly: no holes, no overlaps, no
+  // trailing bytes (a header length off by one would otherwise shift every tensor by a byte)
+  const sorted = [...entries.entries()].filter(([, e]) => e.end > e.begin).sort((a, b) => a[1].begin - b[1].begin);
+  let cursor = 0;
+  let previous = '';
+  for (const [name, e] of sorted) {
+    if (e.begin < cursor) throw bad(`tensors ${previous} and ${name} overlap`);
+    if (e.begin > cursor) throw bad(`bytes ${cursor}–${e.begin} of the data section belong to no tensor (before ${name})`);
+    cursor = e.end;
+    previous = name;
   }
+  if (cursor !== dataSize) throw bad(`${dataSize - cursor} bytes after the last tensor belong to no tensor (header length wrong?)`);
   return { entries, metadata };
 }
 
