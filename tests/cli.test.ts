@@ -77,6 +77,11 @@ const cases: [string, () => string[], RegExp][] = [
   ['non-integer id', () => ['logits', '--model', good, '--ids', '1,x', '--json'], /'x' is not an integer token id/],
   ['unknown option', () => ['generate', '--model', good, '--prompt', 'a', '--bogus'], /Unknown option '--bogus'/],
   ['unknown command', () => ['frobnicate'], /unknown command 'frobnicate'/],
+  ['negative number as an option value', () => ['generate', '--model', good, '--prompt', 'a', '--seed', '-1'], /Option '--seed' argument is ambiguous\. Did you forget/],
+  ['unbounded samples', () => ['grids', '--samples', '1e12'], /--samples must be at most 100000000/],
+  ['empty --model (an unset shell variable)', () => ['logits', '--model', '', '--ids', '1', '--json'], /--model is empty/],
+  ['a directory as --predictors', () => ['eval', '--model', good, '--text', join(good, 'config.json'), '--predictors', good, '--methods', 'aquakv[q=higgs:2x16,first=higgs:2x256]'], /is a directory/],
+  ['windows no longer than a block', () => ['eval', '--model', good, '--text', join(good, 'tokenizer.json'), '--seq-len', '64', '--buffer', '64', '--methods', 'fp,kivi2'], /windows of 64 tokens never read a compressed block/],
   ['bad number', () => ['generate', '--model', good, '--prompt', 'a', '--max-new-tokens', 'ten'], /--max-new-tokens must be an integer/],
 ];
 

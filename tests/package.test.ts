@@ -56,7 +56,7 @@ test('the packed package installs in a fresh project, and its README example typ
   // without onnxruntime-node (its install script cannot fetch offline) the portable product runs, named once
   const bin = join(project, 'node_modules/.bin/aquakv');
   const notice = /matrix products run in portable TypeScript/g;
-  const tiny = spawnSync(bin, ['eval', '--text', '@sotu-heldout', '--methods', 'fp,kivi2', '--seq-len', '64', '--max-tokens', '128', '--json'], { cwd: project, env, encoding: 'utf8' });
+  const tiny = spawnSync(bin, ['eval', '--text', '@sotu-heldout', '--methods', 'fp,kivi2', '--seq-len', '256', '--max-tokens', '256', '--json'], { cwd: project, env, encoding: 'utf8' });
   assert.equal(tiny.status, 0, tiny.stderr);
   assert.equal((tiny.stderr.match(notice) ?? []).length, hasOrt ? 0 : 1, `the fallback is named once when onnxruntime-node is missing: ${tiny.stderr}`);
   // the README's advice for an offline machine: the bundled CPU build, without the install script's download
@@ -74,7 +74,7 @@ test('the packed package installs in a fresh project, and its README example typ
   assert.match(lines[1], /^\d+ bytes stored, \d\.\d{3} bits per compressed value$/);
 
   // every built-in text ships with the package
-  const ev = spawnSync(bin, ['eval', '--text', '@moby-dick', '--methods', 'fp,kivi2', '--seq-len', '64', '--max-tokens', '128', '--json'], { cwd: project, env, encoding: 'utf8' });
+  const ev = spawnSync(bin, ['eval', '--text', '@moby-dick', '--methods', 'fp,kivi2', '--seq-len', '256', '--max-tokens', '256', '--json'], { cwd: project, env, encoding: 'utf8' });
   assert.equal(ev.status, 0, ev.stderr);
   assert.deepEqual((JSON.parse(ev.stdout) as { results: { method: string }[] }).results.map((r) => r.method), ['fp', 'kivi2']);
   for (const text of ['@sotu-heldout', '@sotu-train']) {

@@ -10,14 +10,17 @@ export function parse<T extends Options>(argv: string[], options: T): Values<T> 
   try {
     return parseArgs({ args: argv, options, allowPositionals: false, strict: true }).values as Values<T>;
   } catch (e) {
-    throw new AquaError((e as Error).message);
+    // node's messages run over several lines ("… is ambiguous.\nDid you forget …"): one line here
+    const lines = (e as Error).message.split('\n').map((l) => l.trim()).filter(Boolean);
+    throw new AquaError(lines.join(' '));
   }
 }
 
-export function intOpt(v: string | undefined, name: string, fallback: number, min = 0): number {
+export function intOpt(v: string | undefined, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined) return fallback;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new AquaError(`--${name} must be an integer ≥ ${min}, got '${v}'`);
+  if (n > max) throw new AquaError(`--${name} must be at most ${max}, got '${v}'`);
   return n;
 }
 

@@ -44,7 +44,7 @@ export const calibrateCommand: Command = {
       method, predict, fitOn,
       damp: numOpt(o.damp, 'damp', d.damp, 0),
       dataSource: source,
-      samples: intOpt(o.samples, 'samples', d.samples, 2),
+      samples: intOpt(o.samples, 'samples', d.samples, 2, 4096), // every captured token is held in memory (issue 19 streams it)
       seqLen,
       seed: intOpt(o.seed, 'seed', d.seed),
       onProgress: (stage, done, total) => bar.update(done, total, stage),

@@ -9,7 +9,7 @@ export const gridsCommand: Command = {
   usage: '[--samples N] [--seed S] [--json]',
   run(argv) {
     const o = parse(argv, { json: { type: 'boolean' }, samples: { type: 'string' }, seed: { type: 'string' } });
-    const samples = intOpt(o.samples, 'samples', 1_000_000, 1000);
+    const samples = intOpt(o.samples, 'samples', 1_000_000, 1000, 100_000_000);
     const seed = intOpt(o.seed, 'seed', 2024);
     const rows = listGrids().map(({ d, n }) => {
       const rng = new Rng(seed);

@@ -6,7 +6,7 @@
  * mean KL divergence KL(p_fp ‖ p_method) of the next-token distributions at the same positions.
  */
 import { AquaError } from '../errors.js';
-import type { CacheOptions } from '../kv/compressed.js';
+import { DEFAULT_CACHE_OPTIONS, type CacheOptions } from '../kv/compressed.js';
 import { createCache } from '../kv/factory.js';
 import type { PredictorSet } from '../kv/linear-predictor.js';
 import { methodFamily, parseMethod, type CacheMethod } from '../kv/method.js';
@@ -73,6 +73,10 @@ export function evaluatePerplexity(
   if (!Number.isInteger(L) || L < 2) throw new AquaError(`eval: windows need at least 2 tokens, got ${L}`);
   if (L > model.config.maxPositionEmbeddings) throw new AquaError(`eval: windows of ${L} tokens exceed the model's context of ${model.config.maxPositionEmbeddings}`);
   if (!Number.isInteger(chunk) || chunk < 1) throw new AquaError(`eval: chunk must be a positive integer, got ${chunk}`);
+  const B = o.cache?.buffer ?? DEFAULT_CACHE_OPTIONS.buffer;
+  if (methods.some((m) => m.kind !== 'fp') && L <= B) {
+    throw new AquaError(`eval: windows of ${L} tokens never read a compressed block (the cache compresses blocks of ${B} tokens): KL and bits would measure nothing`, 'use longer windows or a smaller buffer');
+  }
   const windows = Math.floor(Math.min(ids.length, o.maxTokens) / L);
   if (windows < 1) throw new AquaError(`eval: the text has ${ids.length} tokens (cap ${o.maxTokens}), fewer than one window of ${L}`);
   const V = model.config.vocabSize;
