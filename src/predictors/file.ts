@@ -70,15 +70,23 @@ export function decodePredictors(bytes: Uint8Array, model: PredictorModel, where
   }
   let info: PredictorInfo;
   try {
-    info = JSON.parse(md.info) as PredictorInfo;
+    info = JSON.parse(String(md.info)) as PredictorInfo;
   } catch {
     throw new AquaError(`${where}: predictor metadata is not valid JSON`);
   }
+  const broken = (why: string) => new AquaError(`${where}: predictor metadata is broken: ${why}`, 'calibrate predictors again');
+  const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  if (!isObject(info)) throw broken('not an object');
+  if (!isObject(info.model) || typeof info.model.fingerprint !== 'string') throw broken('no model fingerprint');
   if (md.version === '1') {
-    const v1 = info as unknown as { quantizer: string; firstLayerQuantizer: string };
+    const v1 = info as unknown as { quantizer: unknown; firstLayerQuantizer: unknown };
+    if (typeof v1.quantizer !== 'string' || typeof v1.firstLayerQuantizer !== 'string') throw broken('no quantizers');
     const method = parseMethod(`aquakv[q=${v1.quantizer},first=${v1.firstLayerQuantizer}]`);
     info = { ...info, method: formatMethod(method), methodKey: methodKey(method, cfg.kvDim) };
   }
+  if (typeof info.method !== 'string' || typeof info.methodKey !== 'string') throw broken('no method');
+  if (info.budget !== undefined && !(typeof info.budget === 'number' && info.budget > 0)) throw broken(`budget ${JSON.stringify(info.budget)}`);
+  if (!['both', 'keys', 'values'].includes(info.predict)) throw broken(`predict ${JSON.stringify(info.predict)}`);
   if (info.model.fingerprint !== cfg.fingerprint) {
     throw new AquaError(
       `${where} was calibrated for another model (${info.model.architecture}, ${info.model.nLayers} layers, C=${info.model.kvDim}); ` +
@@ -89,13 +97,28 @@ export function decodePredictors(bytes: Uint8Array, model: PredictorModel, where
   if (info.model.weights && info.model.weights !== model.weightsDigest) {
     throw new AquaError(`${where} was calibrated for a model of the same shape but different weights (a retrained or another checkpoint)`, 'calibrate predictors for this model');
   }
+  let plan;
+  try {
+    plan = parseMethod(info.method);
+  } catch (e) {
+    throw broken(`method: ${(e as Error).message}`);
+  }
+  if (plan.kind !== 'aquakv' || plan.budget !== null || methodKey(plan, cfg.kvDim) !== info.methodKey) throw broken(`method ${info.method} does not match its key ${info.methodKey}`);
   const C = cfg.kvDim;
+  // the predictors the file says it holds must all be there: a missing one would run as no predictor
+  const expected = { key: info.predict !== 'values', value: info.predict !== 'keys' };
+  const tensor = (name: string, shape: number[]): Float32Array => {
+    const e = f.entries.get(name);
+    if (!e) throw new AquaError(`${where}: tensor ${name} is missing (expected shape [${shape}])`, 'calibrate predictors again');
+    if (e.shape.length !== shape.length || e.shape.some((d, i) => d !== shape[i])) throw new AquaError(`${where}: ${name} has shape [${e.shape}], expected [${shape}]`);
+    const data = f.readF32(name);
+    const bad = data.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) throw new AquaError(`${where}: ${name} holds ${data[bad]} at index ${bad}`);
+    return data;
+  };
   const read = (l: number, part: 'key' | 'value', inDim: number): LinearPredictor | null => {
-    const w = `layers.${l}.${part}.weight`;
-    if (!f.entries.has(w)) return null;
-    const e = f.entries.get(w)!;
-    if (e.shape[0] !== C || e.shape[1] !== inDim) throw new AquaError(`${where}: ${w} has shape [${e.shape}], expected [${C}, ${inDim}]`);
-    return new LinearPredictor(f.readF32(w), f.readF32(`layers.${l}.${part}.bias`), inDim, C);
+    if (!expected[part]) return null;
+    return new LinearPredictor(tensor(`layers.${l}.${part}.weight`, [C, inDim]), tensor(`layers.${l}.${part}.bias`, [C]), inDim, C);
   };
   const set: PredictorSet = { method: info.method, methodKey: info.methodKey, budget: info.budget ?? null, keys: [], values: [] };
   for (let l = 0; l < cfg.nLayers; l++) {
