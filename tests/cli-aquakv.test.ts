@@ -113,3 +113,12 @@ test('calibrate --bits prints its plan, and eval takes one predictor file per AQ
   assert.ok(rows[1].bitsPerValue <= 2.5 + 1e-9 && rows[2].bitsPerValue <= 2.75 + 1e-9, JSON.stringify(rows));
   assert.ok(rows.slice(1).every((r) => r.klDivergence > 0));
 });
+
+test('calibration writes the same bytes twice (no timing in the file)', () => {
+  const a = join(work, 'same-a.safetensors'), b = join(work, 'same-b.safetensors');
+  for (const out of [a, b]) {
+    const r = aquakv('calibrate', '--model', model, '--data', text, '--samples', '3', '--seq-len', '64', '--method', 'aquakv[q=higgs:2x16,first=higgs:2x256]', '--out', out);
+    assert.equal(r.code, 0, r.err);
+  }
+  assert.ok(readFileSync(a).equals(readFileSync(b)));
+});

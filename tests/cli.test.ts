@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync, cpSync, unlinkSync, truncateSync, statSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, cpSync, unlinkSync, truncateSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeTinyModel } from './fixture.js';
 import { aquakv, BIN } from './run-cli.js';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 
 const good = makeTinyModel({});
 
@@ -82,12 +82,30 @@ const cases: [string, () => string[], RegExp][] = [
   ['empty --model (an unset shell variable)', () => ['logits', '--model', '', '--ids', '1', '--json'], /--model is empty/],
   ['a directory as --predictors', () => ['eval', '--model', good, '--text', join(good, 'config.json'), '--predictors', good, '--methods', 'aquakv[q=higgs:2x16,first=higgs:2x256]'], /is a directory/],
   ['windows no longer than a block', () => ['eval', '--model', good, '--text', join(good, 'tokenizer.json'), '--seq-len', '64', '--buffer', '64', '--methods', 'fp,kivi2'], /windows of 64 tokens never read a compressed block/],
+  ['a FIFO as config.json (would hang a reader)', () => ['logits', '--model', variant((d) => {
+    unlinkSync(join(d, 'config.json'));
+    execFileSync('mkfifo', [join(d, 'config.json')]);
+  }), '--ids', '1', '--json'], /config.json: it is not a regular file/],
+  ['a FIFO as model.safetensors', () => ['logits', '--model', variant((d) => {
+    unlinkSync(join(d, 'model.safetensors'));
+    execFileSync('mkfifo', [join(d, 'model.safetensors')]);
+  }), '--ids', '1', '--json'], /model.safetensors: it is not a regular file/],
+  ['a directory as model.safetensors', () => ['logits', '--model', variant((d) => {
+    unlinkSync(join(d, 'model.safetensors'));
+    mkdirSync(join(d, 'model.safetensors'));
+  }), '--ids', '1', '--json'], /model.safetensors: it is a directory/],
+  ['a non-string shard in the index', () => ['logits', '--model', variant((d) => {
+    writeFileSync(join(d, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'model.norm.weight': 7 } }));
+  }), '--ids', '1', '--json'], /weight_map maps model.norm.weight to 7, not a file name/],
+  ['a seed past 32 bits', () => ['generate', '--model', good, '--prompt', 'a', '--seed', '4294967296'], /--seed must be at most 4294967295/],
+  ['a device as --out', () => ['calibrate', '--model', good, '--data', join(good, 'tokenizer.json'), '--method', 'aquakv[q=higgs:2x16,first=higgs:2x256]', '--out', '/dev/null'], /cannot write \/dev\/null: it is not a regular file/],
   ['bad number', () => ['generate', '--model', good, '--prompt', 'a', '--max-new-tokens', 'ten'], /--max-new-tokens must be an integer/],
 ];
 
 for (const [name, args, re] of cases) {
   test(`CLI error: ${name} → one clear line, exit 1, no stack trace`, () => {
     const r = aquakv(...args());
+    assert.notEqual(r.code, null, 'no hang (killed by the timeout)');
     assert.equal(r.code, 1);
     assert.match(r.err, re);
     assert.equal(r.err.trim().split('\n').length, 1, r.err);

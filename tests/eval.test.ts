@@ -45,3 +45,17 @@ test('perplexity and bits per byte agree with each other and with the unigram ba
   // the unigram model was fitted on this very text, so it beats a random-weight model
   assert.ok(r.unigramPerplexity < r.perplexity);
 });
+
+test('encodeUpTo tokenizes only a prefix, and keeps exactly the tokens of the whole text', async () => {
+  const { encodeUpTo } = await import('../src/eval/texts.js');
+  const text = FIXTURE_TEXT.repeat(200);
+  const full = tok.encode(text);
+  let longest = 0;
+  const encode = (s: string) => {
+    longest = Math.max(longest, s.length);
+    return tok.encode(s);
+  };
+  for (const n of [1, 50, 333, 2000]) assert.deepEqual(encodeUpTo(text, encode, n), full.slice(0, n), `${n} tokens`);
+  assert.ok(longest < text.length, 'never the whole text for these');
+  assert.deepEqual(encodeUpTo(text, encode, full.length + 10), full, 'asking for more than there is gives everything');
+});

@@ -16,6 +16,9 @@ export function parse<T extends Options>(argv: string[], options: T): Values<T> 
   }
 }
 
+/** Seeds are 32-bit (the RNG's state): larger ones are refused, not wrapped. */
+export const MAX_SEED = 2 ** 32 - 1;
+
 export function intOpt(v: string | undefined, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined) return fallback;
   const n = Number(v);

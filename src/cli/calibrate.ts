@@ -6,7 +6,7 @@ import { formatMethod, parseMethod } from '../kv/method.js';
 import { calibrate, DEFAULT_CALIBRATION } from '../predictors/calibrate.js';
 import { savePredictors } from '../predictors/file.js';
 import { platform } from '../platform/index.js';
-import { intOpt, numOpt, parse } from './args.js';
+import { intOpt, MAX_SEED, numOpt, parse } from './args.js';
 import type { Command } from './command.js';
 import { formatLayerErrors } from './format.js';
 import { isEmbedded, openModel, resolveModelDir } from './model-dir.js';
@@ -46,13 +46,13 @@ export const calibrateCommand: Command = {
       dataSource: source,
       samples: intOpt(o.samples, 'samples', d.samples, 2, 4096), // every captured token is held in memory (issue 19 streams it)
       seqLen,
-      seed: intOpt(o.seed, 'seed', d.seed),
+      seed: intOpt(o.seed, 'seed', d.seed, 0, MAX_SEED),
       onProgress: (stage, done, total) => bar.update(done, total, stage),
     });
     bar.stop();
     savePredictors(out, p);
     if (o.json) {
-      console.log(JSON.stringify({ out, ...p.info }, null, 2));
+      console.log(JSON.stringify({ out, seconds: p.seconds, ...p.info }, null, 2));
       return;
     }
     console.log(formatLayerErrors(p.info.layers));
@@ -62,6 +62,6 @@ export const calibrateCommand: Command = {
       console.log(`KL from fp on ${a.tokens} held-out calibration positions: ${a.klBase.toFixed(5)} with every slot at ${a.ladder[0]}, ${a.klPlan.toFixed(5)} with the plan (${a.measurements} measurements)`);
       for (const s of a.steps) console.log(`  ${s.slot} → ${s.to}: ${s.bitsPerValue.toFixed(3)} bits, KL ${s.klBefore.toFixed(5)} → ${s.klAfter.toFixed(5)}`);
     }
-    console.log(`calibrated ${p.info.method} on ${p.info.data.trainTokens} train / ${p.info.data.validTokens} validation tokens from ${source} in ${p.info.seconds.toFixed(1)} s; saved ${out}`);
+    console.log(`calibrated ${p.info.method} on ${p.info.data.trainTokens} train / ${p.info.data.validTokens} validation tokens from ${source} in ${(p.seconds ?? 0).toFixed(1)} s; saved ${out}`);
   },
 };

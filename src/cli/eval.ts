@@ -1,7 +1,7 @@
 /** `aquakv eval`: perplexity and KL divergence of each cache method against full precision. */
 import { AquaError } from '../errors.js';
 import { DEFAULT_EVAL, evaluatePerplexity } from '../eval/perplexity.js';
-import { readText } from '../eval/texts.js';
+import { encodeUpTo, readText } from '../eval/texts.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { DEFAULT_CACHE_OPTIONS } from '../kv/compressed.js';
 import { checkMethod, parseMethodList } from '../kv/method.js';
@@ -29,13 +29,14 @@ export const evalCommand: Command = {
     const seqLen = intOpt(o['seq-len'], 'seq-len', model.config.maxPositionEmbeddings, 2);
     if (seqLen > model.config.maxPositionEmbeddings) throw new AquaError(`--seq-len ${seqLen} exceeds the model's context of ${model.config.maxPositionEmbeddings}`);
     const tok = loadTokenizer(dir);
-    const ids = tok.encode(readText(o.text));
+    const maxTokens = intOpt(o['max-tokens'], 'max-tokens', DEFAULT_EVAL.maxTokens, 2);
+    const ids = encodeUpTo(readText(o.text), (t) => tok.encode(t), maxTokens);
     const predictors = predictorsFor(model, dir, () => tok, methods, o.predictors, o['calibration-data'], !!o.json);
     const bar = progress('eval', !!o.json);
     const results = evaluatePerplexity(model, ids, methods, predictors, {
       seqLen,
       chunk: intOpt(o.chunk, 'chunk', DEFAULT_EVAL.chunk, 1),
-      maxTokens: intOpt(o['max-tokens'], 'max-tokens', DEFAULT_EVAL.maxTokens, 2),
+      maxTokens,
       cache: { sinks: intOpt(o.sinks, 'sinks', DEFAULT_CACHE_OPTIONS.sinks, 0), buffer: intOpt(o.buffer, 'buffer', DEFAULT_CACHE_OPTIONS.buffer, 1), mode: 'materialized' },
       onProgress: (d, t, label) => bar.update(d, t, label),
     });

@@ -1,7 +1,7 @@
 /** `aquakv grids`: every shipped grid with its bits per value and MSE on fresh normal samples. */
 import { listGrids, loadGrid, measureGridMse, readGridFile } from '../quant/grid.js';
 import { Rng } from '../tensor/rng.js';
-import { intOpt, parse } from './args.js';
+import { intOpt, MAX_SEED, parse } from './args.js';
 import type { Command } from './command.js';
 
 export const gridsCommand: Command = {
@@ -10,7 +10,7 @@ export const gridsCommand: Command = {
   run(argv) {
     const o = parse(argv, { json: { type: 'boolean' }, samples: { type: 'string' }, seed: { type: 'string' } });
     const samples = intOpt(o.samples, 'samples', 1_000_000, 1000, 100_000_000);
-    const seed = intOpt(o.seed, 'seed', 2024);
+    const seed = intOpt(o.seed, 'seed', 2024, 0, MAX_SEED);
     const rows = listGrids().map(({ d, n }) => {
       const rng = new Rng(seed);
       const file = readGridFile(d, n);

@@ -6,7 +6,7 @@ import { readText } from '../eval/texts.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { createCache } from '../kv/factory.js';
 import { checkMethod, parseMethodList } from '../kv/method.js';
-import { intOpt, parse } from './args.js';
+import { intOpt, MAX_SEED, parse } from './args.js';
 import type { Command } from './command.js';
 import { formatRetrieval } from './format.js';
 import { openModel, resolveModelDir } from './model-dir.js';
@@ -46,7 +46,7 @@ export const retrievalCommand: Command = {
     for (const m of methods) {
       const bar = progress(`retrieval ${m.name}`, !!o.json);
       const res = retrievalAccuracy(model, encode, filler, () => createCache(model, m, predictors(m)), {
-        distances, samples, total, chunk: intOpt(o.chunk, 'chunk', DEFAULT_RETRIEVAL.chunk, 1), seed: intOpt(o.seed, 'seed', DEFAULT_RETRIEVAL.seed),
+        distances, samples, total, chunk: intOpt(o.chunk, 'chunk', DEFAULT_RETRIEVAL.chunk, 1), seed: intOpt(o.seed, 'seed', DEFAULT_RETRIEVAL.seed, 0, MAX_SEED),
         onProgress: (d, t) => bar.update(d, t),
       });
       bar.stop();

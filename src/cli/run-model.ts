@@ -3,7 +3,7 @@ import { AquaError } from '../errors.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { FullCache } from '../kv/full.js';
 import { DEFAULT_GENERATION, generate } from '../model/generate.js';
-import { intOpt, numOpt, parse } from './args.js';
+import { intOpt, MAX_SEED, numOpt, parse } from './args.js';
 import type { Command } from './command.js';
 import { openModel, resolveModelDir } from './model-dir.js';
 
@@ -36,7 +36,7 @@ export const generateCommand: Command = {
       maxNewTokens: maxNew,
       temperature: numOpt(o.temperature, 'temperature', g.temperature, 0),
       topP: numOpt(o['top-p'], 'top-p', g.topP, 0, 1),
-      seed: intOpt(o.seed, 'seed', g.seed),
+      seed: intOpt(o.seed, 'seed', g.seed, 0, MAX_SEED),
       stopIds: model.config.eosTokenIds,
       // decode the whole continuation each time so multi-byte characters split over tokens print whole
       onToken: (() => {

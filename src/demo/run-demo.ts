@@ -96,7 +96,7 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
     const settings = { ...DEFAULT_CALIBRATION, method, samples: o.samples, seqLen, dataSource: o.calibrationText.source };
     const c = cachedPredictors(o.cacheDir, model, o.calibrationText.text, tok, settings, (stage, d, t) => o.onProgress?.(`calibrate ${method.name}`, d, t, stage));
     predictorSets.set(formatMethod(method), c.set);
-    calibrations.push({ method: method.name, plan: c.info.method, reused: c.reused, path: c.path, seconds: c.info.seconds, layers: c.info.layers, allocation: c.info.allocation });
+    calibrations.push({ method: method.name, plan: c.info.method, reused: c.reused, path: c.path, seconds: c.seconds ?? 0, layers: c.info.layers, allocation: c.info.allocation });
   }
   // 2. evaluation: baselines and AQUA-KV variants on the same windows
   o.onStage?.(`2/${stages} perplexity on ${o.evalText.source}`);

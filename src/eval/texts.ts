@@ -25,3 +25,16 @@ export function readText(source: string): string {
   if (!text.trim()) throw new AquaError(`text file ${source} is empty`);
   return text;
 }
+
+/**
+ * The first `maxTokens` tokens of `text`, tokenizing only a prefix long enough for them (a 50 MB
+ * file costs what its first pages cost). The prefix keeps 64 tokens of margin, so the cut never
+ * changes the tokens kept.
+ */
+export function encodeUpTo(text: string, encode: (s: string) => number[], maxTokens: number): number[] {
+  for (let chars = (maxTokens + 64) * 8; ; chars *= 2) {
+    if (chars >= text.length) return encode(text).slice(0, maxTokens);
+    const ids = encode(text.slice(0, chars));
+    if (ids.length >= maxTokens + 64) return ids.slice(0, maxTokens);
+  }
+}

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AquaError } from '../errors.js';
+import { platform } from '../platform/index.js';
 import { readConfig } from './config.js';
 import type { ModelConfig } from '../model/config.js';
 import { SafetensorsFile, writeSafetensors, type StDtype, type TensorToWrite } from './safetensors.js';
@@ -20,14 +21,16 @@ class TensorSource {
     const single = join(dir, 'model.safetensors');
     const index = join(dir, 'model.safetensors.index.json');
     if (existsSync(index)) {
-      let map: Record<string, string>;
+      let map: Record<string, unknown>;
       try {
-        map = (JSON.parse(readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map;
+        map = (JSON.parse(platform.readText(index)) as { weight_map: Record<string, unknown> })?.weight_map;
       } catch (e) {
+        if (e instanceof AquaError) throw e;
         throw new AquaError(`${index} is not valid JSON: ${(e as Error).message}`);
       }
-      if (!map || typeof map !== 'object') throw new AquaError(`${index}: missing "weight_map"`);
+      if (!map || typeof map !== 'object' || Array.isArray(map)) throw new AquaError(`${index}: missing "weight_map"`);
       for (const [name, file] of Object.entries(map)) {
+        if (typeof file !== 'string' || file.includes('/') || file.includes('\\')) throw new AquaError(`${index}: weight_map maps ${name} to ${JSON.stringify(file)}, not a file name`);
         let f = this.files.get(file);
         if (!f) {
           f = SafetensorsFile.open(join(dir, file));

@@ -11,6 +11,9 @@ import { decodeTensor, encodeSafetensors, headerLength, parseHeader, type Tensor
 export type { StDtype, TensorEntry, TensorToWrite } from './safetensors-format.js';
 export { encodeSafetensors } from './safetensors-format.js';
 
+/** The largest tensor read in one piece (typed arrays of this many bytes are safe on every Node 20). */
+const MAX_TENSOR_BYTES = 2 ** 31 - 1;
+
 export class SafetensorsFile {
   private constructor(
     readonly path: string,
@@ -22,6 +25,7 @@ export class SafetensorsFile {
 
   /** Opens and validates `path`; throws AquaError naming the file and the defect. */
   static open(path: string): SafetensorsFile {
+    platform.checkFile(path); // opening a FIFO would block forever
     let fd: number;
     try {
       fd = openSync(path, 'r');
@@ -48,6 +52,7 @@ export class SafetensorsFile {
     const e = this.entries.get(name);
     if (!e) throw new AquaError(`${this.path}: no tensor named ${name}`);
     const n = e.end - e.begin;
+    if (n > MAX_TENSOR_BYTES) throw new AquaError(`${this.path}: tensor ${name} is ${n} bytes; aquakv reads tensors of up to ${MAX_TENSOR_BYTES} bytes (2 GiB)`);
     const buf = new Uint8Array(n);
     let got = 0;
     while (got < n) {

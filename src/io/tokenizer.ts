@@ -2,10 +2,11 @@
  * tokenizer.json through @huggingface/tokenizers (the JS port of HF tokenizers), so any
  * byte-level BPE file that transformers loads — Llama 3, Qwen2, GPT-2, ours — loads here too.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { AquaError } from '../errors.js';
+import { platform } from '../platform/index.js';
 
 export interface TextTokenizer {
   encode(text: string): number[];
@@ -19,15 +20,17 @@ export function loadTokenizer(dir: string): TextTokenizer {
   let json: Record<string, unknown>;
   let config: object = {};
   try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
+    json = JSON.parse(platform.readText(path));
   } catch (e) {
+    if (e instanceof AquaError) throw e;
     throw new AquaError(`${path} is not valid JSON: ${(e as Error).message}`);
   }
   const configPath = join(dir, 'tokenizer_config.json');
   if (existsSync(configPath)) {
     try {
-      config = JSON.parse(readFileSync(configPath, 'utf8'));
+      config = JSON.parse(platform.readText(configPath));
     } catch (e) {
+      if (e instanceof AquaError) throw e;
       throw new AquaError(`${configPath} is not valid JSON: ${(e as Error).message}`);
     }
   }

@@ -13,6 +13,7 @@ const noFiles = (what: string): never => {
 
 export const platform: Platform = {
   name: 'browser',
+  checkFile: (path) => noFiles(`reading ${path}`),
   readFile: (path) => noFiles(`reading ${path}`),
   readText: (path) => noFiles(`reading ${path}`),
   writeFileAtomic: (path) => noFiles(`writing ${path}`),

@@ -28,12 +28,25 @@ function findPackageRoot(): string {
   }
 }
 
+/** Refuses what would hang (a FIFO), fail late (a directory) or is no file at all, with one line. */
+function checkRegularFile(path: string): void {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    throw new AquaError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  if (!st.isFile()) throw new AquaError(`cannot read ${path}: it is ${st.isDirectory() ? 'a directory' : 'not a regular file'}`);
+}
+
 let root: string | null = null;
 let tmpCounter = 0;
 
 export const platform: Platform = {
   name: 'node',
+  checkFile: checkRegularFile,
   readFile(path) {
+    checkRegularFile(path);
     try {
       const b = readFileSync(path);
       return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
@@ -68,6 +81,8 @@ export const platform: Platform = {
   },
   checkWritable(path) {
     if (existsSync(path) && statSync(path).isDirectory()) throw new AquaError(`cannot write ${path}: it is a directory`);
+    // replacing a device or a FIFO by renaming a file over it is never what was meant
+    if (existsSync(path) && !statSync(path).isFile()) throw new AquaError(`cannot write ${path}: it is not a regular file`);
     const dir = dirname(resolve(path));
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new AquaError(`cannot write ${path}: directory ${dir} does not exist`);
     try {

@@ -23,6 +23,8 @@ export type FastGemm = { fn: GemmFn; name: string } | { fn: null; reason: string
 
 export interface Platform {
   readonly name: 'node' | 'browser';
+  /** Throws an AquaError unless `path` is a regular file (a FIFO would hang a reader; a directory fails late). */
+  checkFile(path: string): void;
   readFile(path: string): Uint8Array;
   readText(path: string): string;
   /** Writes through a temporary file in the same directory, then renames: never a half-written file. */

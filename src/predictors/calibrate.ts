@@ -69,15 +69,15 @@ export function calibrate(
   const seconds = (performance.now() - t0) / 1000;
   const info = predictorInfo(model, { ...o, method: plan }, layers, {
     source: o.dataSource, samples: o.samples, seqLen: o.seqLen, trainTokens: train.tokens, validTokens: valid.tokens,
-  }, seconds);
+  });
   if (allocated) {
     info.budget = allocated.allocation.budget;
     info.allocation = allocated.allocation;
   }
-  return { set, info };
+  return { set, info, seconds };
 }
 
-function predictorInfo(model: LlamaModel, o: CalibrationOptions, layers: LayerErrors[], data: PredictorInfo['data'], seconds: number): PredictorInfo {
+function predictorInfo(model: LlamaModel, o: CalibrationOptions, layers: LayerErrors[], data: PredictorInfo['data']): PredictorInfo {
   const c = model.config;
   return {
     model: { fingerprint: c.fingerprint, weights: model.weightsDigest, architecture: c.architecture, nLayers: c.nLayers, kvDim: c.kvDim, hiddenSize: c.hiddenSize },
@@ -87,7 +87,6 @@ function predictorInfo(model: LlamaModel, o: CalibrationOptions, layers: LayerEr
     fitOn: o.fitOn,
     damp: o.damp,
     data,
-    seconds,
     layers,
   };
 }

@@ -34,14 +34,17 @@ export interface PredictorInfo {
   fitOn: 'reconstructed' | 'original';
   damp: number;
   data: { source: string; samples: number; seqLen: number; trainTokens: number; validTokens: number };
-  seconds: number;
   layers: LayerErrors[];
 }
 
-/** What calibration makes and a predictor file holds. */
+/**
+ * What calibration makes and a predictor file holds. The file holds no timing, so identical
+ * calibrations write identical bytes; `seconds` is the calibration's own (absent when loaded).
+ */
 export interface CalibratedPredictors {
   set: PredictorSet;
   info: PredictorInfo;
+  seconds?: number;
 }
 
 /** The model a predictor file is checked against. */
@@ -56,7 +59,8 @@ export function encodePredictors(p: CalibratedPredictors): Uint8Array {
       tensors.push({ name: `layers.${l}.${part}.bias`, shape: [x.outDim], data: x.bias, dtype: 'F32' });
     });
   }
-  return encodeSafetensors(tensors, { format: PREDICTOR_FORMAT, version: PREDICTOR_VERSION, info: JSON.stringify(p.info) });
+  const { seconds: _ignored, ...info } = p.info as PredictorInfo & { seconds?: number }; // older objects may carry one
+  return encodeSafetensors(tensors, { format: PREDICTOR_FORMAT, version: PREDICTOR_VERSION, info: JSON.stringify(info) });
 }
 
 /** Reads predictors from the bytes of a file (`where` names it in errors) and checks they are `model`'s. */
