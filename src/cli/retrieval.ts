@@ -2,7 +2,7 @@
 import { AquaError } from '../errors.js';
 import { retrievalDistanceRange } from '../eval/retrieval.js';
 import { DEFAULT_RETRIEVAL, defaultRetrievalDistances, retrievalAccuracy } from '../eval/retrieval-eval.js';
-import { readText } from '../eval/texts.js';
+import { encodeUpTo, MAX_FILLER_TOKENS, readText } from '../eval/texts.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { createCache } from '../kv/factory.js';
 import { checkMethod, parseMethodList } from '../kv/method.js';
@@ -40,7 +40,8 @@ export const retrievalCommand: Command = {
     const methods = parseMethodList(o.methods ?? 'fp,aquakv');
     for (const m of methods) checkMethod(m, model.config.kvDim, model.config.nLayers);
     const predictors = predictorsFor(model, dir, () => tok, methods, o.predictors, o['calibration-data'], !!o.json);
-    const filler = tok.encode(readText(o.filler ?? '@moby-dick'));
+    // keys are hidden at random places of the filler: up to its first million tokens (Moby Dick has ~300k)
+    const filler = encodeUpTo(readText(o.filler ?? '@moby-dick'), encode, MAX_FILLER_TOKENS);
     const samples = intOpt(o.samples, 'samples', DEFAULT_RETRIEVAL.samples, 1);
     const rows: { method: string; distance: number; accuracy: number; correct: number; samples: number }[] = [];
     for (const m of methods) {

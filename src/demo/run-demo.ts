@@ -10,6 +10,7 @@ import { createCache } from '../kv/factory.js';
 import type { PredictorSet } from '../kv/linear-predictor.js';
 import { formatMethod, parseMethod, type CacheMethod } from '../kv/method.js';
 import { evaluatePerplexity, type MethodResult } from '../eval/perplexity.js';
+import { encodeUpTo, MAX_FILLER_TOKENS } from '../eval/texts.js';
 import { generate } from '../model/generate.js';
 import type { LayerErrors } from '../predictors/file.js';
 import type { Allocation } from '../predictors/allocate.js';
@@ -100,7 +101,7 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
   }
   // 2. evaluation: baselines and AQUA-KV variants on the same windows
   o.onStage?.(`2/${stages} perplexity on ${o.evalText.source}`);
-  const evalIds = tok.encode(o.evalText.text);
+  const evalIds = encodeUpTo(o.evalText.text, (s) => tok.encode(s), Math.max(o.maxTokens, MAX_FILLER_TOKENS)); // eval windows and retrieval filler
   const methods = [...o.baselines.map(parseMethod), ...aquaMethods];
   const cacheOptions = { sinks: o.sinks, buffer: o.buffer, mode: 'materialized' as const };
   const results: MethodResult[] = evaluatePerplexity(model, evalIds, methods, predictorsOf, {

@@ -21,10 +21,18 @@ export function readText(source: string): string {
   }
   if (source.startsWith('@')) throw new AquaError(`unknown built-in text '${source}'`, `one of ${BUILTIN_TEXTS.join(', ')}`);
   if (!existsSync(source) || !statSync(source).isFile()) throw new AquaError(`text file ${source} does not exist`);
-  const text = readFileSync(source, 'utf8');
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(readFileSync(source));
+  } catch {
+    throw new AquaError(`text file ${source} is not UTF-8 text`);
+  }
   if (!text.trim()) throw new AquaError(`text file ${source} is empty`);
   return text;
 }
+
+/** Retrieval filler is read up to this many tokens (a huge text costs no more than this). */
+export const MAX_FILLER_TOKENS = 1_000_000;
 
 /**
  * The first `maxTokens` tokens of `text`, tokenizing only a prefix long enough for them (a 50 MB
