@@ -69,6 +69,13 @@ test('corrupt files are rejected with a reason naming the file', () => {
   cases.push(['dtype', header({ a: { dtype: 'Q4', shape: [4], data_offsets: [0, 16] } }), /unknown dtype/]);
   cases.push(['offsets', header({ a: { dtype: 'F32', shape: [4], data_offsets: [16, 0] } }), /malformed data_offsets/]);
   cases.push(['hole', header({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, b: { dtype: 'F32', shape: [4], data_offsets: [32, 48] } }, 48), /bytes 16–32 of the data section belong to no tensor \(before b\)/]);
+  const dup = (() => {
+    const j = Buffer.from('{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"a":{"dtype":"F32","shape":[4],"data_offsets":[16,32]}}');
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(j.length));
+    return Buffer.concat([len, j, Buffer.alloc(32)]);
+  })();
+  cases.push(['duplicate', dup, /tensor a is named twice/]);
   cases.push(['trailing', header({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, 17), /1 bytes after the last tensor/]);
   // a header length one byte too long shifts the data: refused, never read shifted
   const shifted = Buffer.from(good);

@@ -45,6 +45,12 @@ export function parseHeader(headerBytes: Uint8Array, dataSize: number, where: st
     throw bad('header is not valid JSON');
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) throw bad('header is not a JSON object');
+  // JSON.parse keeps the last of two equal keys without a word; the format forbids duplicates
+  const json = new TextDecoder().decode(headerBytes);
+  for (const name of Object.keys(header as object)) {
+    const key = new RegExp(`(^|[^\\\\])${JSON.stringify(name).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s*:`, 'g');
+    if ((json.match(key) ?? []).length > 1) throw bad(`tensor ${name} is named twice in the header`);
+  }
   const entries = new Map<string, TensorEntry>();
   let metadata: Record<string, string> = {};
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
