@@ -36,7 +36,8 @@ test('logits --json prints one row of vocab_size floats per input id', () => {
 test('generate streams text and reports tokens/s', () => {
   const r = aquakv('generate', '--model', good, '--prompt', 'We the people', '--max-new-tokens', '5', '--seed', '1');
   assert.equal(r.code, 0, r.err);
-  assert.match(r.err, /prefill: \d+ tokens, [\d.]+ tokens\/s; decode: 4 tokens/);
+  assert.match(r.err, /^fp cache: [\d,]+ bytes stored for \d+ tokens \(16-bit keys and values: [\d,]+, 0\.50×\); prefill [\d.]+ tokens\/s, decode [\d.]+ tokens\/s$/m);
+  assert.ok(r.out.trim().length > 0, 'the continuation is streamed on stdout');
 });
 
 const cases: [string, () => string[], RegExp][] = [
@@ -118,4 +119,47 @@ test('a reader that closes the pipe early ends the command quietly', () => {
   const r = spawnSync('sh', ['-c', `"${process.execPath}" "${BIN}" logits --model "${good}" --ids 1,2,3 --json | head -c 10`], { encoding: 'utf8' });
   assert.equal(r.stdout.length, 10);
   assert.equal(r.stderr, '', 'no EPIPE trace');
+});
+
+test('--version, and help for every command with every option, its meaning and its default', async () => {
+  const v = aquakv('--version');
+  assert.equal(v.code, 0);
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  assert.equal(v.out.trim(), `aquakv ${pkg.version}`);
+  const { commands } = await import('../src/cli/commands.js');
+  for (const [name, cmd] of Object.entries(commands)) {
+    for (const args of [['help', name], [name, '--help']]) {
+      const r = aquakv(...args);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.out, new RegExp(`^usage: aquakv ${name} `));
+      for (const [option, spec] of Object.entries(cmd.options)) {
+        const line = r.out.split('\n').find((l) => new RegExp(`^\\s+--${option}(\\s|$)`).test(l));
+        assert.ok(line && line.includes(spec.help), `${name} --${option} is described`);
+        if (spec.shownDefault !== undefined) assert.ok(line!.includes(`(default: ${spec.shownDefault})`), `${name} --${option} shows its default`);
+      }
+    }
+  }
+});
+
+test('generate runs through any cache method and reports its bytes, as text or JSON', () => {
+  const r = aquakv('generate', '--model', good, '--prompt', 'the people of the united states', '--method', 'kivi2', '--buffer', '4', '--sinks', '1',
+    '--max-new-tokens', '6', '--temperature', '0', '--json');
+  assert.equal(r.code, 0, r.err);
+  const j = JSON.parse(r.out) as { method: string; ids: number[]; storedBytes: number; fp16Bytes: number; bitsPerValue: number; cachedTokens: number };
+  assert.equal(j.method, 'kivi2');
+  assert.equal(j.ids.length, 6);
+  assert.ok(j.storedBytes > 0 && j.storedBytes < j.fp16Bytes, JSON.stringify(j));
+  assert.ok(j.bitsPerValue > 2 && j.bitsPerValue < 8);
+  const t = aquakv('generate', '--model', good, '--prompt', 'the people', '--method', 'higgs', '--max-new-tokens', '3');
+  assert.equal(t.code, 0, t.err);
+  assert.match(t.err, /^higgs cache: [\d,]+ bytes stored for \d+ tokens \(16-bit keys and values: [\d,]+, [\d.]+×\); prefill [\d.]+ tokens\/s, decode [\d.]+ tokens\/s$/m);
+});
+
+test('Ctrl-C ends a command with exit code 130', async () => {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [BIN, 'grids', '--samples', '50000000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise((r) => setTimeout(r, 1500));
+  child.kill('SIGINT');
+  const code = await new Promise((r) => child.once('exit', (c) => r(c)));
+  assert.equal(code, 130);
 });

@@ -3,6 +3,41 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { AquaError } from '../errors.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** One option of a command: its type for parsing, and what its help shows. */
+export interface OptionSpec<T extends 'string' | 'boolean' = 'string' | 'boolean'> {
+  type: T;
+  value?: string; // the placeholder in help: N, FILE, SPEC…
+  help: string;
+  // what the help says the default is (not parseArgs's `default`: commands apply their own defaults)
+  shownDefault?: string | number;
+  required?: boolean;
+}
+export type OptionSpecs = Record<string, OptionSpec>;
+
+/** A string option. */
+export const opt = (value: string, help: string, shownDefault?: string | number, required = false): OptionSpec<'string'> => ({ type: 'string', value, help, shownDefault, required });
+/** A flag. */
+export const flag = (help: string): OptionSpec<'boolean'> => ({ type: 'boolean', help });
+
+/** `--name VALUE` for each option, required ones bare, the rest in brackets. */
+export function usageLine(options: OptionSpecs): string {
+  return Object.entries(options)
+    .map(([name, o]) => {
+      const s = `--${name}${o.value ? ` ${o.value}` : ''}`;
+      return o.required ? s : `[${s}]`;
+    })
+    .join(' ');
+}
+
+/** Every option with its meaning and default, one per line. */
+export function optionHelp(options: OptionSpecs): string {
+  const left = Object.entries(options).map(([name, o]) => `  --${name}${o.value ? ` ${o.value}` : ''}`);
+  const width = Math.max(...left.map((l) => l.length)) + 2;
+  return Object.values(options)
+    .map((o, i) => `${left[i].padEnd(width)}${o.help}${o.shownDefault !== undefined ? ` (default: ${o.shownDefault})` : ''}`)
+    .join('\n');
+}
 /** Parsed values: strings for string options, booleans for flags, undefined when absent. */
 export type Values<T extends Options> = { [K in keyof T]?: T[K]['type'] extends 'boolean' ? boolean : string };
 

@@ -6,7 +6,8 @@ import { formatMethod, parseMethod } from '../kv/method.js';
 import { calibrate, DEFAULT_CALIBRATION } from '../predictors/calibrate.js';
 import { savePredictors } from '../predictors/file.js';
 import { platform } from '../platform/index.js';
-import { intOpt, MAX_SEED, numOpt, parse } from './args.js';
+import { intOpt, MAX_SEED, numOpt, opt, parse } from './args.js';
+import { jsonOption, modelOption } from './common-options.js';
 import type { Command } from './command.js';
 import { formatLayerErrors } from './format.js';
 import { isEmbedded, openModel, resolveModelDir } from './model-dir.js';
@@ -14,14 +15,26 @@ import { progress } from './progress.js';
 
 const d = DEFAULT_CALIBRATION;
 
+const options = {
+  model: modelOption,
+  data: opt('FILE', 'calibration text (a file, or @sotu-train)', '@sotu-train for the embedded model'),
+  bits: opt('B', 'budgeted AQUA-KV: bits per value to allocate (same as --method aquakv[bits=B])'),
+  method: opt('SPEC', 'the aquakv method to fit predictors for (see README: cache method specs)', formatMethod(d.method)),
+  samples: opt('N', 'calibration windows (the last eighth held out for validation)', d.samples),
+  'seq-len': opt('L', 'tokens per window', `min(${d.seqLen}, the model's context)`),
+  predict: opt('both|keys|values', 'which predictors to fit (ablation)', d.predict),
+  'fit-on': opt('reconstructed|original', 'inputs the predictors are fitted on (ablation)', d.fitOn),
+  damp: opt('X', 'ridge damping, a fraction of the mean diagonal of XᵀX', d.damp),
+  seed: opt('S', 'seed of the window offsets', d.seed),
+  out: opt('FILE', 'where to write the predictor file', 'predictors.safetensors'),
+  json: jsonOption,
+};
+
 export const calibrateCommand: Command = {
   summary: 'fit AQUA-KV predictors for a cache method (ridge, layer by layer on reconstructed inputs) and save them',
-  usage: `[--model DIR] [--data FILE|@sotu-train] [--bits B | --method SPEC (default aquakv = ${formatMethod(d.method)})] [--samples N (${d.samples})] [--seq-len L (${d.seqLen})] [--predict both|keys|values] [--fit-on reconstructed|original] [--damp X (${d.damp})] [--seed S] [--out FILE (predictors.safetensors)] [--json]`,
+  options,
   run(argv) {
-    const o = parse(argv, {
-      model: { type: 'string' }, data: { type: 'string' }, method: { type: 'string' }, bits: { type: 'string' }, samples: { type: 'string' }, 'seq-len': { type: 'string' },
-      predict: { type: 'string' }, 'fit-on': { type: 'string' }, damp: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' },
-    });
+    const o = parse(argv, options);
     const dir = resolveModelDir(o.model);
     const source = o.data ?? (isEmbedded(dir) ? '@sotu-train' : undefined);
     if (!source) throw new AquaError('calibrate needs --data FILE for a model other than the embedded one');

@@ -1,6 +1,8 @@
-/** A subcommand: a summary, a usage line and a run function. */
+/** A subcommand: a summary, its options (parsing and help from one table) and a run function. */
+import type { OptionSpecs } from './args.js';
+
 export interface Command {
   summary: string;
-  usage: string;
+  options: OptionSpecs;
   run(argv: string[]): Promise<void> | void;
 }

@@ -7,21 +7,35 @@ import { readText } from '../eval/texts.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { platform } from '../platform/index.js';
 import { renderReport } from '../report/html.js';
-import { intOpt, parse } from './args.js';
+import { intOpt, opt, parse } from './args.js';
+import { bufferOption, modelOption, sinksOption } from './common-options.js';
 import type { Command } from './command.js';
 import { formatLayerErrors, formatResults, formatRetrieval } from './format.js';
 import { isEmbedded, openModel, resolveModelDir } from './model-dir.js';
 import { progress, type Progress } from './progress.js';
 
+const options = {
+  model: modelOption,
+  text: opt('FILE', 'text to evaluate on and hide pass keys in', '@moby-dick for the embedded model'),
+  'calibration-data': opt('FILE', 'text to calibrate on', '@sotu-train for the embedded model'),
+  'cache-dir': opt('DIR', 'where calibrated predictors are kept and reused', '.aquakv-cache'),
+  samples: opt('N', 'calibration windows', DEFAULT_DEMO.samples),
+  'seq-len': opt('L', 'tokens per window', "the model's context"),
+  'max-tokens': opt('N', 'tokens of the text to evaluate on', DEFAULT_DEMO.maxTokens),
+  prompt: opt('TEXT', 'the text whose start is the generation prompt', 'a held-out address'),
+  'prompt-tokens': opt('N', 'prompt length in tokens', DEFAULT_DEMO.promptTokens),
+  'max-new-tokens': opt('N', 'tokens to generate', DEFAULT_DEMO.maxNewTokens),
+  sinks: sinksOption,
+  buffer: bufferOption,
+  'retrieval-samples': opt('N', 'pass keys per distance (0 skips retrieval)', DEFAULT_DEMO.retrievalSamples),
+  out: opt('FILE', 'the report', 'report.html'),
+};
+
 export const demoCommand: Command = {
   summary: 'calibrate, evaluate every method, generate with fp and AQUA-KV, write report.html',
-  usage: `[--model DIR] [--text FILE|@moby-dick] [--calibration-data FILE|@sotu-train] [--cache-dir DIR (.aquakv-cache)] [--samples N (${DEFAULT_DEMO.samples})] [--seq-len L (the model's context)] [--max-tokens N (${DEFAULT_DEMO.maxTokens})] [--prompt TEXT] [--prompt-tokens N (${DEFAULT_DEMO.promptTokens})] [--max-new-tokens N (${DEFAULT_DEMO.maxNewTokens})] [--sinks P (${DEFAULT_DEMO.sinks})] [--buffer B (${DEFAULT_DEMO.buffer})] [--retrieval-samples N (${DEFAULT_DEMO.retrievalSamples})] [--out FILE (report.html)]`,
+  options,
   run(argv) {
-    const o = parse(argv, {
-      model: { type: 'string' }, text: { type: 'string' }, 'calibration-data': { type: 'string' }, 'cache-dir': { type: 'string' },
-      samples: { type: 'string' }, 'seq-len': { type: 'string' }, 'max-tokens': { type: 'string' }, 'max-new-tokens': { type: 'string' },
-      prompt: { type: 'string' }, 'prompt-tokens': { type: 'string' }, out: { type: 'string' }, sinks: { type: 'string' }, buffer: { type: 'string' }, 'retrieval-samples': { type: 'string' },
-    });
+    const o = parse(argv, options);
     const dir = resolveModelDir(o.model);
     const embedded = isEmbedded(dir);
     const evalSource = o.text ?? (embedded ? '@moby-dick' : undefined);

@@ -5,22 +5,33 @@ import { encodeUpTo, readText } from '../eval/texts.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { DEFAULT_CACHE_OPTIONS } from '../kv/compressed.js';
 import { checkMethod, parseMethodList } from '../kv/method.js';
-import { intOpt, parse } from './args.js';
+import { intOpt, opt, parse } from './args.js';
+import { bufferOption, calibrationDataOption, jsonOption, modelOption, predictorsOption, sinksOption } from './common-options.js';
 import type { Command } from './command.js';
 import { formatResults } from './format.js';
 import { openModel, resolveModelDir } from './model-dir.js';
 import { predictorsFor } from './predictors.js';
 import { progress } from './progress.js';
 
+const options = {
+  model: modelOption,
+  text: opt('FILE', 'the text to evaluate on: a file, or @moby-dick, @sotu-heldout, @sotu-train', undefined, true),
+  methods: opt('LIST', 'comma-separated cache method specs; fp always runs as the reference', 'fp,aquakv,higgs,kivi2,kivi4'),
+  predictors: predictorsOption,
+  'calibration-data': calibrationDataOption,
+  'seq-len': opt('L', 'tokens per window', "the model's context"),
+  chunk: opt('C', 'tokens per forward step (simulated generation)', DEFAULT_EVAL.chunk),
+  'max-tokens': opt('N', 'tokens of the text to use (whole windows)', DEFAULT_EVAL.maxTokens),
+  sinks: sinksOption,
+  buffer: bufferOption,
+  json: jsonOption,
+};
+
 export const evalCommand: Command = {
   summary: 'perplexity (simulated generation) and KL divergence of cache methods against fp',
-  usage: `[--model DIR] --text FILE|@moby-dick|@sotu-heldout [--methods fp,aquakv,higgs,kivi2,kivi4] [--predictors FILE] [--calibration-data FILE] [--seq-len L (the model's context)] [--chunk C (${DEFAULT_EVAL.chunk})] [--max-tokens N (${DEFAULT_EVAL.maxTokens})] [--sinks P (${DEFAULT_CACHE_OPTIONS.sinks})] [--buffer B (${DEFAULT_CACHE_OPTIONS.buffer})] [--json]`,
+  options,
   run(argv) {
-    const o = parse(argv, {
-      model: { type: 'string' }, text: { type: 'string' }, methods: { type: 'string' }, predictors: { type: 'string' },
-      'calibration-data': { type: 'string' }, 'seq-len': { type: 'string' }, chunk: { type: 'string' }, 'max-tokens': { type: 'string' },
-      sinks: { type: 'string' }, buffer: { type: 'string' }, json: { type: 'boolean' },
-    });
+    const o = parse(argv, options);
     if (!o.text) throw new AquaError('eval needs --text FILE (or @moby-dick, @sotu-heldout)');
     const dir = resolveModelDir(o.model);
     const methods = parseMethodList(o.methods ?? 'fp,aquakv,higgs,kivi2,kivi4');

@@ -1,14 +1,21 @@
 /** `aquakv grids`: every shipped grid with its bits per value and MSE on fresh normal samples. */
 import { listGrids, loadGrid, measureGridMse, readGridFile } from '../quant/grid.js';
 import { Rng } from '../tensor/rng.js';
-import { intOpt, MAX_SEED, parse } from './args.js';
+import { intOpt, MAX_SEED, opt, parse } from './args.js';
+import { jsonOption } from './common-options.js';
 import type { Command } from './command.js';
+
+const options = {
+  samples: opt('N', 'fresh N(0, 1) values to measure each grid\'s MSE on (at most 1e8)', 1_000_000),
+  seed: opt('S', 'seed of those values', 2024),
+  json: jsonOption,
+};
 
 export const gridsCommand: Command = {
   summary: 'list the shipped HIGGS grids with bits per value and measured MSE',
-  usage: '[--samples N] [--seed S] [--json]',
+  options,
   run(argv) {
-    const o = parse(argv, { json: { type: 'boolean' }, samples: { type: 'string' }, seed: { type: 'string' } });
+    const o = parse(argv, options);
     const samples = intOpt(o.samples, 'samples', 1_000_000, 1000, 100_000_000);
     const seed = intOpt(o.seed, 'seed', 2024, 0, MAX_SEED);
     const rows = listGrids().map(({ d, n }) => {

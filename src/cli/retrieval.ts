@@ -6,22 +6,33 @@ import { encodeUpTo, MAX_FILLER_TOKENS, readText } from '../eval/texts.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { createCache } from '../kv/factory.js';
 import { checkMethod, parseMethodList } from '../kv/method.js';
-import { intOpt, MAX_SEED, parse } from './args.js';
+import { intOpt, MAX_SEED, opt, parse } from './args.js';
+import { calibrationDataOption, jsonOption, modelOption, predictorsOption } from './common-options.js';
 import type { Command } from './command.js';
 import { formatRetrieval } from './format.js';
 import { openModel, resolveModelDir } from './model-dir.js';
 import { predictorsFor } from './predictors.js';
 import { progress } from './progress.js';
 
+const options = {
+  model: modelOption,
+  filler: opt('FILE', 'text the key is hidden in', '@moby-dick'),
+  methods: opt('LIST', 'comma-separated cache method specs', 'fp,aquakv'),
+  predictors: predictorsOption,
+  'calibration-data': calibrationDataOption,
+  distances: opt('LIST', 'tokens between the stated key and the end of the question', 'near, middle and far in the window'),
+  samples: opt('N', 'keys per distance', DEFAULT_RETRIEVAL.samples),
+  length: opt('T', 'tokens per sequence', "the model's context"),
+  chunk: opt('C', 'tokens per forward step while reading', DEFAULT_RETRIEVAL.chunk),
+  seed: opt('S', 'seed of the keys and their places', DEFAULT_RETRIEVAL.seed),
+  json: jsonOption,
+};
+
 export const retrievalCommand: Command = {
   summary: 'pass-key retrieval accuracy at several distances for each cache method',
-  usage: `[--model DIR] [--filler FILE|@moby-dick] [--methods fp,aquakv,...] [--predictors FILE] [--calibration-data FILE] [--distances 64,256,512,960 (default: near, middle and far)] [--samples N (${DEFAULT_RETRIEVAL.samples})] [--length T (the model's context)] [--chunk C (${DEFAULT_RETRIEVAL.chunk})] [--seed S (${DEFAULT_RETRIEVAL.seed})] [--json]`,
+  options,
   run(argv) {
-    const o = parse(argv, {
-      model: { type: 'string' }, filler: { type: 'string' }, methods: { type: 'string' }, predictors: { type: 'string' },
-      distances: { type: 'string' }, samples: { type: 'string' }, length: { type: 'string' }, chunk: { type: 'string' },
-      seed: { type: 'string' }, json: { type: 'boolean' }, 'calibration-data': { type: 'string' },
-    });
+    const o = parse(argv, options);
     const dir = resolveModelDir(o.model);
     const model = openModel(dir);
     const tok = loadTokenizer(dir);

@@ -1,26 +1,47 @@
 /** `aquakv generate` and `aquakv logits`. */
 import { AquaError } from '../errors.js';
 import { loadTokenizer } from '../io/tokenizer.js';
+import { DEFAULT_CACHE_OPTIONS, type CacheMode } from '../kv/compressed.js';
+import { createCache } from '../kv/factory.js';
 import { FullCache } from '../kv/full.js';
+import { checkMethod, parseMethod } from '../kv/method.js';
+import { predictorsFor } from './predictors.js';
 import { DEFAULT_GENERATION, generate } from '../model/generate.js';
-import { intOpt, MAX_SEED, numOpt, parse } from './args.js';
+import { intOpt, MAX_SEED, numOpt, opt, parse } from './args.js';
+import { bufferOption, calibrationDataOption, jsonOption, modelOption, predictorsOption, sinksOption } from './common-options.js';
 import type { Command } from './command.js';
 import { openModel, resolveModelDir } from './model-dir.js';
 
 const g = DEFAULT_GENERATION;
 
+const generateOptions = {
+  model: modelOption,
+  prompt: opt('TEXT', 'the prompt', undefined, true),
+  method: opt('SPEC', 'the cache method (fp, aquakv, aquakv[bits=B], higgs, kivi2, …)', 'fp'),
+  predictors: predictorsOption,
+  'calibration-data': calibrationDataOption,
+  sinks: sinksOption,
+  buffer: bufferOption,
+  mode: opt('materialized|compact', 'compressed chunks kept rebuilt in f32, or rebuilt from codes at every step', DEFAULT_CACHE_OPTIONS.mode),
+  'max-new-tokens': opt('N', 'tokens to generate', g.maxNewTokens),
+  temperature: opt('T', 'sampling temperature; 0 is greedy', g.temperature),
+  'top-p': opt('P', 'nucleus sampling mass', g.topP),
+  seed: opt('S', 'sampling seed', g.seed),
+  json: jsonOption,
+};
+
+const logitsOptions = {
+  model: modelOption,
+  text: opt('TEXT', 'text to tokenize and run (or --ids)'),
+  ids: opt('1,2,3', 'token ids to run (or --text)'),
+  json: { ...jsonOption, required: true },
+};
+
 export const generateCommand: Command = {
-  summary: 'stream a continuation of a prompt, then print prefill and decode tokens/s',
-  usage: `[--model DIR] --prompt TEXT [--max-new-tokens N (${g.maxNewTokens})] [--temperature T (${g.temperature}; 0 = greedy)] [--top-p P (${g.topP})] [--seed S (${g.seed})]`,
+  summary: 'stream a continuation of a prompt through any cache method, then print cache bytes and tokens/s',
+  options: generateOptions,
   run(argv) {
-    const o = parse(argv, {
-      model: { type: 'string' },
-      prompt: { type: 'string' },
-      'max-new-tokens': { type: 'string' },
-      temperature: { type: 'string' },
-      'top-p': { type: 'string' },
-      seed: { type: 'string' },
-    });
+    const o = parse(argv, generateOptions);
     if (o.prompt === undefined) throw new AquaError('generate needs --prompt TEXT');
     const dir = resolveModelDir(o.model);
     const tok = loadTokenizer(dir);
@@ -32,7 +53,19 @@ export const generateCommand: Command = {
     if (prompt.length + maxNew > limit) {
       throw new AquaError(`prompt (${prompt.length} tokens) + --max-new-tokens ${maxNew} exceeds the model's context of ${limit}`);
     }
-    const res = generate(model, prompt, new FullCache(model), {
+    const method = parseMethod(o.method ?? 'fp');
+    checkMethod(method, model.config.kvDim, model.config.nLayers);
+    const mode = (o.mode ?? DEFAULT_CACHE_OPTIONS.mode) as CacheMode;
+    if (mode !== 'materialized' && mode !== 'compact') throw new AquaError(`--mode must be materialized or compact, got '${o.mode}'`);
+    const cacheOptions = {
+      sinks: intOpt(o.sinks, 'sinks', DEFAULT_CACHE_OPTIONS.sinks, 0),
+      buffer: intOpt(o.buffer, 'buffer', DEFAULT_CACHE_OPTIONS.buffer, 1),
+      mode,
+    };
+    const predictors = predictorsFor(model, dir, () => tok, [method], o.predictors, o['calibration-data'], !!o.json);
+    const cache = createCache(model, method, predictors(method), cacheOptions);
+    const out = o.json ? null : process.stdout;
+    const res = generate(model, prompt, cache, {
       maxNewTokens: maxNew,
       temperature: numOpt(o.temperature, 'temperature', g.temperature, 0),
       topP: numOpt(o['top-p'], 'top-p', g.topP, 0, 1),
@@ -46,31 +79,38 @@ export const generateCommand: Command = {
           ids.push(id);
           const text = tok.decode(ids);
           if (!text.endsWith('\uFFFD')) {
-            process.stdout.write(text.slice(printed.length));
+            out?.write(text.slice(printed.length));
             printed = text;
           }
         };
       })(),
     });
+    const mem = cache.memory();
+    const cfg = model.config;
+    const fp16Bytes = cache.length * cfg.kvDim * 2 * cfg.nLayers * 2; // the same tokens' keys and values at 16 bits
+    const rate = (n: number, sec: number) => (sec > 0 ? n / sec : NaN);
+    const summary = {
+      method: method.name, text: tok.decode(res.ids), ids: res.ids, cachedTokens: cache.length,
+      storedBytes: mem.stored, fp16Bytes, residentBytes: mem.total, bitsPerValue: mem.bitsPerValue,
+      prefillTokensPerSecond: rate(res.prefillTokens, res.prefillSeconds), decodeTokensPerSecond: rate(res.decodeTokens, res.decodeSeconds),
+    };
+    if (o.json) {
+      console.log(JSON.stringify(summary, null, 2));
+      return;
+    }
     process.stdout.write('\n');
-    const rate = (n: number, s: number) => (s > 0 ? (n / s).toFixed(1) : '-');
     console.error(
-      `prefill: ${res.prefillTokens} tokens, ${rate(res.prefillTokens, res.prefillSeconds)} tokens/s; ` +
-        `decode: ${res.decodeTokens} tokens, ${rate(res.decodeTokens, res.decodeSeconds)} tokens/s`,
+      `${method.name} cache: ${summary.storedBytes.toLocaleString('en-US')} bytes stored for ${summary.cachedTokens} tokens (16-bit keys and values: ${fp16Bytes.toLocaleString('en-US')}, ${(fp16Bytes / summary.storedBytes).toFixed(2)}×); ` +
+        `prefill ${summary.prefillTokensPerSecond.toFixed(1)} tokens/s, decode ${Number.isFinite(summary.decodeTokensPerSecond) ? summary.decodeTokensPerSecond.toFixed(1) : '-'} tokens/s`,
     );
   },
 };
 
 export const logitsCommand: Command = {
   summary: 'print the logits of one prefill as JSON (conformance checks against other runtimes)',
-  usage: '[--model DIR] (--text TEXT | --ids 1,2,3) --json',
+  options: logitsOptions,
   run(argv) {
-    const o = parse(argv, {
-      model: { type: 'string' },
-      text: { type: 'string' },
-      ids: { type: 'string' },
-      json: { type: 'boolean' },
-    });
+    const o = parse(argv, logitsOptions);
     if ((o.text === undefined) === (o.ids === undefined)) throw new AquaError('logits needs exactly one of --text TEXT or --ids 1,2,3');
     if (!o.json) throw new AquaError('logits prints JSON only; pass --json');
     const dir = resolveModelDir(o.model);
