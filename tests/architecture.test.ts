@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SHIPPED_GRIDS, gridFileName } from '../src/quant/grid.js';
+import { SHIPPED_GRIDS, gridFileName, loadGrid, readGridFile, registerGridFile } from '../src/quant/grid.js';
 import { platform } from '../src/platform/index.js';
 import { sha256 } from '../src/platform/sha256.js';
 import fc from 'fast-check';
@@ -44,4 +44,14 @@ test('the TypeScript SHA-256 (browsers) equals node:crypto’s on any input', ()
     }),
     { numRuns: 200 },
   );
+});
+
+test('grids can be supplied as data where there is no file system to read grids/ from', () => {
+  const shipped = readGridFile(1, 4);
+  // the same grid, scaled: the registered one is what loadGrid then serves
+  registerGridFile({ ...shipped, points: shipped.points.map((p) => 2 * p) });
+  const g = loadGrid(1, 4);
+  assert.deepEqual(Array.from(g.points), shipped.points.map((p) => Math.fround(2 * p)));
+  registerGridFile(shipped);
+  assert.deepEqual(Array.from(loadGrid(1, 4).points), shipped.points.map((p) => Math.fround(p)));
 });

@@ -23,11 +23,11 @@ import { CompressedCache } from '../kv/compressed.js';
 import { FullCache } from '../kv/full.js';
 import { layerCodecs } from '../kv/factory.js';
 import type { PredictorSet } from '../kv/linear-predictor.js';
-import { BUDGET_LADDER, formatMethod, methodKey, parseMethod, type CacheMethod, type SlotOverride } from '../kv/method.js';
+import { BUDGET_LADDER, formatMethod, methodKey, parseMethod, type CacheMethod } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
 import { klDivergence, logSoftmax } from '../model/log-probs.js';
 import { blockBytes } from '../quant/quantizer.js';
-import { buildQuantizer, formatQuantizerSpec, parseQuantizerSpec, type QuantizerSpec } from '../quant/spec.js';
+import { buildQuantizer, parseQuantizerSpec, type QuantizerSpec } from '../quant/spec.js';
 import { fitPredictors, type Captured, type FitOptions } from './fit.js';
 
 /** How a plan was chosen, recorded in the predictor file. */
@@ -202,9 +202,4 @@ export function allocateBits(
       klBase, klPlan: klCur, measurements, steps, firstGains,
     },
   };
-}
-
-/** The overrides of a plan, as slot names → quantizer specs (for tables). */
-export function planSlots(plan: CacheMethod): Record<string, string> {
-  return Object.fromEntries(plan.overrides.map((o: SlotOverride) => [slotName(o.layer, o.part), formatQuantizerSpec(o.spec)]));
 }
