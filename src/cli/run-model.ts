@@ -7,6 +7,7 @@ import { FullCache } from '../kv/full.js';
 import { checkMethod, parseMethod } from '../kv/method.js';
 import { predictorsFor } from './predictors.js';
 import { DEFAULT_GENERATION, generate } from '../model/generate.js';
+import { fp16CacheBytes } from '../model/kv-cache.js';
 import { intOpt, MAX_SEED, numOpt, opt, parse } from './args.js';
 import { bufferOption, calibrationDataOption, jsonOption, modelOption, predictorsOption, sinksOption } from './common-options.js';
 import type { Command } from './command.js';
@@ -87,7 +88,7 @@ export const generateCommand: Command = {
     });
     const mem = cache.memory();
     const cfg = model.config;
-    const fp16Bytes = cache.length * cfg.kvDim * 2 * cfg.nLayers * 2; // the same tokens' keys and values at 16 bits
+    const fp16Bytes = fp16CacheBytes(cfg, cache.length);
     const rate = (n: number, sec: number) => (sec > 0 ? n / sec : NaN);
     const summary = {
       method: method.name, text: tok.decode(res.ids), ids: res.ids, cachedTokens: cache.length,

@@ -12,6 +12,7 @@ import { formatMethod, parseMethod, type CacheMethod } from '../kv/method.js';
 import { evaluatePerplexity, type MethodResult } from '../eval/perplexity.js';
 import { encodeUpTo, MAX_FILLER_TOKENS } from '../eval/texts.js';
 import { generate } from '../model/generate.js';
+import { fp16CacheBytes } from '../model/kv-cache.js';
 import type { LayerErrors } from '../predictors/file.js';
 import type { Allocation } from '../predictors/allocate.js';
 import { cachedPredictors } from '../predictors/cache-dir.js';
@@ -130,7 +131,7 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
       tokens,
       storedBytes: mem.stored,
       residentBytes: mem.total,
-      fp16Bytes: tokens * cfg.kvDim * 2 * cfg.nLayers * 2,
+      fp16Bytes: fp16CacheBytes(cfg, tokens),
       components: mem.components,
     });
   }

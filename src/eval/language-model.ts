@@ -5,7 +5,7 @@
  */
 import { FullCache } from '../kv/full.js';
 import type { LlamaModel } from '../model/llama.js';
-import { runWindow } from './perplexity.js';
+import { runWindow } from '../model/log-probs.js';
 
 export interface LmScore {
   tokens: number; // predicted tokens

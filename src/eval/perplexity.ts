@@ -12,7 +12,7 @@ import type { PredictorSet } from '../kv/linear-predictor.js';
 import { methodFamily, parseMethod, type CacheMethod } from '../kv/method.js';
 import type { KVCache } from '../model/kv-cache.js';
 import type { LlamaModel } from '../model/llama.js';
-import { klDivergence, logSoftmax } from '../model/log-probs.js';
+import { klDivergence, runWindow } from '../model/log-probs.js';
 
 export interface EvalOptions {
   seqLen: number; // L
@@ -41,25 +41,6 @@ export interface MethodResult {
   seconds: number;
 }
 
-/**
- * Runs one window through a cache `chunk` tokens at a time; calls `row(t, logProbs)` with the
- * log-probabilities of the token after position t, for t < L − 1 (the one scoring loop of eval
- * and of the model-quality measure in ./language-model.ts).
- */
-export function runWindow(model: LlamaModel, ids: number[], chunk: number, cache: KVCache, row: (t: number, lp: Float64Array) => void): void {
-  const V = model.config.vocabSize;
-  const lp = new Float64Array(V);
-  for (let s = 0; s < ids.length; s += chunk) {
-    const piece = ids.slice(s, Math.min(ids.length, s + chunk));
-    const logits = model.forward(piece, cache, { logits: 'all' });
-    for (let i = 0; i < piece.length; i++) {
-      const t = s + i;
-      if (t >= ids.length - 1) break;
-      logSoftmax(logits.subarray(i * V, (i + 1) * V), lp);
-      row(t, lp);
-    }
-  }
-}
 
 /** The predictors a method uses (each AQUA-KV variant may have its own calibration). */
 export type PredictorLookup = (method: CacheMethod) => PredictorSet | null;

@@ -16,16 +16,12 @@ import { formatMethod, layerQuantizers, methodKey, parseMethod, type CacheMethod
 export function resolvePlan(method: CacheMethod, predictors: PredictorSet | null, C: number): CacheMethod {
   if (!method.usesPredictors) return method;
   if (!predictors) throw new AquaError(`cache method ${method.name} needs predictors calibrated for it`);
-  if (method.budget !== null) {
-    if (predictors.budget !== method.budget) {
-      throw new AquaError(`predictors calibrated for ${predictors.budget === null ? predictors.method : `a budget of ${predictors.budget} bits`} do not fit cache method ${formatMethod(method)}`);
-    }
-    return { ...parseMethod(predictors.method), name: method.name };
+  const fits = method.budget !== null ? predictors.budget === method.budget : predictors.methodKey === methodKey(method, C);
+  if (!fits) {
+    const made = predictors.budget === null ? predictors.method : `a budget of ${predictors.budget} bits (plan ${predictors.method})`;
+    throw new AquaError(`predictors calibrated for ${made} do not fit cache method ${formatMethod(method)}`);
   }
-  if (predictors.methodKey !== methodKey(method, C)) {
-    throw new AquaError(`predictors calibrated for ${predictors.budget === null ? predictors.method : `aquakv[bits=${predictors.budget}] (plan ${predictors.method})`} do not fit cache method ${formatMethod(method)}`);
-  }
-  return method;
+  return method.budget !== null ? { ...parseMethod(predictors.method), name: method.name } : method;
 }
 
 /** The per-layer codecs of a method (quantizers are shared between slots of the same spec). */

@@ -47,3 +47,8 @@ export interface CacheHost {
   readonly config: ModelConfig;
   readonly rope: Rope;
 }
+
+/** Bytes `tokens` tokens' keys and values take at 16 bits (the usual cache): the reference sizes compare against. */
+export function fp16CacheBytes(config: ModelConfig, tokens: number): number {
+  return tokens * config.kvDim * 2 * config.nLayers * 2;
+}

@@ -1,7 +1,12 @@
-/** Next-token distributions as log-probabilities, and the KL divergence between two of them. */
+/**
+ * Next-token distributions as log-probabilities, the KL divergence between two of them, and the
+ * one loop that scores a window through a cache (eval, the model-quality score, the allocation).
+ */
+import type { KVCache } from './kv-cache.js';
+import type { LlamaModel } from './llama.js';
 
 /** out[j] = log softmax(row)_j over the V entries of `row` (sums in f64). */
-export function logSoftmax(row: Float32Array, out: Float64Array | Float32Array): void {
+function logSoftmax(row: Float32Array, out: Float64Array): void {
   let max = -Infinity;
   for (let j = 0; j < row.length; j++) if (row[j] > max) max = row[j];
   let s = 0;
@@ -15,4 +20,23 @@ export function klDivergence(ref: ArrayLike<number>, lp: ArrayLike<number>, V: n
   let kl = 0;
   for (let j = 0; j < V; j++) kl += Math.exp(ref[j]) * (ref[j] - lp[j]);
   return kl;
+}
+
+/**
+ * Runs one window through a cache `chunk` tokens at a time and calls `row(t, logProbs)` with the
+ * log-probabilities of the token after position t, for every t < L − 1.
+ */
+export function runWindow(model: LlamaModel, ids: number[], chunk: number, cache: KVCache, row: (t: number, lp: Float64Array) => void): void {
+  const V = model.config.vocabSize;
+  const lp = new Float64Array(V);
+  for (let s = 0; s < ids.length; s += chunk) {
+    const piece = ids.slice(s, Math.min(ids.length, s + chunk));
+    const logits = model.forward(piece, cache, { logits: 'all' });
+    for (let i = 0; i < piece.length; i++) {
+      const t = s + i;
+      if (t >= ids.length - 1) break;
+      logSoftmax(logits.subarray(i * V, (i + 1) * V), lp);
+      row(t, lp);
+    }
+  }
 }

@@ -18,14 +18,13 @@
  * the cache will report. Calibration then fits the predictors again for the chosen plan.
  */
 import { AquaError } from '../errors.js';
-import { DEFAULT_CACHE_OPTIONS } from '../kv/compressed.js';
-import { CompressedCache } from '../kv/compressed.js';
+import { CompressedCache, DEFAULT_CACHE_OPTIONS } from '../kv/compressed.js';
 import { FullCache } from '../kv/full.js';
 import { layerCodecs } from '../kv/factory.js';
 import type { PredictorSet } from '../kv/linear-predictor.js';
 import { BUDGET_LADDER, formatMethod, methodKey, parseMethod, type CacheMethod } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
-import { klDivergence, logSoftmax } from '../model/log-probs.js';
+import { klDivergence, runWindow } from '../model/log-probs.js';
 import { blockBytes } from '../quant/quantizer.js';
 import { buildQuantizer, parseQuantizerSpec, type QuantizerSpec } from '../quant/spec.js';
 import { fitPredictors, type Captured, type FitOptions } from './fit.js';
@@ -66,21 +65,14 @@ function klOf(model: LlamaModel, plan: CacheMethod, predictors: PredictorSet, wi
   const { nLayers, kvDim: C, vocabSize: V } = model.config;
   // the base's predictors stand in for the plan's (named for it, so the codecs accept them)
   const set = { ...predictors, method: formatMethod(plan), methodKey: methodKey(plan, C) };
-  const B = DEFAULT_CACHE_OPTIONS.buffer;
   let kl = 0;
   let n = 0;
-  const lp = new Float64Array(V);
   windows.forEach((ids, w) => {
     const cache = new CompressedCache({ ...DEFAULT_CACHE_OPTIONS, host: model, codecs: layerCodecs(plan, nLayers, C, set), keysAfterRope: false, predictorBytes: 0 });
-    for (let s = 0; s < ids.length - 1; s += B) {
-      const piece = ids.slice(s, Math.min(ids.length - 1, s + B));
-      const logits = model.forward(piece, cache, { logits: 'all' });
-      for (let i = 0; i < piece.length; i++) {
-        logSoftmax(logits.subarray(i * V, (i + 1) * V), lp);
-        kl += klDivergence(fpLogProbs[w].subarray((s + i) * V, (s + i + 1) * V), lp, V);
-        n++;
-      }
-    }
+    runWindow(model, ids, DEFAULT_CACHE_OPTIONS.buffer, cache, (t, lp) => {
+      kl += klDivergence(fpLogProbs[w].subarray(t * V, (t + 1) * V), lp, V);
+      n++;
+    });
   });
   return kl / n;
 }
@@ -89,12 +81,9 @@ function klOf(model: LlamaModel, plan: CacheMethod, predictors: PredictorSet, wi
 function fpLogProbsOf(model: LlamaModel, windows: number[][]): Float32Array[] {
   const V = model.config.vocabSize;
   return windows.map((ids) => {
-    const logits = model.forward(ids.slice(0, -1), new FullCache(model), { logits: 'all' });
-    for (let t = 0; t < ids.length - 1; t++) {
-      const row = logits.subarray(t * V, (t + 1) * V);
-      logSoftmax(row, row); // in place: every entry is read before it is written
-    }
-    return logits;
+    const out = new Float32Array((ids.length - 1) * V);
+    runWindow(model, ids, ids.length, new FullCache(model), (t, lp) => out.set(lp, t * V));
+    return out;
   });
 }
 
