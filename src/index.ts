@@ -25,10 +25,11 @@ export { Sampler, argmax, type SamplerOptions } from './model/sampler.js';
 // caches
 export type { KVCache, LayerView, CacheMemory, CacheHost } from './model/kv-cache.js';
 export { parseMethod, parseMethodList, formatMethod, methodFamily, methodKey, slotSpec, BUDGET_LADDER, DEFAULT_BUDGET, METHOD_SPEC_HELP, type CacheMethod, type MethodKind, type SlotOverride } from './kv/method.js';
-export { createCache, resolvePlan } from './kv/factory.js';
-export { FullCache } from './kv/full.js';
-export { CompressedCache, DEFAULT_CACHE_OPTIONS, type CacheOptions, type CacheMode } from './kv/compressed.js';
-export { LinearPredictor, predictorBytes, type PredictorSet } from './kv/linear-predictor.js';
+export { createCache, restoreCache, resolvePlan } from './kv/factory.js';
+export { FullCache, type FullCacheState } from './kv/full.js';
+export { CompressedCache, DEFAULT_CACHE_OPTIONS, type CacheOptions, type CacheMode, type CompressedCacheState } from './kv/compressed.js';
+export { saveCache, loadCache, serializeCache, deserializeCache, savedCacheInfo, CACHE_FORMAT, CACHE_VERSION, type LoadCacheOptions, type SavedCacheInfo } from './kv/cache-file.js';
+export { LinearPredictor, predictorBytes, predictorsDigest, type PredictorSet } from './kv/linear-predictor.js';
 
 // quantizers
 export { parseQuantizer, parseQuantizerSpec, formatQuantizerSpec, buildQuantizer, QUANTIZER_SPEC_HELP, type QuantizerSpec } from './quant/spec.js';

@@ -51,6 +51,31 @@ export interface ChunkStore {
   compressed(layer: number, chunk: Chunk, recK: Float32Array, recV: Float32Array): void;
   /** Bytes held besides the stored form: rebuilt rows kept for reading, and working scratch. */
   memory(): { materialized: number; working: number };
+  /** The cache was cut to its first n tokens (n does not split a chunk). */
+  truncate(n: number): void;
+  /** An independent copy serving `regions` (a copy of this store's regions). */
+  clone(regions: CacheRegions, ws: Workspace): ChunkStore;
+}
+
+/**
+ * Rebuilds every stored chunk from its codes, chunk by chunk, layer 0 up (each layer from the
+ * previous layer's rebuild, as when it was compressed), calling `use` with each layer's rebuild
+ * [n, C] (keys as stored). Shares `LayerCodec.reconstruct` with compression, so it is bit-identical.
+ */
+export function rebuildChunks(
+  regions: CacheRegions, codecs: LayerCodec[], C: number, ws: Workspace,
+  use: (layer: number, chunk: Chunk, recK: Float32Array, recV: Float32Array) => void,
+): void {
+  const size = Math.max(0, ...regions.chunks.map((c) => c.n)) * C;
+  let prev = { k: new Float32Array(size), v: new Float32Array(size) };
+  let cur = { k: new Float32Array(size), v: new Float32Array(size) };
+  for (const c of regions.chunks) {
+    for (let l = 0; l < codecs.length; l++) {
+      [prev, cur] = [cur, prev];
+      codecs[l].reconstruct(c.keys[l], c.values[l], l === 0 ? null : prev.k, l === 0 ? null : prev.v, c.n, cur.k, cur.v, ws);
+      use(l, c, cur.k.subarray(0, c.n * C), cur.v.subarray(0, c.n * C));
+    }
+  }
 }
 
 export class MaterializedStore implements ChunkStore {
@@ -63,6 +88,33 @@ export class MaterializedStore implements ChunkStore {
     this.viewK = rows();
     this.viewV = rows();
     this.pending = Array.from({ length: s.nLayers }, () => []);
+  }
+
+  /** A store for a cache restored to `regions`: every chunk rebuilt once, as the next step would read it. */
+  static restore(s: StoreContext, regions: CacheRegions, codecs: LayerCodec[], ws: Workspace): MaterializedStore {
+    const store = new MaterializedStore(s);
+    const { C, nKvHeads, rope, keysAfterRope } = s;
+    for (let l = 0; l < s.nLayers; l++) {
+      const K = store.viewK[l];
+      const V = store.viewV[l];
+      K.append(regions.sinkK[l].view(), regions.sinkK[l].rows);
+      V.append(regions.sinkV[l].view(), regions.sinkV[l].rows);
+      const chunkRows = regions.chunks.reduce((sum, c) => sum + c.n, 0);
+      K.reserve(K.rows + chunkRows + regions.bufK[l].rows);
+      V.reserve(V.rows + chunkRows + regions.bufK[l].rows);
+      K.rows += chunkRows;
+      V.rows += chunkRows;
+      const first = K.append(regions.bufK[l].view(), regions.bufK[l].rows);
+      V.append(regions.bufV[l].view(), regions.bufV[l].rows);
+      if (!keysAfterRope) rope.apply(K.data.subarray(first * C), regions.bufK[l].rows, nKvHeads, regions.bufStart);
+    }
+    rebuildChunks(regions, codecs, C, ws, (l, c, recK, recV) => {
+      const at = c.start * C;
+      store.viewK[l].data.set(recK, at);
+      store.viewV[l].data.set(recV, at);
+      if (!keysAfterRope) rope.apply(store.viewK[l].data.subarray(at), c.n, nKvHeads, c.start);
+    });
+    return store;
   }
 
   view(layer: number, k: Float32Array, v: Float32Array, n: number, start: number): LayerView {
@@ -93,6 +145,19 @@ export class MaterializedStore implements ChunkStore {
     for (const b of [...this.viewK, ...this.viewV]) materialized += b.bytes();
     for (const p of this.pending.flat()) materialized += p.k.byteLength + p.v.byteLength;
     return { materialized, working: 0 };
+  }
+
+  truncate(n: number): void {
+    for (const b of [...this.viewK, ...this.viewV]) b.truncate(Math.min(n, b.rows));
+    this.pending = this.pending.map((list) => list.filter((p) => p.start < n));
+  }
+
+  clone(): MaterializedStore {
+    const c = new MaterializedStore(this.s);
+    c.viewK = this.viewK.map((b) => b.clone());
+    c.viewV = this.viewV.map((b) => b.clone());
+    c.pending = this.pending.map((list) => list.map((p) => ({ start: p.start, k: p.k.slice(), v: p.v.slice() })));
+    return c;
   }
 }
 
@@ -144,6 +209,14 @@ export class CompactStore implements ChunkStore {
 
   compressed(): void {
     // nothing to keep: the chunk's codes are rebuilt at every read
+  }
+
+  truncate(): void {
+    // nothing kept between steps
+  }
+
+  clone(regions: CacheRegions, ws: Workspace): CompactStore {
+    return new CompactStore(this.s, regions, this.codecs, ws);
   }
 
   memory(): { materialized: number; working: number } {

@@ -18,10 +18,13 @@
  * after RoPE (KIVI, which quantizes the rotated keys HF caches hold).
  */
 import type { CacheHost, CacheMemory, KVCache, LayerView } from '../model/kv-cache.js';
-import { blockBytes } from '../quant/quantizer.js';
+import { blockBytes, type QuantizedBlock } from '../quant/quantizer.js';
 import { Workspace } from '../tensor/workspace.js';
-import { CompactStore, MaterializedStore, type CacheRegions, type Chunk, type ChunkStore } from './chunk-store.js';
+import { CompactStore, MaterializedStore, type CacheRegions, type Chunk, type ChunkStore, type StoreContext } from './chunk-store.js';
+import { checkCut } from './full.js';
 import type { LayerCodec } from './layer-codec.js';
+import { predictorBytes, type PredictorSet } from './linear-predictor.js';
+import type { CacheMethod } from './method.js';
 import { RowBuffer } from './row-buffer.js';
 import { StepOrder } from './step-order.js';
 
@@ -38,10 +41,23 @@ export const DEFAULT_CACHE_OPTIONS: Readonly<CacheOptions> = Object.freeze({ sin
 
 export interface CompressedCacheSetup extends CacheOptions {
   host: CacheHost;
-  codecs: LayerCodec[]; // [L]
-  keysAfterRope: boolean;
-  /** Bytes of the predictors the codecs use (reported, not counted as the cache's own). */
-  predictorBytes: number;
+  /** The method as asked for (a budgeted one keeps its budget), and the plan that runs. */
+  method: CacheMethod;
+  plan: CacheMethod;
+  codecs: LayerCodec[]; // [L], built from the plan
+  /** The predictors the codecs use (AQUA-KV), or null. */
+  predictors: PredictorSet | null;
+}
+
+/** What a compressed cache holds, as saved: its regions in position order. */
+export interface CompressedCacheState {
+  length: number;
+  sinkK: Float32Array[]; // [L] of [min(P, length), C], rotated
+  sinkV: Float32Array[];
+  chunks: Chunk[];
+  bufStart: number;
+  bufK: Float32Array[]; // [L] of [length − bufStart, C], as stored (before RoPE unless keys are quantized rotated)
+  bufV: Float32Array[];
 }
 
 export class CompressedCache implements KVCache {
@@ -56,7 +72,13 @@ export class CompressedCache implements KVCache {
   private curRec = { k: new Float32Array(0), v: new Float32Array(0) };
   private ws = new Workspace();
 
-  constructor(private readonly setup: CompressedCacheSetup) {
+  private readonly context: StoreContext;
+
+  /**
+   * A fresh cache, or one holding `state` (taken, not copied; from `state()` or a saved file,
+   * whose blocks the caller has checked against the codecs). `store` is for `fork` only.
+   */
+  constructor(readonly setup: CompressedCacheSetup, state?: CompressedCacheState, store?: (r: CacheRegions, ws: Workspace) => ChunkStore) {
     const { host, codecs, sinks, buffer, mode } = setup;
     const { nLayers, kvDim, nKvHeads } = host.config;
     if (codecs.length !== nLayers) throw new RangeError(`CompressedCache: ${codecs.length} codecs for ${nLayers} layers`);
@@ -66,10 +88,20 @@ export class CompressedCache implements KVCache {
     this.options = { sinks, buffer, mode };
     this.C = kvDim;
     this.order = new StepOrder(nLayers, 'CompressedCache');
-    const rows = () => Array.from({ length: nLayers }, () => new RowBuffer(kvDim));
-    this.r = { sinkK: rows(), sinkV: rows(), chunks: [], bufK: rows(), bufV: rows(), bufStart: 0 };
-    const context = { nLayers, C: kvDim, nKvHeads, rope: host.rope, keysAfterRope: setup.keysAfterRope };
-    this.store = mode === 'compact' ? new CompactStore(context, this.r, codecs, this.ws) : new MaterializedStore(context);
+    this.context = { nLayers, C: kvDim, nKvHeads, rope: host.rope, keysAfterRope: setup.plan.keysAfterRope };
+    if (state) {
+      const rows = (list: Float32Array[]) => list.map((x) => RowBuffer.of(kvDim, x));
+      this.r = { sinkK: rows(state.sinkK), sinkV: rows(state.sinkV), chunks: state.chunks, bufK: rows(state.bufK), bufV: rows(state.bufV), bufStart: state.bufStart };
+      checkRegions(this.r, state.length, nLayers, sinks);
+      this.order.committed = state.length;
+    } else {
+      const rows = () => Array.from({ length: nLayers }, () => new RowBuffer(kvDim));
+      this.r = { sinkK: rows(), sinkV: rows(), chunks: [], bufK: rows(), bufV: rows(), bufStart: 0 };
+    }
+    if (store) this.store = store(this.r, this.ws);
+    else if (mode === 'compact') this.store = new CompactStore(this.context, this.r, codecs, this.ws);
+    else if (state) this.store = MaterializedStore.restore(this.context, this.r, codecs, this.ws);
+    else this.store = new MaterializedStore(this.context);
   }
 
   get length(): number {
@@ -101,7 +133,7 @@ export class CompressedCache implements KVCache {
     if (nBuf > 0) {
       const k = r.bufK[layer];
       const first = k.append(keysPreRope.subarray(nSink * C), nBuf);
-      if (this.setup.keysAfterRope) rope.apply(k.data.subarray(first * C), nBuf, config.nKvHeads, start + nSink);
+      if (this.setup.plan.keysAfterRope) rope.apply(k.data.subarray(first * C), nBuf, config.nKvHeads, start + nSink);
       r.bufV[layer].append(values.subarray(nSink * C), nBuf);
     }
     const view = this.store.view(layer, keysPreRope, values, n, start);
@@ -182,8 +214,75 @@ export class CompressedCache implements KVCache {
       total: stored + held.materialized + working,
       components: { keyCodes, valueCodes, scales, sinks, buffer, materialized: held.materialized, working },
       stored,
-      predictors: this.setup.predictorBytes,
+      predictors: this.setup.predictors && this.setup.plan.usesPredictors ? predictorBytes(this.setup.predictors) : 0,
       bitsPerValue: values ? (quantized * 8) / values : NaN,
     };
   }
+
+  /** Views of what the cache holds (valid until its next update; blocks are shared, never modified). */
+  state(): CompressedCacheState {
+    this.order.checkIdle('state');
+    const r = this.r;
+    const views = (list: RowBuffer[]) => list.map((b) => b.view());
+    return { length: this.length, sinkK: views(r.sinkK), sinkV: views(r.sinkV), chunks: r.chunks, bufStart: this.bufferStart(), bufK: views(r.bufK), bufV: views(r.bufV) };
+  }
+
+  /** Position of the buffer's first token (the cache's length when the buffer is empty). */
+  private bufferStart(): number {
+    return this.length - this.r.bufK[0].rows;
+  }
+
+  fork(): CompressedCache {
+    const s = this.state();
+    const copy = (list: Float32Array[]) => list.map((x) => x.slice());
+    // stored blocks are written once and never changed, so the copy may share them
+    const chunks = s.chunks.map((c) => ({ ...c, keys: [...c.keys], values: [...c.values] }));
+    const state = { ...s, sinkK: copy(s.sinkK), sinkV: copy(s.sinkV), bufK: copy(s.bufK), bufV: copy(s.bufV), chunks };
+    return new CompressedCache(this.setup, state, (r, ws) => this.store.clone(r, ws));
+  }
+
+  /** Lengths a compressed cache can be cut to: within the sinks, at a chunk's end, or within the buffer. */
+  cutPoint(n: number): number {
+    const m = Math.max(0, Math.min(Math.floor(n), this.length));
+    if (m >= this.bufferStart() || m <= this.r.sinkK[0].rows) return m;
+    const chunk = this.r.chunks.find((c) => c.start < m && m < c.start + c.n);
+    return chunk ? chunk.start : m;
+  }
+
+  truncate(n: number): void {
+    this.order.checkIdle('truncate');
+    checkCut(n, this.length, 'CompressedCache');
+    if (this.cutPoint(n) !== n) throw new RangeError(`CompressedCache.truncate: ${n} splits a compressed chunk; cut at ${this.cutPoint(n)} (cutPoint(n)) or at a later chunk boundary`);
+    const r = this.r;
+    r.bufStart = this.bufferStart();
+    for (const b of [...r.sinkK, ...r.sinkV]) b.truncate(Math.min(n, b.rows));
+    r.chunks = r.chunks.filter((c) => c.start + c.n <= n);
+    if (n >= r.bufStart) {
+      for (const b of [...r.bufK, ...r.bufV]) b.truncate(n - r.bufStart);
+    } else {
+      for (const b of [...r.bufK, ...r.bufV]) b.clear();
+      r.bufStart = n;
+    }
+    this.store.truncate(n);
+    this.order.committed = n;
+  }
+}
+
+/** Throws unless regions hold `length` tokens the way a cache of these options lays them out. */
+function checkRegions(r: CacheRegions, length: number, nLayers: number, sinks: number): void {
+  const bad = (why: string) => new RangeError(`CompressedCache: state is inconsistent: ${why}`);
+  const P = Math.min(sinks, length);
+  for (const list of [r.sinkK, r.sinkV, r.bufK, r.bufV]) if (list.length !== nLayers) throw bad(`${list.length} layers of rows for ${nLayers}`);
+  if ([...r.sinkK, ...r.sinkV].some((b) => b.rows !== P)) throw bad(`sinks are not ${P} rows`);
+  let pos = P;
+  if (r.chunks.length > 0) pos = r.chunks[0].start;
+  for (const c of r.chunks) {
+    if (c.start !== pos || c.n < 1 || c.keys.length !== nLayers || c.values.length !== nLayers) throw bad(`chunk at ${c.start} does not follow position ${pos}`);
+    if ([...c.keys, ...c.values].some((b: QuantizedBlock) => b.rows !== c.n)) throw bad(`chunk at ${c.start} has blocks of another size`);
+    pos += c.n;
+  }
+  if (r.chunks.length > 0 && r.chunks[0].start < P) throw bad('a chunk overlaps the sinks');
+  if (r.bufStart < pos || r.bufStart > length) throw bad(`buffer starts at ${r.bufStart}, not between position ${pos} and ${length}`);
+  if (r.chunks.length > 0 && r.bufStart !== pos) throw bad(`buffer starts at ${r.bufStart}, the last chunk ends at ${pos}`);
+  if ([...r.bufK, ...r.bufV].some((b) => b.rows !== length - r.bufStart)) throw bad(`buffer is not ${length - r.bufStart} rows`);
 }

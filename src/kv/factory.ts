@@ -1,10 +1,10 @@
 /** Builds the cache of a method for a model: the f32 cache for `fp`, else a compressed cache. */
 import { AquaError } from '../errors.js';
 import type { CacheHost, KVCache } from '../model/kv-cache.js';
-import { CompressedCache, DEFAULT_CACHE_OPTIONS, type CacheOptions } from './compressed.js';
-import { FullCache } from './full.js';
+import { CompressedCache, DEFAULT_CACHE_OPTIONS, type CacheOptions, type CompressedCacheState } from './compressed.js';
+import { FullCache, type FullCacheState } from './full.js';
 import { LayerCodec } from './layer-codec.js';
-import { predictorBytes, type PredictorSet } from './linear-predictor.js';
+import type { PredictorSet } from './linear-predictor.js';
 import { formatMethod, layerQuantizers, methodKey, parseMethod, type CacheMethod } from './method.js';
 
 /**
@@ -37,14 +37,18 @@ export function layerCodecs(method: CacheMethod, nLayers: number, C: number, pre
  * for this method and model; `options` (sinks, buffer, mode) apply to compressed caches.
  */
 export function createCache(model: CacheHost, method: CacheMethod, predictors: PredictorSet | null = null, options: Partial<CacheOptions> = {}): KVCache {
-  if (method.kind === 'fp') return new FullCache(model);
+  return restoreCache(model, method, predictors, options);
+}
+
+/** A cache of `method` holding `state` (from a cache's `state()` or a saved file); a fresh one without. */
+export function restoreCache(
+  model: CacheHost, method: CacheMethod, predictors: PredictorSet | null, options: Partial<CacheOptions>, state?: FullCacheState | CompressedCacheState,
+): FullCache | CompressedCache {
+  if (method.kind === 'fp') return new FullCache(model, state as FullCacheState | undefined);
   const { nLayers, kvDim } = model.config;
-  return new CompressedCache({
-    ...DEFAULT_CACHE_OPTIONS,
-    ...options,
-    host: model,
-    codecs: layerCodecs(method, nLayers, kvDim, predictors),
-    keysAfterRope: method.keysAfterRope,
-    predictorBytes: method.usesPredictors && predictors ? predictorBytes(predictors) : 0,
-  });
+  const plan = resolvePlan(method, predictors, kvDim);
+  return new CompressedCache(
+    { ...DEFAULT_CACHE_OPTIONS, ...options, host: model, method, plan, codecs: layerCodecs(method, nLayers, kvDim, predictors), predictors: plan.usesPredictors ? predictors : null },
+    state as CompressedCacheState | undefined,
+  );
 }

@@ -6,6 +6,7 @@
  */
 import { addBias } from '../model/ops.js';
 import { gemm } from '../tensor/gemm.js';
+import { platform } from '../platform/index.js';
 
 export class LinearPredictor {
   constructor(
@@ -50,4 +51,25 @@ export function predictorBytes(p: PredictorSet, bytesPerParam = 4): number {
   let n = 0;
   for (const x of [...p.keys, ...p.values]) if (x) n += x.parameters;
   return n * bytesPerParam;
+}
+
+const digests = new WeakMap<PredictorSet, string>();
+
+/** A hash of the predictors' values (keys and values, layer by layer): which fit a saved cache needs. */
+export function predictorsDigest(p: PredictorSet): string {
+  let d = digests.get(p);
+  if (d === undefined) {
+    const h = platform.sha256();
+    for (const [part, list] of [['key', p.keys], ['value', p.values]] as const) {
+      list.forEach((x, l) => {
+        if (!x) return;
+        h.update(`${part}.${l}:${x.outDim}x${x.inDim};`);
+        h.update(new Uint8Array(x.weight.buffer, x.weight.byteOffset, x.weight.byteLength));
+        h.update(new Uint8Array(x.bias.buffer, x.bias.byteOffset, x.bias.byteLength));
+      });
+    }
+    d = h.digest();
+    digests.set(p, d);
+  }
+  return d;
 }

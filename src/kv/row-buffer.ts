@@ -32,6 +32,28 @@ export class RowBuffer {
     this.rows = 0;
   }
 
+  /** Keeps the first `rows` rows. */
+  truncate(rows: number): void {
+    if (rows < 0 || rows > this.rows) throw new RangeError(`RowBuffer.truncate: ${rows} rows of ${this.rows}`);
+    this.rows = rows;
+  }
+
+  /** An independent copy of the rows held. */
+  clone(): RowBuffer {
+    const c = new RowBuffer(this.width, Math.max(this.rows, 1));
+    c.append(this.data, this.rows);
+    return c;
+  }
+
+  /** A buffer holding `data` [rows, width] (taken, not copied). */
+  static of(width: number, data: Float32Array): RowBuffer {
+    if (data.length % width !== 0) throw new RangeError(`RowBuffer.of: ${data.length} values are not rows of ${width}`);
+    const b = new RowBuffer(width, 0);
+    b.data = data;
+    b.rows = data.length / width;
+    return b;
+  }
+
   /** Removes the first k rows, keeping the rest in order. */
   dropFront(k: number): void {
     this.data.copyWithin(0, k * this.width, this.rows * this.width);

@@ -22,6 +22,11 @@ export class StepOrder {
     this.nextLayer = layer + 1;
   }
 
+  /** Throws unless no step is in progress (a cache is copied, cut or saved only between steps). */
+  checkIdle(what: string): void {
+    if (this.nextLayer !== 0) throw new Error(`${this.where}.${what}: a step is in progress (layer ${this.nextLayer} of ${this.nLayers} next)`);
+  }
+
   /** Call at the end of `update`; closes the step after the last layer. */
   leave(layer: number): void {
     if (layer === this.nLayers - 1) {

@@ -40,12 +40,24 @@ export interface KVCache {
   update(layer: number, keysPreRope: Float32Array, values: Float32Array, n: number): LayerView;
   /** Bytes this cache holds now. */
   memory(): CacheMemory;
+  /** An independent copy holding the same tokens (a shared prefix continued two ways). Between steps only. */
+  fork(): KVCache;
+  /**
+   * Keeps the first n tokens and forgets the rest, so a prefix can be continued differently.
+   * A compressed cache can only cut where no compressed chunk is split: `cutPoint(n)` is the
+   * largest such length ≤ n. Between steps only.
+   */
+  truncate(n: number): void;
+  /** The largest m ≤ n (and ≤ length) at which `truncate(m)` is allowed. */
+  cutPoint(n: number): number;
 }
 
 /** What a cache needs to know of its model: the shapes, and the rotation it applies to keys. */
 export interface CacheHost {
   readonly config: ModelConfig;
   readonly rope: Rope;
+  /** Which trained weights these are: a saved cache records it and is refused by other weights. */
+  readonly weightsDigest: string;
 }
 
 /** Bytes `tokens` tokens' keys and values take at 16 bits (the usual cache): the reference sizes compare against. */

@@ -68,7 +68,7 @@ function klOf(model: LlamaModel, plan: CacheMethod, predictors: PredictorSet, wi
   let kl = 0;
   let n = 0;
   windows.forEach((ids, w) => {
-    const cache = new CompressedCache({ ...DEFAULT_CACHE_OPTIONS, host: model, codecs: layerCodecs(plan, nLayers, C, set), keysAfterRope: false, predictorBytes: 0 });
+    const cache = new CompressedCache({ ...DEFAULT_CACHE_OPTIONS, host: model, method: plan, plan, codecs: layerCodecs(plan, nLayers, C, set), predictors: set });
     runWindow(model, ids, DEFAULT_CACHE_OPTIONS.buffer, cache, (t, lp) => {
       kl += klDivergence(fpLogProbs[w].subarray(t * V, (t + 1) * V), lp, V);
       n++;

@@ -12,7 +12,7 @@ import { f16ToF32, f32ToF16 } from '../tensor/f16.js';
 import { packBits, unpackBits } from './bitpack.js';
 import { fwht, isPowerOfTwo } from './hadamard.js';
 import { loadGrid, type Grid } from './grid.js';
-import { checkInput, type QuantizedBlock, type Quantizer } from './quantizer.js';
+import { checkInput, type BlockSize, type QuantizedBlock, type Quantizer } from './quantizer.js';
 
 /** Default group: the smallest power of two ≥ C, capped at 1024 (AQUA-KV uses G = C ≤ 1024). */
 export function defaultGroupSize(C: number): number {
@@ -45,6 +45,11 @@ export class HiggsQuantizer implements Quantizer {
 
   get spec(): string {
     return `higgs:${this.grid.d}x${this.grid.n}:g${this.groupSize}`;
+  }
+
+  blockSize(rows: number): BlockSize {
+    const bytesPerRow = Math.ceil(((this.paddedCols / this.grid.d) * this.grid.bits) / 8);
+    return { codes: rows * bytesPerRow, scales: rows * this.groups, zeros: null };
   }
 
   quantize(x: Float32Array, rows: number): QuantizedBlock {

@@ -4,12 +4,16 @@
  * has a quantizer and stored bytes are counted the same way for all of them.
  */
 import { AquaError } from '../errors.js';
-import { checkInput, type QuantizedBlock, type Quantizer } from './quantizer.js';
+import { checkInput, type BlockSize, type QuantizedBlock, type Quantizer } from './quantizer.js';
 
 export class IdentityQuantizer implements Quantizer {
   readonly spec = 'none';
 
   constructor(readonly cols: number) {}
+
+  blockSize(rows: number): BlockSize {
+    return { codes: rows * this.cols * 4, scales: 0, zeros: null };
+  }
 
   quantize(x: Float32Array, rows: number): QuantizedBlock {
     checkInput('IdentityQuantizer.quantize', x, rows, this.cols);

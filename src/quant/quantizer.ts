@@ -19,6 +19,21 @@ export interface Quantizer {
   quantize(x: Float32Array, rows: number): QuantizedBlock;
   /** block → out [N, C]. */
   dequantize(block: QuantizedBlock, out: Float32Array): void;
+  /** The lengths (elements) of the arrays of a block of `rows` tokens: what a stored block must have. */
+  blockSize(rows: number): BlockSize;
+}
+
+export interface BlockSize {
+  codes: number; // bytes
+  scales: number; // fp16 values
+  zeros: number | null; // fp16 values, null when the quantizer has none
+}
+
+/** Whether `b` has the shape `q` makes for its rows (a block read from outside must, before it is decoded). */
+export function blockFits(q: Quantizer, b: QuantizedBlock, cols: number): boolean {
+  if (!Number.isInteger(b.rows) || b.rows < 1 || b.cols !== cols) return false;
+  const s = q.blockSize(b.rows);
+  return b.codes.length === s.codes && b.scales.length === s.scales && (s.zeros === null ? b.zeros === null : b.zeros?.length === s.zeros);
 }
 
 export function blockBytes(b: QuantizedBlock): number {

@@ -7,8 +7,8 @@
  */
 import { AquaError } from '../errors.js';
 import { f16ToF32, f32ToF16 } from '../tensor/f16.js';
-import { packBits, unpackBits } from './bitpack.js';
-import { checkInput, type QuantizedBlock, type Quantizer } from './quantizer.js';
+import { packBits, packedBytes, unpackBits } from './bitpack.js';
+import { checkInput, type BlockSize, type QuantizedBlock, type Quantizer } from './quantizer.js';
 
 export type UniformAxis = 'token' | 'channel';
 export const UNIFORM_BITS = [2, 3, 4, 8];
@@ -42,6 +42,11 @@ export class UniformQuantizer implements Quantizer {
 
   private groupCount(rows: number): number {
     return this.axis === 'token' ? rows * Math.ceil(this.cols / this.group) : Math.ceil(rows / this.group) * this.cols;
+  }
+
+  blockSize(rows: number): BlockSize {
+    const groups = this.groupCount(rows);
+    return { codes: packedBytes(rows * this.cols, this.bits), scales: groups, zeros: groups };
   }
 
   quantize(x: Float32Array, rows: number): QuantizedBlock {
