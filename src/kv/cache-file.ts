@@ -178,7 +178,7 @@ export function deserializeCache(bytes: Uint8Array, model: CacheHost, options: L
     throw new AquaError(`${where}: its method '${header.method}' is not one this aquakv knows (${(e as Error).message})`);
   }
   if (options.method && methodKey(options.method, C) !== methodKey(method, C) && formatMethod(options.method) !== header.method) {
-    throw new AquaError(`${where} holds a ${header.method} cache, not ${formatMethod(options.method)}`);
+    throw new AquaError(`${where} holds a cache of method ${header.method}, not ${formatMethod(options.method)}`);
   }
   let predictors: PredictorSet | null = null;
   if (header.predictors !== null) {
