@@ -19,7 +19,8 @@ export { loadTokenizer, type TextTokenizer } from './io/tokenizer.js';
 export { LlamaModel, type ForwardOptions, type Tap, type TapStage } from './model/llama.js';
 export type { ModelConfig, Architecture, Llama3RopeScaling } from './model/config.js';
 export type { ModelWeights, LayerWeights } from './model/weights.js';
-export { DEFAULT_GENERATION, generate, type GenerateOptions, type GenerateResult } from './model/generate.js';
+export { DEFAULT_GENERATION, generate, decodeTokens, type GenerateOptions, type GenerateResult, type DecodeTimings } from './model/generate.js';
+export { stream, DEFAULT_STREAM, GenerationStream, type StreamOptions, type StreamPiece, type StreamResult, type FinishReason, type LanguageModel, type TextCodec } from './model/stream.js';
 export { Sampler, argmax, type SamplerOptions } from './model/sampler.js';
 
 // caches

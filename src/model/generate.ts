@@ -1,4 +1,8 @@
-/** Prefill then token-by-token decode through any KV cache, with timings. */
+/**
+ * Prefill then token-by-token decode through any KV cache, with timings. `decodeTokens` is the
+ * loop both `generate` (synchronous, for scripts and tests) and `stream` (asynchronous, with
+ * text, stop strings and an AbortSignal: ./stream.ts) run.
+ */
 import type { KVCache } from './kv-cache.js';
 import type { LlamaModel } from './llama.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
@@ -28,32 +32,47 @@ export interface GenerateResult {
   decodeSeconds: number;
 }
 
+/** Timings filled in by `decodeTokens` as it goes. */
+export interface DecodeTimings {
+  prefillSeconds: number;
+  decodeSeconds: number;
+  decodeTokens: number;
+}
+
 /**
- * Feeds `prompt` into `cache` (which may already hold earlier tokens), then samples up to
- * maxNewTokens new ones token by token. Options default to `DEFAULT_GENERATION`.
+ * Feeds `prompt` into `cache` (which may already hold earlier tokens), then yields up to
+ * maxNewTokens sampled tokens. Each token is in the cache when it is yielded, so a caller that
+ * stops early leaves a cache holding the prompt and every token it saw: a conversation that can
+ * be saved and continued. The last token is fed without computing logits.
  */
-export function generate(model: LlamaModel, prompt: number[], cache: KVCache, options: Partial<GenerateOptions> = {}): GenerateResult {
-  const opts: GenerateOptions = { ...DEFAULT_GENERATION, ...options };
+export function* decodeTokens(model: LlamaModel, prompt: number[], cache: KVCache, opts: Omit<GenerateOptions, 'onToken'>, timings: DecodeTimings): Generator<number, void> {
   const sampler = new Sampler(opts);
   const t0 = performance.now();
   let logits = model.forward(prompt, cache, { logits: 'last' });
   const t1 = performance.now();
-  const ids: number[] = [];
-  let decodeTokens = 0;
+  timings.prefillSeconds = (t1 - t0) / 1000;
   for (let i = 0; i < opts.maxNewTokens; i++) {
     const id = sampler.sample(logits);
+    const last = opts.stopIds.includes(id) || i === opts.maxNewTokens - 1;
+    logits = model.forward([id], cache, { logits: last ? 'none' : 'last' });
+    timings.decodeTokens++;
+    timings.decodeSeconds = (performance.now() - t1) / 1000;
+    yield id;
+    if (last) return;
+  }
+}
+
+/**
+ * Feeds `prompt` into `cache`, then samples up to maxNewTokens new tokens; on return the cache
+ * holds the prompt and every new token. Options default to `DEFAULT_GENERATION`.
+ */
+export function generate(model: LlamaModel, prompt: number[], cache: KVCache, options: Partial<GenerateOptions> = {}): GenerateResult {
+  const opts: GenerateOptions = { ...DEFAULT_GENERATION, ...options };
+  const timings: DecodeTimings = { prefillSeconds: 0, decodeSeconds: 0, decodeTokens: 0 };
+  const ids: number[] = [];
+  for (const id of decodeTokens(model, prompt, cache, opts, timings)) {
     ids.push(id);
     opts.onToken?.(id);
-    if (opts.stopIds.includes(id) || i === opts.maxNewTokens - 1) break;
-    logits = model.forward([id], cache, { logits: 'last' });
-    decodeTokens++;
   }
-  const t2 = performance.now();
-  return {
-    ids,
-    prefillTokens: prompt.length,
-    prefillSeconds: (t1 - t0) / 1000,
-    decodeTokens,
-    decodeSeconds: (t2 - t1) / 1000,
-  };
+  return { ids, prefillTokens: prompt.length, ...timings };
 }
