@@ -39,6 +39,32 @@ test('calibrate writes predictors that eval uses; eval --json has one row per me
   assert.ok((rows[1].klDivergence as number) > 0);
 });
 
+test('generate --save-cache, then --resume-cache continues the AQUA-KV conversation; wrong resumes are refused in one line', () => {
+  const saved = join(work, 'conversation.aqkv');
+  const common = ['--model', model, '--predictors', preds, '--temperature', '0', '--json'];
+  const a = aquakv('generate', ...common, '--buffer', '16', '--method', 'aquakv', '--prompt', FIXTURE_TEXT, '--max-new-tokens', '8', '--save-cache', saved);
+  assert.equal(a.code, 0, a.err);
+  const first = JSON.parse(a.out) as { cachedTokens: number; savedCache: { path: string; bytes: number }; storedBytes: number };
+  assert.equal(first.savedCache.path, saved);
+  assert.ok(first.savedCache.bytes <= 1.02 * first.storedBytes + 4096, JSON.stringify(first));
+  const b = aquakv('generate', ...common, '--resume-cache', saved, '--prompt', ' We the people', '--max-new-tokens', '5');
+  assert.equal(b.code, 0, b.err);
+  const second = JSON.parse(b.out) as { resumedTokens: number; cachedTokens: number; ids: number[] };
+  assert.equal(second.resumedTokens, first.cachedTokens);
+  assert.ok(second.cachedTokens > first.cachedTokens + 5);
+  const refused = (r: { code: number | null; err: string }, pattern: RegExp) => {
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err.trim(), pattern);
+    assert.equal(r.err.trim().split('\n').length, 1, r.err);
+  };
+  refused(aquakv('generate', '--model', model, '--resume-cache', saved, '--prompt', 'x'), /aquakv methods need predictors/);
+  refused(aquakv('generate', ...common, '--resume-cache', saved, '--prompt', 'x', '--method', 'kivi2'), /holds a cache of method aquakv.*, not kivi/);
+  refused(aquakv('generate', ...common, '--resume-cache', saved, '--prompt', 'x', '--sinks', '2'), /--sinks and --buffer are those of the saved cache/);
+  refused(aquakv('generate', ...common, '--resume-cache', text, '--prompt', 'x'), /is not a saved aquakv cache/);
+  refused(aquakv('generate', ...common, '--resume-cache', saved, '--prompt', 'x', '--max-new-tokens', '500'), /the saved conversation \(\d+ tokens\) \+ prompt/);
+  refused(aquakv('generate', ...common, '--method', 'aquakv', '--prompt', 'x', '--save-cache', join(work, 'missing', 'c.aqkv')), /missing/);
+});
+
 test('eval, calibrate and retrieval explain bad input in one line', () => {
   const other = makeTinyModel({ layers: 2 });
   const cases: [string[], RegExp][] = [

@@ -4,10 +4,13 @@ import { loadTokenizer } from '../io/tokenizer.js';
 import { DEFAULT_CACHE_OPTIONS, type CacheMode } from '../kv/compressed.js';
 import { createCache } from '../kv/factory.js';
 import { FullCache } from '../kv/full.js';
-import { checkMethod, parseMethod } from '../kv/method.js';
+import { deserializeCache, saveCache, savedCacheInfo } from '../kv/cache-file.js';
+import { checkMethod, formatMethod, methodKey, parseMethod, type CacheMethod } from '../kv/method.js';
 import { predictorsFor } from './predictors.js';
-import { DEFAULT_GENERATION, generate } from '../model/generate.js';
-import { fp16CacheBytes } from '../model/kv-cache.js';
+import { DEFAULT_GENERATION } from '../model/generate.js';
+import { fp16CacheBytes, type KVCache } from '../model/kv-cache.js';
+import { stream } from '../model/stream.js';
+import { platform } from '../platform/index.js';
 import { intOpt, MAX_SEED, numOpt, opt, parse } from './args.js';
 import { bufferOption, calibrationDataOption, jsonOption, modelOption, predictorsOption, sinksOption } from './common-options.js';
 import type { Command } from './command.js';
@@ -17,8 +20,8 @@ const g = DEFAULT_GENERATION;
 
 const generateOptions = {
   model: modelOption,
-  prompt: opt('TEXT', 'the prompt', undefined, true),
-  method: opt('SPEC', 'the cache method (fp, aquakv, aquakv[bits=B], higgs, kivi2, …)', 'fp'),
+  prompt: opt('TEXT', 'the prompt (with --resume-cache: the text that continues the saved conversation)', undefined, true),
+  method: opt('SPEC', 'the cache method (fp, aquakv, aquakv[bits=B], higgs, kivi2, …); with --resume-cache, the saved one', 'fp'),
   predictors: predictorsOption,
   'calibration-data': calibrationDataOption,
   sinks: sinksOption,
@@ -28,6 +31,9 @@ const generateOptions = {
   temperature: opt('T', 'sampling temperature; 0 is greedy', g.temperature),
   'top-p': opt('P', 'nucleus sampling mass', g.topP),
   seed: opt('S', 'sampling seed', g.seed),
+  stop: opt('TEXT', 'stop before this text appears in the continuation', 'none'),
+  'save-cache': opt('FILE', 'save the conversation (prompt and continuation) as a compressed cache file'),
+  'resume-cache': opt('FILE', 'continue a conversation saved with --save-cache, without re-reading it'),
   json: jsonOption,
 };
 
@@ -39,60 +45,80 @@ const logitsOptions = {
 };
 
 export const generateCommand: Command = {
-  summary: 'stream a continuation of a prompt through any cache method, then print cache bytes and tokens/s',
+  summary: 'stream a continuation of a prompt through any cache method (and save or resume the conversation), then print cache bytes and tokens/s',
   options: generateOptions,
-  run(argv) {
+  async run(argv) {
     const o = parse(argv, generateOptions);
     if (o.prompt === undefined) throw new AquaError('generate needs --prompt TEXT');
     const dir = resolveModelDir(o.model);
-    const tok = loadTokenizer(dir);
+    const tokenizer = loadTokenizer(dir);
     const model = openModel(dir);
-    const prompt = tok.encode(o.prompt);
+    const prompt = tokenizer.encode(o.prompt);
     if (prompt.length === 0) throw new AquaError('--prompt encodes to no tokens');
     const maxNew = intOpt(o['max-new-tokens'], 'max-new-tokens', g.maxNewTokens, 1);
-    const limit = model.config.maxPositionEmbeddings;
-    if (prompt.length + maxNew > limit) {
-      throw new AquaError(`prompt (${prompt.length} tokens) + --max-new-tokens ${maxNew} exceeds the model's context of ${limit}`);
-    }
-    const method = parseMethod(o.method ?? 'fp');
-    checkMethod(method, model.config.kvDim, model.config.nLayers);
-    const mode = (o.mode ?? DEFAULT_CACHE_OPTIONS.mode) as CacheMode;
-    if (mode !== 'materialized' && mode !== 'compact') throw new AquaError(`--mode must be materialized or compact, got '${o.mode}'`);
-    const cacheOptions = {
-      sinks: intOpt(o.sinks, 'sinks', DEFAULT_CACHE_OPTIONS.sinks, 0),
-      buffer: intOpt(o.buffer, 'buffer', DEFAULT_CACHE_OPTIONS.buffer, 1),
-      mode,
-    };
-    const predictors = predictorsFor(model, dir, () => tok, [method], o.predictors, o['calibration-data'], !!o.json);
-    const cache = createCache(model, method, predictors(method), cacheOptions);
-    const out = o.json ? null : process.stdout;
-    const res = generate(model, prompt, cache, {
+    const mode = o.mode as CacheMode | undefined;
+    if (mode !== undefined && mode !== 'materialized' && mode !== 'compact') throw new AquaError(`--mode must be materialized or compact, got '${o.mode}'`);
+    const sampling = {
       maxNewTokens: maxNew,
       temperature: numOpt(o.temperature, 'temperature', g.temperature, 0),
       topP: numOpt(o['top-p'], 'top-p', g.topP, 0, 1),
       seed: intOpt(o.seed, 'seed', g.seed, 0, MAX_SEED),
-      stopIds: model.config.eosTokenIds,
-      // decode the whole continuation each time so multi-byte characters split over tokens print whole
-      onToken: (() => {
-        const ids: number[] = [];
-        let printed = '';
-        return (id: number) => {
-          ids.push(id);
-          const text = tok.decode(ids);
-          if (!text.endsWith('\uFFFD')) {
-            out?.write(text.slice(printed.length));
-            printed = text;
-          }
-        };
-      })(),
-    });
+    };
+    if (o['save-cache']) platform.checkWritable(o['save-cache']);
+
+    // the cache: a saved conversation, or a fresh cache of --method
+    let cache: KVCache;
+    let methodName: string;
+    if (o['resume-cache']) {
+      const file = o['resume-cache'];
+      if (o.sinks !== undefined || o.buffer !== undefined) throw new AquaError('--sinks and --buffer are those of the saved cache; leave them out with --resume-cache');
+      platform.checkFile(file);
+      const bytes = platform.readFile(file);
+      const info = savedCacheInfo(bytes, file);
+      const saved = parseSavedMethod(info.method, file);
+      if (o.method !== undefined) {
+        const asked = parseMethod(o.method);
+        if (methodKey(asked, model.config.kvDim) !== methodKey(saved, model.config.kvDim) && formatMethod(asked) !== info.method) {
+          throw new AquaError(`${file} holds a cache of method ${info.method}, not ${formatMethod(asked)}`, 'leave --method out to continue with the saved one');
+        }
+      }
+      const predictors = predictorsFor(model, dir, () => tokenizer, [saved], o.predictors, o['calibration-data'], !!o.json)(saved);
+      cache = deserializeCache(bytes, model, { predictors, mode }, file);
+      methodName = saved.name;
+    } else {
+      const method = parseMethod(o.method ?? 'fp');
+      checkMethod(method, model.config.kvDim, model.config.nLayers);
+      const cacheOptions = {
+        sinks: intOpt(o.sinks, 'sinks', DEFAULT_CACHE_OPTIONS.sinks, 0),
+        buffer: intOpt(o.buffer, 'buffer', DEFAULT_CACHE_OPTIONS.buffer, 1),
+        mode: mode ?? DEFAULT_CACHE_OPTIONS.mode,
+      };
+      const predictors = predictorsFor(model, dir, () => tokenizer, [method], o.predictors, o['calibration-data'], !!o.json);
+      cache = createCache(model, method, predictors(method), cacheOptions);
+      methodName = method.name;
+    }
+    const resumed = cache.length;
+    const limit = model.config.maxPositionEmbeddings;
+    if (resumed + prompt.length + maxNew > limit) {
+      const held = resumed > 0 ? `the saved conversation (${resumed} tokens) + ` : '';
+      throw new AquaError(`${held}prompt (${prompt.length} tokens) + --max-new-tokens ${maxNew} exceeds the model's context of ${limit}`);
+    }
+
+    const out = o.json ? null : process.stdout;
+    const s = stream({ model, tokenizer }, prompt, { ...sampling, cache, stop: o.stop ? [o.stop] : [] });
+    for await (const piece of s) out?.write(piece.text);
+    const res = s.result!;
+    let saved: { path: string; bytes: number } | null = null;
+    if (o['save-cache']) saved = { path: o['save-cache'], bytes: saveCache(cache, o['save-cache']) };
+
     const mem = cache.memory();
-    const cfg = model.config;
-    const fp16Bytes = fp16CacheBytes(cfg, cache.length);
+    const fp16Bytes = fp16CacheBytes(model.config, cache.length);
     const rate = (n: number, sec: number) => (sec > 0 ? n / sec : NaN);
     const summary = {
-      method: method.name, text: tok.decode(res.ids), ids: res.ids, cachedTokens: cache.length,
+      method: methodName, text: res.text, ids: res.ids, finishReason: res.finishReason,
+      resumedTokens: resumed, cachedTokens: cache.length,
       storedBytes: mem.stored, fp16Bytes, residentBytes: mem.total, bitsPerValue: mem.bitsPerValue,
+      savedCache: saved,
       prefillTokensPerSecond: rate(res.prefillTokens, res.prefillSeconds), decodeTokensPerSecond: rate(res.decodeTokens, res.decodeSeconds),
     };
     if (o.json) {
@@ -100,12 +126,24 @@ export const generateCommand: Command = {
       return;
     }
     process.stdout.write('\n');
+    const bytes = (n: number) => n.toLocaleString('en-US');
+    if (resumed > 0) console.error(`resumed ${resumed} cached tokens from ${o['resume-cache']} (prefilled only the ${prompt.length} new prompt tokens)`);
     console.error(
-      `${method.name} cache: ${summary.storedBytes.toLocaleString('en-US')} bytes stored for ${summary.cachedTokens} tokens (16-bit keys and values: ${fp16Bytes.toLocaleString('en-US')}, ${(fp16Bytes / summary.storedBytes).toFixed(2)}×); ` +
+      `${methodName} cache: ${bytes(summary.storedBytes)} bytes stored for ${summary.cachedTokens} tokens (16-bit keys and values: ${bytes(fp16Bytes)}, ${(fp16Bytes / summary.storedBytes).toFixed(2)}×); ` +
         `prefill ${summary.prefillTokensPerSecond.toFixed(1)} tokens/s, decode ${Number.isFinite(summary.decodeTokensPerSecond) ? summary.decodeTokensPerSecond.toFixed(1) : '-'} tokens/s`,
     );
+    if (saved) console.error(`saved the conversation to ${saved.path}: ${bytes(saved.bytes)} bytes`);
   },
 };
+
+/** The method recorded in a saved cache, parsed (a file from a newer aquakv may name one this one does not know). */
+function parseSavedMethod(spec: string, file: string): CacheMethod {
+  try {
+    return parseMethod(spec);
+  } catch (e) {
+    throw new AquaError(`${file}: its method '${spec}' is not one this aquakv knows (${(e as Error).message})`);
+  }
+}
 
 export const logitsCommand: Command = {
   summary: 'print the logits of one prefill as JSON (conformance checks against other runtimes)',
