@@ -31,7 +31,8 @@ const sample: DemoResult = {
     { method: 'aquakv', family: 'AQUA-KV', bitsPerValue: 2.345, perplexity: 20.6789, relativeChange: 0.00872, klDivergence: 0.01234, cacheBytes: 123, components: { keyCodes: 50, valueCodes: 50, scales: 13, sinks: 10 }, predictorBytes: 99, nll: 3.01, tokens: 63, windows: 1, seconds: 1 },
     { method: 'kivi2', family: 'KIVI-style uniform', bitsPerValue: 3.0667, perplexity: 25.5, relativeChange: 0.2439, klDivergence: 0.2, cacheBytes: 150, components: { keyCodes: 60, valueCodes: 60, scales: 20, sinks: 10 }, predictorBytes: 0, nll: 3.2, tokens: 63, windows: 1, seconds: 1 },
   ],
-  generations: [{ method: 'fp', cache: 'FullCache (f32)', text: 'the <Union> & more', prefillTokensPerSecond: 100, decodeTokensPerSecond: 50, tokens: 10, storedBytes: 640, residentBytes: 640, fp16Bytes: 320, components: { sinks: 640 } }],
+  generations: [{ method: 'fp', cache: 'FullCache (f32)', text: 'the <Union> & more', prefillTokensPerSecond: 100, decodeTokensPerSecond: 50, tokens: 10, storedBytes: 640, residentBytes: 640, fp16Bytes: 320, components: { sinks: 640 }, ids: [1, 2] }],
+  conversation: { file: '/c.aqkv', tokens: 10, fileBytes: 200, fp16Bytes: 400, fullCacheFileBytes: 900, saveSeconds: 0.001, loadSeconds: 0.002, followUp: ' And <then>', continuation: ' more', resumeFirstTokenSeconds: 0.01, rereadFirstTokenSeconds: 0.05 },
   retrieval: [
     { method: 'fp', results: [{ distance: 40, samples: 5, correct: 5, accuracy: 1 }, { distance: 900, samples: 5, correct: 4, accuracy: 0.8 }] },
     { method: 'kivi2', results: [{ distance: 40, samples: 5, correct: 3, accuracy: 0.6 }, { distance: 900, samples: 5, correct: 0, accuracy: 0 }] },
@@ -42,10 +43,10 @@ const sample: DemoResult = {
 test('the report is one self-contained HTML page with every section and the numbers given', () => {
   const html = renderReport(sample);
   assert.match(html, /^<!doctype html>/);
-  for (const id of ['tradeoff', 'predictors', 'memory', 'allocation', 'retrieval', 'settings']) assert.match(html, new RegExp(`<section id="${id}">`));
+  for (const id of ['tradeoff', 'predictors', 'memory', 'conversation', 'allocation', 'retrieval', 'settings']) assert.match(html, new RegExp(`<section id="${id}">`));
   for (const s of ['budget 2.500 bits, plan 2.458 bits', 'k1 → higgs:2x64', '0.05120 → 0.01070', 'KL divergence from fp against stored bits per value']) assert.ok(html.includes(s), `missing ${s}`);
   assert.equal((html.match(/<svg /g) ?? []).length, 3);
-  for (const s of ['2.345', '20.679', '+0.87%', '0.01234', '3.067', '+24.39%', '0.0625', '2.00', '@moby-dick', '0.50×', 'distance 900', '80% (4/5)', '60% (3/5)']) assert.ok(html.includes(s), `missing ${s}`);
+  for (const s of ['2.345', '20.679', '+0.87%', '0.01234', '3.067', '+24.39%', '0.0625', '2.00', '@moby-dick', '0.50×', 'distance 900', '80% (4/5)', '60% (3/5)', '2.00× the file', '5.0× faster', 'And &lt;then&gt; more']) assert.ok(html.includes(s), `missing ${s}`);
   assert.ok(html.includes('the &lt;Union&gt; &amp; more'), 'generated text is escaped');
   assert.doesNotMatch(renderReport({ ...sample, retrieval: [] }), /id="retrieval"/, 'no retrieval section when it was skipped');
   assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'no scripts, no network');
@@ -101,8 +102,20 @@ test('smoke: the demo runs end to end on the tiny fixture and writes its report'
   assert.match(r.stdout, /pass-key retrieval .*1 samples per distance/);
   for (const m of ['fp', 'aquakv', 'kivi2']) assert.match(r.stdout, new RegExp(`^${m}\\s+(\\d+%\\s+){2}\\d+%$`, 'm'), `retrieval row for ${m}`);
   assert.ok(existsSync(out));
-  assert.match(readFileSync(out, 'utf8'), /<section id="tradeoff">[\s\S]*<section id="retrieval">/);
+  assert.match(readFileSync(out, 'utf8'), /<section id="tradeoff">[\s\S]*<section id="conversation">[\s\S]*<section id="retrieval">/);
+  // the AQUA-KV conversation was saved, resumed and continued
+  assert.match(r.stdout, /the AQUA-KV conversation \(\d+ tokens\) saved to .*conversation\.aqkv: [\d,]+ bytes \(16-bit keys and values: [\d,]+, [\d.]+×/);
+  assert.match(r.stdout, /resumed and continued with ".*": ".+"/);
+  assert.ok(existsSync(join(work, 'cache', 'conversation.aqkv')));
   const second = spawnSync(process.execPath, args, { encoding: 'utf8' });
   assert.equal(second.status, 0, second.stderr);
   assert.match(second.stdout, /predictors for aquakv: reused/);
+  // --json: the whole result on stdout, stages on stderr
+  const j = spawnSync(process.execPath, [...args, '--json', '--retrieval-samples', '0'], { encoding: 'utf8' });
+  assert.equal(j.status, 0, j.stderr);
+  const result = JSON.parse(j.stdout) as DemoResult & { report: string };
+  assert.equal(result.report, out);
+  assert.equal(result.generations.length, 2);
+  assert.ok(result.conversation.fileBytes < result.conversation.fullCacheFileBytes);
+  assert.match(j.stderr, /== 3\/3 generation/);
 });

@@ -1,5 +1,5 @@
 /** `aquakv demo` (npm start): the whole story on the embedded model, with report.html. */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { DEFAULT_DEMO, runDemo } from '../demo/run-demo.js';
 import { AquaError } from '../errors.js';
 import { sotuSplit } from '../eval/datasets.js';
@@ -7,8 +7,8 @@ import { readText } from '../eval/texts.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { platform } from '../platform/index.js';
 import { renderReport } from '../report/html.js';
-import { intOpt, opt, parse } from './args.js';
-import { bufferOption, modelOption, sinksOption } from './common-options.js';
+import { intOpt, MAX_SEED, opt, parse } from './args.js';
+import { bufferOption, jsonOption, modelOption, sinksOption } from './common-options.js';
 import type { Command } from './command.js';
 import { formatLayerErrors, formatResults, formatRetrieval } from './format.js';
 import { isEmbedded, openModel, resolveModelDir } from './model-dir.js';
@@ -27,12 +27,15 @@ const options = {
   'max-new-tokens': opt('N', 'tokens to generate', DEFAULT_DEMO.maxNewTokens),
   sinks: sinksOption,
   buffer: bufferOption,
+  seed: opt('S', 'sampling seed of both continuations', DEFAULT_DEMO.sampling.seed),
   'retrieval-samples': opt('N', 'pass keys per distance (0 skips retrieval)', DEFAULT_DEMO.retrievalSamples),
+  conversation: opt('FILE', 'where the AQUA-KV conversation is saved, then resumed', '<cache-dir>/conversation.aqkv'),
   out: opt('FILE', 'the report', 'report.html'),
+  json: jsonOption,
 };
 
 export const demoCommand: Command = {
-  summary: 'calibrate, evaluate every method, generate with fp and AQUA-KV, write report.html',
+  summary: 'calibrate, evaluate every method, generate with fp and AQUA-KV, save and resume the AQUA-KV conversation, write report.html',
   options,
   run(argv) {
     const o = parse(argv, options);
@@ -45,8 +48,12 @@ export const demoCommand: Command = {
     platform.checkWritable(out);
     const cacheDir = resolve(o['cache-dir'] ?? '.aquakv-cache');
     if (platform.exists(cacheDir) && !platform.isDirectory(cacheDir)) throw new AquaError(`--cache-dir ${cacheDir} is not a directory`);
+    const conversationFile = resolve(o.conversation ?? join(cacheDir, 'conversation.aqkv'));
+    if (o.conversation !== undefined) platform.checkWritable(conversationFile);
     const model = openModel(dir);
     const tok = loadTokenizer(dir);
+    // with --json, stdout carries the JSON only: stages go to stderr
+    const log = o.json ? (s: string) => console.error(s) : (s: string) => console.log(s);
     let bar: Progress | null = null;
     let barStage = '';
     const result = runDemo(model, tok, dir, {
@@ -64,10 +71,12 @@ export const demoCommand: Command = {
       sinks: intOpt(o.sinks, 'sinks', DEFAULT_DEMO.sinks, 0),
       buffer: intOpt(o.buffer, 'buffer', DEFAULT_DEMO.buffer, 1),
       retrievalSamples: intOpt(o['retrieval-samples'], 'retrieval-samples', DEFAULT_DEMO.retrievalSamples, 0),
+      sampling: { ...DEFAULT_DEMO.sampling, seed: intOpt(o.seed, 'seed', DEFAULT_DEMO.sampling.seed, 0, MAX_SEED) },
+      conversationFile,
       onStage: (s) => {
         bar?.stop();
         bar = null;
-        console.log(`\n== ${s}`);
+        log(`\n== ${s}`);
       },
       onProgress: (stage, d, t, label) => {
         if (stage !== barStage || !bar) {
@@ -79,6 +88,11 @@ export const demoCommand: Command = {
       },
     });
     (bar as Progress | null)?.stop();
+    platform.writeFileAtomic(out, renderReport(result));
+    if (o.json) {
+      console.log(JSON.stringify({ ...result, report: out }, null, 2));
+      return;
+    }
     for (const c of result.calibrations) {
       console.log(`\npredictors for ${c.method}: ${c.reused ? 'reused' : `calibrated in ${c.seconds.toFixed(1)} s, saved`} ${c.path}`);
       console.log(formatLayerErrors(c.layers));
@@ -98,7 +112,12 @@ export const demoCommand: Command = {
       console.log(`\npass-key retrieval (a 5-digit key hidden in ${result.settings.evalText}, asked for at the end of a ${result.settings.seqLen}-token window; ${result.retrieval[0].results[0].samples} samples per distance, greedy answer must match exactly)`);
       console.log(formatRetrieval(result.retrieval));
     }
-    platform.writeFileAtomic(out, renderReport(result));
+    const c = result.conversation;
+    console.log(`\nthe AQUA-KV conversation (${c.tokens} tokens) saved to ${c.file}: ${c.fileBytes.toLocaleString('en-US')} bytes ` +
+      `(16-bit keys and values: ${c.fp16Bytes.toLocaleString('en-US')}, ${(c.fp16Bytes / c.fileBytes).toFixed(2)}×; the fp cache saved: ${c.fullCacheFileBytes.toLocaleString('en-US')}); ` +
+      `saved in ${(1000 * c.saveSeconds).toFixed(1)} ms, loaded in ${(1000 * c.loadSeconds).toFixed(1)} ms`);
+    console.log(`  resumed and continued with ${JSON.stringify(c.followUp)}: ${JSON.stringify(c.continuation)}`);
+    console.log(`  first new token ${(1000 * c.resumeFirstTokenSeconds).toFixed(1)} ms resumed vs ${(1000 * c.rereadFirstTokenSeconds).toFixed(1)} ms re-reading the conversation (${(c.rereadFirstTokenSeconds / c.resumeFirstTokenSeconds).toFixed(1)}×)`);
     console.log(`\nreport: ${out} (demo took ${result.seconds.toFixed(0)} s)`);
   },
 };

@@ -5,14 +5,15 @@
  */
 import type { LlamaModel } from '../model/llama.js';
 import type { TextTokenizer } from '../io/tokenizer.js';
-import { DEFAULT_CACHE_OPTIONS } from '../kv/compressed.js';
-import { createCache } from '../kv/factory.js';
+import { loadCache, saveCache, serializeCache } from '../kv/cache-file.js';
+import { DEFAULT_CACHE_OPTIONS, type CompressedCache } from '../kv/compressed.js';
+import { createCache, restoreCache } from '../kv/factory.js';
 import type { PredictorSet } from '../kv/linear-predictor.js';
 import { formatMethod, parseMethod, type CacheMethod } from '../kv/method.js';
 import { evaluatePerplexity, type MethodResult } from '../eval/perplexity.js';
 import { encodeUpTo, MAX_FILLER_TOKENS } from '../eval/texts.js';
-import { generate } from '../model/generate.js';
-import { fp16CacheBytes } from '../model/kv-cache.js';
+import { generate, type GenerateOptions } from '../model/generate.js';
+import { fp16CacheBytes, type KVCache } from '../model/kv-cache.js';
 import type { LayerErrors } from '../predictors/file.js';
 import type { Allocation } from '../predictors/allocate.js';
 import { cachedPredictors } from '../predictors/cache-dir.js';
@@ -39,6 +40,11 @@ export interface DemoOptions {
   /** Pass-key retrieval through these caches, in windows of seqLen tokens of the evaluation text (0 samples: skipped). */
   retrievalMethods: string[];
   retrievalSamples: number;
+  /** Sampling for both continuations (the same seed, so they differ only by the cache). */
+  sampling: { temperature: number; topP: number; seed: number };
+  /** Where the AQUA-KV conversation is saved, and the text that continues it once resumed. */
+  conversationFile: string;
+  followUp: string;
   onStage?: (stage: string) => void;
   onProgress?: (stage: string, done: number, total: number, label?: string) => void;
 }
@@ -57,6 +63,8 @@ export const DEFAULT_DEMO = {
   // a few samples per distance keep the demo short; `aquakv retrieval --samples N` measures more
   // (`--retrieval-samples 0` skips the stage)
   retrievalSamples: 5,
+  sampling: { temperature: 0.8, topP: 0.95, seed: 1 },
+  followUp: '\n\nIn conclusion, I recommend to the Congress',
 };
 
 export interface Generation {
@@ -70,6 +78,23 @@ export interface Generation {
   residentBytes: number;
   fp16Bytes: number; // the same tokens' keys and values at 16 bits
   components: Record<string, number>;
+  ids: number[];
+}
+
+/** The AQUA-KV conversation saved to a file, resumed, and continued. */
+export interface Conversation {
+  file: string;
+  tokens: number; // in the saved cache
+  fileBytes: number;
+  fp16Bytes: number; // the same tokens' keys and values at 16 bits
+  fullCacheFileBytes: number; // the fp (f32) cache of the same conversation, saved
+  saveSeconds: number;
+  loadSeconds: number;
+  followUp: string;
+  continuation: string;
+  /** Time to the first new token: loading the file and reading only the follow-up, against re-reading the whole conversation. */
+  resumeFirstTokenSeconds: number;
+  rereadFirstTokenSeconds: number;
 }
 
 export interface DemoResult {
@@ -78,6 +103,7 @@ export interface DemoResult {
   calibrations: { method: string; plan: string; reused: boolean; path: string; seconds: number; layers: LayerErrors[]; allocation?: Allocation }[];
   results: MethodResult[];
   generations: Generation[];
+  conversation: Conversation;
   /** Per method, accuracy at each distance; empty when skipped or when the window is too short for the task. */
   retrieval: { method: string; results: RetrievalResult[] }[];
   seconds: number;
@@ -111,15 +137,19 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
   // 3. generation with the full-precision cache and with AQUA-KV in compact mode
   //    (resident memory follows the compressed size; every step rebuilds the cached layers)
   o.onStage?.(`3/${stages} generation`);
-  const promptTokens = Math.max(1, Math.min(o.promptTokens, cfg.maxPositionEmbeddings - o.maxNewTokens));
+  // room for the continuation, the follow-up and its continuation
+  const promptTokens = Math.max(1, Math.min(o.promptTokens, cfg.maxPositionEmbeddings - 2 * o.maxNewTokens - tok.encode(o.followUp).length));
   const prompt = tok.encode(o.prompt).slice(0, promptTokens);
   const generations: Generation[] = [];
+  const sampling = { ...o.sampling, maxNewTokens: o.maxNewTokens, stopIds: cfg.eosTokenIds };
+  const caches: KVCache[] = [];
   for (const [method, kind, mode] of [
     [parseMethod('fp'), 'FullCache (f32)', 'materialized'],
     [aquaMethods[0], 'CompressedCache, compact mode', 'compact'],
   ] as const) {
     const cache = createCache(model, method, predictorsOf(method), { ...cacheOptions, mode });
-    const g = generate(model, prompt, cache, { maxNewTokens: o.maxNewTokens, temperature: 0, topP: 1, seed: 0, stopIds: cfg.eosTokenIds });
+    const g = generate(model, prompt, cache, sampling);
+    caches.push(cache);
     const mem = cache.memory();
     const tokens = cache.length;
     generations.push({
@@ -133,8 +163,10 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
       residentBytes: mem.total,
       fp16Bytes: fp16CacheBytes(cfg, tokens),
       components: mem.components,
+      ids: g.ids,
     });
   }
+  const conversation = continueConversation(model, tok, caches[1], predictorsOf(aquaMethods[0]), [...prompt, ...generations[1].ids], caches[0], o, sampling);
   // 4. pass-key retrieval through a few caches, the key hidden in the evaluation text
   const retrieval: DemoResult['retrieval'] = [];
   const encode = (s: string) => tok.encode(s);
@@ -156,12 +188,51 @@ export function runDemo(model: LlamaModel, tok: TextTokenizer, modelDir: string,
       calibrationText: o.calibrationText.source, calibrationSamples: o.samples, seqLen, evalText: o.evalText.source,
       evalTokens: Math.floor(Math.min(evalIds.length, o.maxTokens) / seqLen) * seqLen, chunk: o.chunk, sinks: o.sinks, buffer: o.buffer,
       damp: DEFAULT_CALIBRATION.damp,
+      temperature: o.sampling.temperature, topP: o.sampling.topP, seed: o.sampling.seed,
       prompt: tok.decode(prompt), promptTokens: prompt.length,
     },
     calibrations,
     results,
     generations,
+    conversation,
     retrieval,
     seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+/**
+ * Saves the AQUA-KV conversation (its prompt and continuation, `ids`), loads it back, and
+ * continues it with the follow-up text; times the first new token against re-reading the whole
+ * conversation into a fresh cache of the same method.
+ */
+function continueConversation(
+  model: LlamaModel, tok: TextTokenizer, cache: KVCache, predictors: PredictorSet | null, ids: number[], fullCache: KVCache,
+  o: DemoOptions, sampling: GenerateOptions,
+): Conversation {
+  const tokens = cache.length;
+  let t = performance.now();
+  const fileBytes = saveCache(cache, o.conversationFile);
+  const saveSeconds = (performance.now() - t) / 1000;
+  t = performance.now();
+  const resumed = loadCache(o.conversationFile, model, { predictors });
+  const loadSeconds = (performance.now() - t) / 1000;
+  const followUp = tok.encode(o.followUp);
+  const room = model.config.maxPositionEmbeddings - tokens - followUp.length;
+  const g = generate(model, followUp, resumed, { ...sampling, maxNewTokens: Math.max(1, Math.min(sampling.maxNewTokens, room)) });
+  // the same first token, reading everything again
+  const fresh = restoreCache(model, (cache as CompressedCache).setup.method, predictors, (cache as CompressedCache).options);
+  const reread = generate(model, [...ids, ...followUp], fresh, { ...sampling, maxNewTokens: 1 });
+  return {
+    file: o.conversationFile,
+    tokens,
+    fileBytes,
+    fp16Bytes: fp16CacheBytes(model.config, tokens),
+    fullCacheFileBytes: serializeCache(fullCache).byteLength,
+    saveSeconds,
+    loadSeconds,
+    followUp: o.followUp,
+    continuation: tok.decode(g.ids),
+    resumeFirstTokenSeconds: loadSeconds + g.prefillSeconds,
+    rereadFirstTokenSeconds: reread.prefillSeconds,
   };
 }

@@ -39,6 +39,17 @@ export function renderReport(r: DemoResult): string {
   const genRows = r.generations
     .map((g) => `<tr><td>${esc(g.method)}<br><small>${esc(g.cache)}</small></td><td class="text">${esc(g.text)}</td><td>${fmt(g.decodeTokensPerSecond, 1)}</td><td>${g.storedBytes.toLocaleString('en-US')}</td><td>${fmt(g.fp16Bytes / g.storedBytes, 2)}×</td></tr>`)
     .join('\n');
+  const c = r.conversation;
+  const conversationSection = `<section id="conversation"><h2>A saved conversation</h2>
+<p>The AQUA-KV conversation above (prompt and continuation, ${c.tokens} tokens) was saved to <code>${esc(c.file)}</code>, loaded back, and continued with ${esc(JSON.stringify(c.followUp))}. The file holds the cache's codes and scales as stored, with its full-precision sinks and buffer.</p>
+<table><tbody>
+<tr><th>saved file</th><td>${c.fileBytes.toLocaleString('en-US')} bytes</td></tr>
+<tr><th>the same tokens at 16 bits</th><td>${c.fp16Bytes.toLocaleString('en-US')} bytes (${fmt(c.fp16Bytes / c.fileBytes, 2)}× the file)</td></tr>
+<tr><th>the fp (f32) cache, saved</th><td>${c.fullCacheFileBytes.toLocaleString('en-US')} bytes</td></tr>
+<tr><th>save / load</th><td>${fmt(1000 * c.saveSeconds, 1)} ms / ${fmt(1000 * c.loadSeconds, 1)} ms</td></tr>
+<tr><th>first new token: resumed / re-read</th><td>${fmt(1000 * c.resumeFirstTokenSeconds, 1)} ms / ${fmt(1000 * c.rereadFirstTokenSeconds, 1)} ms (${fmt(c.rereadFirstTokenSeconds / c.resumeFirstTokenSeconds, 1)}× faster)</td></tr>
+</tbody></table>
+<p class="text">Continued: <q>${esc(c.followUp + c.continuation)}</q></p></section>`;
   const allocations = r.calibrations.filter((c) => c.allocation);
   const allocationSection = allocations.length === 0 ? '' : `<section id="allocation"><h2>Bits where they matter</h2>
 <p>Budgeted AQUA-KV measures, on held-out calibration windows, how much each slot's next quantizer lowers the KL divergence from fp, then spends the budget greedily on the largest reductions per bit.</p>
@@ -87,10 +98,11 @@ ${resultRows}
 ${layerRows}
 </tbody></table></section>
 <section id="memory"><h2>Cache memory</h2>${memSvg}
-<p>Greedy continuations of the same prompt (${esc(String(r.settings.promptTokens ?? ''))} tokens) through each cache; "vs 16-bit" is the size of the same tokens' keys and values at 16 bits divided by the bytes stored.</p>
-<table><thead><tr><th>cache</th><th>continuation (greedy)</th><th>decode tokens/s</th><th>stored bytes</th><th>vs 16-bit</th></tr></thead><tbody>
+<p>Continuations of the same prompt (${esc(String(r.settings.promptTokens ?? ''))} tokens) through each cache, sampled with the same seed (temperature ${esc(String(r.settings.temperature ?? ''))}, top-p ${esc(String(r.settings.topP ?? ''))}, seed ${esc(String(r.settings.seed ?? ''))}), so they differ only where the cache changes the model's choices; "vs 16-bit" is the size of the same tokens' keys and values at 16 bits divided by the bytes stored.</p>
+<table><thead><tr><th>cache</th><th>continuation (sampled)</th><th>decode tokens/s</th><th>stored bytes</th><th>vs 16-bit</th></tr></thead><tbody>
 ${genRows}
 </tbody></table></section>
+${conversationSection}
 ${allocationSection}
 ${retrievalSection}
 <section id="settings"><h2>Settings</h2><table><tbody>
