@@ -8,10 +8,18 @@
  *          with each cache's resident and stored bytes
  *   train  training tokens/s of the embedded model's architecture (forward + backward + AdamW)
  *          and the share of that time spent in matrix products
+ *   persist  saved-cache size and save/load time at 1K and 4K tokens, fp against AQUA-KV, and the
+ *          time to the first new token of a resumed conversation against re-reading it
  *   plans  eval time of one window through caches whose slots use the 4-D grid (higgs:4x256,
  *          searched with its bucket table) against the 2-D grid (higgs:2x16), same bits
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { loadCache, saveCache } from '../src/kv/cache-file.js';
+import { fp16CacheBytes, type KVCache } from '../src/model/kv-cache.js';
+import { cachedPredictors } from '../src/predictors/cache-dir.js';
+import { DEFAULT_DEMO } from '../src/demo/run-demo.js';
 import { FullCache } from '../src/kv/full.js';
 import { parse, reportUserErrors } from '../src/cli/args.js';
 import { AquaError } from '../src/errors.js';
@@ -25,14 +33,13 @@ import { parseQuantizer } from '../src/quant/spec.js';
 import { loadGrid } from '../src/quant/grid.js';
 import { createCache } from '../src/kv/factory.js';
 import { parseMethod } from '../src/kv/method.js';
-import type { KVCache } from '../src/model/kv-cache.js';
-import { calibrate } from '../src/predictors/calibrate.js';
+import { calibrate, DEFAULT_CALIBRATION } from '../src/predictors/calibrate.js';
 import { DEFAULT_EVAL, evaluatePerplexity } from '../src/eval/perplexity.js';
 import { readText } from '../src/eval/texts.js';
 
 reportUserErrors('bench');
 const args = parse(process.argv.slice(2), { only: { type: 'string' }, json: { type: 'boolean' } });
-const SECTIONS = ['gemm', 'model', 'quant', 'cache', 'train', 'plans'];
+const SECTIONS = ['gemm', 'model', 'quant', 'cache', 'train', 'plans', 'persist'];
 const sections = new Set((args.only ?? SECTIONS.join(',')).split(','));
 const unknown = [...sections].filter((s) => !SECTIONS.includes(s));
 if (unknown.length > 0) throw new AquaError(`--only: unknown section ${unknown.join(', ')}; sections are ${SECTIONS.join(', ')}`);
@@ -196,6 +203,51 @@ if (sections.has('plans') && model) {
   results.plans = rows;
   say(`\n## Eval time per plan (2 windows of ${T} tokens, medians of 3 interleaved runs; fp reference pass alone ${fpOnly.toFixed(2)} s)\nmethod                      eval s   vs 2-D   its own pass s   vs 2-D`);
   for (const r of rows) say(`${r.method.padEnd(26)} ${r.seconds.toFixed(2).padStart(7)} ${r.ratioTo2d.toFixed(2).padStart(6)}× ${r.cacheSeconds.toFixed(2).padStart(14)} ${r.cacheRatioTo2d.toFixed(2).padStart(7)}×`);
+}
+
+if (sections.has('persist') && model) {
+  // the demo's predictors (reused from .aquakv-cache when `npm start` has run)
+  const text = readText('@sotu-train');
+  const tok = embedded!.tokenizer;
+  const method = parseMethod('aquakv');
+  const settings = { ...DEFAULT_CALIBRATION, method, samples: DEFAULT_DEMO.samples, seqLen: model.config.maxPositionEmbeddings, dataSource: '@sotu-train' };
+  const { set } = cachedPredictors(resolve('.aquakv-cache'), model, text, tok, settings);
+  const ids = tok.encode(text);
+  const dir = mkdtempSync(join(tmpdir(), 'aquakv-bench-'));
+  const followUp = ids.slice(5000, 5016);
+  const rows: Record<string, number | string>[] = [];
+  say('\n## Saved caches (medians; the file is what saveCache writes)\n' +
+    'tokens  cache          file bytes   vs fp16   save ms   load ms (materialized / compact)   first token: resumed ms   re-read ms   speed-up');
+  const fill = (cache: KVCache, n: number) => {
+    for (let s = 0; s < n; s += 1024) model.forward(ids.slice(s, Math.min(n, s + 1024)), cache, { logits: 'none' });
+  };
+  for (const tokens of [1024, 4096]) {
+    for (const [label, spec] of [['fp', 'fp'], ['aquakv', 'aquakv']] as const) {
+      const m = parseMethod(spec);
+      const predictors = m.usesPredictors ? set : null;
+      const cache = createCache(model, m, predictors, { mode: 'compact' });
+      fill(cache, tokens);
+      const path = join(dir, `${label}-${tokens}.aqkv`);
+      let bytes = 0;
+      const saveS = time(() => {
+        bytes = saveCache(cache, path);
+      });
+      const loadMat = time(() => loadCache(path, model, { predictors, mode: 'materialized' }));
+      const loadCompact = time(() => loadCache(path, model, { predictors, mode: 'compact' }));
+      // time to the first new token: load + read 16 new tokens, against reading all tokens + 16 into a fresh cache
+      const resumed = time(() => model.forward(followUp, loadCache(path, model, { predictors, mode: 'materialized' }), { logits: 'last' }), 1);
+      const reread = time(() => {
+        const fresh = createCache(model, m, predictors, { mode: 'materialized' });
+        fill(fresh, tokens);
+        model.forward(followUp, fresh, { logits: 'last' });
+      }, 1);
+      const fp16 = fp16CacheBytes(model.config, tokens);
+      rows.push({ tokens, cache: label, fileBytes: bytes, fp16Bytes: fp16, storedBytes: cache.memory().stored, saveSeconds: saveS, loadMaterializedSeconds: loadMat, loadCompactSeconds: loadCompact, resumeFirstTokenSeconds: resumed, rereadFirstTokenSeconds: reread });
+      say(`${String(tokens).padStart(6)}  ${label.padEnd(12)} ${bytes.toLocaleString('en-US').padStart(11)} ${(fp16 / bytes).toFixed(2).padStart(8)}× ${(1000 * saveS).toFixed(1).padStart(8)} ${(1000 * loadMat).toFixed(1).padStart(12)} / ${(1000 * loadCompact).toFixed(1).padStart(8)} ${(1000 * resumed).toFixed(1).padStart(27)} ${(1000 * reread).toFixed(1).padStart(12)} ${(reread / resumed).toFixed(1).padStart(9)}×`);
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+  results.persist = rows;
 }
 
 if (sections.has('train') && model) {
