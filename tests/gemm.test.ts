@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { gemmNaive, gemmTs, ortGemmFn, ortAvailable, type GemmFn } from '../src/tensor/gemm.js';
+import { gemmNaive, gemmRowwise, gemmTs, ortGemmFn, ortAvailable, type GemmFn } from '../src/tensor/gemm.js';
 import { Rng } from '../src/tensor/rng.js';
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
@@ -40,4 +40,21 @@ test('onnxruntime backend loads on this machine and equals the naive product', (
 
 test('gemm rejects buffers smaller than the shapes', () => {
   assert.throws(() => gemmTs(new Float32Array(3), new Float32Array(4), new Float32Array(4), 2, 2, 2, false, false), /buffers too small/);
+});
+
+test('gemmRowwise: a row\'s result does not depend on how many rows are multiplied with it', () => {
+  for (const [k, n] of [[16, 16], [128, 128], [256, 128]]) {
+    const M = 300;
+    const a = new Rng(1).fillNormal(new Float32Array(M * k));
+    const b = new Rng(2).fillNormal(new Float32Array(n * k));
+    const full = new Float32Array(M * n);
+    gemmRowwise(full, a, b, M, k, n, true);
+    for (const m of [1, 2, 3, 7, 128]) {
+      for (const off of [0, 5, 130]) {
+        const out = new Float32Array(m * n);
+        gemmRowwise(out, a.subarray(off * k), b, m, k, n, true);
+        assert.deepEqual(out, full.subarray(off * n, (off + m) * n), `k=${k} n=${n} m=${m} at row ${off}`);
+      }
+    }
+  }
 });

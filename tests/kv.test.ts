@@ -58,6 +58,21 @@ test('compact and materialized modes give identical logits for every method', ()
   }
 });
 
+test('compact, materialized and restored caches agree bit for bit where predictors run on the native product', () => {
+  // C = 128: predictor products (128·128, 256·128 per row) go to onnxruntime when it loads
+  const wide = loadModel(makeTinyModel({ layers: 3, hidden: 64, heads: 4, kvHeads: 2, headDim: 64, maxPositions: 256 }));
+  const p = calibrate(wide.model, calibText, wide.tokenizer, { method: parseMethod(AQUA), samples: 8, seqLen: 128 }).set;
+  const tokens = Array.from({ length: 60 }, (_, i) => (i * 37) % 300);
+  const run = (mode: 'materialized' | 'compact', steps: number) => {
+    const cache = createCache(wide.model, parseMethod(AQUA), p, { sinks: 3, buffer: 8, mode });
+    const V = wide.model.config.vocabSize;
+    const out = new Float32Array(tokens.length * V);
+    for (let s = 0; s < tokens.length; s += steps) out.set(wide.model.forward(tokens.slice(s, s + steps), cache, { logits: 'all' }), s * V);
+    return out;
+  };
+  for (const steps of [1, 4, 20]) assert.deepEqual(run('compact', steps), run('materialized', steps), `steps ${steps}`);
+});
+
 test('token-by-token decode gives the logits of feeding steps that divide the buffer', () => {
   const before = gemmBackend();
   setGemmBackend('ts'); // row results independent of the number of rows, so equality is exact

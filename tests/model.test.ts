@@ -73,14 +73,15 @@ test('the portable TypeScript path gives the same logits as onnxruntime', () => 
 test('grouped-query attention equals its one-query-at-a-time definition', () => {
   const rng = new Rng(3);
   const s = { nHeads: 6, nKvHeads: 2, headDim: 8 };
-  for (const [n, T] of [[1, 1], [1, 9], [5, 5], [4, 11]]) {
+  // keys and values head-major with spare rows per head (stride > T), as caches hold them
+  for (const [n, T, stride] of [[1, 1, 1], [1, 9, 16], [5, 5, 5], [4, 11, 13]]) {
     const q = rng.fillNormal(new Float32Array(n * 48));
-    const k = rng.fillNormal(new Float32Array(T * 16));
-    const v = rng.fillNormal(new Float32Array(T * 16));
+    const k = rng.fillNormal(new Float32Array(2 * stride * 8));
+    const v = rng.fillNormal(new Float32Array(2 * stride * 8));
     const a = new Float32Array(n * 48);
     const b = new Float32Array(n * 48);
-    attention(a, q, k, v, n, T, s, new Workspace());
-    attentionNaive(b, q, k, v, n, T, s);
+    attention(a, q, k, v, n, T, stride, s, new Workspace());
+    attentionNaive(b, q, k, v, n, T, stride, s);
     assert.ok(maxDiff(a, b) < 1e-5, `n=${n} T=${T}: ${maxDiff(a, b)}`);
   }
 });

@@ -12,7 +12,8 @@ import type { Rope } from '../model/rope.js';
 import type { LayerView } from '../model/kv-cache.js';
 import type { Workspace } from '../tensor/workspace.js';
 import type { LayerCodec } from './layer-codec.js';
-import { RowBuffer } from './row-buffer.js';
+import { HeadRows, ropeHeads, scatterHeads } from './head-rows.js';
+import type { RowBuffer } from './row-buffer.js';
 
 /** Tokens [start, start + n) compressed together: one stored block per layer for keys and for values. */
 export interface Chunk {
@@ -79,12 +80,12 @@ export function rebuildChunks(
 }
 
 export class MaterializedStore implements ChunkStore {
-  private viewK: RowBuffer[]; // [L] of [T, C]: every token, rotated, in position order
-  private viewV: RowBuffer[];
-  private pending: { start: number; k: Float32Array; v: Float32Array }[][]; // [L] reconstructions for the next step
+  private viewK: HeadRows[]; // [L] of [KV][T, hd]: every token, rotated, in position order
+  private viewV: HeadRows[];
+  private pending: { start: number; k: Float32Array; v: Float32Array }[][]; // [L] reconstructions for the next step, [n, C]
 
   constructor(private readonly s: StoreContext) {
-    const rows = () => Array.from({ length: s.nLayers }, () => new RowBuffer(s.C));
+    const rows = () => Array.from({ length: s.nLayers }, () => new HeadRows(s.nKvHeads, s.C / s.nKvHeads));
     this.viewK = rows();
     this.viewV = rows();
     this.pending = Array.from({ length: s.nLayers }, () => []);
@@ -93,44 +94,47 @@ export class MaterializedStore implements ChunkStore {
   /** A store for a cache restored to `regions`: every chunk rebuilt once, as the next step would read it. */
   static restore(s: StoreContext, regions: CacheRegions, codecs: LayerCodec[], ws: Workspace): MaterializedStore {
     const store = new MaterializedStore(s);
-    const { C, nKvHeads, rope, keysAfterRope } = s;
+    const { C, rope, keysAfterRope } = s;
     for (let l = 0; l < s.nLayers; l++) {
       const K = store.viewK[l];
       const V = store.viewV[l];
       K.append(regions.sinkK[l].view(), regions.sinkK[l].rows);
       V.append(regions.sinkV[l].view(), regions.sinkV[l].rows);
-      const chunkRows = regions.chunks.reduce((sum, c) => sum + c.n, 0);
-      K.reserve(K.rows + chunkRows + regions.bufK[l].rows);
-      V.reserve(V.rows + chunkRows + regions.bufK[l].rows);
-      K.rows += chunkRows;
-      V.rows += chunkRows;
-      const first = K.append(regions.bufK[l].view(), regions.bufK[l].rows);
-      V.append(regions.bufV[l].view(), regions.bufV[l].rows);
-      if (!keysAfterRope) rope.apply(K.data.subarray(first * C), regions.bufK[l].rows, nKvHeads, regions.bufStart);
+      // chunks are written below, in position order, right after the sinks
+      const nb = regions.bufK[l].rows;
+      const at = regions.bufStart;
+      K.reserve(at + nb);
+      V.reserve(at + nb);
+      K.rows = V.rows = at;
+      K.write(at, regions.bufK[l].view(), nb);
+      V.write(at, regions.bufV[l].view(), nb);
+      if (!keysAfterRope) K.rope(rope, at, nb, at);
     }
+    const rotated = new Float32Array(Math.max(0, ...regions.chunks.map((c) => c.n)) * C);
     rebuildChunks(regions, codecs, C, ws, (l, c, recK, recV) => {
-      const at = c.start * C;
-      store.viewK[l].data.set(recK, at);
-      store.viewV[l].data.set(recV, at);
-      if (!keysAfterRope) rope.apply(store.viewK[l].data.subarray(at), c.n, nKvHeads, c.start);
+      const k = rotated.subarray(0, c.n * C);
+      k.set(recK);
+      if (!keysAfterRope) rope.apply(k, c.n, s.nKvHeads, c.start);
+      store.viewK[l].write(c.start, k, c.n);
+      store.viewV[l].write(c.start, recV, c.n);
     });
     return store;
   }
 
   view(layer: number, k: Float32Array, v: Float32Array, n: number, start: number): LayerView {
-    const C = this.s.C;
     const K = this.viewK[layer];
     const V = this.viewV[layer];
     // chunks compressed in an earlier step: their reconstructions replace the originals now
     for (const p of this.pending[layer]) {
-      K.data.set(p.k, p.start * C);
-      V.data.set(p.v, p.start * C);
+      const rows = p.k.length / this.s.C;
+      K.write(p.start, p.k, rows);
+      V.write(p.start, p.v, rows);
     }
     this.pending[layer] = [];
     const first = K.append(k, n);
-    this.s.rope.apply(K.data.subarray(first * C), n, this.s.nKvHeads, start);
+    K.rope(this.s.rope, first, n, start);
     V.append(v, n);
-    return { keys: K.view(), values: V.view(), length: K.rows };
+    return { keys: K.data, values: V.data, length: K.rows, stride: K.capacity };
   }
 
   compressed(layer: number, chunk: Chunk, recK: Float32Array, recV: Float32Array): void {
@@ -173,38 +177,37 @@ export class CompactStore implements ChunkStore {
     private readonly ws: Workspace,
   ) {}
 
-  /** Assembles [sinks | every chunk rebuilt | buffer] for this layer in a shared scratch. */
+  /** Assembles [sinks | every chunk rebuilt | buffer] for this layer, head-major, in a shared scratch. */
   view(layer: number): LayerView {
-    const { C, nKvHeads, rope, keysAfterRope } = this.s;
+    const { C, nKvHeads: KV, rope, keysAfterRope } = this.s;
+    const hd = C / KV;
     const r = this.regions;
     const chunkRows = r.chunks.reduce((s, c) => s + c.n, 0);
     const T = r.sinkK[layer].rows + chunkRows + r.bufK[layer].rows;
-    const K = this.ws.get('view.k', T * C);
+    const K = this.ws.get('view.k', T * C); // [KV][T, hd]
     const V = this.ws.get('view.v', T * C);
-    K.set(r.sinkK[layer].view(), 0);
-    V.set(r.sinkV[layer].view(), 0);
-    let row = r.sinkK[layer].rows;
+    const nSink = r.sinkK[layer].rows;
+    scatterHeads(K, T, 0, r.sinkK[layer].view(), nSink, KV, hd);
+    scatterHeads(V, T, 0, r.sinkV[layer].view(), nSink, KV, hd);
+    let row = nSink;
     // layer l−1's rebuilds become "previous"; the other pair is reused for layer l
     [this.prev, this.cur] = [this.cur, this.prev];
     if (this.cur.k.length < chunkRows * C) this.cur = { k: new Float32Array(chunkRows * C), v: new Float32Array(chunkRows * C) };
-    let offset = 0;
-    for (const c of r.chunks) {
-      const recK = this.cur.k.subarray(offset * C);
-      const recV = this.cur.v.subarray(offset * C);
-      const prevK = layer === 0 ? null : this.prev.k.subarray(offset * C);
-      const prevV = layer === 0 ? null : this.prev.v.subarray(offset * C);
-      this.codecs[layer].reconstruct(c.keys[layer], c.values[layer], prevK, prevV, c.n, recK, recV, this.ws);
-      K.set(recK.subarray(0, c.n * C), row * C);
-      V.set(recV.subarray(0, c.n * C), row * C);
-      if (!keysAfterRope) rope.apply(K.subarray(row * C), c.n, nKvHeads, c.start);
-      row += c.n;
-      offset += c.n;
+    // every chunk of this layer rebuilt at once: one predictor product for all compressed tokens
+    if (chunkRows > 0) {
+      const blocks = r.chunks.map((c) => ({ keys: c.keys[layer], values: c.values[layer] }));
+      this.codecs[layer].reconstructBlocks(blocks, layer === 0 ? null : this.prev.k, layer === 0 ? null : this.prev.v, chunkRows, this.cur.k, this.cur.v, this.ws);
+      scatterHeads(K, T, row, this.cur.k, chunkRows, KV, hd);
+      scatterHeads(V, T, row, this.cur.v, chunkRows, KV, hd);
+      // chunks cover consecutive positions from the first chunk's start
+      if (!keysAfterRope) ropeHeads(rope, K, T, row, chunkRows, KV, r.chunks[0].start);
+      row += chunkRows;
     }
     const nb = r.bufK[layer].rows;
-    K.set(r.bufK[layer].view(), row * C);
-    V.set(r.bufV[layer].view(), row * C);
-    if (!keysAfterRope) rope.apply(K.subarray(row * C), nb, nKvHeads, r.bufStart);
-    return { keys: K.subarray(0, T * C), values: V.subarray(0, T * C), length: T };
+    scatterHeads(K, T, row, r.bufK[layer].view(), nb, KV, hd);
+    scatterHeads(V, T, row, r.bufV[layer].view(), nb, KV, hd);
+    if (!keysAfterRope) ropeHeads(rope, K, T, row, nb, KV, r.bufStart);
+    return { keys: K, values: V, length: T, stride: T };
   }
 
   compressed(): void {

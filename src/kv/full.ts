@@ -1,9 +1,9 @@
 /** The full-precision (f32) KV cache, the `fp` method: keys are rotated on arrival and kept rotated. */
 import type { CacheHost, CacheMemory, KVCache, LayerView } from '../model/kv-cache.js';
-import { RowBuffer } from './row-buffer.js';
+import { HeadRows } from './head-rows.js';
 import { StepOrder } from './step-order.js';
 
-/** What a full cache holds, as saved: per layer [T, C] keys (rotated) and values. */
+/** What a full cache holds, as saved: per layer [T, C] keys (rotated) and values, token-major. */
 export interface FullCacheState {
   length: number;
   keys: Float32Array[]; // [L]
@@ -11,24 +11,25 @@ export interface FullCacheState {
 }
 
 export class FullCache implements KVCache {
-  private keys: RowBuffer[]; // [L] of [T, C], RoPE applied
-  private values: RowBuffer[]; // [L] of [T, C]
+  private keys: HeadRows[]; // [L] of [KV][T, hd], RoPE applied
+  private values: HeadRows[]; // [L] of [KV][T, hd]
   private order: StepOrder;
 
   /** A fresh cache, or one holding `state` (taken, not copied; from `state()` or a saved file). */
   constructor(readonly host: CacheHost, state?: FullCacheState) {
-    const { nLayers, kvDim } = host.config;
+    const { nLayers, kvDim, nKvHeads, headDim } = host.config;
     this.order = new StepOrder(nLayers, 'FullCache');
+    const rows = () => Array.from({ length: nLayers }, () => new HeadRows(nKvHeads, headDim, state?.length ?? 64));
+    this.keys = rows();
+    this.values = rows();
     if (state) {
-      this.keys = state.keys.map((k) => RowBuffer.of(kvDim, k));
-      this.values = state.values.map((v) => RowBuffer.of(kvDim, v));
-      if (this.keys.length !== nLayers || this.values.length !== nLayers || [...this.keys, ...this.values].some((b) => b.rows !== state.length)) {
-        throw new RangeError(`FullCache: state does not hold ${state.length} tokens in each of ${nLayers} layers`);
+      const whole = (list: Float32Array[]) => list.length === nLayers && list.every((x) => x.length === state.length * kvDim);
+      if (!whole(state.keys) || !whole(state.values)) throw new RangeError(`FullCache: state does not hold ${state.length} tokens in each of ${nLayers} layers`);
+      for (let l = 0; l < nLayers; l++) {
+        this.keys[l].append(state.keys[l], state.length);
+        this.values[l].append(state.values[l], state.length);
       }
       this.order.committed = state.length;
-    } else {
-      this.keys = Array.from({ length: nLayers }, () => new RowBuffer(kvDim));
-      this.values = Array.from({ length: nLayers }, () => new RowBuffer(kvDim));
     }
   }
 
@@ -39,11 +40,13 @@ export class FullCache implements KVCache {
   update(layer: number, keysPreRope: Float32Array, values: Float32Array, n: number): LayerView {
     this.order.enter(layer, n);
     const K = this.keys[layer];
+    const V = this.values[layer];
     const first = K.append(keysPreRope, n);
-    this.host.rope.apply(K.data.subarray(first * K.width), n, this.host.config.nKvHeads, this.length);
-    this.values[layer].append(values, n);
+    K.rope(this.host.rope, first, n, this.length);
+    V.append(values, n);
     this.order.leave(layer);
-    return { keys: K.view(), values: this.values[layer].view(), length: K.rows };
+    // K and V grow in step, so their capacities (the stride) agree
+    return { keys: K.data, values: V.data, length: K.rows, stride: K.capacity };
   }
 
   memory(): CacheMemory {
@@ -54,15 +57,14 @@ export class FullCache implements KVCache {
     return { total: k + v, components: { keysF32: k, valuesF32: v }, stored: k + v, predictors: 0, bitsPerValue: k + v > 0 ? 32 : NaN };
   }
 
-  /** Views of what the cache holds (valid until its next update). */
+  /** A copy of what the cache holds, token-major. */
   state(): FullCacheState {
     this.order.checkIdle('state');
-    return { length: this.length, keys: this.keys.map((b) => b.view()), values: this.values.map((b) => b.view()) };
+    return { length: this.length, keys: this.keys.map((b) => b.tokenMajor()), values: this.values.map((b) => b.tokenMajor()) };
   }
 
   fork(): FullCache {
-    const s = this.state();
-    return new FullCache(this.host, { length: s.length, keys: s.keys.map((k) => k.slice()), values: s.values.map((v) => v.slice()) });
+    return new FullCache(this.host, this.state());
   }
 
   cutPoint(n: number): number {

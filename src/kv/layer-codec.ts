@@ -77,6 +77,30 @@ export class LayerCodec {
     this.reconstructValues(values, recK, prevV, n, recV, ws);
   }
 
+  /**
+   * Rebuilds the tokens of several blocks laid end to end (n rows in all; prevK, prevV, recK, recV
+   * [n, C]) with one predictor product per part instead of one per block. Row for row the same
+   * arithmetic as `reconstruct` (a product's row does not depend on the rows beside it).
+   */
+  reconstructBlocks(
+    blocks: { keys: QuantizedBlock; values: QuantizedBlock }[], prevK: Float32Array | null, prevV: Float32Array | null, n: number,
+    recK: Float32Array, recV: Float32Array, ws: Workspace,
+  ): void {
+    const C = this.C;
+    this.predictKeys(recK, prevK, n);
+    let row = 0;
+    for (const b of blocks) {
+      LayerCodec.decodeAdd(this.keyQuantizer, b.keys, recK.subarray(row * C), b.keys.rows, C, ws.get('codec.deq', b.keys.rows * C));
+      row += b.keys.rows;
+    }
+    this.predictValues(recV, recK, prevV, n, ws);
+    row = 0;
+    for (const b of blocks) {
+      LayerCodec.decodeAdd(this.valueQuantizer, b.values, recV.subarray(row * C), b.values.rows, C, ws.get('codec.deq', b.values.rows * C));
+      row += b.values.rows;
+    }
+  }
+
   private reconstructKeys(keys: QuantizedBlock, prevK: Float32Array | null, n: number, recK: Float32Array, ws: Workspace): void {
     this.predictKeys(recK, prevK, n);
     LayerCodec.decodeAdd(this.keyQuantizer, keys, recK, n, this.C, ws.get('codec.deq', n * this.C));

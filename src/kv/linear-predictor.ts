@@ -5,7 +5,7 @@
  *   values: in = 2C ([reconstructed keys of l ; values of l−1])  → out = C
  */
 import { addBias } from '../model/ops.js';
-import { gemm } from '../tensor/gemm.js';
+import { gemmRowwise } from '../tensor/gemm.js';
 import { platform } from '../platform/index.js';
 
 export class LinearPredictor {
@@ -20,9 +20,9 @@ export class LinearPredictor {
     }
   }
 
-  /** out [n, outDim] = x [n, inDim] · Wᵀ + b. */
+  /** out [n, outDim] = x [n, inDim] · Wᵀ + b; each row's result is independent of n (see gemmRowwise). */
   apply(out: Float32Array, x: Float32Array, n: number): void {
-    gemm(out, x, this.weight, n, this.inDim, this.outDim, false, true);
+    gemmRowwise(out, x, this.weight, n, this.inDim, this.outDim, true);
     addBias(out, this.bias, n);
   }
 

@@ -1,10 +1,11 @@
 /**
  * Causal grouped-query attention over the cache's view.
- *   q    [n, H·hd]  this step's queries, RoPE applied; token t sits at position T − n + t
- *   keys [T, C]     every cached key (RoPE applied), C = KV·hd; values likewise
+ *   q    [n, H·hd]           this step's queries, RoPE applied; token t sits at position T − n + t
+ *   keys [KV][stride, hd]    every cached key (RoPE applied), head-major (model/kv-cache.ts LayerView); values likewise
  *   out  [n, H·hd]
  * The H/KV query heads that share a KV head are stacked into one [group·n, hd] matrix, so each
- * KV head costs two matrix products: scores = Q·Kᵀ, then out = softmax(scores)·V.
+ * KV head costs two matrix products, reading the head's cached rows where they lie:
+ * scores = Q·Kᵀ, then out = softmax(scores)·V.
  */
 import { gemm } from '../tensor/gemm.js';
 import type { Workspace } from '../tensor/workspace.js';
@@ -18,22 +19,19 @@ export interface AttentionShape {
 
 export function attention(
   out: Float32Array, q: Float32Array, keys: Float32Array, values: Float32Array,
-  n: number, T: number, s: AttentionShape, ws: Workspace,
+  n: number, T: number, stride: number, s: AttentionShape, ws: Workspace,
 ): void {
   const { nHeads: H, nKvHeads: KV, headDim: hd } = s;
   const group = H / KV;
   const qDim = H * hd;
-  const C = KV * hd;
   const start = T - n;
   const scale = 1 / Math.sqrt(hd);
-  const Kh = ws.get('att.k', T * hd); // [T, hd]
-  const Vh = ws.get('att.v', T * hd); // [T, hd]
   const Qg = ws.get('att.q', group * n * hd); // [group·n, hd], row g·n + t
   const S = ws.get('att.s', group * n * T); // [group·n, T]
   const Og = ws.get('att.o', group * n * hd); // [group·n, hd]
   for (let kvh = 0; kvh < KV; kvh++) {
-    gatherColumns(Kh, keys, T, C, kvh * hd, hd);
-    gatherColumns(Vh, values, T, C, kvh * hd, hd);
+    const Kh = keys.subarray(kvh * stride * hd, (kvh * stride + T) * hd); // [T, hd]
+    const Vh = values.subarray(kvh * stride * hd, (kvh * stride + T) * hd); // [T, hd]
     for (let g = 0; g < group; g++) gatherColumns(Qg.subarray(g * n * hd), q, n, qDim, (kvh * group + g) * hd, hd);
     gemm(S, Qg, Kh, group * n, hd, T, false, true);
     for (let r = 0; r < group * n; r++) {
@@ -50,10 +48,9 @@ export function attention(
 /** The definition, one query at a time; the oracle for `attention` in tests. */
 export function attentionNaive(
   out: Float32Array, q: Float32Array, keys: Float32Array, values: Float32Array,
-  n: number, T: number, s: AttentionShape,
+  n: number, T: number, stride: number, s: AttentionShape,
 ): void {
   const { nHeads: H, nKvHeads: KV, headDim: hd } = s;
-  const C = KV * hd;
   for (let t = 0; t < n; t++) {
     for (let h = 0; h < H; h++) {
       const kvh = Math.floor(h / (H / KV));
@@ -62,7 +59,7 @@ export function attentionNaive(
       let max = -Infinity;
       for (let j = 0; j < visible; j++) {
         let d = 0;
-        for (let i = 0; i < hd; i++) d += q[t * H * hd + h * hd + i] * keys[j * C + kvh * hd + i];
+        for (let i = 0; i < hd; i++) d += q[t * H * hd + h * hd + i] * keys[(kvh * stride + j) * hd + i];
         w[j] = d / Math.sqrt(hd);
         max = Math.max(max, w[j]);
       }
@@ -70,7 +67,7 @@ export function attentionNaive(
       for (let j = 0; j < visible; j++) sum += (w[j] = Math.exp(w[j] - max));
       for (let i = 0; i < hd; i++) {
         let acc = 0;
-        for (let j = 0; j < visible; j++) acc += w[j] * values[j * C + kvh * hd + i];
+        for (let j = 0; j < visible; j++) acc += w[j] * values[(kvh * stride + j) * hd + i];
         out[t * H * hd + h * hd + i] = acc / sum;
       }
     }

@@ -4,17 +4,23 @@
  * Each forward step hands the cache, for every layer in order 0..L−1, the new tokens' keys
  * *before RoPE* and their values, all KV heads flattened: [n, C] with C = KV·hd. The cache
  * returns the keys (RoPE applied) and values attention must use for every cached token
- * including the new ones: [T, C]. Keys arrive un-rotated so a compressing cache can quantise
+ * including the new ones (head-major, see `LayerView`). Keys arrive un-rotated so a compressing cache can quantise
  * them in the space where they are predictable across layers (AQUA-KV §3, KVQuant); layer
  * order lets it rebuild layer l from its own reconstruction of layer l−1 within the same step.
  */
 import type { ModelConfig } from './config.js';
 import type { Rope } from './rope.js';
 
+/**
+ * What attention reads, in place: keys (RoPE applied) and values of every cached token, head-major,
+ * [KV][stride, hd]: KV head h's row t (t < length) at (h·stride + t)·hd. Each head's rows are
+ * contiguous, so attention multiplies them without copying.
+ */
 export interface LayerView {
-  keys: Float32Array; // [T, C], RoPE applied
-  values: Float32Array; // [T, C]
+  keys: Float32Array;
+  values: Float32Array;
   length: number; // T: cached tokens including this step's
+  stride: number; // rows reserved per head (≥ T)
 }
 
 /** Bytes held, by component (names are the cache's own), plus the total. */

@@ -85,7 +85,7 @@ export class LlamaModel {
       opts.tap?.('values', l, v, n, C);
       this.rope.apply(q, n, cfg.nHeads, startPos);
       const view = cache.update(l, k, v, n);
-      attention(att, q, view.keys, view.values, n, view.length, cfg, ws);
+      attention(att, q, view.keys, view.values, n, view.length, view.stride, cfg, ws);
       opts.tap?.('attnOutput', l, att, n, qDim);
       gemm(proj, att, lw.wo, n, qDim, D, false, true);
       if (lw.bo) addBias(proj, lw.bo, n);

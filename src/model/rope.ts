@@ -29,13 +29,14 @@ export function ropeInvFreq(headDim: number, theta: number, scaling: Llama3RopeS
 
 export class Rope {
   readonly invFreq: Float64Array;
-  private cos: Float32Array;
-  private sin: Float32Array;
+  // cos/sin of every position seen so far, [positions, hd/2] each, built once (grown by doubling):
+  // decode rotates every cached chunk's keys at every step, so angles are never recomputed per token
+  private cosTable = new Float32Array(0);
+  private sinTable = new Float32Array(0);
+  private positions = 0;
 
   constructor(readonly headDim: number, theta: number, scaling: Llama3RopeScaling | null) {
     this.invFreq = ropeInvFreq(headDim, theta, scaling);
-    this.cos = new Float32Array(headDim / 2);
-    this.sin = new Float32Array(headDim / 2);
   }
 
   static forConfig(cfg: ModelConfig): Rope {
@@ -43,29 +44,57 @@ export class Rope {
   }
 
   /**
-   * Rotates x [n, nHeads·hd] in place; row t has position startPos + t.
-   * Angles are computed in f64 then rounded, as HF computes cos/sin in f32 from f32 products.
+   * Extends the tables to cover positions [0, end). Angles are computed in f64 then rounded, as
+   * HF computes cos/sin in f32 from f32 products.
    */
+  private cover(end: number): void {
+    if (end <= this.positions) return;
+    const half = this.headDim / 2;
+    const next = Math.max(end, 2 * this.positions, 256);
+    const cos = new Float32Array(next * half);
+    const sin = new Float32Array(next * half);
+    cos.set(this.cosTable);
+    sin.set(this.sinTable);
+    const inv = Float32Array.from(this.invFreq);
+    for (let pos = this.positions; pos < next; pos++) {
+      for (let i = 0; i < half; i++) {
+        const a = Math.fround(pos * inv[i]);
+        cos[pos * half + i] = Math.cos(a);
+        sin[pos * half + i] = Math.sin(a);
+      }
+    }
+    this.cosTable = cos;
+    this.sinTable = sin;
+    this.positions = next;
+  }
+
+  /** Rotates x [n, nHeads·hd] in place; row t has position startPos + t. */
   apply(x: Float32Array, n: number, nHeads: number, startPos: number, inverse = false): void {
     const hd = this.headDim;
     const half = hd / 2;
     const width = nHeads * hd;
-    const { cos, sin, invFreq } = this;
-    const sign = inverse ? -1 : 1;
+    this.cover(startPos + n);
+    const { cosTable, sinTable } = this;
     for (let t = 0; t < n; t++) {
-      const pos = startPos + t;
-      for (let i = 0; i < half; i++) {
-        const a = Math.fround(pos * Math.fround(invFreq[i]));
-        cos[i] = Math.cos(a);
-        sin[i] = sign * Math.sin(a);
-      }
+      const p = (startPos + t) * half;
       for (let h = 0; h < nHeads; h++) {
         const o = t * width + h * hd;
-        for (let i = 0; i < half; i++) {
-          const x1 = x[o + i];
-          const x2 = x[o + i + half];
-          x[o + i] = x1 * cos[i] - x2 * sin[i];
-          x[o + i + half] = x2 * cos[i] + x1 * sin[i];
+        if (inverse) {
+          for (let i = 0; i < half; i++) {
+            const c = cosTable[p + i], s = -sinTable[p + i];
+            const x1 = x[o + i];
+            const x2 = x[o + i + half];
+            x[o + i] = x1 * c - x2 * s;
+            x[o + i + half] = x2 * c + x1 * s;
+          }
+        } else {
+          for (let i = 0; i < half; i++) {
+            const c = cosTable[p + i], s = sinTable[p + i];
+            const x1 = x[o + i];
+            const x2 = x[o + i + half];
+            x[o + i] = x1 * c - x2 * s;
+            x[o + i + half] = x2 * c + x1 * s;
+          }
         }
       }
     }

@@ -120,7 +120,8 @@ export const platform: Platform = {
     // AQUAKV_GEMM=ts asks for the portable product on purpose (tests, comparisons): no notice then
     if (process.env.AQUAKV_GEMM === 'ts') return { fn: null, reason: 'AQUAKV_GEMM=ts', quiet: true };
     const threads = process.env.AQUAKV_THREADS ? Number(process.env.AQUAKV_THREADS) : undefined;
-    return loadOrtGemm(threads);
+    const parallelMin = process.env.AQUAKV_PARALLEL_MIN ? Number(process.env.AQUAKV_PARALLEL_MIN) : undefined;
+    return loadOrtGemm(threads, parallelMin);
   },
   warn(message) {
     process.stderr.write(`aquakv: ${message}\n`);

@@ -17,7 +17,15 @@ interface OrtSession {
   run(feeds: object, fetches: object, options: object): unknown;
 }
 
-export function loadOrtGemm(threads = availableParallelism()): FastGemm {
+/**
+ * Products below this many multiply-adds (m·k·n) run on one thread. Handing a small product to a
+ * second thread costs more than it saves (decode-sized products are ≤ 1 M multiply-adds and take
+ * 10–100 µs); measured crossover on this 2-core machine: see `npm run bench -- --only threads`.
+ */
+export const PARALLEL_MIN_MACS = 4_000_000;
+
+/** MLAS products: `threads` threads for products of at least `parallelMin` multiply-adds, one below. */
+export function loadOrtGemm(threads = availableParallelism(), parallelMin = PARALLEL_MIN_MACS): FastGemm {
   const require = createRequire(import.meta.url);
   let binding: { InferenceSession: new () => OrtSession };
   let Tensor: OrtTensorCtor;
@@ -32,8 +40,8 @@ export function loadOrtGemm(threads = availableParallelism()): FastGemm {
     return { fn: null, reason: code === 'MODULE_NOT_FOUND' ? 'onnxruntime-node is not installed' : `onnxruntime-node did not load (${(e as Error).message.split('\n')[0]})` };
   }
   const sessions = new Map<number, OrtSession>();
-  const session = (transA: boolean, transB: boolean): OrtSession => {
-    const key = (transA ? 2 : 0) + (transB ? 1 : 0);
+  const session = (transA: boolean, transB: boolean, nThreads: number): OrtSession => {
+    const key = nThreads * 4 + (transA ? 2 : 0) + (transB ? 1 : 0);
     let s = sessions.get(key);
     if (!s) {
       const model = singleNodeModel({
@@ -47,7 +55,7 @@ export function loadOrtGemm(threads = availableParallelism()): FastGemm {
       });
       s = new binding.InferenceSession();
       s.loadModel(model.buffer as ArrayBuffer, model.byteOffset, model.byteLength, {
-        intraOpNumThreads: threads,
+        intraOpNumThreads: nThreads,
         interOpNumThreads: 1,
         executionMode: 'sequential',
         graphOptimizationLevel: 'all',
@@ -68,7 +76,7 @@ export function loadOrtGemm(threads = availableParallelism()): FastGemm {
     const A = new Tensor('float32', a.subarray(0, m * k), transA ? [k, m] : [m, k]);
     const B = new Tensor('float32', b.subarray(0, k * n), transB ? [n, k] : [k, n]);
     const Y = new Tensor('float32', out.subarray(0, m * n), [m, n]);
-    session(transA, transB).run({ A, B }, { Y }, {});
+    session(transA, transB, threads > 1 && m * k * n >= parallelMin ? threads : 1).run({ A, B }, { Y }, {});
   };
   // The output must land in our buffer; a binding that copies instead would leave it untouched.
   try {

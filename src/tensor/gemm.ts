@@ -187,3 +187,27 @@ export const gemm: GemmFn = (out, a, b, m, k, n, transA, transB) => {
   gemmProfile.calls++;
   gemmProfile.flops += 2 * m * k * n;
 };
+
+let padScratch = new Float32Array(0);
+let padOut = new Float32Array(0);
+
+/**
+ * out [m, n] = a [m, k] · op(B), where each output row depends only on its own input row: the
+ * backend is chosen by the row's size (k·n), never by m, and a single row goes to the native
+ * product padded to two (MLAS takes another path for one row, rounding differently). AQUA-KV's
+ * predictors use it, so a chunk rebuilt alone, or with every other chunk in one product, gives
+ * the same bits.
+ */
+export function gemmRowwise(out: Float32Array, a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB: boolean): void {
+  const fn = k * n < SMALL_PRODUCT ? gemmTs : active ?? activeProduct();
+  if (m !== 1 || fn === gemmTs) {
+    fn(out, a, b, m, k, n, false, transB);
+    return;
+  }
+  if (padScratch.length < 2 * k) padScratch = new Float32Array(2 * k);
+  if (padOut.length < 2 * n) padOut = new Float32Array(2 * n);
+  padScratch.set(a.subarray(0, k));
+  padScratch.set(a.subarray(0, k), k);
+  fn(padOut, padScratch, b, 2, k, n, false, transB);
+  out.set(padOut.subarray(0, n));
+}
