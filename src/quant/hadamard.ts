@@ -34,3 +34,12 @@ export function hadamardMatrix(G: number): Float32Array {
 }
 
 export const isPowerOfTwo = (n: number) => n > 0 && (n & (n - 1)) === 0;
+
+const matrices = new Map<number, Float32Array>();
+
+/** H_G, built once per size. */
+export function hadamard(G: number): Float32Array {
+  let H = matrices.get(G);
+  if (!H) matrices.set(G, (H = hadamardMatrix(G)));
+  return H;
+}

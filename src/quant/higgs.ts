@@ -10,7 +10,8 @@
 import { AquaError } from '../errors.js';
 import { f16ToF32, f32ToF16 } from '../tensor/f16.js';
 import { packBits, unpackBits } from './bitpack.js';
-import { fwht, isPowerOfTwo } from './hadamard.js';
+import { fwht, hadamard, isPowerOfTwo } from './hadamard.js';
+import { gemmBackend, gemmRowwise } from '../tensor/gemm.js';
 import { loadGrid, type Grid } from './grid.js';
 import { checkInput, type BlockSize, type QuantizedBlock, type Quantizer } from './quantizer.js';
 
@@ -27,6 +28,8 @@ export class HiggsQuantizer implements Quantizer {
   readonly groups: number; // per token
   private buf: Float32Array;
   private idx: Uint32Array;
+  private points = new Float32Array(0); // dequantize scratch: [rows, P] grid points
+  private transformed = new Float32Array(0); // [rows, P] after the inverse transform
 
   constructor(readonly grid: Grid, readonly cols: number, groupSize?: number) {
     const G = groupSize ?? Math.max(defaultGroupSize(cols), grid.d);
@@ -80,23 +83,43 @@ export class HiggsQuantizer implements Quantizer {
     return { rows, cols: C, codes, scales, zeros: null };
   }
 
+  /**
+   * Grid points → inverse Hadamard → scale, for every token of the block. With the native
+   * product, the inverse transform of all rows is one product with H (G multiply-adds per value,
+   * but at matrix-product speed: ~3× faster here than the G·log G scalar butterflies); without
+   * it, the butterflies. Each row's result is independent of the block's size either way.
+   */
   dequantize(block: QuantizedBlock, out: Float32Array): void {
-    const { cols: C, paddedCols: P, groupSize: G, grid, buf, idx } = this;
+    const { cols: C, paddedCols: P, groupSize: G, grid, idx } = this;
     if (block.cols !== C) throw new AquaError(`HiggsQuantizer.dequantize: block has ${block.cols} channels, quantizer ${C}`);
+    const rows = block.rows;
     const d = grid.d;
     const perRow = P / d;
     const bytesPerRow = Math.ceil((perRow * grid.bits) / 8);
     const pts = grid.points;
-    for (let t = 0; t < block.rows; t++) {
+    if (this.points.length < rows * P) this.points = new Float32Array(rows * P);
+    const x = this.points;
+    for (let t = 0; t < rows; t++) {
       unpackBits(block.codes.subarray(t * bytesPerRow, (t + 1) * bytesPerRow), perRow, grid.bits, idx);
-      for (let s = 0; s < perRow; s++) for (let i = 0; i < d; i++) buf[s * d + i] = pts[idx[s] * d + i];
+      const o = t * P;
+      for (let s = 0; s < perRow; s++) for (let i = 0; i < d; i++) x[o + s * d + i] = pts[idx[s] * d + i];
+    }
+    let y = x;
+    if (gemmBackend() === 'ort' && G >= 32) {
+      if (this.transformed.length < rows * P) this.transformed = new Float32Array(rows * P);
+      y = this.transformed;
+      gemmRowwise(y, x, hadamard(G), rows * this.groups, G, G, false); // H is symmetric: p·H = (H·p)ᵀ
+    } else {
+      for (let r = 0; r < rows * this.groups; r++) fwht(x, r * G, G);
+    }
+    for (let t = 0; t < rows; t++) {
       for (let g = 0; g < this.groups; g++) {
-        const o = g * G;
         const scale = f16ToF32(block.scales[t * this.groups + g]) / G;
-        fwht(buf, o, G);
-        for (let i = o; i < o + G; i++) buf[i] *= scale;
+        const src = t * P + g * G;
+        const dst = t * C + g * G;
+        const end = Math.min(G, C - g * G);
+        for (let i = 0; i < end; i++) out[dst + i] = y[src + i] * scale;
       }
-      out.set(buf.subarray(0, C), t * C);
     }
   }
 }
