@@ -166,9 +166,12 @@ export class MaterializedStore implements ChunkStore {
 }
 
 export class CompactStore implements ChunkStore {
-  // this step's rebuilds of every stored chunk for layers l−1 and l: [chunk tokens, C] each
-  private prev = { k: new Float32Array(0), v: new Float32Array(0) };
-  private cur = { k: new Float32Array(0), v: new Float32Array(0) };
+  // Two pairs of [T, C] buffers serve every layer in turn. At layer l, `prev` holds layer l−1's
+  // rebuild of the chunks (token-major) and `cur` receives layer l's; once l's keys are rebuilt,
+  // prev's keys are scratch, and once both are rebuilt prev holds this layer's attention view
+  // (head-major). Then the roles swap: resident scratch is two layers' keys and values.
+  private prev: { k: Float32Array; v: Float32Array } = { k: new Float32Array(0), v: new Float32Array(0) };
+  private cur: { k: Float32Array; v: Float32Array } = { k: new Float32Array(0), v: new Float32Array(0) };
 
   constructor(
     private readonly s: StoreContext,
@@ -177,36 +180,39 @@ export class CompactStore implements ChunkStore {
     private readonly ws: Workspace,
   ) {}
 
-  /** Assembles [sinks | every chunk rebuilt | buffer] for this layer, head-major, in a shared scratch. */
+  /** Rebuilds every chunk of this layer and returns [sinks | chunks | buffer], head-major. */
   view(layer: number): LayerView {
     const { C, nKvHeads: KV, rope, keysAfterRope } = this.s;
     const hd = C / KV;
     const r = this.regions;
     const chunkRows = r.chunks.reduce((s, c) => s + c.n, 0);
-    const T = r.sinkK[layer].rows + chunkRows + r.bufK[layer].rows;
-    const K = this.ws.get('view.k', T * C); // [KV][T, hd]
-    const V = this.ws.get('view.v', T * C);
     const nSink = r.sinkK[layer].rows;
-    scatterHeads(K, T, 0, r.sinkK[layer].view(), nSink, KV, hd);
-    scatterHeads(V, T, 0, r.sinkV[layer].view(), nSink, KV, hd);
-    let row = nSink;
-    // layer l−1's rebuilds become "previous"; the other pair is reused for layer l
-    [this.prev, this.cur] = [this.cur, this.prev];
-    if (this.cur.k.length < chunkRows * C) this.cur = { k: new Float32Array(chunkRows * C), v: new Float32Array(chunkRows * C) };
+    const nb = r.bufK[layer].rows;
+    const T = nSink + chunkRows + nb;
+    // grown a block of rows at a time: a step already costs O(T), so a copy every 128 steps is noise
+    const grow = (b: { k: Float32Array; v: Float32Array }) => (b.k.length >= T * C ? b : { k: new Float32Array((T + 128) * C), v: new Float32Array((T + 128) * C) });
+    this.prev = grow(this.prev);
+    this.cur = grow(this.cur);
+    const { prev, cur } = this;
     // every chunk of this layer rebuilt at once: one predictor product for all compressed tokens
     if (chunkRows > 0) {
       const blocks = r.chunks.map((c) => ({ keys: c.keys[layer], values: c.values[layer] }));
-      this.codecs[layer].reconstructBlocks(blocks, layer === 0 ? null : this.prev.k, layer === 0 ? null : this.prev.v, chunkRows, this.cur.k, this.cur.v, this.ws);
-      scatterHeads(K, T, row, this.cur.k, chunkRows, KV, hd);
-      scatterHeads(V, T, row, this.cur.v, chunkRows, KV, hd);
-      // chunks cover consecutive positions from the first chunk's start
-      if (!keysAfterRope) ropeHeads(rope, K, T, row, chunkRows, KV, r.chunks[0].start);
-      row += chunkRows;
+      this.codecs[layer].reconstructBlocks(blocks, layer === 0 ? null : prev.k, layer === 0 ? null : prev.v, chunkRows, cur.k, cur.v, this.ws);
     }
-    const nb = r.bufK[layer].rows;
-    scatterHeads(K, T, row, r.bufK[layer].view(), nb, KV, hd);
-    scatterHeads(V, T, row, r.bufV[layer].view(), nb, KV, hd);
-    if (!keysAfterRope) ropeHeads(rope, K, T, row, nb, KV, r.bufStart);
+    // prev is free now: it becomes this layer's view
+    const K = prev.k;
+    const V = prev.v;
+    scatterHeads(K, T, 0, r.sinkK[layer].view(), nSink, KV, hd);
+    scatterHeads(V, T, 0, r.sinkV[layer].view(), nSink, KV, hd);
+    scatterHeads(K, T, nSink, cur.k, chunkRows, KV, hd);
+    scatterHeads(V, T, nSink, cur.v, chunkRows, KV, hd);
+    // chunks cover consecutive positions from the first chunk's start
+    if (!keysAfterRope && chunkRows > 0) ropeHeads(rope, K, T, nSink, chunkRows, KV, r.chunks[0].start);
+    scatterHeads(K, T, nSink + chunkRows, r.bufK[layer].view(), nb, KV, hd);
+    scatterHeads(V, T, nSink + chunkRows, r.bufV[layer].view(), nb, KV, hd);
+    if (!keysAfterRope) ropeHeads(rope, K, T, nSink + chunkRows, nb, KV, r.bufStart);
+    // this layer's rebuild is the next layer's input; the view's buffers are reused after attention
+    [this.prev, this.cur] = [cur, prev];
     return { keys: K, values: V, length: T, stride: T };
   }
 
@@ -226,3 +232,4 @@ export class CompactStore implements ChunkStore {
     return { materialized: 0, working: this.prev.k.byteLength + this.prev.v.byteLength + this.cur.k.byteLength + this.cur.v.byteLength };
   }
 }
+

@@ -144,7 +144,10 @@ export class CompressedCache implements KVCache {
       this.compressing = [];
       // a long prefill compresses many chunks at once; decode compresses one block at a time, so
       // keep no more reconstruction scratch than one block needs
-      if (this.curRec.k.length > this.options.buffer * C) this.prevRec = this.curRec = { k: new Float32Array(0), v: new Float32Array(0) };
+      if (this.curRec.k.length > this.options.buffer * C) {
+        this.prevRec = this.curRec = { k: new Float32Array(0), v: new Float32Array(0) };
+        this.ws.shrink(this.options.buffer * C);
+      }
     }
     return view;
   }

@@ -26,19 +26,13 @@ export class LayerCodec {
     else out.fill(0, 0, n * this.C);
   }
 
-  /** V̂ [n, C] from [K̃ ; prevV] concatenated per token. */
-  private predictValues(out: Float32Array, recK: Float32Array, prevV: Float32Array | null, n: number, ws: Workspace): void {
+  /** V̂ [n, C] from [K̃ ; prevV] (keys first), without concatenating them; tmp: [n, C] scratch. */
+  private predictValues(out: Float32Array, recK: Float32Array, prevV: Float32Array | null, n: number, tmp: Float32Array): void {
     if (!this.valuePredictor || !prevV) {
       out.fill(0, 0, n * this.C);
       return;
     }
-    const C = this.C;
-    const cat = ws.get('codec.cat', n * 2 * C); // [n, 2C]: keys first
-    for (let t = 0; t < n; t++) {
-      cat.set(recK.subarray(t * C, (t + 1) * C), t * 2 * C);
-      cat.set(prevV.subarray(t * C, (t + 1) * C), t * 2 * C + C);
-    }
-    this.valuePredictor.apply(out, cat, n);
+    this.valuePredictor.applySplit(out, recK, prevV, this.C, n, tmp);
   }
 
   private static decodeAdd(q: Quantizer, block: QuantizedBlock, out: Float32Array, n: number, C: number, scratch: Float32Array): void {
@@ -61,7 +55,7 @@ export class LayerCodec {
     for (let i = 0; i < n * C; i++) r[i] = K[i] - r[i];
     const keys = this.keyQuantizer.quantize(r, n);
     this.reconstructKeys(keys, prevK, n, recK, ws);
-    this.predictValues(r, recK, prevV, n, ws);
+    this.predictValues(r, recK, prevV, n, ws.get('codec.tmp', n * C));
     for (let i = 0; i < n * C; i++) r[i] = V[i] - r[i];
     const values = this.valueQuantizer.quantize(r, n);
     this.reconstructValues(values, recK, prevV, n, recV, ws);
@@ -81,6 +75,7 @@ export class LayerCodec {
    * Rebuilds the tokens of several blocks laid end to end (n rows in all; prevK, prevV, recK, recV
    * [n, C]) with one predictor product per part instead of one per block. Row for row the same
    * arithmetic as `reconstruct` (a product's row does not depend on the rows beside it).
+   * prevK is used as scratch once the keys are rebuilt (the caller no longer needs it).
    */
   reconstructBlocks(
     blocks: { keys: QuantizedBlock; values: QuantizedBlock }[], prevK: Float32Array | null, prevV: Float32Array | null, n: number,
@@ -93,7 +88,8 @@ export class LayerCodec {
       LayerCodec.decodeAdd(this.keyQuantizer, b.keys, recK.subarray(row * C), b.keys.rows, C, ws.get('codec.deq', b.keys.rows * C));
       row += b.keys.rows;
     }
-    this.predictValues(recV, recK, prevV, n, ws);
+    const needsTmp = this.valuePredictor !== null && prevV !== null;
+    this.predictValues(recV, recK, prevV, n, prevK ?? (needsTmp ? ws.get('codec.tmp', n * C) : new Float32Array(0)));
     row = 0;
     for (const b of blocks) {
       LayerCodec.decodeAdd(this.valueQuantizer, b.values, recV.subarray(row * C), b.values.rows, C, ws.get('codec.deq', b.values.rows * C));
@@ -107,7 +103,7 @@ export class LayerCodec {
   }
 
   private reconstructValues(values: QuantizedBlock, recK: Float32Array, prevV: Float32Array | null, n: number, recV: Float32Array, ws: Workspace): void {
-    this.predictValues(recV, recK, prevV, n, ws);
+    this.predictValues(recV, recK, prevV, n, ws.get('codec.tmp', n * this.C));
     LayerCodec.decodeAdd(this.valueQuantizer, values, recV, n, this.C, ws.get('codec.deq', n * this.C));
   }
 }

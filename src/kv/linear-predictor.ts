@@ -26,6 +26,33 @@ export class LinearPredictor {
     addBias(out, this.bias, n);
   }
 
+  private split: { first: Float32Array; second: Float32Array; in1: number } | null = null;
+
+  /**
+   * out [n, outDim] = [x1 | x2] · Wᵀ + b, the input given in two parts (x1 [n, in1], x2
+   * [n, inDim − in1]) so no concatenated copy is made: two products, the second through `tmp`
+   * [n, outDim]. Rows are independent of n, as in `apply`.
+   */
+  applySplit(out: Float32Array, x1: Float32Array, x2: Float32Array, in1: number, n: number, tmp: Float32Array): void {
+    const { inDim, outDim } = this;
+    if (this.split?.in1 !== in1) {
+      const first = new Float32Array(outDim * in1);
+      const second = new Float32Array(outDim * (inDim - in1));
+      for (let o = 0; o < outDim; o++) {
+        first.set(this.weight.subarray(o * inDim, o * inDim + in1), o * in1);
+        second.set(this.weight.subarray(o * inDim + in1, (o + 1) * inDim), o * (inDim - in1));
+      }
+      this.split = { first, second, in1 };
+    }
+    gemmRowwise(out, x1, this.split.first, n, in1, outDim, true);
+    gemmRowwise(tmp, x2, this.split.second, n, inDim - in1, outDim, true);
+    const b = this.bias;
+    for (let t = 0; t < n; t++) {
+      const o = t * outDim;
+      for (let i = 0; i < outDim; i++) out[o + i] += tmp[o + i] + b[i];
+    }
+  }
+
   get parameters(): number {
     return this.weight.length + this.bias.length;
   }

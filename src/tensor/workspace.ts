@@ -15,6 +15,11 @@ export class Workspace {
     return b;
   }
 
+  /** Drops every buffer larger than `size` floats (after a long step, so memory follows the usual step). */
+  shrink(size: number): void {
+    for (const [name, b] of this.buffers) if (b.length > size) this.buffers.delete(name);
+  }
+
   bytes(): number {
     let s = 0;
     for (const b of this.buffers.values()) s += b.byteLength;
