@@ -72,6 +72,8 @@ test('the packed package installs in a fresh project, and its README example typ
   const lines = run.stdout.trim().split('\n');
   assert.ok(lines[0].length > 20, `a continuation: ${run.stdout}`);
   assert.match(lines[1], /^\d+ bytes stored, \d\.\d{3} bits per compressed value$/);
+  assert.match(lines[2], /^saved \d+ bytes, resumed \d+ tokens$/);
+  assert.match(run.stdout, /\n\((length|stop)\)\n$/, 'the resumed conversation streams to its end');
 
   // every built-in text ships with the package
   const ev = spawnSync(bin, ['eval', '--text', '@moby-dick', '--methods', 'fp,kivi2', '--seq-len', '256', '--max-tokens', '256', '--json'], { cwd: project, env, encoding: 'utf8' });

@@ -169,45 +169,46 @@ export function ortGemmFn(): GemmFn | null {
 }
 
 /**
- * Below this many multiply-adds (m·k·n) the TypeScript loop beats a native call's ~10 µs overhead
- * (measured here: at 2·64·16 TS 5 µs vs ORT 16 µs; even at 2·64·64; ORT 4× faster at 2·64·256),
- * so tiny products (decode-time attention over few tokens) stay in TS.
+ * Below this many multiply-adds per output row (k·n) the TypeScript loop beats a native call's
+ * ~10 µs overhead (measured here: at 2·64·16 TS 5 µs vs ORT 16 µs; even at 2·64·64; ORT 4× faster
+ * at 2·64·256), so tiny products (decode-time attention over few tokens) stay in TS.
  */
 export const SMALL_PRODUCT = 8192;
 
 /** Time spent in `gemm`, for benchmarks: off by default, one clock read per call when on. */
 export const gemmProfile = { enabled: false, calls: 0, seconds: 0, flops: 0 };
 
+let padA = new Float32Array(0);
+let padOut = new Float32Array(0);
+
+/**
+ * The product every layer uses. Each output row depends only on its own row of A (for A not
+ * transposed): the backend is chosen by the row's size (k·n), never by m, and a single row goes to
+ * the native product padded to two (MLAS takes another path for one row, rounding differently).
+ * So a token's keys and values come out bit-identical whether it is decoded alone or prefilled
+ * with others, a chunk rebuilt alone or with every other chunk, and a restored prefix continues
+ * exactly as the same tokens read afresh.
+ */
 export const gemm: GemmFn = (out, a, b, m, k, n, transA, transB) => {
-  const fn = m * k * n < SMALL_PRODUCT ? gemmTs : active ?? activeProduct();
-  if (!gemmProfile.enabled) return fn(out, a, b, m, k, n, transA, transB);
-  const t0 = performance.now();
-  fn(out, a, b, m, k, n, transA, transB);
+  const fn = k * n < SMALL_PRODUCT ? gemmTs : active ?? activeProduct();
+  const t0 = gemmProfile.enabled ? performance.now() : 0;
+  if (m === 1 && !transA && fn !== gemmTs && k > 0 && n > 0) {
+    if (padA.length < 2 * k) padA = new Float32Array(2 * k);
+    if (padOut.length < 2 * n) padOut = new Float32Array(2 * n);
+    padA.set(a.subarray(0, k));
+    padA.set(a.subarray(0, k), k);
+    fn(padOut, padA, b, 2, k, n, false, transB);
+    out.set(padOut.subarray(0, n));
+  } else {
+    fn(out, a, b, m, k, n, transA, transB);
+  }
+  if (!gemmProfile.enabled) return;
   gemmProfile.seconds += (performance.now() - t0) / 1000;
   gemmProfile.calls++;
   gemmProfile.flops += 2 * m * k * n;
 };
 
-let padScratch = new Float32Array(0);
-let padOut = new Float32Array(0);
-
-/**
- * out [m, n] = a [m, k] · op(B), where each output row depends only on its own input row: the
- * backend is chosen by the row's size (k·n), never by m, and a single row goes to the native
- * product padded to two (MLAS takes another path for one row, rounding differently). AQUA-KV's
- * predictors use it, so a chunk rebuilt alone, or with every other chunk in one product, gives
- * the same bits.
- */
+/** out [m, n] = a [m, k] · op(B), rows independent of m: `gemm` itself (kept as the name predictors use). */
 export function gemmRowwise(out: Float32Array, a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB: boolean): void {
-  const fn = k * n < SMALL_PRODUCT ? gemmTs : active ?? activeProduct();
-  if (m !== 1 || fn === gemmTs) {
-    fn(out, a, b, m, k, n, false, transB);
-    return;
-  }
-  if (padScratch.length < 2 * k) padScratch = new Float32Array(2 * k);
-  if (padOut.length < 2 * n) padOut = new Float32Array(2 * n);
-  padScratch.set(a.subarray(0, k));
-  padScratch.set(a.subarray(0, k), k);
-  fn(padOut, padScratch, b, 2, k, n, false, transB);
-  out.set(padOut.subarray(0, n));
+  gemm(out, a, b, m, k, n, false, transB);
 }
