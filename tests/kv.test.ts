@@ -73,7 +73,7 @@ test('compact, materialized and restored caches agree bit for bit where predicto
   for (const steps of [1, 4, 20]) assert.deepEqual(run('compact', steps), run('materialized', steps), `steps ${steps}`);
 });
 
-test('token-by-token decode gives exactly the logits of feeding steps that divide the buffer, on either product', () => {
+test('feeding steps that divide the buffer gives the logits of token-by-token decode: exactly on the portable product, to rounding on the native one', () => {
   const before = gemmBackend();
   const wide = loadModel(makeTinyModel({ layers: 3, hidden: 64, heads: 4, kvHeads: 2, headDim: 64, maxPositions: 256 }));
   const wideP = calibrate(wide.model, calibText, wide.tokenizer, { method: parseMethod(AQUA), samples: 8, seqLen: 128 }).set;
@@ -93,7 +93,15 @@ test('token-by-token decode gives exactly the logits of feeding steps that divid
       for (const [m, p] of [[model, predictors], [wide.model, wideP]] as const) {
         for (const name of [AQUA, 'higgs', 'kivi4', 'fp']) {
           const decode = run(m, p, name, 1);
-          for (const steps of [2, 4, 8]) assert.deepEqual(run(m, p, name, steps), decode, `${backend} C=${m.config.kvDim} ${name} steps ${steps}`);
+          // MLAS rounds a one-row product (matrix-vector) differently from a block of rows
+          const exact = backend === 'ts';
+          for (const steps of [2, 4, 8]) {
+            const got = run(m, p, name, steps);
+            if (exact) assert.deepEqual(got, decode, `${backend} C=${m.config.kvDim} ${name} steps ${steps}`);
+            else assert.ok(maxDiff(got, decode) < 1e-3, `${backend} C=${m.config.kvDim} ${name} steps ${steps}: ${maxDiff(got, decode)}`);
+          }
+          // steps of 2, 4 and 8 rows: the same rows however many are multiplied together, on any product
+          assert.deepEqual(run(m, p, name, 4), run(m, p, name, 2), `${backend} C=${m.config.kvDim} ${name}: steps 4 vs 2`);
           // quantization is really on: the compressed cache changes the logits
           if (name !== 'fp') assert.ok(maxDiff(decode, run(m, p, 'fp', 1)) > 1e-3, name);
         }

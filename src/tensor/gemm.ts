@@ -178,37 +178,42 @@ export const SMALL_PRODUCT = 8192;
 /** Time spent in `gemm`, for benchmarks: off by default, one clock read per call when on. */
 export const gemmProfile = { enabled: false, calls: 0, seconds: 0, flops: 0 };
 
-let padA = new Float32Array(0);
-let padOut = new Float32Array(0);
-
 /**
- * The product every layer uses. Each output row depends only on its own row of A (for A not
- * transposed): the backend is chosen by the row's size (k·n), never by m, and a single row goes to
- * the native product padded to two (MLAS takes another path for one row, rounding differently).
- * So a token's keys and values come out bit-identical whether it is decoded alone or prefilled
- * with others, a chunk rebuilt alone or with every other chunk, and a restored prefix continues
- * exactly as the same tokens read afresh.
+ * The product every layer uses. The backend is chosen by the size of an output row (k·n), never
+ * by m, so rows computed together do not change each other's rounding (MLAS is row-independent
+ * for m ≥ 2); a single row (decode) goes to MLAS's matrix-vector path, which rounds differently
+ * but reads the weights once instead of packing them (1.8× faster here for a decode-sized
+ * product). `gemmRowwise` pads that row where bit-identity matters more than speed.
  */
 export const gemm: GemmFn = (out, a, b, m, k, n, transA, transB) => {
   const fn = k * n < SMALL_PRODUCT ? gemmTs : active ?? activeProduct();
-  const t0 = gemmProfile.enabled ? performance.now() : 0;
-  if (m === 1 && !transA && fn !== gemmTs && k > 0 && n > 0) {
-    if (padA.length < 2 * k) padA = new Float32Array(2 * k);
-    if (padOut.length < 2 * n) padOut = new Float32Array(2 * n);
-    padA.set(a.subarray(0, k));
-    padA.set(a.subarray(0, k), k);
-    fn(padOut, padA, b, 2, k, n, false, transB);
-    out.set(padOut.subarray(0, n));
-  } else {
-    fn(out, a, b, m, k, n, transA, transB);
-  }
-  if (!gemmProfile.enabled) return;
+  if (!gemmProfile.enabled) return fn(out, a, b, m, k, n, transA, transB);
+  const t0 = performance.now();
+  fn(out, a, b, m, k, n, transA, transB);
   gemmProfile.seconds += (performance.now() - t0) / 1000;
   gemmProfile.calls++;
   gemmProfile.flops += 2 * m * k * n;
 };
 
-/** out [m, n] = a [m, k] · op(B), rows independent of m: `gemm` itself (kept as the name predictors use). */
+let padA = new Float32Array(0);
+let padOut = new Float32Array(0);
+
+/**
+ * out [m, n] = a [m, k] · op(B), where each output row depends only on its own input row, also for
+ * m = 1 (padded to two rows for the native product). AQUA-KV's predictors and the inverse
+ * Hadamard use it, so a chunk rebuilt alone, or with every other chunk in one product, gives the
+ * same bits.
+ */
 export function gemmRowwise(out: Float32Array, a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB: boolean): void {
-  gemm(out, a, b, m, k, n, false, transB);
+  const fn = k * n < SMALL_PRODUCT ? gemmTs : active ?? activeProduct();
+  if (m !== 1 || fn === gemmTs) {
+    gemm(out, a, b, m, k, n, false, transB);
+    return;
+  }
+  if (padA.length < 2 * k) padA = new Float32Array(2 * k);
+  if (padOut.length < 2 * n) padOut = new Float32Array(2 * n);
+  padA.set(a.subarray(0, k));
+  padA.set(a.subarray(0, k), k);
+  gemm(padOut, padA, b, 2, k, n, false, transB);
+  out.set(padOut.subarray(0, n));
 }
