@@ -2,7 +2,7 @@
  * The architecture, checked in `npm test` (dependency-cruiser): imports point one way, from the
  * bottom up, and none forms a cycle. Tiers (docs/ARCHITECTURE.md draws them):
  *   0 errors, platform        1 tensor        2 model, quant        3 io, kv
- *   4 predictors, eval        5 demo, report, train, index (the public API)
+ *   4 predictors, eval        5 demo, report, train, serve, index (the public API)
  *   6 cli                     7 bench, tools
  * A module may import its own tier's other folders only where listed in SIBLINGS; never a tier above.
  * The core (tensor, model, quant, kv, predictors) never imports node:* itself: file, hash and
@@ -14,7 +14,7 @@ const TIERS = [
   ['src/model/', 'src/quant/'],
   ['src/io/', 'src/kv/'],
   ['src/predictors/', 'src/eval/'],
-  ['src/demo/', 'src/report/', 'src/train/', 'src/index\\.ts'],
+  ['src/demo/', 'src/report/', 'src/train/', 'src/serve/', 'src/index\\.ts'],
   ['src/cli/'],
   ['bench/', 'tools/'],
 ];

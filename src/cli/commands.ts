@@ -5,6 +5,7 @@ import { calibrateCommand } from './calibrate.js';
 import { evalCommand } from './eval.js';
 import { demoCommand } from './demo.js';
 import { retrievalCommand } from './retrieval.js';
+import { serveCommand } from './serve.js';
 import type { Command } from './command.js';
 
 export const commands: Record<string, Command> = {
@@ -15,4 +16,5 @@ export const commands: Record<string, Command> = {
   eval: evalCommand,
   demo: demoCommand,
   retrieval: retrievalCommand,
+  serve: serveCommand,
 };

@@ -4,6 +4,7 @@
  * the conversation's longest block-aligned prefixes for later requests. Requests wait their turn
  * in a bounded FIFO queue (one model, one forward pass at a time); past the bound they are refused.
  */
+import type { KVCache } from '../model/kv-cache.js';
 import { stream, type FinishReason, type LanguageModel, type StreamPiece } from '../model/stream.js';
 import type { PrefixCache } from './prefix-cache.js';
 
@@ -99,25 +100,21 @@ export class Completer {
     const tokens = req.prompt;
     const t0 = performance.now();
     const { cache, reused } = await this.prefixes.lookup(tokens);
-    // everything but the last prompt token, in steps that never cross a block boundary; the
-    // prompt's longest block-aligned prefix is saved on the way if the store lacks it
+    // everything but the last prompt token, in steps that never cross a block boundary; a copy of
+    // the cache at the prompt's last block boundary is kept to store it (and to extend it below)
     const B = this.prefixes.block;
-    let promptEntry: { n: number; bytes: Uint8Array } | null = null;
     const promptBoundary = Math.floor((tokens.length - 1) / B) * B;
-    for (let pos = reused; pos < tokens.length - 1;) {
-      const end = Math.min(tokens.length - 1, (Math.floor(pos / B) + 1) * B);
-      model.forward(tokens.slice(pos, end), cache, { logits: 'none' });
-      pos = end;
-      if (pos === promptBoundary && pos > reused) promptEntry = { n: pos, bytes: this.prefixes.entry(cache, tokens) };
-    }
+    let atBoundary = promptBoundary > 0 && promptBoundary === reused ? cache.fork() : null;
+    feedAligned(model, tokens, reused, tokens.length - 1, cache, B, (pos) => {
+      if (pos === promptBoundary) atBoundary = cache.fork();
+    });
     const s = stream(this.lm, tokens.slice(tokens.length - 1), {
       cache, maxNewTokens: req.maxTokens, temperature: req.temperature, topP: req.topP, seed: req.seed, stop: req.stop, signal: req.signal,
     });
     for await (const piece of s) await onPiece?.(piece);
     const r = s.result!;
     const prefillSeconds = (performance.now() - t0) / 1000 - r.decodeSeconds;
-    if (promptEntry) await this.prefixes.put(tokens, promptEntry.n, promptEntry.bytes);
-    await this.prefixes.storeLongest(cache, [...tokens, ...r.ids], Math.max(reused, promptEntry?.n ?? 0));
+    await this.remember(tokens, r.ids, reused, promptBoundary, atBoundary);
     const t = this.totals;
     t.requests++;
     t.promptTokens += tokens.length;
@@ -128,6 +125,34 @@ export class Completer {
       text: r.text, ids: r.ids, finishReason: r.finishReason, promptTokens: tokens.length, reusedTokens: reused,
       prefillSeconds, decodeSeconds: r.decodeSeconds, decodeTokens: r.decodeTokens,
     };
+  }
+
+  /**
+   * Stores the prompt's last block-aligned prefix, and the conversation's (prompt and completion).
+   * Entries must hold what a block-aligned prefill of their tokens gives (decode reads one token
+   * at a time, which the native product rounds differently), so the conversation's entry is the
+   * prompt's extended by reading the completion's whole blocks afresh: a hit then continues bit
+   * for bit as a miss would.
+   */
+  private async remember(prompt: number[], ids: number[], reused: number, promptBoundary: number, atBoundary: KVCache | null): Promise<void> {
+    const B = this.prefixes.block;
+    const all = [...prompt, ...ids];
+    if (atBoundary && promptBoundary > reused) await this.prefixes.put(all, promptBoundary, this.prefixes.entry(atBoundary, all));
+    const end = Math.floor((all.length - 1) / B) * B;
+    if (end <= promptBoundary) return;
+    const cache = atBoundary ?? this.prefixes.fresh();
+    feedAligned(this.lm.model, all, cache.length, end, cache, B);
+    await this.prefixes.put(all, end, this.prefixes.entry(cache, all));
+  }
+}
+
+/** Reads tokens [from, to) into the cache in steps that never cross a multiple of B; `at` sees each step's end. */
+function feedAligned(model: LanguageModel['model'], tokens: number[], from: number, to: number, cache: KVCache, B: number, at?: (pos: number) => void): void {
+  for (let pos = from; pos < to;) {
+    const end = Math.min(to, (Math.floor(pos / B) + 1) * B);
+    model.forward(tokens.slice(pos, end), cache, { logits: 'none' });
+    pos = end;
+    at?.(pos);
   }
 }
 

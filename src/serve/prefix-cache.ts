@@ -122,19 +122,4 @@ export class PrefixCache {
     await this.store.set(this.key(tokens, n), entry);
     this.counters.stored++;
   }
-
-  /**
-   * Stores the longest block-aligned prefix of what `cache` holds (`tokens`, all of them), if
-   * longer than `known` (a prefix already stored). Cuts a copy when the cache runs past it.
-   */
-  async storeLongest(cache: KVCache, tokens: number[], known: number): Promise<void> {
-    const n = cache.cutPoint(Math.floor(cache.length / this.block) * this.block);
-    if (n <= known || n === 0 || n % this.block !== 0) return;
-    let c = cache;
-    if (n < cache.length) {
-      c = cache.fork();
-      c.truncate(n);
-    }
-    await this.put(tokens, n, this.entry(c, tokens));
-  }
 }

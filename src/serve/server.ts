@@ -79,12 +79,12 @@ export interface Metrics {
 }
 
 export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 8 * 1024 * 1024 });
+  // ajv: refuse unknown fields and wrong types instead of dropping or coercing them
+  const app = Fastify({ logger: false, bodyLimit: 8 * 1024 * 1024, ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } } });
   const completer = new Completer(o.lm, o.prefixes, o.maxQueue);
   const metrics: Metrics = { requests: { ok: 0, aborted: 0, bad_request: 0, rejected: 0, error: 0 } };
   const { model, tokenizer } = o.lm;
   const context = model.config.maxPositionEmbeddings;
-  let saidStoreDown = false;
 
   app.setErrorHandler((e: FastifyError, _req, reply) => {
     if (e.validation) {
@@ -154,11 +154,6 @@ export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
     const id = `cmpl-${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
     const created = Math.floor(Date.now() / 1000);
     const chunk = (text: string, finish: string | null) => ({ id, object: 'text_completion', created, model: o.modelName, choices: [{ text, index: 0, logprobs: null, finish_reason: finish }] });
-    const storeCheck = () => {
-      const up = o.prefixes.store.stats().up;
-      if (!up && !saidStoreDown) o.log?.('prefix store unreachable: serving without a prefix cache');
-      saidStoreDown = !up;
-    };
 
     if (!b.stream) {
       let result: CompletionResult;
@@ -169,7 +164,6 @@ export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
         return rejected(reply, e);
       }
       finished = true;
-      storeCheck();
       if (result.finishReason === 'abort') {
         metrics.requests.aborted++;
         return reply;
@@ -198,7 +192,6 @@ export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
         if (piece.text) send(JSON.stringify(chunk(piece.text, null)));
       });
       finished = true;
-      storeCheck();
       if (result.finishReason === 'abort') {
         metrics.requests.aborted++;
         raw.end();
