@@ -170,7 +170,6 @@ export function deserializeCache(bytes: Uint8Array, model: CacheHost, options: L
   if (header.model.fingerprint !== cfg.fingerprint || header.model.weights !== model.weightsDigest) {
     throw new AquaError(`${where} was saved for another model (weights ${header.model.weights.slice(0, 12)}…, this model's ${model.weightsDigest.slice(0, 12)}…)`);
   }
-  if (header.length > cfg.maxPositionEmbeddings) throw new AquaError(`${where} holds ${header.length} tokens, more than the model's context of ${cfg.maxPositionEmbeddings}`);
   let method: CacheMethod;
   try {
     method = parseMethod(header.method);
