@@ -31,6 +31,19 @@ test('logits --json prints one row of vocab_size floats per input id', () => {
   const t = aquakv('logits', '--model', good, '--text', 'the people', '--json');
   assert.equal(t.code, 0, t.err);
   assert.ok((JSON.parse(t.out) as { ids: number[] }).ids.length > 0);
+  // for large vocabularies: the last row only, and each row's top K
+  const last = JSON.parse(aquakv('logits', '--model', good, '--ids', '1,2,3', '--json', '--last').out) as { positions: number[]; logits: number[][] };
+  assert.deepEqual(last.positions, [2]);
+  // (one row goes through the matrix-vector product: equal to rounding)
+  assert.ok(last.logits[0].every((x, i) => Math.abs(x - j.logits[2][i]) < 1e-4));
+  const top = JSON.parse(aquakv('logits', '--model', good, '--ids', '1,2,3', '--json', '--top-k', '5').out) as { logits: { ids: number[]; logits: number[] }[] };
+  assert.equal(top.logits.length, 3);
+  for (let t = 0; t < 3; t++) {
+    const sorted = [...j.logits[t]].sort((a, b) => b - a).slice(0, 5);
+    assert.deepEqual(top.logits[t].logits, sorted);
+    assert.deepEqual(top.logits[t].ids.map((i) => j.logits[t][i]), sorted);
+  }
+  assert.match(aquakv('logits', '--model', good, '--ids', '1', '--json', '--top-k', '0').err, /--top-k must be an integer ≥ 1/);
 });
 
 test('generate streams text and reports tokens/s', () => {

@@ -1,6 +1,7 @@
 /** `aquakv demo` (npm start): the whole story on the embedded model, with report.html. */
 import { join, resolve } from 'node:path';
 import { DEFAULT_DEMO, runDemo } from '../demo/run-demo.js';
+import { DEFAULT_EVAL, defaultSeqLen } from '../eval/perplexity.js';
 import { AquaError } from '../errors.js';
 import { sotuSplit } from '../eval/datasets.js';
 import { readText } from '../eval/texts.js';
@@ -20,7 +21,7 @@ const options = {
   'calibration-data': opt('FILE', 'text to calibrate on', '@sotu-train for the embedded model'),
   'cache-dir': opt('DIR', 'where calibrated predictors are kept and reused', '.aquakv-cache'),
   samples: opt('N', 'calibration windows', DEFAULT_DEMO.samples),
-  'seq-len': opt('L', 'tokens per window', "the model's context"),
+  'seq-len': opt('L', 'tokens per window', `min(the model's context, ${DEFAULT_EVAL.maxSeqLen})`),
   'max-tokens': opt('N', 'tokens of the text to evaluate on', DEFAULT_DEMO.maxTokens),
   prompt: opt('TEXT', 'the text whose start is the generation prompt', 'a held-out address'),
   'prompt-tokens': opt('N', 'prompt length in tokens', DEFAULT_DEMO.promptTokens),
@@ -62,7 +63,7 @@ export const demoCommand: Command = {
       calibrationText: { source: calibSource, text: readText(calibSource) },
       evalText: { source: evalSource, text: readText(evalSource) },
       samples: intOpt(o.samples, 'samples', DEFAULT_DEMO.samples, 2),
-      seqLen: intOpt(o['seq-len'], 'seq-len', model.config.maxPositionEmbeddings, 2),
+      seqLen: intOpt(o['seq-len'], 'seq-len', defaultSeqLen(model.config.maxPositionEmbeddings), 2),
       maxTokens: intOpt(o['max-tokens'], 'max-tokens', DEFAULT_DEMO.maxTokens, 2),
       maxNewTokens: intOpt(o['max-new-tokens'], 'max-new-tokens', DEFAULT_DEMO.maxNewTokens, 1),
       // default prompt: the opening of a held-out address (the embedded model never saw it)

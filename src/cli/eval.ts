@@ -1,6 +1,6 @@
 /** `aquakv eval`: perplexity and KL divergence of each cache method against full precision. */
 import { AquaError } from '../errors.js';
-import { DEFAULT_EVAL, evaluatePerplexity } from '../eval/perplexity.js';
+import { DEFAULT_EVAL, defaultSeqLen, evaluatePerplexity } from '../eval/perplexity.js';
 import { encodeUpTo, readText } from '../eval/texts.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { DEFAULT_CACHE_OPTIONS } from '../kv/compressed.js';
@@ -19,7 +19,7 @@ const options = {
   methods: opt('LIST', 'comma-separated cache method specs; fp always runs as the reference', 'fp,aquakv,higgs,kivi2,kivi4'),
   predictors: predictorsOption,
   'calibration-data': calibrationDataOption,
-  'seq-len': opt('L', 'tokens per window', "the model's context"),
+  'seq-len': opt('L', 'tokens per window', `min(the model's context, ${DEFAULT_EVAL.maxSeqLen})`),
   chunk: opt('C', 'tokens per forward step (simulated generation)', DEFAULT_EVAL.chunk),
   'max-tokens': opt('N', 'tokens of the text to use (whole windows)', DEFAULT_EVAL.maxTokens),
   sinks: sinksOption,
@@ -37,7 +37,7 @@ export const evalCommand: Command = {
     const methods = parseMethodList(o.methods ?? 'fp,aquakv,higgs,kivi2,kivi4');
     const model = openModel(dir);
     for (const m of methods) checkMethod(m, model.config.kvDim, model.config.nLayers);
-    const seqLen = intOpt(o['seq-len'], 'seq-len', model.config.maxPositionEmbeddings, 2);
+    const seqLen = intOpt(o['seq-len'], 'seq-len', defaultSeqLen(model.config.maxPositionEmbeddings), 2);
     if (seqLen > model.config.maxPositionEmbeddings) throw new AquaError(`--seq-len ${seqLen} exceeds the model's context of ${model.config.maxPositionEmbeddings}`);
     const tok = loadTokenizer(dir);
     const maxTokens = intOpt(o['max-tokens'], 'max-tokens', DEFAULT_EVAL.maxTokens, 2);

@@ -11,7 +11,7 @@ import { DEFAULT_GENERATION } from '../model/generate.js';
 import { fp16CacheBytes, type KVCache } from '../model/kv-cache.js';
 import { stream } from '../model/stream.js';
 import { platform } from '../platform/index.js';
-import { intOpt, MAX_SEED, numOpt, opt, parse } from './args.js';
+import { flag, intOpt, MAX_SEED, numOpt, opt, parse } from './args.js';
 import { bufferOption, calibrationDataOption, jsonOption, modelOption, predictorsOption, sinksOption } from './common-options.js';
 import type { Command } from './command.js';
 import { openModel, resolveModelDir } from './model-dir.js';
@@ -41,6 +41,8 @@ const logitsOptions = {
   model: modelOption,
   text: opt('TEXT', 'text to tokenize and run (or --ids)'),
   ids: opt('1,2,3', 'token ids to run (or --text)'),
+  last: flag('only the last position\'s row'),
+  'top-k': opt('K', 'each row as its K largest logits with their token ids', 'every logit'),
   json: { ...jsonOption, required: true },
 };
 
@@ -146,7 +148,7 @@ function parseSavedMethod(spec: string, file: string): CacheMethod {
 }
 
 export const logitsCommand: Command = {
-  summary: 'print the logits of one prefill as JSON (conformance checks against other runtimes)',
+  summary: 'print the logits of one prefill as JSON, streamed row by row (conformance checks against other runtimes); --last, --top-k K for large vocabularies',
   options: logitsOptions,
   run(argv) {
     const o = parse(argv, logitsOptions);
@@ -169,9 +171,23 @@ export const logitsCommand: Command = {
     const bad = ids.find((id) => id < 0 || id >= V);
     if (bad !== undefined) throw new AquaError(`token id ${bad} is outside the vocabulary [0, ${V})`);
     if (ids.length > model.config.maxPositionEmbeddings) throw new AquaError(`${ids.length} tokens exceed the model's context of ${model.config.maxPositionEmbeddings}`);
-    const logits = model.forward(ids, new FullCache(model), { logits: 'all' });
-    const rows: number[][] = [];
-    for (let t = 0; t < ids.length; t++) rows.push(Array.from(logits.subarray(t * V, (t + 1) * V)));
-    process.stdout.write(JSON.stringify({ ids, logits: rows }) + '\n');
+    const topK = o['top-k'] === undefined ? null : intOpt(o['top-k'], 'top-k', 1, 1, V);
+    const logits = model.forward(ids, new FullCache(model), { logits: o.last ? 'last' : 'all' });
+    const rows = o.last ? 1 : ids.length;
+    // written row by row: one JSON string of every row would pass V8's string limit for a large
+    // vocabulary (300 positions × 128K logits)
+    const out = process.stdout;
+    out.write(`{"ids":${JSON.stringify(ids)},"positions":${JSON.stringify(o.last ? [ids.length - 1] : ids.map((_, i) => i))},"logits":[`);
+    for (let t = 0; t < rows; t++) {
+      const row = logits.subarray(t * V, (t + 1) * V);
+      let json: string;
+      if (topK === null) json = JSON.stringify(Array.from(row));
+      else {
+        const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => row[b] - row[a]).slice(0, topK);
+        json = JSON.stringify({ ids: order, logits: order.map((i) => row[i]) });
+      }
+      out.write((t > 0 ? ',' : '') + json);
+    }
+    out.write(']}\n');
   },
 };

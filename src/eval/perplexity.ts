@@ -23,7 +23,16 @@ export interface EvalOptions {
 }
 
 /** The defaults of eval's options (the window length defaults to the model's context). */
-export const DEFAULT_EVAL = Object.freeze({ chunk: 32, maxTokens: 16384 });
+/**
+ * Windows default to the model's context, up to `maxSeqLen`: a 128K-context model would need a
+ * 128K-token window (and its reference logits, window × vocabulary floats) to evaluate at all.
+ */
+export const DEFAULT_EVAL = Object.freeze({ chunk: 32, maxTokens: 16384, maxSeqLen: 4096 });
+
+/** The default window for a model of this context. */
+export function defaultSeqLen(context: number): number {
+  return Math.min(context, DEFAULT_EVAL.maxSeqLen);
+}
 
 export interface MethodResult {
   method: string;
