@@ -17,31 +17,38 @@ export interface AttentionShape {
   headDim: number;
 }
 
+/** Score-matrix entries one block of queries may hold: the block's rows shrink as T grows, so memory stays linear in n. */
+export const SCORE_BLOCK = 1 << 22;
+
 export function attention(
   out: Float32Array, q: Float32Array, keys: Float32Array, values: Float32Array,
-  n: number, T: number, stride: number, s: AttentionShape, ws: Workspace,
+  n: number, T: number, stride: number, s: AttentionShape, ws: Workspace, scoreBlock = SCORE_BLOCK,
 ): void {
   const { nHeads: H, nKvHeads: KV, headDim: hd } = s;
   const group = H / KV;
   const qDim = H * hd;
   const start = T - n;
   const scale = 1 / Math.sqrt(hd);
-  const Qg = ws.get('att.q', group * n * hd); // [group·n, hd], row g·n + t
-  const S = ws.get('att.s', group * n * T); // [group·n, T]
-  const Og = ws.get('att.o', group * n * hd); // [group·n, hd]
+  // queries in blocks of nb tokens: scores [group·nb, Tb] per block, Tb = the keys the block can see
+  const nb = Math.max(1, Math.min(n, Math.floor(scoreBlock / (group * T))));
+  const Qg = ws.get('att.q', group * nb * hd); // [group·nb, hd], row g·nb + t
+  const S = ws.get('att.s', group * nb * T); // [group·nb, Tb]
+  const Og = ws.get('att.o', group * nb * hd); // [group·nb, hd]
   for (let kvh = 0; kvh < KV; kvh++) {
     const Kh = keys.subarray(kvh * stride * hd, (kvh * stride + T) * hd); // [T, hd]
     const Vh = values.subarray(kvh * stride * hd, (kvh * stride + T) * hd); // [T, hd]
-    for (let g = 0; g < group; g++) gatherColumns(Qg.subarray(g * n * hd), q, n, qDim, (kvh * group + g) * hd, hd);
-    gemm(S, Qg, Kh, group * n, hd, T, false, true);
-    for (let r = 0; r < group * n; r++) {
-      const t = r % n;
-      const o = r * T;
-      const visible = start + t + 1; // causal: keys at positions ≤ this token's
-      softmaxRow(S, o, visible, T, scale);
+    for (let t0 = 0; t0 < n; t0 += nb) {
+      const m = Math.min(nb, n - t0);
+      const Tb = start + t0 + m; // causal: no query of this block sees a key past its last token
+      for (let g = 0; g < group; g++) gatherColumns(Qg.subarray(g * m * hd), q.subarray(t0 * qDim), m, qDim, (kvh * group + g) * hd, hd);
+      gemm(S, Qg, Kh, group * m, hd, Tb, false, true);
+      for (let r = 0; r < group * m; r++) {
+        const t = t0 + (r % m);
+        softmaxRow(S, r * Tb, start + t + 1, Tb, scale); // keys at positions ≤ this token's
+      }
+      gemm(Og, S, Vh, group * m, Tb, hd, false, false);
+      for (let g = 0; g < group; g++) scatterColumns(out.subarray(t0 * qDim), Og.subarray(g * m * hd), m, qDim, (kvh * group + g) * hd, hd);
     }
-    gemm(Og, S, Vh, group * n, T, hd, false, false);
-    for (let g = 0; g < group; g++) scatterColumns(out, Og.subarray(g * n * hd), n, qDim, (kvh * group + g) * hd, hd);
   }
 }
 

@@ -32,6 +32,13 @@ export interface GenerateResult {
   decodeSeconds: number;
 }
 
+/**
+ * Prompts are read this many tokens at a time, so the activations of one step ([n, F] for the
+ * MLP, the attention scores) stay bounded however long the prompt; a multiple of the usual
+ * compression block (128).
+ */
+export const PREFILL_CHUNK = 2048;
+
 /** Timings filled in by `decodeTokens` as it goes. */
 export interface DecodeTimings {
   prefillSeconds: number;
@@ -48,7 +55,11 @@ export interface DecodeTimings {
 export function* decodeTokens(model: LlamaModel, prompt: number[], cache: KVCache, opts: Omit<GenerateOptions, 'onToken'>, timings: DecodeTimings): Generator<number, void> {
   const sampler = new Sampler(opts);
   const t0 = performance.now();
-  let logits = model.forward(prompt, cache, { logits: 'last' });
+  let logits: Float32Array = new Float32Array(0);
+  for (let s = 0; s < prompt.length; s += PREFILL_CHUNK) {
+    const end = Math.min(prompt.length, s + PREFILL_CHUNK);
+    logits = model.forward(prompt.slice(s, end), cache, { logits: end === prompt.length ? 'last' : 'none' });
+  }
   const t1 = performance.now();
   timings.prefillSeconds = (t1 - t0) / 1000;
   for (let i = 0; i < opts.maxNewTokens; i++) {
