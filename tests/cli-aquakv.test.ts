@@ -140,6 +140,18 @@ test('calibrate --bits prints its plan, and eval takes one predictor file per AQ
   assert.ok(rows.slice(1).every((r) => r.klDivergence > 0));
 });
 
+test('too little calibration data: a warning, and predictors worse than none are dropped, recorded and loaded as none', () => {
+  const out = join(work, 'tiny.safetensors');
+  const c = aquakv('calibrate', '--model', model, '--data', text, '--method', 'aquakv[q=higgs:2x16,first=higgs:2x256]', '--samples', '3', '--seq-len', '16', '--out', out);
+  assert.equal(c.code, 0, c.err);
+  assert.match(c.err, /calibration has 32 training tokens for predictors of up to 128 inputs \(fewer than 4 per input\)/);
+  assert.match(c.err, /did worse than no predictor on held-out tokens and were dropped/);
+  assert.match(c.out, /dropped/);
+  // the file loads, the dropped slots run without a predictor
+  const e = aquakv('eval', '--model', model, '--text', text, '--predictors', out, '--methods', 'aquakv[q=higgs:2x16,first=higgs:2x256]', '--seq-len', '64', '--max-tokens', '128', '--buffer', '16', '--json');
+  assert.equal(e.code, 0, e.err);
+});
+
 test('calibration writes the same bytes twice (no timing in the file)', () => {
   const a = join(work, 'same-a.safetensors'), b = join(work, 'same-b.safetensors');
   for (const out of [a, b]) {

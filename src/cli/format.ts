@@ -18,9 +18,11 @@ export function formatLayerErrors(layers: LayerErrors[]): string {
   const lines = ['layer  keys: train relMSE  valid relMSE  equiv. bits   values: train relMSE  valid relMSE  equiv. bits'];
   for (const l of layers) {
     const k = l.keys, v = l.values;
+    // a dropped predictor (worse than none on validation) shows its errors and "dropped"
+    const bits = (e: typeof k) => (e ? (e.dropped ? 'dropped' : e.equivalentBits.toFixed(2)) : '-');
     lines.push(
-      `${String(l.layer).padStart(5)}  ${(k ? f(k.trainRelMse) : 'none').padStart(18)}  ${(k ? f(k.validRelMse) : '-').padStart(12)}  ${(k ? k.equivalentBits.toFixed(2) : '-').padStart(11)}   ` +
-        `${(v ? f(v.trainRelMse) : 'none').padStart(20)}  ${(v ? f(v.validRelMse) : '-').padStart(12)}  ${(v ? v.equivalentBits.toFixed(2) : '-').padStart(11)}`,
+      `${String(l.layer).padStart(5)}  ${(k ? f(k.trainRelMse) : 'none').padStart(18)}  ${(k ? f(k.validRelMse) : '-').padStart(12)}  ${bits(k).padStart(11)}   ` +
+        `${(v ? f(v.trainRelMse) : 'none').padStart(20)}  ${(v ? f(v.validRelMse) : '-').padStart(12)}  ${bits(v).padStart(11)}`,
     );
   }
   return lines.join('\n');

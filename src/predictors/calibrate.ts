@@ -4,6 +4,7 @@
  * (./allocate.ts), then sequential fitting on reconstructed inputs (./fit.ts).
  */
 import { AquaError } from '../errors.js';
+import { platform } from '../platform/index.js';
 import { checkMethod, formatMethod, methodKey, parseMethod, type CacheMethod } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
 import { allocateBits, checkBudget } from './allocate.js';
@@ -38,6 +39,9 @@ export const DEFAULT_CALIBRATION: Readonly<Omit<CalibrationOptions, 'onProgress'
   dataSource: 'text',
 });
 
+/** Training tokens per predictor input below which calibration warns (the ridge fit is underdetermined near 1). */
+export const MIN_TOKENS_PER_INPUT = 4;
+
 /**
  * Fits predictors for `options.method` on windows of `text`: `samples` windows of `seqLen`
  * tokens, the last eighth of them (at least one) held out for validation; then capture and
@@ -59,12 +63,22 @@ export function calibrate(
   const nValid = Math.max(1, Math.floor(seqs.length / 8));
   const trainSeqs = seqs.slice(0, seqs.length - nValid);
   const validSeqs = seqs.slice(seqs.length - nValid);
+  // the value predictor has 2C inputs: with fewer than a few training tokens per input it overfits
+  const trainTokens = trainSeqs.reduce((n, q) => n + q.length, 0);
+  const width = 2 * model.config.kvDim;
+  if (trainTokens < MIN_TOKENS_PER_INPUT * width) {
+    platform.warn(`calibration has ${trainTokens} training tokens for predictors of up to ${width} inputs (fewer than ${MIN_TOKENS_PER_INPUT} per input): they may overfit; predictors that do worse than none on held-out tokens are dropped (more --samples or a longer --seq-len)`);
+  }
   const train = captureKeysValues(model, trainSeqs, (d, t) => o.onProgress?.('capture', d, t + validSeqs.length));
   const valid = captureKeysValues(model, validSeqs, (d, t) => o.onProgress?.('capture', trainSeqs.length + d, trainSeqs.length + t));
   // a budget: choose every slot's quantizer by its measured effect on the output (./allocate.ts)
   const allocated = o.method.budget === null ? null : allocateBits(model, train, valid, validSeqs, o);
   const plan = allocated?.plan ?? o.method;
   const { set, layers } = fitPredictors(model, train, valid, { ...o, method: plan });
+  const dropped = layers.flatMap((l) => [l.keys?.dropped ? `k${l.layer}` : null, l.values?.dropped ? `v${l.layer}` : null]).filter(Boolean);
+  if (dropped.length > 0) {
+    platform.warn(`predictors for ${dropped.join(', ')} did worse than no predictor on held-out tokens and were dropped: those slots quantize without one (recorded in the file)`);
+  }
   set.budget = o.method.budget;
   const seconds = (performance.now() - t0) / 1000;
   const info = predictorInfo(model, { ...o, method: plan }, layers, {

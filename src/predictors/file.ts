@@ -120,8 +120,13 @@ export function decodePredictors(bytes: Uint8Array, model: PredictorModel, where
     if (bad >= 0) throw new AquaError(`${where}: ${name} holds ${data[bad]} at index ${bad}`);
     return data;
   };
+  // a slot whose predictor did worse than none on validation was dropped at calibration: recorded, no tensors
+  const dropped = (l: number, part: 'key' | 'value') => {
+    const layer = Array.isArray(info.layers) ? info.layers.find((x) => x?.layer === l) : undefined;
+    return (part === 'key' ? layer?.keys : layer?.values)?.dropped === true;
+  };
   const read = (l: number, part: 'key' | 'value', inDim: number): LinearPredictor | null => {
-    if (!expected[part]) return null;
+    if (!expected[part] || dropped(l, part)) return null;
     return new LinearPredictor(tensor(`layers.${l}.${part}.weight`, [C, inDim]), tensor(`layers.${l}.${part}.bias`, [C]), inDim, C);
   };
   const set: PredictorSet = { method: info.method, methodKey: info.methodKey, budget: info.budget ?? null, keys: [], values: [] };

@@ -18,11 +18,29 @@ import type { LlamaModel } from '../model/llama.js';
 import { Workspace } from '../tensor/workspace.js';
 import { RidgeAccumulator } from './ridge.js';
 
-/** Train and validation errors of one layer's predictors (null: no predictor). */
+/**
+ * Train and validation errors of one layer's predictors (null: none fitted). `dropped`: fitted,
+ * but on validation it did worse than no predictor (relMSE ≥ 1, the error of predicting zero), so
+ * the slot runs without one.
+ */
+export interface SlotErrors {
+  trainRelMse: number;
+  validRelMse: number;
+  equivalentBits: number;
+  dropped?: boolean;
+}
+
 export interface LayerErrors {
   layer: number;
-  keys: { trainRelMse: number; validRelMse: number; equivalentBits: number } | null;
-  values: { trainRelMse: number; validRelMse: number; equivalentBits: number } | null;
+  keys: SlotErrors | null;
+  values: SlotErrors | null;
+}
+
+/** A predictor that does no better than predicting zero on held-out tokens is dropped. */
+function keep(p: LinearPredictor | null, e: SlotErrors | null): LinearPredictor | null {
+  if (!p || !e || !(e.validRelMse >= 1)) return p;
+  e.dropped = true;
+  return null;
 }
 
 export interface FitOptions {
@@ -92,7 +110,7 @@ function concat(a: Float32Array, b: Float32Array, n: number, C: number): Float32
   return out;
 }
 
-function errorsOf(p: LinearPredictor, xTrain: Float32Array, yTrain: Float32Array, nTrain: number, xValid: Float32Array, yValid: Float32Array, nValid: number) {
+function errorsOf(p: LinearPredictor, xTrain: Float32Array, yTrain: Float32Array, nTrain: number, xValid: Float32Array, yValid: Float32Array, nValid: number): SlotErrors {
   const C = p.outDim;
   const pt = new Float32Array(nTrain * C);
   p.apply(pt, xTrain, nTrain);
@@ -134,6 +152,7 @@ export function fitPredictors(
     if (o.predict !== 'values') {
       keyPred = fit(orig ? train.keys[l - 1] : prevT.k, train.keys[l], nT, C, C, o.damp);
       keyErr = errorsOf(keyPred, prevT.k, train.keys[l], nT, prevV.k, valid.keys[l], nV);
+      keyPred = keep(keyPred, keyErr);
     }
     // K̃_l through the cache's codec (the value part is redone below with its predictor)
     const keyCodec = new LayerCodec(C, q.keys[l], q.values[l], keyPred, null);
@@ -146,6 +165,7 @@ export function fitPredictors(
       const xT = orig ? concat(train.keys[l], train.values[l - 1], nT, C) : concat(kT, prevT.v, nT, C);
       valuePred = fit(xT, train.values[l], nT, 2 * C, C, o.damp);
       valueErr = errorsOf(valuePred, concat(kT, prevT.v, nT, C), train.values[l], nT, concat(kV, prevV.v, nV, C), valid.values[l], nV);
+      valuePred = keep(valuePred, valueErr);
     }
     const codec = new LayerCodec(C, q.keys[l], q.values[l], keyPred, valuePred);
     prevT = reconstruct(codec, train, l, prevT.k, prevT.v);
