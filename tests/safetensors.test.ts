@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeSafetensors, SafetensorsFile } from '../src/io/safetensors.js';
+import { decodeTensor } from '../src/io/safetensors-format.js';
 import { f16ToF32, f32ToF16, bf16ToF32, f32ToBf16 } from '../src/tensor/f16.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'aquakv-st-'));
@@ -94,4 +95,20 @@ test('corrupt files are rejected with a reason naming the file', () => {
   const g = SafetensorsFile.open(writeTemp('empty.safetensors', empty));
   assert.deepEqual(Array.from(g.readF32('z')), []);
   g.close();
+});
+
+test('bulk conversion: every F16 pattern as f16ToF32 gives it, BF16 and F32 at any byte offset', () => {
+  const all = new Uint8Array(65536 * 2 + 1); // one byte of offset: a misaligned tensor
+  const dv = new DataView(all.buffer, 1);
+  for (let h = 0; h < 65536; h++) dv.setUint16(h * 2, h, true);
+  const f16 = decodeTensor(all.subarray(1), 'F16', 't');
+  const bf16 = decodeTensor(all.subarray(1), 'BF16', 't');
+  for (let h = 0; h < 65536; h++) {
+    assert.ok(Object.is(f16[h], Math.fround(f16ToF32(h))) || (Number.isNaN(f16[h]) && Number.isNaN(f16ToF32(h))), `F16 ${h}`);
+    assert.ok(Object.is(bf16[h], bf16ToF32(h)) || (Number.isNaN(bf16[h]) && Number.isNaN(bf16ToF32(h))), `BF16 ${h}`);
+  }
+  const f = Float32Array.of(1.5, -2.25, 3e-9, Infinity);
+  const bytes = new Uint8Array(17);
+  bytes.set(new Uint8Array(f.buffer), 1);
+  assert.deepEqual(decodeTensor(bytes.subarray(1), 'F32', 't'), f);
 });

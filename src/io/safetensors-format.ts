@@ -5,7 +5,7 @@
  * No file access here: ./safetensors.ts streams big files from disk with the same header checks.
  */
 import { AquaError } from '../errors.js';
-import { f16ToF32, f32ToBf16, f32ToF16 } from '../tensor/f16.js';
+import { f16Table, f16ToF32, f32ToBf16, f32ToF16 } from '../tensor/f16.js';
 
 export type StDtype = 'F32' | 'F16' | 'BF16';
 const ELEMENT_BYTES: Record<string, number> = {
@@ -93,23 +93,54 @@ export function parseHeader(headerBytes: Uint8Array, dataSize: number, where: st
   return { entries, metadata };
 }
 
-/** A tensor's little-endian bytes → f32 values. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** The buffer to view `bytes` in as `width`-byte elements: its own, or an aligned copy when it is misaligned. */
+function aligned(bytes: Uint8Array, width: 2 | 4): ArrayBuffer {
+  if (bytes.byteOffset % width === 0 && bytes.buffer instanceof ArrayBuffer) return bytes.buffer;
+  return bytes.slice().buffer;
+}
+
+/**
+ * A tensor's little-endian bytes → f32 values, in bulk: F32 is one copy, BF16 a 16-bit shift per
+ * value, F16 a lookup in a 65 536-entry table (a few ns per value, not a DataView call each).
+ */
 export function decodeTensor(bytes: Uint8Array, dtype: string, where: string): Float32Array {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   switch (dtype) {
     case 'F32': {
+      if (LITTLE_ENDIAN) {
+        const out = new Float32Array(bytes.length / 4);
+        new Uint8Array(out.buffer).set(bytes.subarray(0, out.length * 4));
+        return out;
+      }
       const out = new Float32Array(bytes.length / 4);
       for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
       return out;
     }
     case 'F16': {
       const out = new Float32Array(bytes.length / 2);
+      if (LITTLE_ENDIAN) {
+        const buf = aligned(bytes, 2);
+        const start = buf === bytes.buffer ? bytes.byteOffset : 0;
+        const h = new Uint16Array(buf, start, out.length);
+        const table = f16Table();
+        for (let i = 0; i < out.length; i++) out[i] = table[h[i]];
+        return out;
+      }
       for (let i = 0; i < out.length; i++) out[i] = f16ToF32(view.getUint16(i * 2, true));
       return out;
     }
     case 'BF16': {
       const out = new Float32Array(bytes.length / 2);
       const u = new Uint32Array(out.buffer);
+      if (LITTLE_ENDIAN) {
+        const buf = aligned(bytes, 2);
+        const start = buf === bytes.buffer ? bytes.byteOffset : 0;
+        const h = new Uint16Array(buf, start, out.length);
+        for (let i = 0; i < out.length; i++) u[i] = h[i] << 16;
+        return out;
+      }
       for (let i = 0; i < out.length; i++) u[i] = view.getUint16(i * 2, true) << 16;
       return out;
     }

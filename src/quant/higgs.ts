@@ -8,7 +8,7 @@
  * With 1-D grids this is "rotation + scalar Lloyd–Max codes" (llama.cpp's rotated caches).
  */
 import { AquaError } from '../errors.js';
-import { f16ToF32, f32ToF16 } from '../tensor/f16.js';
+import { f16Table, f16ToF32, f32ToF16 } from '../tensor/f16.js';
 import { packBits, unpackBits } from './bitpack.js';
 import { fwht, hadamard, isPowerOfTwo } from './hadamard.js';
 import { gemmBackend, gemmRowwise } from '../tensor/gemm.js';
@@ -112,9 +112,10 @@ export class HiggsQuantizer implements Quantizer {
     } else {
       for (let r = 0; r < rows * this.groups; r++) fwht(x, r * G, G);
     }
+    const f16 = f16Table();
     for (let t = 0; t < rows; t++) {
       for (let g = 0; g < this.groups; g++) {
-        const scale = f16ToF32(block.scales[t * this.groups + g]) / G;
+        const scale = f16[block.scales[t * this.groups + g]] / G;
         const src = t * P + g * G;
         const dst = t * C + g * G;
         const end = Math.min(G, C - g * G);

@@ -16,6 +16,17 @@ export function f16ToF32(h: number): number {
   return s ? -v : v;
 }
 
+let table: Float32Array | null = null;
+
+/** f16ToF32 of every 16-bit pattern, built once (bulk conversion and fp16 scales read through it). */
+export function f16Table(): Float32Array {
+  if (!table) {
+    table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) table[h] = f16ToF32(h);
+  }
+  return table;
+}
+
 export function f32ToF16(val: number): number {
   f32[0] = val;
   const x = u32[0];
