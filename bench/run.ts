@@ -16,10 +16,19 @@
  *          prompt with its first 896 tokens cached against uncached, conversations per GiB of store
  *          (fp16 against aquakv), throughput and p50/p99 latency at 1, 4 and 16 clients, store and
  *          load time per entry in memory and in Redis (when redis-server is installed)
+ *   scale  a random checkpoint of Llama-3.2-1B's shapes (BF16, two shards, llama3 RoPE scaling;
+ *          generated here, never kept): load time, resident bytes, prefill and decode tokens/s
+ *          (decode against the weight-bandwidth limit), calibration time and peak memory for
+ *          16 × 2048 tokens. Minutes, and ~8 GB of memory.
  *   plans  eval time of one window through caches whose slots use the 4-D grid (higgs:4x256,
  *          searched with its bucket table) against the 2-D grid (higgs:2x16), same bits
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { normaliseConfig } from '../src/io/config.js';
+import { loadModelDir, saveCheckpoint } from '../src/io/checkpoint.js';
+import { LlamaModel as Llama } from '../src/model/llama.js';
+import { layerShapes, type ModelWeights } from '../src/model/weights.js';
+import { calibrate } from '../src/predictors/calibrate.js';
 import { availableParallelism, tmpdir } from 'node:os';
 import { spawn, spawnSync } from 'node:child_process';
 import { deserializeCache } from '../src/kv/cache-file.js';
@@ -57,8 +66,10 @@ import { readText } from '../src/eval/texts.js';
 
 reportUserErrors('bench');
 const args = parse(process.argv.slice(2), { only: { type: 'string' }, json: { type: 'boolean' } });
-const SECTIONS = ['gemm', 'model', 'quant', 'cache', 'train', 'plans', 'persist', 'threads', 'serve'];
-const sections = new Set((args.only ?? SECTIONS.join(',')).split(','));
+const SECTIONS = ['gemm', 'model', 'quant', 'cache', 'train', 'plans', 'persist', 'threads', 'serve', 'scale'];
+// sections that run only when named (long, or heavy on memory)
+const ON_REQUEST = new Set(['scale']);
+const sections = new Set((args.only ?? SECTIONS.filter((x) => !ON_REQUEST.has(x)).join(',')).split(','));
 const unknown = [...sections].filter((s) => !SECTIONS.includes(s));
 if (unknown.length > 0) throw new AquaError(`--only: unknown section ${unknown.join(', ')}; sections are ${SECTIONS.join(', ')}`);
 const results: Record<string, unknown[]> = {};
@@ -459,6 +470,76 @@ if (sections.has('serve') && model) {
     say('redis    skipped: redis-server is not installed (apt-get install redis-server)');
   }
   results.serve = [{ ttftUncachedSeconds: med(ttft.uncached), ttftCachedSeconds: med(ttft.cached), speedup: med(ttft.uncached) / med(ttft.cached), entryBytes, fp16Bytes: fp16, fpEntryBytes: fpEntry, conversationsPerGiB: { fp16: 2 ** 30 / fp16, aquakv: 2 ** 30 / entryBytes } }, ...load, ...storeRows];
+}
+
+if (sections.has('scale')) {
+  const raw = {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16,
+    num_attention_heads: 32, num_key_value_heads: 8, head_dim: 64, vocab_size: 128256, rms_norm_eps: 1e-5, rope_theta: 500000,
+    rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+    max_position_embeddings: 131072, tie_word_embeddings: true, attention_bias: false, bos_token_id: 128000, eos_token_id: 128001, torch_dtype: 'bfloat16',
+  };
+  const dir = mkdtempSync(join(tmpdir(), 'aquakv-scale-'));
+  const rss = () => process.memoryUsage().rss;
+  const peakRss = () => {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) * 1024 : NaN;
+  };
+  try {
+    {
+      // generated and written, then dropped: the load below starts from the files alone
+      const cfg = normaliseConfig(raw);
+      const rng = new Rng(1);
+      const shapes = layerShapes(cfg);
+      const layers = Array.from({ length: cfg.nLayers }, () => Object.fromEntries(Object.entries(shapes).map(([f, sh]) =>
+        [f, sh ? (f.endsWith('Norm') ? new Float32Array(sh[0]).fill(1) : rng.fillNormal(new Float32Array(sh.reduce((a, b) => a * b, 1)), 0.02)) : null])));
+      const embed = rng.fillNormal(new Float32Array(cfg.vocabSize * cfg.hiddenSize), 0.02);
+      saveCheckpoint(dir, raw, cfg, { embed, layers: layers as unknown as ModelWeights['layers'], finalNorm: new Float32Array(cfg.hiddenSize).fill(1), lmHead: embed }, 'BF16', 2);
+    }
+    (globalThis as { gc?: () => void }).gc?.();
+    const fileBytes = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+    const rss0 = rss();
+    let t0 = performance.now();
+    const loaded = loadModelDir(dir);
+    const loadSeconds = (performance.now() - t0) / 1000;
+    const big = new Llama(loaded.config, loaded.weights);
+    const resident = rss() - rss0;
+    const cfg = big.config;
+    const rng = new Rng(2);
+    const ids = Array.from({ length: 40_000 }, () => rng.int(cfg.vocabSize));
+    t0 = performance.now();
+    big.forward(ids.slice(0, 512), new FullCache(big), { logits: 'last' });
+    const prefill = 512 / ((performance.now() - t0) / 1000);
+    const bandwidth = copyBandwidth();
+    let weightBytes = loaded.weights.embed.byteLength;
+    for (const lw of loaded.weights.layers) for (const x of Object.values(lw)) if (x) weightBytes += (x as Float32Array).byteLength;
+    const decode: Record<string, number>[] = [];
+    for (const context of [512, 2048]) {
+      const cache = new FullCache(big);
+      for (let s0 = 0; s0 < context; s0 += 512) big.forward(ids.slice(s0, s0 + 512), cache, { logits: 'none' });
+      big.forward([ids[context]], cache, { logits: 'last' });
+      t0 = performance.now();
+      const steps = 6;
+      for (let i = 0; i < steps; i++) big.forward([ids[context + 1 + i]], cache, { logits: 'last' });
+      const tps = steps / ((performance.now() - t0) / 1000);
+      const kv = 2 * cfg.nLayers * context * cfg.kvDim * 4;
+      decode.push({ context, tokensPerSecond: tps, limitF32: bandwidth / (weightBytes + kv), limit16: bandwidth / (weightBytes / 2 + kv) });
+    }
+    // calibration: 16 windows of 2048 random tokens (the fixed allocation: no budget search)
+    const calibIds = Array.from({ length: 16 * 2048 + 4096 }, () => rng.int(cfg.vocabSize));
+    t0 = performance.now();
+    calibrate(big, 'random tokens', { encode: () => calibIds }, { method: parseMethod('aquakv[q=higgs:2x16,first=higgs:2x256]'), samples: 16, seqLen: 2048 });
+    const calibrationSeconds = (performance.now() - t0) / 1000;
+    const row = { fileBytes, loadSeconds, loadMBps: fileBytes / 1e6 / loadSeconds, residentBytes: resident, residentToFile: resident / fileBytes, prefill512: prefill, decode, calibrationSeconds, peakRss: peakRss() };
+    results.scale = [row];
+    say(`\n## Scale: a random checkpoint of Llama-3.2-1B's shapes (BF16, 2 shards, ${(fileBytes / 1e9).toFixed(2)} GB)\n` +
+      `load ${loadSeconds.toFixed(1)} s (${row.loadMBps.toFixed(0)} MB/s), resident +${(resident / 1e9).toFixed(2)} GB (${row.residentToFile.toFixed(2)}× the files; weights held in f32)\n` +
+      `prefill 512 tokens: ${prefill.toFixed(1)} tokens/s\n` +
+      decode.map((d) => `decode at ${d.context}: ${d.tokensPerSecond.toFixed(2)} tokens/s; limit ${d.limitF32.toFixed(2)} with f32 weights (${(d.tokensPerSecond / d.limitF32).toFixed(2)} of it), ${d.limit16.toFixed(2)} with 16-bit weights (${(d.tokensPerSecond / d.limit16).toFixed(2)})`).join('\n') + '\n' +
+      `calibration of 16 × 2048 tokens (fixed allocation): ${calibrationSeconds.toFixed(0)} s, process peak RSS ${(row.peakRss / 1e9).toFixed(2)} GB`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 if (sections.has('train') && model) {
