@@ -3,7 +3,7 @@
  * bottom up, and none forms a cycle. Tiers (docs/ARCHITECTURE.md draws them):
  *   0 errors, platform        1 tensor        2 model, quant        3 io, kv
  *   4 predictors, eval        5 demo, report, train, serve, index (the public API)
- *   6 cli                     7 bench, tools
+ *   6 cli                     7 bench, tools, web (the browser page and its worker)
  * A module may import its own tier's other folders only where listed in SIBLINGS; never a tier above.
  * The core (tensor, model, quant, kv, predictors) never imports node:* itself: file, hash and
  * native-product access go through src/platform.
@@ -16,11 +16,11 @@ const TIERS = [
   ['src/predictors/', 'src/eval/'],
   ['src/demo/', 'src/report/', 'src/train/', 'src/serve/', 'src/index\\.ts'],
   ['src/cli/'],
-  ['bench/', 'tools/'],
+  ['bench/', 'tools/', 'web/'],
 ];
 // sibling imports that are allowed (same tier): the report renders the demo's result; the
 // trainer evaluates through eval's texts
-const SIBLINGS = [['src/report/', 'src/demo/'], ['src/platform/', 'src/errors\\.ts']];
+const SIBLINGS = [['src/report/', 'src/demo/'], ['src/platform/', 'src/errors\\.ts'], ['tools/', 'web/'], ['bench/', 'web/']];
 
 const escape = (p) => `^${p}`;
 const forbidden = [
@@ -31,6 +31,20 @@ const forbidden = [
     comment: 'model, quantizer, cache, predictor and tensor code is browser-safe: node:* only through src/platform',
     from: { path: '^src/(tensor|model|quant|kv|predictors)/' },
     to: { dependencyTypes: ['core'] },
+  },
+  {
+    name: 'web-is-browser-code',
+    severity: 'error',
+    comment: 'the page and its worker run in a browser: no node:* module, nothing that reads files',
+    from: { path: '^web/' },
+    to: { dependencyTypes: ['core'] },
+  },
+  {
+    name: 'web-loads-from-bytes',
+    severity: 'error',
+    comment: 'the worker loads models from fetched bytes (io/model-bytes), never through the file loaders',
+    from: { path: '^web/' },
+    to: { path: ['^src/io/(checkpoint|safetensors|tokenizer|load-model)\\.ts$', '^src/(cli|serve|demo|train)/', '^src/platform/node\\.ts$'] },
   },
   {
     name: 'library-never-imports-cli',

@@ -11,6 +11,7 @@ import type { ModelConfig } from '../model/config.js';
 import { SafetensorsFile, writeSafetensors, type StDtype, type TensorToWrite } from './safetensors.js';
 import { EMBED, FINAL_NORM, LM_HEAD, layerTensorName } from './hf-names.js';
 import { layerShapes, type LayerWeights, type ModelWeights } from '../model/weights.js';
+import { assembleWeights, checkedTensor } from './weights-assembly.js';
 
 /** Tensor lookup across one file or several shards. */
 class TensorSource {
@@ -55,15 +56,7 @@ class TensorSource {
   read(name: string, shape: number[]): Float32Array {
     const f = this.owner.get(name);
     if (!f) throw new AquaError(`checkpoint is missing tensor ${name} (expected shape [${shape}])`);
-    const e = f.entries.get(name)!;
-    if (e.shape.length !== shape.length || e.shape.some((d, i) => d !== shape[i])) {
-      throw new AquaError(`tensor ${name} has shape [${e.shape}], expected [${shape}] from config.json`);
-    }
-    const data = f.readF32(name);
-    for (let i = 0; i < data.length; i++) {
-      if (!Number.isFinite(data[i])) throw new AquaError(`tensor ${name} holds ${data[i]} at index ${i}: a checkpoint's weights must be finite`);
-    }
-    return data;
+    return checkedTensor(name, f.entries.get(name)!.shape, shape, () => f.readF32(name));
   }
 
   /** The highest layer index any tensor name mentions, or −1. */
@@ -84,25 +77,7 @@ class TensorSource {
 export function loadWeights(dir: string, cfg: ModelConfig): ModelWeights {
   const src = new TensorSource(dir);
   try {
-    const last = src.maxLayerIndex();
-    if (last >= cfg.nLayers) {
-      throw new AquaError(`the checkpoint in ${dir} has tensors of layer ${last}, but config.json says num_hidden_layers = ${cfg.nLayers}`, 'a config that drops layers would run another model');
-    }
-    const { hiddenSize: D, vocabSize: V } = cfg;
-    const embed = src.read(EMBED, [V, D]);
-    const shapes = layerShapes(cfg);
-    const layers: LayerWeights[] = [];
-    for (let l = 0; l < cfg.nLayers; l++) {
-      const layer = {} as Record<string, Float32Array | null>;
-      for (const [field, shape] of Object.entries(shapes)) {
-        layer[field] = shape ? src.read(layerTensorName(l, field as keyof LayerWeights), shape) : null;
-      }
-      layers.push(layer as unknown as LayerWeights);
-    }
-    const finalNorm = src.read(FINAL_NORM, [D]);
-    // Some tied checkpoints still carry lm_head.weight; HF ignores it when tied.
-    const lmHead = cfg.tieWordEmbeddings ? embed : src.read(LM_HEAD, [V, D]);
-    return { embed, layers, finalNorm, lmHead };
+    return assembleWeights(src, cfg, `the checkpoint in ${dir}`);
   } finally {
     src.close();
   }

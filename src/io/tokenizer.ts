@@ -4,15 +4,12 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Tokenizer } from '@huggingface/tokenizers';
 import { AquaError } from '../errors.js';
 import { platform } from '../platform/index.js';
 
-export interface TextTokenizer {
-  encode(text: string): number[];
-  decode(ids: number[]): string;
-  vocabSize: number;
-}
+import { tokenizerFromJson, type TextTokenizer } from './tokenizer-json.js';
+
+export type { TextTokenizer };
 
 export function loadTokenizer(dir: string): TextTokenizer {
   const path = join(dir, 'tokenizer.json');
@@ -34,22 +31,5 @@ export function loadTokenizer(dir: string): TextTokenizer {
       throw new AquaError(`${configPath} is not valid JSON: ${(e as Error).message}`);
     }
   }
-  let tok: Tokenizer;
-  try {
-    tok = new Tokenizer(json, config);
-  } catch (e) {
-    throw new AquaError(`${path} could not be loaded as a tokenizer: ${(e as Error).message}`);
-  }
-  const model = json.model as { vocab?: Record<string, number> } | undefined;
-  const added = (json.added_tokens as { id: number }[] | undefined) ?? [];
-  const vocabSize = Math.max(
-    Object.keys(model?.vocab ?? {}).length,
-    ...added.map((t) => t.id + 1),
-  );
-  return {
-    // No special tokens are added: ids are exactly the text's tokens (a BOS, if wanted, is the caller's).
-    encode: (text) => tok.encode(text, { add_special_tokens: false }).ids,
-    decode: (ids) => tok.decode(ids, { skip_special_tokens: false }),
-    vocabSize,
-  };
+  return tokenizerFromJson(json, config, path);
 }
