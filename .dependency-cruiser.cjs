@@ -14,7 +14,7 @@ const TIERS = [
   ['src/model/', 'src/quant/'],
   ['src/io/', 'src/kv/'],
   ['src/predictors/', 'src/eval/'],
-  ['src/demo/', 'src/report/', 'src/train/', 'src/serve/', 'src/index\\.ts'],
+  ['src/demo/', 'src/report/', 'src/train/', 'src/serve/', 'src/index\\.ts', 'src/browser\\.ts'],
   ['src/cli/'],
   ['bench/', 'tools/', 'web/'],
 ];

@@ -20,6 +20,9 @@
  *          generated here, never kept): load time, resident bytes, prefill and decode tokens/s
  *          (decode against the weight-bandwidth limit), calibration time and peak memory for
  *          16 × 2048 tokens. Minutes, and ~8 GB of memory.
+ *   web    the page of `npm run web` in headless chromium: load to first token, and decode tokens/s
+ *          at ~1K context for fp and AQUA-KV compact, against Node's on the portable and the
+ *          native product (the page runs the portable one)
  *   plans  eval time of one window through caches whose slots use the 4-D grid (higgs:4x256,
  *          searched with its bucket table) against the 2-D grid (higgs:2x16), same bits
  */
@@ -47,7 +50,9 @@ import { DEFAULT_DEMO } from '../src/demo/run-demo.js';
 import { FullCache } from '../src/kv/full.js';
 import { parse, reportUserErrors } from '../src/cli/args.js';
 import { AquaError } from '../src/errors.js';
-import { gemm, gemmNaive, gemmProfile, gemmTs, ortGemmFn, type GemmFn } from '../src/tensor/gemm.js';
+import { gemm, gemmBackend, gemmNaive, gemmProfile, gemmTs, ortAvailable, ortGemmFn, setGemmBackend, type GemmFn } from '../src/tensor/gemm.js';
+import { sotuSplit } from '../src/eval/datasets.js';
+import { generate } from '../src/model/generate.js';
 import type { LlamaModel } from '../src/model/llama.js';
 import type { TextTokenizer } from '../src/io/tokenizer.js';
 import type { CompressedCache } from '../src/kv/compressed.js';
@@ -66,7 +71,7 @@ import { readText } from '../src/eval/texts.js';
 
 reportUserErrors('bench');
 const args = parse(process.argv.slice(2), { only: { type: 'string' }, json: { type: 'boolean' } });
-const SECTIONS = ['gemm', 'model', 'quant', 'cache', 'train', 'plans', 'persist', 'threads', 'serve', 'scale'];
+const SECTIONS = ['gemm', 'model', 'quant', 'cache', 'train', 'plans', 'persist', 'threads', 'serve', 'scale', 'web'];
 // sections that run only when named (long, or heavy on memory)
 const ON_REQUEST = new Set(['scale']);
 const sections = new Set((args.only ?? SECTIONS.filter((x) => !ON_REQUEST.has(x)).join(',')).split(','));
@@ -184,7 +189,7 @@ if (sections.has('quant')) {
 /** The demo's AQUA-KV predictors (calibrated once, then reused from .aquakv-cache, as `npm start` leaves them). */
 function demoPredictors(m: LlamaModel, tok: TextTokenizer) {
   const settings = { ...DEFAULT_CALIBRATION, method: parseMethod('aquakv'), samples: DEFAULT_DEMO.samples, seqLen: m.config.maxPositionEmbeddings, dataSource: '@sotu-train' };
-  return cachedPredictors(resolve('.aquakv-cache'), m, readText('@sotu-train'), tok, settings).set;
+  return cachedPredictors(resolve('.aquakv-cache'), m, readText('@sotu-train'), tok, settings);
 }
 
 /** Memory bandwidth from a large copy: bytes read plus bytes written per second. */
@@ -196,7 +201,7 @@ function copyBandwidth(): number {
 
 if (sections.has('cache') && model) {
   const tok = embedded!.tokenizer;
-  const set = demoPredictors(model, tok);
+  const set = demoPredictors(model, tok).set;
   const ids = tok.encode(readText('@sotu-train'));
   const cfg = model.config;
   const C = cfg.kvDim;
@@ -331,7 +336,7 @@ if (sections.has('threads')) {
 if (sections.has('persist') && model) {
   // the demo's predictors (reused from .aquakv-cache when `npm start` has run)
   const tok = embedded!.tokenizer;
-  const set = demoPredictors(model, tok);
+  const set = demoPredictors(model, tok).set;
   const ids = tok.encode(readText('@sotu-train'));
   const dir = mkdtempSync(join(tmpdir(), 'aquakv-bench-'));
   const followUp = ids.slice(5000, 5016);
@@ -373,7 +378,7 @@ if (sections.has('persist') && model) {
 if (sections.has('serve') && model) {
   const tok = embedded!.tokenizer;
   const method = parseMethod('aquakv');
-  const set = demoPredictors(model, tok);
+  const set = demoPredictors(model, tok).set;
   const ids = tok.encode(readText('@sotu-heldout'));
   const cacheOptions = { ...DEFAULT_CACHE_OPTIONS, mode: 'materialized' as const };
   const prefixes = new PrefixCache(new MemoryStore(1 << 30), model, method, set, cacheOptions);
@@ -540,6 +545,56 @@ if (sections.has('scale')) {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+if (sections.has('web') && model && existsSync('/usr/bin/chromium')) {
+  const { default: puppeteer } = await import('puppeteer-core');
+  const tok = embedded!.tokenizer;
+  const { set, path: predictorFile } = demoPredictors(model, tok);
+  const webJs = resolve(dirname(fileURLToPath(import.meta.url)), '../tools/web.js');
+  const server = spawn(process.execPath, [webJs, '--port', '0', '--predictors', predictorFile], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const url = await new Promise<string>((done) => server.stdout!.on('data', (d: Buffer) => {
+    const m = /^aquakv web: (http:\/\/\S+)/m.exec(d.toString());
+    if (m) done(m[1]);
+  }));
+  const browser = await puppeteer.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  type PageResult = { fp: { tokensPerSecond: number }; aquakv: { tokensPerSecond: number }; firstTokenSeconds: number; loadSeconds: number };
+  const open = async (query: string) => {
+    const page = await browser.newPage();
+    const t0 = performance.now();
+    await page.goto(`${url}?${query}`);
+    await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state ?? ''), { timeout: 600_000 });
+    const r = (await page.evaluate(() => (window as unknown as { aquakvResult: unknown }).aquakvResult)) as PageResult;
+    const wall = (performance.now() - t0) / 1000;
+    await page.close();
+    return { ...r, wall };
+  };
+  const short = await open('seed=1&tokens=8&passkey=0');
+  const long = await open('seed=1&tokens=16&passkey=0&chars=4000');
+  await browser.close();
+  server.kill('SIGTERM');
+  // Node on the same prompt, both products
+  const manifest = { prompt: sotuSplit().heldOut[0].text.slice(0, 4000) };
+  const prompt = tok.encode(manifest.prompt);
+  const nodeRate = (backend: 'ts' | 'ort', spec: string) => {
+    const before = gemmBackend();
+    setGemmBackend(backend);
+    try {
+      const m = parseMethod(spec);
+      const cache = createCache(model, m, m.usesPredictors ? set : null, { mode: 'compact' });
+      const g = generate(model, prompt, cache, { maxNewTokens: 16, temperature: 0.8, topP: 0.95, seed: 1, stopIds: [] });
+      return g.decodeTokens / g.decodeSeconds;
+    } finally {
+      setGemmBackend(before);
+    }
+  };
+  const node = { fpTs: nodeRate('ts', 'fp'), aquaTs: nodeRate('ts', 'aquakv'), fpOrt: ortAvailable() ? nodeRate('ort', 'fp') : NaN, aquaOrt: ortAvailable() ? nodeRate('ort', 'aquakv') : NaN };
+  say(`\n## The page in headless chromium (portable product; Node alongside)\n` +
+    `page load to first token (${tok.encode(sotuSplit().heldOut[0].text.slice(0, 1500)).length}-token prompt): ${short.firstTokenSeconds.toFixed(2)} s (model ${short.loadSeconds.toFixed(2)} s)\n` +
+    `decode at ${prompt.length} tokens of context: page fp ${long.fp.tokensPerSecond.toFixed(1)}, aquakv compact ${long.aquakv.tokensPerSecond.toFixed(1)} tokens/s; ` +
+    `Node portable product ${node.fpTs.toFixed(1)} / ${node.aquaTs.toFixed(1)} (page ÷ Node ${(long.fp.tokensPerSecond / node.fpTs).toFixed(2)} / ${(long.aquakv.tokensPerSecond / node.aquaTs).toFixed(2)}), ` +
+    `Node native product ${node.fpOrt.toFixed(1)} / ${node.aquaOrt.toFixed(1)} (page ÷ Node ${(long.fp.tokensPerSecond / node.fpOrt).toFixed(2)} / ${(long.aquakv.tokensPerSecond / node.aquaOrt).toFixed(2)})`);
+  results.web = [{ firstTokenSeconds: short.firstTokenSeconds, loadSeconds: short.loadSeconds, context: prompt.length, page: { fp: long.fp.tokensPerSecond, aquakv: long.aquakv.tokensPerSecond }, node }];
 }
 
 if (sections.has('train') && model) {

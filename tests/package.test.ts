@@ -75,6 +75,12 @@ test('the packed package installs in a fresh project, and its README example typ
   assert.match(lines[2], /^saved \d+ bytes, resumed \d+ tokens$/);
   assert.match(run.stdout, /\n\((length|stop)\)\n$/, 'the resumed conversation streams to its end');
 
+  // a browser bundle of the installed package: the "browser" condition, no Node module anywhere
+  writeFileSync(join(project, 'browser-entry.js'), "import { modelFromBytes, createCache, stream, parseMethod } from 'aquakv';\nconsole.log(typeof modelFromBytes, typeof createCache, typeof stream, typeof parseMethod);\n");
+  const bundle = spawnSync(join(ROOT, 'node_modules/.bin/esbuild'), ['browser-entry.js', '--bundle', '--platform=browser', '--format=esm', '--outfile=browser-bundle.js'], { cwd: project, encoding: 'utf8' });
+  assert.equal(bundle.status, 0, bundle.stderr);
+  assert.doesNotMatch(readFileSync(join(project, 'browser-bundle.js'), 'utf8'), /from "node:|require\("node:/, 'the browser bundle imports no Node module');
+
   // every built-in text ships with the package
   const ev = spawnSync(bin, ['eval', '--text', '@moby-dick', '--methods', 'fp,kivi2', '--seq-len', '256', '--max-tokens', '256', '--json'], { cwd: project, env, encoding: 'utf8' });
   assert.equal(ev.status, 0, ev.stderr);
