@@ -146,9 +146,14 @@ export class MaterializedStore implements ChunkStore {
 
   memory(): { materialized: number; working: number } {
     let materialized = 0;
-    for (const b of [...this.viewK, ...this.viewV]) materialized += b.bytes();
+    let spare = 0;
+    for (const b of [...this.viewK, ...this.viewV]) {
+      materialized += b.bytes();
+      spare += b.spareBytes();
+    }
     for (const p of this.pending.flat()) materialized += p.k.byteLength + p.v.byteLength;
-    return { materialized, working: 0 };
+    // the views' spare capacity is working memory: allocated, holding nothing yet
+    return { materialized, working: spare };
   }
 
   truncate(n: number): void {

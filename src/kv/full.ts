@@ -52,9 +52,11 @@ export class FullCache implements KVCache {
   memory(): CacheMemory {
     let k = 0;
     let v = 0;
+    let spare = 0;
     for (const b of this.keys) k += b.bytes();
     for (const b of this.values) v += b.bytes();
-    return { total: k + v, components: { keysF32: k, valuesF32: v }, stored: k + v, predictors: 0, bitsPerValue: k + v > 0 ? 32 : NaN };
+    for (const b of [...this.keys, ...this.values]) spare += b.spareBytes();
+    return { total: k + v + spare, components: { keysF32: k, valuesF32: v, spare }, stored: k + v, predictors: 0, bitsPerValue: k + v > 0 ? 32 : NaN };
   }
 
   /** A copy of what the cache holds, token-major. */

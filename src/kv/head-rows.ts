@@ -88,4 +88,9 @@ export class HeadRows {
   bytes(): number {
     return this.rows * this.heads * this.hd * 4;
   }
+
+  /** Bytes allocated beyond the rows held (capacity grows by doubling, so appends stay cheap). */
+  spareBytes(): number {
+    return this.data.byteLength - this.bytes();
+  }
 }
