@@ -11,14 +11,14 @@ import type { ModelConfig } from '../model/config.js';
 import { SafetensorsFile, writeSafetensors, type StDtype, type TensorToWrite } from './safetensors.js';
 import { EMBED, FINAL_NORM, LM_HEAD, layerTensorName } from './hf-names.js';
 import { layerShapes, type LayerWeights, type ModelWeights } from '../model/weights.js';
-import { assembleWeights, checkedTensor } from './weights-assembly.js';
+import { assembleWeights, TensorIndex } from './weights-assembly.js';
 
-/** Tensor lookup across one file or several shards. */
-class TensorSource {
+/** Tensor lookup across one file or several shards, opened from a model directory. */
+class TensorSource extends TensorIndex {
   private files = new Map<string, SafetensorsFile>();
-  private owner = new Map<string, SafetensorsFile>();
 
   constructor(dir: string) {
+    super();
     const single = join(dir, 'model.safetensors');
     const index = join(dir, 'model.safetensors.index.json');
     if (existsSync(index)) {
@@ -38,35 +38,15 @@ class TensorSource {
           this.files.set(file, f);
         }
         if (!f.entries.has(name)) throw new AquaError(`${index} maps ${name} to ${file}, which does not contain it`);
-        this.owner.set(name, f);
+        this.add(f, name);
       }
     } else if (existsSync(single)) {
       const f = SafetensorsFile.open(single);
       this.files.set('model.safetensors', f);
-      for (const name of f.entries.keys()) this.owner.set(name, f);
+      this.add(f);
     } else {
       throw new AquaError(`${dir} has neither model.safetensors nor model.safetensors.index.json`);
     }
-  }
-
-  has(name: string): boolean {
-    return this.owner.has(name);
-  }
-
-  read(name: string, shape: number[]): Float32Array {
-    const f = this.owner.get(name);
-    if (!f) throw new AquaError(`checkpoint is missing tensor ${name} (expected shape [${shape}])`);
-    return checkedTensor(name, f.entries.get(name)!.shape, shape, () => f.readF32(name));
-  }
-
-  /** The highest layer index any tensor name mentions, or −1. */
-  maxLayerIndex(): number {
-    let max = -1;
-    for (const name of this.owner.keys()) {
-      const m = /^model\.layers\.(\d+)\./.exec(name);
-      if (m) max = Math.max(max, Number(m[1]));
-    }
-    return max;
   }
 
   close(): void {

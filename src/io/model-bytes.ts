@@ -8,7 +8,7 @@ import { LlamaModel } from '../model/llama.js';
 import { normaliseConfig } from './config.js';
 import { SafetensorsBytes } from './safetensors-format.js';
 import { tokenizerFromJson, type TextTokenizer } from './tokenizer-json.js';
-import { assembleWeights, BytesTensorReader } from './weights-assembly.js';
+import { assembleWeights, TensorIndex } from './weights-assembly.js';
 
 export interface ModelFiles {
   /** config.json: its text or the parsed object. */
@@ -32,7 +32,8 @@ const json = (x: string | object, where: string): Record<string, unknown> => {
 export function modelFromBytes(files: ModelFiles): { model: LlamaModel; tokenizer: TextTokenizer | null } {
   const config = normaliseConfig(json(files.config, 'config.json'));
   const shards = Array.isArray(files.safetensors) ? files.safetensors : [files.safetensors];
-  const reader = new BytesTensorReader(shards.map((b, i) => new SafetensorsBytes(b, shards.length > 1 ? `shard ${i + 1}` : 'model.safetensors')));
+  const reader = new TensorIndex();
+  shards.forEach((b, i) => reader.add(new SafetensorsBytes(b, shards.length > 1 ? `shard ${i + 1}` : 'model.safetensors')));
   const model = new LlamaModel(config, assembleWeights(reader, config, 'the checkpoint'));
   const tokenizer = files.tokenizer === undefined ? null
     : tokenizerFromJson(json(files.tokenizer, 'tokenizer.json'), files.tokenizerConfig === undefined ? {} : json(files.tokenizerConfig, 'tokenizer_config.json'), 'tokenizer.json');

@@ -5,7 +5,7 @@
 import { AquaError } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
 import { layerShapes, type LayerWeights, type ModelWeights } from '../model/weights.js';
-import type { SafetensorsBytes } from './safetensors-format.js';
+import type { TensorEntry } from './safetensors-format.js';
 import { EMBED, FINAL_NORM, LM_HEAD, layerTensorName } from './hf-names.js';
 
 /** Where tensors come from. `read` checks presence, shape and finiteness. */
@@ -49,12 +49,24 @@ export function checkedTensor(name: string, actual: number[], shape: number[], d
   return x;
 }
 
-/** Tensors of safetensors files held in memory (shards: several). */
-export class BytesTensorReader implements TensorReader {
-  private owner = new Map<string, SafetensorsBytes>();
+/** What a safetensors reader offers, from a file (Node) or from bytes. */
+export interface TensorFile {
+  readonly entries: Map<string, TensorEntry>;
+  readF32(name: string): Float32Array;
+}
 
-  constructor(files: SafetensorsBytes[]) {
-    for (const f of files) for (const name of f.entries.keys()) this.owner.set(name, f);
+/** Tensors by name across one safetensors file or several shards. */
+export class TensorIndex implements TensorReader {
+  protected owner = new Map<string, TensorFile>();
+
+  /** Every tensor of `file` (or only `name`) is read from it. */
+  add(file: TensorFile, name?: string): void {
+    if (name !== undefined) this.owner.set(name, file);
+    else for (const n of file.entries.keys()) this.owner.set(n, file);
+  }
+
+  has(name: string): boolean {
+    return this.owner.has(name);
   }
 
   read(name: string, shape: number[]): Float32Array {
