@@ -8,9 +8,9 @@ import { gemm } from '../tensor/gemm.js';
 import { Workspace } from '../tensor/workspace.js';
 import type { KVCache } from './kv-cache.js';
 import { attention } from './attention.js';
-import { addBias, addInPlace, rmsNorm, swiglu } from './ops.js';
+import { addBias, addInPlace, rmsNorm, splitColumns, swigluRows } from './ops.js';
 import { Rope } from './rope.js';
-import { weightsDigest, type ModelWeights } from './weights.js';
+import { fuseProjections, weightsDigest, type FusedLayer, type ModelWeights } from './weights.js';
 import { AquaError } from '../errors.js';
 
 /** Named points of the forward pass a caller can observe (calibration capture, debugging). */
@@ -28,8 +28,12 @@ export class LlamaModel {
   readonly rope: Rope;
   private ws = new Workspace();
 
+  private readonly fused: FusedLayer[];
+
+  /** Takes `weights` (each layer's q/k/v and gate/up become views into one stacked matrix). */
   constructor(readonly config: ModelConfig, readonly weights: ModelWeights) {
     this.rope = Rope.forConfig(config);
+    this.fused = fuseProjections(weights);
   }
 
   private digest: string | null = null;
@@ -63,24 +67,24 @@ export class LlamaModel {
       x.set(w.embed.subarray(id * D, (id + 1) * D), t * D);
     }
     const xn = ws.get('xn', n * D); // [n, D]
+    const qkvDim = qDim + 2 * C;
+    const qkv = ws.get('qkv', n * qkvDim); // [n, H·hd + 2C]
     const q = ws.get('q', n * qDim); // [n, H·hd]
     const k = ws.get('k', n * C); // [n, C]
     const v = ws.get('v', n * C); // [n, C]
     const att = ws.get('att', n * qDim); // [n, H·hd]
     const proj = ws.get('proj', n * D); // [n, D]
+    const gateUp = ws.get('gateUp', n * 2 * F); // [n, 2F]
     const gate = ws.get('gate', n * F); // [n, F]
-    const up = ws.get('up', n * F); // [n, F]
 
     for (let l = 0; l < cfg.nLayers; l++) {
       const lw = w.layers[l];
       // attention block: norm → q/k/v → RoPE(q) → cache (keys go in pre-RoPE) → attention → o → residual
       rmsNorm(xn, x, lw.attnNorm, n, D, eps);
-      gemm(q, xn, lw.wq, n, D, qDim, false, true);
-      gemm(k, xn, lw.wk, n, D, C, false, true);
-      gemm(v, xn, lw.wv, n, D, C, false, true);
-      if (lw.bq) addBias(q, lw.bq, n);
-      if (lw.bk) addBias(k, lw.bk, n);
-      if (lw.bv) addBias(v, lw.bv, n);
+      const fl = this.fused[l];
+      gemm(qkv, xn, fl.wqkv, n, D, qkvDim, false, true);
+      if (fl.bqkv) addBias(qkv, fl.bqkv, n);
+      splitColumns(qkv, n, [[q, qDim], [k, C], [v, C]]);
       opts.tap?.('keysPreRope', l, k, n, C);
       opts.tap?.('values', l, v, n, C);
       this.rope.apply(q, n, cfg.nHeads, startPos);
@@ -93,9 +97,8 @@ export class LlamaModel {
 
       // MLP block: norm → gate/up → SwiGLU → down → residual
       rmsNorm(xn, x, lw.mlpNorm, n, D, eps);
-      gemm(gate, xn, lw.wGate, n, D, F, false, true);
-      gemm(up, xn, lw.wUp, n, D, F, false, true);
-      swiglu(gate, up, n * F);
+      gemm(gateUp, xn, this.fused[l].wGateUp, n, D, 2 * F, false, true);
+      swigluRows(gate, gateUp, n, F);
       gemm(proj, gate, lw.wDown, n, F, D, false, true);
       addInPlace(x, proj, n * D);
       opts.tap?.('hidden', l, x, n, D);

@@ -22,11 +22,27 @@ export function addInPlace(x: Float32Array, y: Float32Array, len: number): void 
   for (let i = 0; i < len; i++) x[i] += y[i];
 }
 
-/** SwiGLU: gate[i] = silu(gate[i]) · up[i]. */
-export function swiglu(gate: Float32Array, up: Float32Array, len: number): void {
-  for (let i = 0; i < len; i++) {
-    const g = gate[i];
-    gate[i] = (g / (1 + Math.exp(-g))) * up[i];
+/** out[t, i] = silu(x[t, i]) · x[t, F + i] for rows x [n, 2F] holding gate then up. */
+export function swigluRows(out: Float32Array, x: Float32Array, n: number, F: number): void {
+  for (let t = 0; t < n; t++) {
+    const o = t * F;
+    const r = t * 2 * F;
+    for (let i = 0; i < F; i++) {
+      const g = x[r + i];
+      out[o + i] = (g / (1 + Math.exp(-g))) * x[r + F + i];
+    }
+  }
+}
+
+/** Splits rows x [n, Σ widths] into parts [n, width] each, in order. */
+export function splitColumns(x: Float32Array, n: number, parts: [Float32Array, number][]): void {
+  const width = parts.reduce((s, [, w]) => s + w, 0);
+  for (let t = 0; t < n; t++) {
+    let col = t * width;
+    for (const [out, w] of parts) {
+      out.set(x.subarray(col, col + w), t * w);
+      col += w;
+    }
   }
 }
 
