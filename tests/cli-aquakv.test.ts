@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { aquakv } from './run-cli.js';
+import { spawnSync } from 'node:child_process';
+import { aquakv, BIN } from './run-cli.js';
 import { FIXTURE_TEXT, makeTinyModel } from './fixture.js';
 
 const model = makeTinyModel({ layers: 3, maxPositions: 512, headDim: 32 }); // C = 64: a 2.5-bit budget fits
@@ -150,6 +151,18 @@ test('too little calibration data: a warning, and predictors worse than none are
   // the file loads, the dropped slots run without a predictor
   const e = aquakv('eval', '--model', model, '--text', text, '--predictors', out, '--methods', 'aquakv[q=higgs:2x16,first=higgs:2x256]', '--seq-len', '64', '--max-tokens', '128', '--buffer', '16', '--json');
   assert.equal(e.code, 0, e.err);
+});
+
+test('generate without --predictors calibrates once and keeps the predictors in .aquakv-cache', () => {
+  const cwd = mkdtempSync(join(tmpdir(), 'aquakv-cwd-'));
+  const run = () => spawnSync(process.execPath, [BIN, 'generate', '--model', model, '--method', 'aquakv[q=higgs:2x16,first=higgs:2x256]', '--calibration-data', text, '--prompt', FIXTURE_TEXT, '--max-new-tokens', '2', '--buffer', '16', '--json'], { cwd, encoding: 'utf8' });
+  const first = run();
+  assert.equal(first.status, 0, first.stderr);
+  assert.match(first.stderr, /calibrated and kept .*\.aquakv-cache/);
+  const second = run();
+  assert.equal(second.status, 0, second.stderr);
+  assert.match(second.stderr, /predictors for aquakv\[.*\]: reused/);
+  assert.deepEqual(JSON.parse(second.stdout).ids, JSON.parse(first.stdout).ids);
 });
 
 test('calibration writes the same bytes twice (no timing in the file)', () => {
