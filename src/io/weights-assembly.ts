@@ -43,8 +43,10 @@ export function checkedTensor(name: string, actual: number[], shape: number[], d
     throw new AquaError(`tensor ${name} has shape [${actual}], expected [${shape}] from config.json`);
   }
   const x = data();
-  for (let i = 0; i < x.length; i++) {
-    if (!Number.isFinite(x[i])) throw new AquaError(`tensor ${name} holds ${x[i]} at index ${i}: a checkpoint's weights must be finite`);
+  // non-finite ⇔ the exponent bits are all ones: an integer test per value
+  const bits = new Int32Array(x.buffer, x.byteOffset, x.length);
+  for (let i = 0; i < bits.length; i++) {
+    if ((bits[i] & 0x7f800000) === 0x7f800000) throw new AquaError(`tensor ${name} holds ${x[i]} at index ${i}: a checkpoint's weights must be finite`);
   }
   return x;
 }
