@@ -204,3 +204,20 @@ test('malformed input gives a clear error', () => {
   assert.throws(() => parseQuantizer('zip', 8), /unknown quantizer 'zip'/);
   assert.throws(() => new Grid(2, 3, new Float32Array(6)), /not a power of two/);
 });
+
+test('HIGGS dequantize through its byte table gives the bits of unpacking code by code, for every shipped grid', () => {
+  for (const { d, n } of listGrids()) {
+    for (const C of [128, 96]) {
+      const fast = HiggsQuantizer.fromGrid(d, n, C);
+      const plain = HiggsQuantizer.fromGrid(d, n, C);
+      (plain as unknown as { table: null }).table = null; // the code-by-code path
+      const x = new Rng(3).fillNormal(new Float32Array(37 * C));
+      const block = fast.quantize(x, 37);
+      const a = new Float32Array(37 * C);
+      const b = new Float32Array(37 * C);
+      fast.dequantize(block, a);
+      plain.dequantize(block, b);
+      assert.deepEqual(a, b, `${d}x${n} over ${C} channels`);
+    }
+  }
+});

@@ -29,6 +29,7 @@ export class HiggsQuantizer implements Quantizer {
   private buf: Float32Array;
   private idx: Uint32Array;
   private points = new Float32Array(0); // dequantize scratch: [rows, P] grid points
+  private table: Float32Array | null | undefined; // byte → the grid coordinates of its codes (undefined: not built)
   private transformed = new Float32Array(0); // [rows, P] after the inverse transform
 
   constructor(readonly grid: Grid, readonly cols: number, groupSize?: number) {
@@ -48,6 +49,26 @@ export class HiggsQuantizer implements Quantizer {
 
   get spec(): string {
     return `higgs:${this.grid.d}x${this.grid.n}:g${this.groupSize}`;
+  }
+
+  /**
+   * For grids of 1, 2, 4 or 8 bits per index: the coordinates of every code byte's indices (least
+   * significant first, as packBits writes them), 256 × (8 / bits) × d floats; null otherwise.
+   */
+  private byteTable(): Float32Array | null {
+    if (this.table !== undefined) return this.table;
+    const { bits, d, points } = this.grid;
+    if (8 % bits !== 0) return (this.table = null);
+    const per = 8 / bits;
+    const mask = (1 << bits) - 1;
+    const t = new Float32Array(256 * per * d);
+    for (let b = 0; b < 256; b++) {
+      for (let j = 0; j < per; j++) {
+        const index = (b >>> (j * bits)) & mask;
+        for (let i = 0; i < d; i++) t[(b * per + j) * d + i] = points[index * d + i];
+      }
+    }
+    return (this.table = t);
   }
 
   blockSize(rows: number): BlockSize {
@@ -99,10 +120,26 @@ export class HiggsQuantizer implements Quantizer {
     const pts = grid.points;
     if (this.points.length < rows * P) this.points = new Float32Array(rows * P);
     const x = this.points;
-    for (let t = 0; t < rows; t++) {
-      unpackBits(block.codes.subarray(t * bytesPerRow, (t + 1) * bytesPerRow), perRow, grid.bits, idx);
-      const o = t * P;
-      for (let s = 0; s < perRow; s++) for (let i = 0; i < d; i++) x[o + s * d + i] = pts[idx[s] * d + i];
+    const table = this.byteTable();
+    if (table && (perRow * grid.bits) % 8 === 0) {
+      // whole bytes per row: each code byte expands to its K grid coordinates through the table
+      const K = (8 / grid.bits) * d;
+      const codes = block.codes;
+      for (let t = 0; t < rows; t++) {
+        let o = t * P;
+        const end = (t + 1) * bytesPerRow;
+        for (let b = t * bytesPerRow; b < end; b++) {
+          const at = codes[b] * K;
+          for (let k = 0; k < K; k++) x[o + k] = table[at + k];
+          o += K;
+        }
+      }
+    } else {
+      for (let t = 0; t < rows; t++) {
+        unpackBits(block.codes.subarray(t * bytesPerRow, (t + 1) * bytesPerRow), perRow, grid.bits, idx);
+        const o = t * P;
+        for (let s = 0; s < perRow; s++) for (let i = 0; i < d; i++) x[o + s * d + i] = pts[idx[s] * d + i];
+      }
     }
     let y = x;
     if (gemmBackend() === 'ort' && G >= 32) {
