@@ -571,6 +571,11 @@ if (sections.has('web') && model && existsSync('/usr/bin/chromium')) {
   };
   const short = await open('seed=1&tokens=8&passkey=0');
   const long = await open('seed=1&tokens=16&passkey=0&chars=4000');
+  // the browser's two products: the portable one the page uses, and onnxruntime-web (WASM SIMD, async)
+  const gemmPage = await browser.newPage();
+  await gemmPage.goto(`${url}gemm-bench.html`);
+  await gemmPage.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state ?? ''), { timeout: 300_000 });
+  const products = (await gemmPage.evaluate(() => (window as unknown as { gemmBench?: unknown }).gemmBench ?? document.body.textContent)) as { shape: string; tsMicros: number; ortMicros: number; tsGflops: number; ortGflops: number }[] | string;
   await browser.close();
   server.kill('SIGTERM');
   // Node on the same prompt, both products
@@ -594,7 +599,12 @@ if (sections.has('web') && model && existsSync('/usr/bin/chromium')) {
     `decode at ${prompt.length} tokens of context: page fp ${long.fp.tokensPerSecond.toFixed(1)}, aquakv compact ${long.aquakv.tokensPerSecond.toFixed(1)} tokens/s; ` +
     `Node portable product ${node.fpTs.toFixed(1)} / ${node.aquaTs.toFixed(1)} (page ÷ Node ${(long.fp.tokensPerSecond / node.fpTs).toFixed(2)} / ${(long.aquakv.tokensPerSecond / node.aquaTs).toFixed(2)}), ` +
     `Node native product ${node.fpOrt.toFixed(1)} / ${node.aquaOrt.toFixed(1)} (page ÷ Node ${(long.fp.tokensPerSecond / node.fpOrt).toFixed(2)} / ${(long.aquakv.tokensPerSecond / node.aquaOrt).toFixed(2)})`);
-  results.web = [{ firstTokenSeconds: short.firstTokenSeconds, loadSeconds: short.loadSeconds, context: prompt.length, page: { fp: long.fp.tokensPerSecond, aquakv: long.aquakv.tokensPerSecond }, node }];
+  if (typeof products === 'string') say(`browser products: ${products}`);
+  else {
+    say('product in the browser                    portable TS µs (GFLOP/s)   onnxruntime-web µs (GFLOP/s)   ratio');
+    for (const p of products) say(`${p.shape.padEnd(40)} ${p.tsMicros.toFixed(0).padStart(10)} (${p.tsGflops.toFixed(1).padStart(5)}) ${p.ortMicros.toFixed(0).padStart(20)} (${p.ortGflops.toFixed(1).padStart(5)}) ${(p.tsMicros / p.ortMicros).toFixed(1).padStart(8)}×`);
+  }
+  results.web = [{ firstTokenSeconds: short.firstTokenSeconds, loadSeconds: short.loadSeconds, context: prompt.length, page: { fp: long.fp.tokensPerSecond, aquakv: long.aquakv.tokensPerSecond }, node, products }];
 }
 
 if (sections.has('train') && model) {

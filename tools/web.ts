@@ -35,7 +35,7 @@ const host = args.host ?? '127.0.0.1';
 // 1. the bundle
 const out = join(ROOT, 'dist', 'web-bundle');
 await build({
-  entryPoints: [join(ROOT, 'dist/web/app.js'), join(ROOT, 'dist/web/worker.js')],
+  entryPoints: [join(ROOT, 'dist/web/app.js'), join(ROOT, 'dist/web/worker.js'), join(ROOT, 'dist/web/gemm-bench.js')],
   bundle: true, format: 'esm', platform: 'browser', outdir: out, logLevel: 'error', minify: false, sourcemap: false,
 });
 
@@ -80,7 +80,7 @@ const manifest: Manifest = {
 };
 
 // 3. the server
-const types: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.json': 'application/json', '.safetensors': 'application/octet-stream' };
+const types: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.safetensors': 'application/octet-stream' };
 const server = createServer((req, res) => {
   const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
   let file: string | undefined;
@@ -90,7 +90,13 @@ const server = createServer((req, res) => {
     return;
   }
   if (path === '/' || path === '/index.html') file = join(ROOT, 'web', 'index.html');
-  else if (path === '/app.js' || path === '/worker.js') file = join(out, path.slice(1));
+  else if (path === '/app.js' || path === '/worker.js' || path === '/gemm-bench.js') file = join(out, path.slice(1));
+  else if (path === '/gemm-bench.html') body = '<!doctype html><html><head><meta charset="utf-8"><title>products</title></head><body data-state="running"><script type="module" src="gemm-bench.js"></script></body></html>';
+  else if (path.startsWith('/ort/') && /^[\w.-]+\.(mjs|wasm)$/.test(path.slice(5))) {
+    // onnxruntime-web, for the products bench (a development dependency: absent from an installed package)
+    const f = join(ROOT, 'node_modules/onnxruntime-web/dist', path.slice(5));
+    if (existsSync(f)) file = f;
+  }
   else if (path === '/manifest.json') body = JSON.stringify(manifest);
   else file = files.get(path);
   if (file && existsSync(file)) body = readFileSync(file);
@@ -98,7 +104,7 @@ const server = createServer((req, res) => {
     res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${path}`);
     return;
   }
-  res.writeHead(200, { 'content-type': types[extname(file ?? path)] ?? 'application/octet-stream', 'cache-control': 'no-store' }).end(body);
+  res.writeHead(200, { 'content-type': path === '/gemm-bench.html' ? types['.html'] : types[extname(file ?? path)] ?? 'application/octet-stream', 'cache-control': 'no-store' }).end(body);
 });
 server.listen(port, host, () => {
   const a = server.address() as { port: number };
