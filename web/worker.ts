@@ -49,10 +49,8 @@ async function run(req: RunRequest) {
   const bytes = new Uint8Array(await (await fetchOk(`${req.base}/${entry.url}`)).arrayBuffer());
   const predictors = decodePredictors(bytes, model, entry.url).set;
   const method = parseMethod(entry.method);
-  const caches: Record<'fp' | 'aquakv', KVCache> = {
-    fp: createCache(model, parseMethod('fp')),
-    aquakv: createCache(model, method, predictors, { mode: 'compact' }),
-  };
+  const newCache = (side: 'fp' | 'aquakv'): KVCache => (side === 'fp' ? createCache(model, parseMethod('fp')) : createCache(model, method, predictors, { mode: 'compact' }));
+  const caches = { fp: newCache('fp'), aquakv: newCache('aquakv') };
   const prompt = tokenizer.encode(req.prompt);
   const sampling = { maxNewTokens: req.maxNewTokens, temperature: req.temperature, topP: req.topP, seed: req.seed, stopIds: [] };
   post({ type: 'status', text: `reading ${prompt.length} prompt tokens…` });
@@ -62,7 +60,7 @@ async function run(req: RunRequest) {
   const sides = (['fp', 'aquakv'] as const).map((side) => {
     const s = stream({ model, tokenizer }, prompt, { ...sampling, cache: caches[side] });
     // own: this side's seconds inside its own steps (the sides take turns, so wall time would count both)
-    return { side, s, it: s[Symbol.asyncIterator](), ids: [] as number[], text: '', done: false, own: 0 };
+    return { side, s, it: s[Symbol.asyncIterator](), tokens: 0, done: false, own: 0 };
   });
   while (sides.some((x) => !x.done)) {
     for (const x of sides) {
@@ -70,19 +68,18 @@ async function run(req: RunRequest) {
       const t = performance.now();
       const r = await x.it.next();
       // decode time: every step after the first token (which includes reading the prompt)
-      if (x.ids.length > 0) x.own += (performance.now() - t) / 1000;
+      if (x.tokens > 0) x.own += (performance.now() - t) / 1000;
       if (r.done) {
         x.done = true;
         const res = x.s.result!;
         const mem = caches[x.side].memory();
-        post({ type: 'side-done', side: x.side, ids: x.ids, text: x.text, cacheBytes: mem.total, stored: mem.stored, tokensPerSecond: x.own > 0 ? (res.ids.length - 1) / x.own : 0, bitsPerValue: mem.bitsPerValue });
+        post({ type: 'side-done', side: x.side, ids: res.ids, text: res.text, cacheBytes: mem.total, stored: mem.stored, tokensPerSecond: x.own > 0 ? (res.ids.length - 1) / x.own : 0, bitsPerValue: mem.bitsPerValue });
         continue;
       }
       if (!firstTokenSeconds) firstTokenSeconds = seconds + (performance.now() - t0) / 1000;
-      x.ids.push(r.value.id);
-      x.text += r.value.text;
+      x.tokens++;
       const cache = caches[x.side];
-      post({ type: 'token', side: x.side, id: r.value.id, text: r.value.text, tokensPerSecond: x.own > 0 ? (x.ids.length - 1) / x.own : 0, cacheBytes: cache.memory().stored, fp16Bytes: fp16CacheBytes(model.config, cache.length), tokens: cache.length });
+      post({ type: 'token', side: x.side, id: r.value.id, text: r.value.text, tokensPerSecond: x.own > 0 ? (x.tokens - 1) / x.own : 0, cacheBytes: cache.memory().stored, fp16Bytes: fp16CacheBytes(model.config, cache.length), tokens: cache.length });
     }
   }
   if (req.passKey) {
@@ -92,8 +89,7 @@ async function run(req: RunRequest) {
     const question = `The pass key is ${key}. Remember it. ${filler}\nWhat is the pass key? The pass key is`;
     const ids = tokenizer.encode(question);
     const answer = async (side: 'fp' | 'aquakv') => {
-      const cache = side === 'fp' ? createCache(model, parseMethod('fp')) : createCache(model, method, predictors, { mode: 'compact' });
-      const s = stream({ model, tokenizer }, ids, { cache, maxNewTokens: 8, temperature: 0, stopIds: [] });
+      const s = stream({ model, tokenizer }, ids, { cache: newCache(side), maxNewTokens: 8, temperature: 0, stopIds: [] });
       let t = '';
       for await (const p of s) t += p.text;
       return /\d+/.exec(t)?.[0]?.slice(0, 5) ?? t.trim();

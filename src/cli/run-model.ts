@@ -4,8 +4,8 @@ import { loadTokenizer } from '../io/tokenizer.js';
 import { DEFAULT_CACHE_OPTIONS, type CacheMode } from '../kv/compressed.js';
 import { createCache } from '../kv/factory.js';
 import { FullCache } from '../kv/full.js';
-import { deserializeCache, saveCache, savedCacheInfo } from '../kv/cache-file.js';
-import { checkMethod, formatMethod, methodKey, parseMethod, type CacheMethod } from '../kv/method.js';
+import { checkSavedMethod, deserializeCache, saveCache, savedCacheInfo } from '../kv/cache-file.js';
+import { checkMethod, parseMethod } from '../kv/method.js';
 import { predictorsFor } from './predictors.js';
 import { DEFAULT_GENERATION } from '../model/generate.js';
 import { fp16CacheBytes, type KVCache } from '../model/kv-cache.js';
@@ -76,16 +76,12 @@ export const generateCommand: Command = {
       if (o.sinks !== undefined || o.buffer !== undefined) throw new AquaError('--sinks and --buffer are those of the saved cache; leave them out with --resume-cache');
       platform.checkFile(file);
       const bytes = platform.readFile(file);
-      const info = savedCacheInfo(bytes, file);
-      const saved = parseSavedMethod(info.method, file);
-      if (o.method !== undefined) {
-        const asked = parseMethod(o.method);
-        if (methodKey(asked, model.config.kvDim) !== methodKey(saved, model.config.kvDim) && formatMethod(asked) !== info.method) {
-          throw new AquaError(`${file} holds a cache of method ${info.method}, not ${formatMethod(asked)}`, 'leave --method out to continue with the saved one');
-        }
-      }
+      const saved = savedCacheInfo(bytes, file).method;
+      // --method only confirms the saved one: another is refused before any calibration
+      const method = o.method === undefined ? undefined : parseMethod(o.method);
+      if (method) checkSavedMethod(saved, method, model.config.kvDim, file);
       const predictors = predictorsFor(model, dir, () => tokenizer, [saved], o.predictors, o['calibration-data'], !!o.json)(saved);
-      cache = deserializeCache(bytes, model, { predictors, mode }, file);
+      cache = deserializeCache(bytes, model, { predictors, mode, method }, file);
       methodName = saved.name;
     } else {
       const method = parseMethod(o.method ?? 'fp');
@@ -137,15 +133,6 @@ export const generateCommand: Command = {
     if (saved) console.error(`saved the conversation to ${saved.path}: ${bytes(saved.bytes)} bytes`);
   },
 };
-
-/** The method recorded in a saved cache, parsed (a file from a newer aquakv may name one this one does not know). */
-function parseSavedMethod(spec: string, file: string): CacheMethod {
-  try {
-    return parseMethod(spec);
-  } catch (e) {
-    throw new AquaError(`${file}: its method '${spec}' is not one this aquakv knows (${(e as Error).message})`);
-  }
-}
 
 export const logitsCommand: Command = {
   summary: 'print the logits of one prefill as JSON, streamed row by row (conformance checks against other runtimes); --last, --top-k K for large vocabularies',

@@ -10,7 +10,6 @@ import { DEFAULT_CACHE_OPTIONS, type CacheOptions } from '../kv/compressed.js';
 import { createCache } from '../kv/factory.js';
 import type { PredictorSet } from '../kv/linear-predictor.js';
 import { methodFamily, parseMethod, type CacheMethod } from '../kv/method.js';
-import type { KVCache } from '../model/kv-cache.js';
 import type { LlamaModel } from '../model/llama.js';
 import { klDivergence, runWindow } from '../model/log-probs.js';
 

@@ -2,7 +2,7 @@
  * A model directory in HF layout: config.json, model.safetensors (or shards listed in
  * model.safetensors.index.json), tokenizer.json. Loading checks every tensor's presence and shape.
  */
-import { existsSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AquaError } from '../errors.js';
 import { platform } from '../platform/index.js';

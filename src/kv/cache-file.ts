@@ -51,7 +51,8 @@ export interface LoadCacheOptions {
 
 /** What a saved cache holds, read from its header without restoring it. */
 export interface SavedCacheInfo {
-  method: string;
+  /** The method as saved (canonical spec), parsed. */
+  method: CacheMethod;
   plan: string;
   predictors: string | null;
   length: number;
@@ -159,7 +160,23 @@ function readFrame(bytes: Uint8Array, where: string): { header: CacheFileHeader;
 /** The header of saved-cache bytes: which method, plan and predictors it needs, and its length. */
 export function savedCacheInfo(bytes: Uint8Array, where = 'saved cache'): SavedCacheInfo {
   const { header } = readFrame(bytes, where);
-  return { method: header.method, plan: header.plan, predictors: header.predictors, length: header.length, cache: header.cache };
+  return { method: savedMethod(header, where), plan: header.plan, predictors: header.predictors, length: header.length, cache: header.cache };
+}
+
+/** Throws unless a saved cache of method `saved` is one of method `asked` (C: the model's key channels). */
+export function checkSavedMethod(saved: CacheMethod, asked: CacheMethod, C: number, where: string): void {
+  if (methodKey(asked, C) !== methodKey(saved, C) && formatMethod(asked) !== formatMethod(saved)) {
+    throw new AquaError(`${where} holds a cache of method ${formatMethod(saved)}, not ${formatMethod(asked)}`, 'leave the method out to continue with the saved one');
+  }
+}
+
+/** The header's method, parsed (a file from a newer aquakv may name one this one does not know). */
+function savedMethod(header: CacheFileHeader, where: string): CacheMethod {
+  try {
+    return parseMethod(header.method);
+  } catch (e) {
+    throw new AquaError(`${where}: its method '${header.method}' is not one this aquakv knows (${(e as Error).message})`);
+  }
 }
 
 /** A cache restored from `serializeCache` bytes, for `model` (which must be the model it was made with). */
@@ -170,15 +187,9 @@ export function deserializeCache(bytes: Uint8Array, model: CacheHost, options: L
   if (header.model.fingerprint !== cfg.fingerprint || header.model.weights !== model.weightsDigest) {
     throw new AquaError(`${where} was saved for another model (weights ${header.model.weights.slice(0, 12)}…, this model's ${model.weightsDigest.slice(0, 12)}…)`);
   }
-  let method: CacheMethod;
-  try {
-    method = parseMethod(header.method);
-  } catch (e) {
-    throw new AquaError(`${where}: its method '${header.method}' is not one this aquakv knows (${(e as Error).message})`);
-  }
-  if (options.method && methodKey(options.method, C) !== methodKey(method, C) && formatMethod(options.method) !== header.method) {
-    throw new AquaError(`${where} holds a cache of method ${header.method}, not ${formatMethod(options.method)}`);
-  }
+  const method = savedMethod(header, where);
+  if (options.method) checkSavedMethod(method, options.method, C, where);
+
   let predictors: PredictorSet | null = null;
   if (header.predictors !== null) {
     predictors = options.predictors ?? null;

@@ -58,27 +58,6 @@ export interface ChunkStore {
   clone(regions: CacheRegions, ws: Workspace): ChunkStore;
 }
 
-/**
- * Rebuilds every stored chunk from its codes, chunk by chunk, layer 0 up (each layer from the
- * previous layer's rebuild, as when it was compressed), calling `use` with each layer's rebuild
- * [n, C] (keys as stored). Shares `LayerCodec.reconstruct` with compression, so it is bit-identical.
- */
-export function rebuildChunks(
-  regions: CacheRegions, codecs: LayerCodec[], C: number, ws: Workspace,
-  use: (layer: number, chunk: Chunk, recK: Float32Array, recV: Float32Array) => void,
-): void {
-  const size = Math.max(0, ...regions.chunks.map((c) => c.n)) * C;
-  let prev = { k: new Float32Array(size), v: new Float32Array(size) };
-  let cur = { k: new Float32Array(size), v: new Float32Array(size) };
-  for (const c of regions.chunks) {
-    for (let l = 0; l < codecs.length; l++) {
-      [prev, cur] = [cur, prev];
-      codecs[l].reconstruct(c.keys[l], c.values[l], l === 0 ? null : prev.k, l === 0 ? null : prev.v, c.n, cur.k, cur.v, ws);
-      use(l, c, cur.k.subarray(0, c.n * C), cur.v.subarray(0, c.n * C));
-    }
-  }
-}
-
 export class MaterializedStore implements ChunkStore {
   private viewK: HeadRows[]; // [L] of [KV][T, hd]: every token, rotated, in position order
   private viewV: HeadRows[];
@@ -91,33 +70,35 @@ export class MaterializedStore implements ChunkStore {
     this.pending = Array.from({ length: s.nLayers }, () => []);
   }
 
-  /** A store for a cache restored to `regions`: every chunk rebuilt once, as the next step would read it. */
+  /**
+   * A store for a cache restored to `regions`: every layer's view written in position order,
+   * sinks, then every chunk rebuilt at once (as compact mode rebuilds them, bit for bit as when
+   * they were compressed), then the buffer: what the next step would read.
+   */
   static restore(s: StoreContext, regions: CacheRegions, codecs: LayerCodec[], ws: Workspace): MaterializedStore {
     const store = new MaterializedStore(s);
     const { C, rope, keysAfterRope } = s;
+    const chunkRows = regions.chunks.reduce((sum, c) => sum + c.n, 0);
+    let prev = { k: new Float32Array(chunkRows * C), v: new Float32Array(chunkRows * C) };
+    let cur = { k: new Float32Array(chunkRows * C), v: new Float32Array(chunkRows * C) };
     for (let l = 0; l < s.nLayers; l++) {
       const K = store.viewK[l];
       const V = store.viewV[l];
       K.append(regions.sinkK[l].view(), regions.sinkK[l].rows);
       V.append(regions.sinkV[l].view(), regions.sinkV[l].rows);
-      // chunks are written below, in position order, right after the sinks
+      if (chunkRows > 0) {
+        [prev, cur] = [cur, prev];
+        const blocks = regions.chunks.map((c) => ({ keys: c.keys[l], values: c.values[l] }));
+        codecs[l].reconstructBlocks(blocks, l === 0 ? null : prev.k, l === 0 ? null : prev.v, chunkRows, cur.k, cur.v, ws);
+        const first = K.append(cur.k, chunkRows); // rotated in the view; cur.k stays as stored for layer l + 1
+        if (!keysAfterRope) K.rope(rope, first, chunkRows, regions.chunks[0].start);
+        V.append(cur.v, chunkRows);
+      }
       const nb = regions.bufK[l].rows;
-      const at = regions.bufStart;
-      K.reserve(at + nb);
-      V.reserve(at + nb);
-      K.rows = V.rows = at;
-      K.write(at, regions.bufK[l].view(), nb);
-      V.write(at, regions.bufV[l].view(), nb);
-      if (!keysAfterRope) K.rope(rope, at, nb, at);
+      const first = K.append(regions.bufK[l].view(), nb);
+      if (!keysAfterRope) K.rope(rope, first, nb, regions.bufStart);
+      V.append(regions.bufV[l].view(), nb);
     }
-    const rotated = new Float32Array(Math.max(0, ...regions.chunks.map((c) => c.n)) * C);
-    rebuildChunks(regions, codecs, C, ws, (l, c, recK, recV) => {
-      const k = rotated.subarray(0, c.n * C);
-      k.set(recK);
-      if (!keysAfterRope) rope.apply(k, c.n, s.nKvHeads, c.start);
-      store.viewK[l].write(c.start, k, c.n);
-      store.viewV[l].write(c.start, recV, c.n);
-    });
     return store;
   }
 

@@ -284,8 +284,7 @@ function checkRegions(r: CacheRegions, length: number, nLayers: number, sinks: n
     if ([...c.keys, ...c.values].some((b: QuantizedBlock) => b.rows !== c.n)) throw bad(`chunk at ${c.start} has blocks of another size`);
     pos += c.n;
   }
-  if (r.chunks.length > 0 && r.chunks[0].start < P) throw bad('a chunk overlaps the sinks');
-  if (r.bufStart < pos || r.bufStart > length) throw bad(`buffer starts at ${r.bufStart}, not between position ${pos} and ${length}`);
-  if (r.chunks.length > 0 && r.bufStart !== pos) throw bad(`buffer starts at ${r.bufStart}, the last chunk ends at ${pos}`);
+  if (r.chunks.length > 0 && r.chunks[0].start !== P) throw bad(`the first chunk starts at ${r.chunks[0].start}, not after the ${P} sinks`);
+  if (r.bufStart !== pos || r.bufStart > length) throw bad(`buffer starts at ${r.bufStart}, not at position ${pos} (after the sinks and chunks) within ${length}`);
   if ([...r.bufK, ...r.bufV].some((b) => b.rows !== length - r.bufStart)) throw bad(`buffer is not ${length - r.bufStart} rows`);
 }

@@ -24,9 +24,8 @@ export function resolvePlan(method: CacheMethod, predictors: PredictorSet | null
   return method.budget !== null ? { ...parseMethod(predictors.method), name: method.name } : method;
 }
 
-/** The per-layer codecs of a method (quantizers are shared between slots of the same spec). */
-export function layerCodecs(method: CacheMethod, nLayers: number, C: number, predictors: PredictorSet | null): LayerCodec[] {
-  const plan = resolvePlan(method, predictors, C);
+/** The per-layer codecs of a plan (`resolvePlan`'s result; quantizers are shared between slots of the same spec). */
+function layerCodecs(plan: CacheMethod, nLayers: number, C: number, predictors: PredictorSet | null): LayerCodec[] {
   const q = layerQuantizers(plan, C, nLayers);
   const p = plan.usesPredictors ? predictors : null;
   return Array.from({ length: nLayers }, (_, l) => new LayerCodec(C, q.keys[l], q.values[l], p?.keys[l] ?? null, p?.values[l] ?? null));
@@ -48,7 +47,7 @@ export function restoreCache(
   const { nLayers, kvDim } = model.config;
   const plan = resolvePlan(method, predictors, kvDim);
   return new CompressedCache(
-    { ...DEFAULT_CACHE_OPTIONS, ...options, host: model, method, plan, codecs: layerCodecs(method, nLayers, kvDim, predictors), predictors: plan.usesPredictors ? predictors : null },
+    { ...DEFAULT_CACHE_OPTIONS, ...options, host: model, method, plan, codecs: layerCodecs(plan, nLayers, kvDim, predictors), predictors: plan.usesPredictors ? predictors : null },
     state as CompressedCacheState | undefined,
   );
 }

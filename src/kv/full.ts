@@ -66,7 +66,12 @@ export class FullCache implements KVCache {
   }
 
   fork(): FullCache {
-    return new FullCache(this.host, this.state());
+    this.order.checkIdle('fork');
+    const copy = new FullCache(this.host);
+    copy.keys = this.keys.map((b) => b.clone());
+    copy.values = this.values.map((b) => b.clone());
+    copy.order.committed = this.length;
+    return copy;
   }
 
   cutPoint(n: number): number {

@@ -68,8 +68,10 @@ export class HeadRows {
   }
 
   clone(): HeadRows {
-    const c = new HeadRows(this.heads, this.hd, this.rows);
-    c.append(this.tokenMajor(), this.rows);
+    const c = new HeadRows(this.heads, this.hd, 0);
+    c.data = this.data.slice();
+    c.capacity = this.capacity;
+    c.rows = this.rows;
     return c;
   }
 

@@ -38,13 +38,6 @@ export class RowBuffer {
     this.rows = rows;
   }
 
-  /** An independent copy of the rows held. */
-  clone(): RowBuffer {
-    const c = new RowBuffer(this.width, Math.max(this.rows, 1));
-    c.append(this.data, this.rows);
-    return c;
-  }
-
   /** A buffer holding `data` [rows, width] (taken, not copied). */
   static of(width: number, data: Float32Array): RowBuffer {
     if (data.length % width !== 0) throw new RangeError(`RowBuffer.of: ${data.length} values are not rows of ${width}`);

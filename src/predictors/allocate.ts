@@ -18,9 +18,9 @@
  * the cache will report. Calibration then fits the predictors again for the chosen plan.
  */
 import { AquaError } from '../errors.js';
-import { CompressedCache, DEFAULT_CACHE_OPTIONS } from '../kv/compressed.js';
+import { DEFAULT_CACHE_OPTIONS } from '../kv/compressed.js';
 import { FullCache } from '../kv/full.js';
-import { layerCodecs } from '../kv/factory.js';
+import { createCache } from '../kv/factory.js';
 import type { PredictorSet } from '../kv/linear-predictor.js';
 import { BUDGET_LADDER, formatMethod, methodKey, parseMethod, type CacheMethod } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
@@ -62,13 +62,13 @@ function planMethod(ladder: string[], rungs: number[][]): CacheMethod {
 
 /** Mean KL(p_fp ‖ p_plan) over the windows, the windows fed one cache block at a time. */
 function klOf(model: LlamaModel, plan: CacheMethod, predictors: PredictorSet, windows: number[][], fpLogProbs: Float32Array[]): number {
-  const { nLayers, kvDim: C, vocabSize: V } = model.config;
+  const { kvDim: C, vocabSize: V } = model.config;
   // the base's predictors stand in for the plan's (named for it, so the codecs accept them)
   const set = { ...predictors, method: formatMethod(plan), methodKey: methodKey(plan, C) };
   let kl = 0;
   let n = 0;
   windows.forEach((ids, w) => {
-    const cache = new CompressedCache({ ...DEFAULT_CACHE_OPTIONS, host: model, method: plan, plan, codecs: layerCodecs(plan, nLayers, C, set), predictors: set });
+    const cache = createCache(model, plan, set);
     runWindow(model, ids, DEFAULT_CACHE_OPTIONS.buffer, cache, (t, lp) => {
       kl += klDivergence(fpLogProbs[w].subarray(t * V, (t + 1) * V), lp, V);
       n++;

@@ -8,7 +8,7 @@
  * With 1-D grids this is "rotation + scalar Lloyd–Max codes" (llama.cpp's rotated caches).
  */
 import { AquaError } from '../errors.js';
-import { f16Table, f16ToF32, f32ToF16 } from '../tensor/f16.js';
+import { f16Table, f32ToF16 } from '../tensor/f16.js';
 import { packBits, unpackBits } from './bitpack.js';
 import { fwht, hadamard, isPowerOfTwo } from './hadamard.js';
 import { gemmBackend, gemmRowwise } from '../tensor/gemm.js';

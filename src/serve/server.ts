@@ -74,8 +74,15 @@ function fieldOf(e: FastifyError): string | null {
   return path || null;
 }
 
-export interface Metrics {
+interface Metrics {
   requests: Record<'ok' | 'aborted' | 'bad_request' | 'rejected' | 'error', number>;
+}
+
+/** The abort reason when a client goes away (a request waiting in the queue rejects with it). */
+class ClientGone extends Error {
+  constructor() {
+    super('client disconnected');
+  }
 }
 
 export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
@@ -148,7 +155,7 @@ export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
     const abort = new AbortController();
     let finished = false;
     reply.raw.on('close', () => {
-      if (!finished) abort.abort(new Error('client disconnected'));
+      if (!finished) abort.abort(new ClientGone());
     });
     const request = { prompt, maxTokens, temperature: b.temperature ?? 1, topP: b.top_p ?? 1, seed: b.seed ?? 0, stop, signal: abort.signal };
     const id = `cmpl-${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
@@ -224,7 +231,7 @@ export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
       metrics.requests.rejected++;
       return { status: 429, body: errorBody(e.message, 'rate_limit_error', null) };
     }
-    if (e instanceof Error && e.message === 'client disconnected') {
+    if (e instanceof ClientGone) {
       metrics.requests.aborted++;
       return { status: 499, body: errorBody('client disconnected', 'aborted', null) };
     }
