@@ -1,0 +1,185 @@
+/**
+ * Weight matrices kept in 16 bits (bf16 or f16, as checkpoints store them), and their products.
+ *
+ * A checkpoint's weights widened to f32 would take twice its bytes in memory and twice the
+ * memory traffic per decoded token. A HalfMatrix keeps the stored bits in WebAssembly memory
+ * (./wasm-arena.ts) and multiplies them there:
+ *  - one row at a time (decode), or every row when no native product is present: the SIMD dot
+ *    kernel, which widens 8 weights per step in registers and streams the matrix once;
+ *  - several rows with the native product present (prefill, calibration): blocks of the matrix
+ *    are widened to f32 by the SIMD widen kernel, then multiplied by the native product, whose
+ *    matrix-matrix speed the kernel does not reach. The blocks are the same whatever the number
+ *    of rows, so (as for f32 weights) rows multiplied together do not change each other's
+ *    rounding.
+ * Layout [rows, cols] = HF's [out, in]: `product` computes x · Wᵀ, like gemm(…, transB).
+ */
+import { ArenaSet, X_SCRATCH_BYTES, Y_SCRATCH_BYTES, type WasmArena } from './wasm-arena.js';
+import { gemm, gemmBackend } from './gemm.js';
+import { f16Table } from './f16.js';
+
+export type HalfDtype = 'bf16' | 'f16';
+
+/** Largest block of a matrix widened to f32 at once for the native product (bytes of f32). */
+export const WIDE_BLOCK_BYTES = 16 << 20;
+
+export class HalfMatrix {
+  private constructor(
+    readonly dtype: HalfDtype,
+    readonly rows: number,
+    readonly cols: number,
+    private readonly arena: WasmArena,
+    /** Byte offset of element [0, 0] in the arena. */
+    private readonly at: number,
+  ) {}
+
+  /** Room for a [rows, cols] matrix in `store`; fill it through `bits()` or `bytes()`. */
+  static allocate(store: ArenaSet, dtype: HalfDtype, rows: number, cols: number): HalfMatrix {
+    const { arena, at } = store.allocate(rows * cols * 2);
+    return new HalfMatrix(dtype, rows, cols, arena, at);
+  }
+
+  /** A copy of `bits` ([rows, cols] row-major) in `store`. */
+  static fromBits(store: ArenaSet, dtype: HalfDtype, rows: number, cols: number, bits: Uint16Array): HalfMatrix {
+    const m = HalfMatrix.allocate(store, dtype, rows, cols);
+    m.bits().set(bits.subarray(0, rows * cols));
+    return m;
+  }
+
+  get length(): number {
+    return this.rows * this.cols;
+  }
+
+  get byteLength(): number {
+    return this.length * 2;
+  }
+
+  /** The stored bits; a view valid until the next allocation in the same store. */
+  bits(): Uint16Array {
+    return this.arena.u16(this.at, this.length);
+  }
+
+  /** The stored bytes (little-endian 16-bit values); valid as `bits()` is. */
+  bytes(): Uint8Array {
+    return this.arena.bytes(this.at, this.byteLength);
+  }
+
+  /** Rows [start, end) as a matrix sharing these bits. */
+  rowRange(start: number, end: number): HalfMatrix {
+    if (start < 0 || end > this.rows || start > end) throw new RangeError(`HalfMatrix.rowRange: [${start}, ${end}) outside [0, ${this.rows})`);
+    return new HalfMatrix(this.dtype, end - start, this.cols, this.arena, this.at + start * this.cols * 2);
+  }
+
+  /**
+   * Matrices stacked by rows (same type and width) as one; when they already lie one after another
+   * in one arena (the loader places a layer's q, k, v that way) no bytes move.
+   */
+  static stack(store: ArenaSet, parts: HalfMatrix[]): HalfMatrix {
+    const first = parts[0];
+    const cols = first.cols;
+    if (parts.some((p) => p.cols !== cols || p.dtype !== first.dtype)) throw new RangeError('HalfMatrix.stack: parts differ in width or type');
+    const rows = parts.reduce((s, p) => s + p.rows, 0);
+    let contiguous = true;
+    for (let i = 1; i < parts.length; i++) {
+      const prev = parts[i - 1];
+      if (parts[i].arena !== first.arena || parts[i].at !== prev.at + prev.byteLength) contiguous = false;
+    }
+    if (contiguous) return new HalfMatrix(first.dtype, rows, cols, first.arena, first.at);
+    const out = HalfMatrix.allocate(store, first.dtype, rows, cols);
+    let r = 0;
+    for (const p of parts) {
+      out.bits().set(p.bits(), r * cols);
+      r += p.rows;
+    }
+    return out;
+  }
+
+  /** Row r widened to f32 into `out` (an embedding lookup). */
+  rowToF32(r: number, out: Float32Array): void {
+    widenInto(this.dtype, this.arena.u16(this.at + r * this.cols * 2, this.cols), out);
+  }
+
+  /** Rows [start, end) widened to f32, as a new array. */
+  toF32(start = 0, end = this.rows): Float32Array {
+    const out = new Float32Array((end - start) * this.cols);
+    widenInto(this.dtype, this.arena.u16(this.at + start * this.cols * 2, (end - start) * this.cols), out);
+    return out;
+  }
+
+  /**
+   * out [m, rows] = x [m, cols] · Wᵀ.
+   */
+  product(out: Float32Array, x: Float32Array, m: number): void {
+    const k = this.cols;
+    const n = this.rows;
+    if (x.length < m * k || out.length < m * n) {
+      throw new RangeError(`HalfMatrix.product: buffers too small for [${m}, ${k}]·[${k}, ${n}]: x=${x.length}, out=${out.length}`);
+    }
+    const kernelFits = k % 8 === 0 && k * 4 <= X_SCRATCH_BYTES;
+    if ((m >= 2 && gemmBackend() === 'ort') || !kernelFits) this.widenedProduct(out, x, m);
+    else this.kernelProduct(out, x, m);
+  }
+
+  /** The SIMD dot kernel, over batches of x rows and blocks of output columns that fit the scratch. */
+  private kernelProduct(out: Float32Array, x: Float32Array, m: number): void {
+    const { cols: k, rows: n, arena } = this;
+    const dot = this.dtype === 'bf16' ? arena.kernels.dot_bf16 : arena.kernels.dot_f16;
+    const batch = Math.min(m, Math.floor(X_SCRATCH_BYTES / (k * 4)));
+    for (let i0 = 0; i0 < m; i0 += batch) {
+      const mb = Math.min(batch, m - i0);
+      arena.f32(arena.xScratch, mb * k).set(x.subarray(i0 * k, (i0 + mb) * k));
+      const block = Math.max(1, Math.min(n, Math.floor(Y_SCRATCH_BYTES / (mb * 4))));
+      for (let j0 = 0; j0 < n; j0 += block) {
+        const nb = Math.min(block, n - j0);
+        dot(this.at + j0 * k * 2, arena.xScratch, arena.yScratch, mb, k, nb, nb);
+        const y = arena.f32(arena.yScratch, mb * nb);
+        if (nb === n) out.set(y, i0 * n);
+        else for (let i = 0; i < mb; i++) out.set(y.subarray(i * nb, (i + 1) * nb), (i0 + i) * n + j0);
+      }
+    }
+  }
+
+  /** Blocks of rows widened to f32 (by the SIMD kernel where the width allows), then gemm. */
+  private widenedProduct(out: Float32Array, x: Float32Array, m: number): void {
+    const { cols: k, rows: n, arena } = this;
+    const blockRows = Math.max(1, Math.min(n, Math.floor(WIDE_BLOCK_BYTES / (k * 4))));
+    const wideAt = arena.wideScratch(blockRows * k * 4);
+    let part: Float32Array | null = null;
+    for (let j0 = 0; j0 < n; j0 += blockRows) {
+      const nb = Math.min(blockRows, n - j0);
+      const count = nb * k;
+      const src = this.at + j0 * k * 2;
+      if (count % 8 === 0) {
+        (this.dtype === 'bf16' ? arena.kernels.widen_bf16 : arena.kernels.widen_f16)(src, wideAt, count);
+      } else {
+        widenInto(this.dtype, arena.u16(src, count), arena.f32(wideAt, count));
+      }
+      const w = arena.f32(wideAt, count);
+      if (nb === n) {
+        gemm(out, x, w, m, k, n, false, true);
+        return;
+      }
+      if (!part || part.length < m * nb) part = new Float32Array(m * blockRows);
+      gemm(part, x, w, m, k, nb, false, true);
+      for (let i = 0; i < m; i++) out.set(part.subarray(i * nb, (i + 1) * nb), i * n + j0);
+    }
+  }
+}
+
+
+/** 16-bit values widened to f32 in plain TypeScript (short rows, odd sizes). */
+export function widenInto(dtype: HalfDtype, src: Uint16Array, out: Float32Array): void {
+  if (dtype === 'f16') {
+    const t = f16Table();
+    for (let i = 0; i < src.length; i++) out[i] = t[src[i]];
+    return;
+  }
+  const bits = new Uint32Array(out.buffer, out.byteOffset, src.length);
+  for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
+}
+
+/** The index of the first non-finite value (exponent bits all ones), or −1 when every value is finite. */
+export function firstNonFinite(dtype: HalfDtype, bits: Uint16Array): number {
+  const mask = dtype === 'bf16' ? 0x7f80 : 0x7c00;
+  for (let i = 0; i < bits.length; i++) if ((bits[i] & mask) === mask) return i;
+  return -1;
+}

@@ -1,0 +1,123 @@
+/**
+ * WebAssembly memory that holds 16-bit weights, with the SIMD kernels (kernels.wat) that read it.
+ *
+ * A kernel reads only its own module's memory, so weights the kernels multiply live in an arena:
+ * one WebAssembly.Memory (at most 4 GiB, the wasm32 limit) and one kernel instance over it. Tensors
+ * are placed one after another (a bump allocator: model weights live as long as the model) and
+ * an arena grows as tensors arrive; a new arena starts when one is full. Growing a memory detaches
+ * its old ArrayBuffer, so nothing keeps a typed-array view of arena memory across an allocation:
+ * `bytes()`/`u16()`/`f32()` make fresh views on demand.
+ *
+ * Each arena starts with scratch for the kernels' f32 operands (inputs, outputs, widened blocks).
+ */
+import { KERNELS_WASM_BASE64 } from './kernels-wasm.js';
+
+export interface KernelExports {
+  dot_f32(w: number, x: number, y: number, m: number, k: number, n: number, ldy: number): void;
+  dot_bf16(w: number, x: number, y: number, m: number, k: number, n: number, ldy: number): void;
+  dot_f16(w: number, x: number, y: number, m: number, k: number, n: number, ldy: number): void;
+  widen_bf16(src: number, dst: number, count: number): void;
+  widen_f16(src: number, dst: number, count: number): void;
+}
+
+const PAGE = 65536;
+/** Largest arena: wasm32 addresses reach 4 GiB; a little is left for the engine's own limits. */
+export const ARENA_MAX_BYTES = 4 * 1024 ** 3 - 64 * PAGE;
+/** Kernel operand scratch at the start of each arena (inputs, then outputs). */
+export const X_SCRATCH_BYTES = 1 << 20;
+export const Y_SCRATCH_BYTES = 1 << 20;
+const ALIGN = 16;
+
+let compiled: WebAssembly.Module | null = null;
+
+function kernelModule(): WebAssembly.Module {
+  if (!compiled) {
+    const bin = atob(KERNELS_WASM_BASE64);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    compiled = new WebAssembly.Module(bytes);
+  }
+  return compiled;
+}
+
+export class WasmArena {
+  readonly memory: WebAssembly.Memory;
+  readonly kernels: KernelExports;
+  /** Byte offsets of the input and output scratch. */
+  readonly xScratch = 0;
+  readonly yScratch = X_SCRATCH_BYTES;
+  private top = X_SCRATCH_BYTES + Y_SCRATCH_BYTES;
+  /** A larger scratch (widened weight blocks), placed on first use. */
+  private wide: { at: number; bytes: number } | null = null;
+
+  constructor(initialBytes = 0) {
+    const pages = Math.ceil((this.top + initialBytes) / PAGE);
+    this.memory = new WebAssembly.Memory({ initial: pages, maximum: Math.floor(ARENA_MAX_BYTES / PAGE) });
+    const instance = new WebAssembly.Instance(kernelModule(), { env: { memory: this.memory } });
+    this.kernels = instance.exports as unknown as KernelExports;
+  }
+
+  get used(): number {
+    return this.top;
+  }
+
+  /** Whether `bytes` more fit under the arena's limit. */
+  fits(bytes: number): boolean {
+    return align(this.top) + bytes <= ARENA_MAX_BYTES;
+  }
+
+  /** Reserves `bytes` (16-byte aligned start), growing the memory; returns the byte offset. */
+  alloc(bytes: number): number {
+    const at = align(this.top);
+    const end = at + bytes;
+    if (end > ARENA_MAX_BYTES) throw new RangeError(`WasmArena: ${bytes} bytes do not fit (${at} used of ${ARENA_MAX_BYTES})`);
+    const have = this.memory.buffer.byteLength;
+    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+    this.top = end;
+    return at;
+  }
+
+  /** Scratch of at least `bytes` for widened weights (one region, reused by every call). */
+  wideScratch(bytes: number): number {
+    if (!this.wide || this.wide.bytes < bytes) this.wide = { at: this.alloc(bytes), bytes };
+    return this.wide.at;
+  }
+
+  bytes(at: number, length: number): Uint8Array {
+    return new Uint8Array(this.memory.buffer, at, length);
+  }
+
+  u16(at: number, length: number): Uint16Array {
+    return new Uint16Array(this.memory.buffer, at, length);
+  }
+
+  f32(at: number, length: number): Float32Array {
+    return new Float32Array(this.memory.buffer, at, length);
+  }
+}
+
+function align(n: number): number {
+  return Math.ceil(n / ALIGN) * ALIGN;
+}
+
+/**
+ * The arenas of one owner (a loaded model's weights): room is taken from the newest arena that
+ * has it, and a new arena starts when none does. Arenas are freed with their owner.
+ */
+export class ArenaSet {
+  private readonly arenas: WasmArena[] = [];
+
+  allocate(bytes: number): { arena: WasmArena; at: number } {
+    let arena = this.arenas[this.arenas.length - 1];
+    if (!arena || !arena.fits(bytes)) {
+      arena = new WasmArena(bytes);
+      this.arenas.push(arena);
+    }
+    return { arena, at: arena.alloc(bytes) };
+  }
+
+  /** Bytes held (weights and scratch). */
+  get bytes(): number {
+    return this.arenas.reduce((s, a) => s + a.memory.buffer.byteLength, 0);
+  }
+}

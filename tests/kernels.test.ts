@@ -1,0 +1,132 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { assembleKernels, kernelsModuleSource, kernelsWat } from '../tools/make-kernels.js';
+import { ArenaSet, WasmArena } from '../src/tensor/wasm-arena.js';
+import { HalfMatrix, firstNonFinite, type HalfDtype } from '../src/tensor/half-matrix.js';
+import { f16Table, f32ToBf16, f32ToF16 } from '../src/tensor/f16.js';
+import { gemmBackend, gemmNaive, setGemmBackend } from '../src/tensor/gemm.js';
+import { Rng } from '../src/tensor/rng.js';
+
+test('the committed kernels are what tools/make-kernels.ts generates and assembles', async () => {
+  const wat = kernelsWat();
+  assert.equal(readFileSync('src/tensor/kernels.wat', 'utf8'), wat, 'kernels.wat is stale: npm run kernels:generate');
+  const source = kernelsModuleSource(await assembleKernels(wat));
+  assert.equal(readFileSync('src/tensor/kernels-wasm.ts', 'utf8'), source, 'kernels-wasm.ts is stale: npm run kernels:generate');
+});
+
+const toHalf = (dtype: HalfDtype, x: Float32Array) => Uint16Array.from(x, (v) => (dtype === 'bf16' ? f32ToBf16(v) : f32ToF16(v)));
+const bitsToF32 = (dtype: HalfDtype, bits: Uint16Array) => {
+  const t = f16Table();
+  return Float32Array.from(bits, (b) => (dtype === 'bf16' ? new Float32Array(new Uint32Array([b << 16]).buffer)[0] : t[b]));
+};
+
+test('widen kernels give every finite 16-bit pattern exactly (f16 subnormals included)', () => {
+  const arena = new WasmArena(65536 * 6);
+  const src = arena.alloc(65536 * 2);
+  const dst = arena.alloc(65536 * 4);
+  for (const dtype of ['bf16', 'f16'] as HalfDtype[]) {
+    const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+    arena.u16(src, 65536).set(all);
+    (dtype === 'bf16' ? arena.kernels.widen_bf16 : arena.kernels.widen_f16)(src, dst, 65536);
+    const got = arena.f32(dst, 65536);
+    const want = bitsToF32(dtype, all);
+    const mask = dtype === 'bf16' ? 0x7f80 : 0x7c00;
+    let checked = 0;
+    for (let h = 0; h < 65536; h++) {
+      if ((h & mask) === mask) continue; // inf/NaN: the loader refuses them
+      assert.ok(Object.is(got[h], want[h]), `${dtype} 0x${h.toString(16)}: ${got[h]} vs ${want[h]}`);
+      checked++;
+    }
+    assert.ok(checked > 63000);
+  }
+});
+
+/** out = x · Wᵀ in float64 from the widened weights. */
+function reference(x: Float32Array, w: Float32Array, m: number, k: number, n: number): Float64Array {
+  const out = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+    let s = 0;
+    for (let p = 0; p < k; p++) s += x[i * k + p] * w[j * k + p];
+    out[i * n + j] = s;
+  }
+  return out;
+}
+
+for (const backend of ['ts', 'ort'] as const) {
+  test(`HalfMatrix.product equals the f64 product of the widened weights, every row independent of the others (${backend} backend)`, () => {
+    const was = gemmBackend();
+    setGemmBackend(backend);
+    try {
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 23 }),
+          fc.constantFrom<HalfDtype>('bf16', 'f16'), fc.integer(), fc.boolean(),
+          (m, k8, n, dtype, seed, odd) => {
+            const k = k8 * 8 + (odd ? 3 : 0); // odd widths take the widened path
+            const rng = new Rng(seed);
+            const bits = toHalf(dtype, rng.fillNormal(new Float32Array(n * k)));
+            const x = rng.fillNormal(new Float32Array(m * k));
+            const W = HalfMatrix.fromBits(new ArenaSet(), dtype, n, k, bits);
+            const got = new Float32Array(m * n);
+            W.product(got, x, m);
+            const want = reference(x, bitsToF32(dtype, bits), m, k, n);
+            for (let i = 0; i < m * n; i++) assert.ok(Math.abs(got[i] - want[i]) <= 2e-6 * k * (1 + Math.abs(want[i])), `[${m},${k}]·[${k},${n}] ${dtype}: ${got[i]} vs ${want[i]}`);
+            if (m >= 2) {
+              // rows computed together equal rows computed in another grouping of m ≥ 2 (and alone on the kernel path)
+              const pairs = new Float32Array(2 * n);
+              W.product(pairs, x.subarray(0, 2 * k), 2);
+              assert.deepEqual(pairs, got.subarray(0, 2 * n));
+            }
+            if (backend === 'ts' && k % 8 === 0 && m >= 2) {
+              const alone = new Float32Array(n);
+              W.product(alone, x.subarray(k, 2 * k), 1);
+              assert.deepEqual(alone, got.subarray(n, 2 * n));
+            }
+          },
+        ),
+        { numRuns: 120, seed: 7 },
+      );
+    } finally {
+      setGemmBackend(was);
+    }
+  });
+}
+
+test('the f32 dot kernel equals the naive product', () => {
+  const arena = new WasmArena();
+  const rng = new Rng(3);
+  for (const [m, k, n] of [[1, 8, 1], [3, 64, 7], [2, 256, 33]]) {
+    const w = arena.alloc(n * k * 4), x = arena.alloc(m * k * 4), y = arena.alloc(m * n * 4);
+    const W = rng.fillNormal(new Float32Array(n * k)), X = rng.fillNormal(new Float32Array(m * k));
+    arena.f32(w, n * k).set(W);
+    arena.f32(x, m * k).set(X);
+    arena.kernels.dot_f32(w, x, y, m, k, n, n);
+    const want = new Float32Array(m * n);
+    gemmNaive(want, X, W, m, k, n, false, true);
+    const got = arena.f32(y, m * n);
+    for (let i = 0; i < m * n; i++) assert.ok(Math.abs(got[i] - want[i]) < 1e-5 * k, `[${m},${k},${n}] ${got[i]} vs ${want[i]}`);
+  }
+});
+
+test('HalfMatrix: stacking contiguous parts moves nothing; rows, widening and the finiteness check', () => {
+  const store = new ArenaSet();
+  const rng = new Rng(5);
+  const a = HalfMatrix.fromBits(store, 'bf16', 3, 8, toHalf('bf16', rng.fillNormal(new Float32Array(24))));
+  const b = HalfMatrix.fromBits(store, 'bf16', 2, 8, toHalf('bf16', rng.fillNormal(new Float32Array(16))));
+  const s = HalfMatrix.stack(store, [a, b]);
+  const used = store.bytes;
+  assert.equal(s.rows, 5);
+  assert.deepEqual(s.rowRange(3, 5).bits(), b.bits());
+  const c = HalfMatrix.fromBits(store, 'bf16', 1, 8, new Uint16Array(8));
+  const copied = HalfMatrix.stack(store, [c, a]); // not adjacent in this order: copied
+  assert.deepEqual(copied.rowRange(1, 4).bits(), a.bits());
+  assert.ok(store.bytes >= used);
+  const row = new Float32Array(8);
+  s.rowToF32(4, row);
+  assert.deepEqual(row, b.toF32(1, 2));
+  assert.equal(firstNonFinite('bf16', Uint16Array.of(0x3f80, 0x7f80)), 1);
+  assert.equal(firstNonFinite('f16', Uint16Array.of(0x3c00, 0xfc01)), 1);
+  assert.equal(firstNonFinite('f16', Uint16Array.of(0x3c00, 0x7bff)), -1);
+});

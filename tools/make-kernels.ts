@@ -1,0 +1,163 @@
+/**
+ * Writes the WebAssembly SIMD kernels: src/tensor/kernels.wat (the text, generated here from one
+ * template per weight type, kept for reading) and src/tensor/kernels-wasm.ts (its bytes, base64,
+ * assembled with wabt). tests/kernels.test.ts regenerates both and checks they match.
+ *
+ *   npm run kernels:generate
+ *
+ * Kernels (all addresses are byte offsets into the module's one memory):
+ *   dot_T(w, x, y, m, k, n, ldy)   y[i·ldy + j] = Σ_p x[i·k + p] · w[j·k + p]
+ *       for i < m, j < n; w rows of type T (f32, bf16 or f16), x and y f32; k a multiple of 8.
+ *       Four weight rows per pass, every x row against them while they sit in L1, so the weights
+ *       stream from memory once whatever m is. Each output's sum runs in one fixed order
+ *       (8 lane accumulators over p, then lanes added pairwise), so a row's result never depends
+ *       on m, n or the other rows.
+ *   widen_T(src, dst, count)       dst[i] = f32(src[i]) for 16-bit T; count a multiple of 8.
+ */
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+export type KernelDtype = 'f32' | 'bf16' | 'f16';
+const DTYPES: KernelDtype[] = ['f32', 'bf16', 'f16'];
+
+const elementBytes = (t: KernelDtype) => (t === 'f32' ? 4 : 2);
+
+/**
+ * f32 lanes of 4 weights. `$v` holds 8 loaded 16-bit values; `half` picks lanes 0–3 or 4–7.
+ *  bf16: the 16 bits are the f32's top half.
+ *  f16 (finite values only; the loader refuses others): magnitude bits shifted into f32 position
+ *  are the value scaled by 2⁻¹¹², so one multiply by 2¹¹² restores it, subnormals included
+ *  (WebAssembly keeps f32 subnormals); the sign is or-ed back in.
+ */
+function widened(t: KernelDtype, half: 'low' | 'high'): string {
+  const ext = `(i32x4.extend_${half}_i16x8_u (local.get $v))`;
+  if (t === 'bf16') return `(i32x4.shl ${ext} (i32.const 16))`;
+  return `(block (result v128)
+            (local.set $e ${ext})
+            (v128.or
+              (i32x4.shl (v128.and (local.get $e) (v128.const i32x4 0x8000 0x8000 0x8000 0x8000)) (i32.const 16))
+              (f32x4.mul (i32x4.shl (v128.and (local.get $e) (v128.const i32x4 0x7fff 0x7fff 0x7fff 0x7fff)) (i32.const 13))
+                         (v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112))))`;
+}
+
+/** Adds w-row r's next 8 products into its two accumulators. */
+function accumulate(t: KernelDtype, r: number): string {
+  const at = `(i32.add (local.get $w${r}) (local.get $pw))`;
+  if (t === 'f32') {
+    return `
+          (local.set $lo${r} (f32x4.add (local.get $lo${r}) (f32x4.mul (local.get $x0) (v128.load ${at}))))
+          (local.set $hi${r} (f32x4.add (local.get $hi${r}) (f32x4.mul (local.get $x1) (v128.load offset=16 ${at}))))`;
+  }
+  return `
+          (local.set $v (v128.load ${at}))
+          (local.set $lo${r} (f32x4.add (local.get $lo${r}) (f32x4.mul (local.get $x0) ${widened(t, 'low')})))
+          (local.set $hi${r} (f32x4.add (local.get $hi${r}) (f32x4.mul (local.get $x1) ${widened(t, 'high')})))`;
+}
+
+/** The sum of row r's accumulators: lo + hi, then lanes ((0 + 1) + (2 + 3)). */
+function total(r: number): string {
+  const lane = (i: number) => `(f32x4.extract_lane ${i} (local.get $s))`;
+  return `(block (result f32)
+            (local.set $s (f32x4.add (local.get $lo${r}) (local.get $hi${r})))
+            (f32.add (f32.add ${lane(0)} ${lane(1)}) (f32.add ${lane(2)} ${lane(3)})))`;
+}
+
+/** dot_T over `rows` weight rows per pass (4, then 1 for what is left). */
+function pass(t: KernelDtype, rows: number, label: string): string {
+  const rs = [...Array(rows).keys()];
+  return `
+    (block $${label}_done
+      (loop $${label}
+        (br_if $${label}_done (i32.gt_u (i32.add (local.get $j) (i32.const ${rows})) (local.get $n)))
+        (local.set $w0 (i32.add (local.get $w) (i32.mul (local.get $j) (local.get $wstride))))
+${rs.slice(1).map((r) => `        (local.set $w${r} (i32.add (local.get $w${r - 1}) (local.get $wstride)))`).join('\n')}
+        (local.set $i (i32.const 0))
+        (block $${label}_rows_done
+          (loop $${label}_rows
+            (br_if $${label}_rows_done (i32.ge_u (local.get $i) (local.get $m)))
+            (local.set $px (i32.add (local.get $x) (i32.mul (local.get $i) (local.get $xstride))))
+${rs.map((r) => `            (local.set $lo${r} (v128.const i32x4 0 0 0 0)) (local.set $hi${r} (v128.const i32x4 0 0 0 0))`).join('\n')}
+            (local.set $pw (i32.const 0))
+            (block $${label}_k_done
+              (loop $${label}_k
+                (br_if $${label}_k_done (i32.ge_u (local.get $pw) (local.get $wstride)))
+                (local.set $x0 (v128.load (local.get $px)))
+                (local.set $x1 (v128.load offset=16 (local.get $px)))${rs.map((r) => accumulate(t, r)).join('')}
+                (local.set $px (i32.add (local.get $px) (i32.const 32)))
+                (local.set $pw (i32.add (local.get $pw) (i32.const ${8 * elementBytes(t)})))
+                (br $${label}_k)))
+            (local.set $py (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $i) (local.get $ldy)) (local.get $j)) (i32.const 2))))
+${rs.map((r) => `            (f32.store offset=${4 * r} (local.get $py) ${total(r)})`).join('\n')}
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $${label}_rows)))
+        (local.set $j (i32.add (local.get $j) (i32.const ${rows})))
+        (br $${label})))`;
+}
+
+function dotKernel(t: KernelDtype): string {
+  return `
+  (func (export "dot_${t}") (param $w i32) (param $x i32) (param $y i32) (param $m i32) (param $k i32) (param $n i32) (param $ldy i32)
+    (local $i i32) (local $j i32) (local $pw i32) (local $px i32) (local $py i32) (local $wstride i32) (local $xstride i32)
+    (local $w0 i32) (local $w1 i32) (local $w2 i32) (local $w3 i32)
+    (local $x0 v128) (local $x1 v128) (local $v v128) (local $e v128) (local $s v128)
+    (local $lo0 v128) (local $lo1 v128) (local $lo2 v128) (local $lo3 v128)
+    (local $hi0 v128) (local $hi1 v128) (local $hi2 v128) (local $hi3 v128)
+    (local.set $wstride (i32.mul (local.get $k) (i32.const ${elementBytes(t)})))
+    (local.set $xstride (i32.shl (local.get $k) (i32.const 2)))${pass(t, 4, 'four')}${pass(t, 1, 'one')})`;
+}
+
+function widenKernel(t: KernelDtype): string {
+  return `
+  (func (export "widen_${t}") (param $src i32) (param $dst i32) (param $count i32)
+    (local $end i32) (local $v v128) (local $e v128)
+    (local.set $end (i32.add (local.get $src) (i32.shl (local.get $count) (i32.const 1))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $src) (local.get $end)))
+        (local.set $v (v128.load (local.get $src)))
+        (v128.store (local.get $dst) ${widened(t, 'low')})
+        (v128.store offset=16 (local.get $dst) ${widened(t, 'high')})
+        (local.set $src (i32.add (local.get $src) (i32.const 16)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 32)))
+        (br $next))))`;
+}
+
+export function kernelsWat(): string {
+  return `;; Generated by tools/make-kernels.ts (npm run kernels:generate); do not edit.
+(module
+  (memory (import "env" "memory") 1)${DTYPES.map(dotKernel).join('')}${widenKernel('bf16')}${widenKernel('f16')}
+)
+`;
+}
+
+export async function assembleKernels(wat: string): Promise<Uint8Array> {
+  const wabt = await (await import('wabt')).default();
+  const mod = wabt.parseWat('kernels.wat', wat, { simd: true });
+  try {
+    mod.validate();
+    return new Uint8Array(mod.toBinary({}).buffer);
+  } finally {
+    mod.destroy();
+  }
+}
+
+export function kernelsModuleSource(bytes: Uint8Array): string {
+  const b64 = Buffer.from(bytes).toString('base64');
+  const lines = b64.match(/.{1,100}/g) ?? [];
+  return `// Generated by tools/make-kernels.ts from kernels.wat (npm run kernels:generate); do not edit.
+/** The WebAssembly SIMD kernels' bytes, base64. */
+export const KERNELS_WASM_BASE64 =
+${lines.map((l, i) => `  '${l}'${i === lines.length - 1 ? ';' : ' +'}`).join('\n')}
+`;
+}
+
+const isMain = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
+if (isMain) {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const wat = kernelsWat();
+  const bytes = await assembleKernels(wat);
+  writeFileSync(join(root, 'src/tensor/kernels.wat'), wat);
+  writeFileSync(join(root, 'src/tensor/kernels-wasm.ts'), kernelsModuleSource(bytes));
+  console.log(`src/tensor/kernels.wat, src/tensor/kernels-wasm.ts: ${bytes.length} bytes`);
+}
