@@ -61,13 +61,13 @@ export function fixtureConfig(o: FixtureOptions = {}): Record<string, unknown> {
   };
 }
 
-export function randomWeights(raw: Record<string, unknown>, seed = 1): ModelWeights {
+export function randomWeights(raw: Record<string, unknown>, seed = 1): ModelWeights<Float32Array> {
   const cfg = normaliseConfig(raw);
   const rng = new Rng(seed);
   const rand = (n: number, std: number) => rng.fillNormal(new Float32Array(n), std);
   const norm = (n: number) => Float32Array.from({ length: n }, () => 1 + 0.1 * rng.normal());
   const shapes = layerShapes(cfg);
-  const layers: LayerWeights[] = [];
+  const layers: LayerWeights<Float32Array>[] = [];
   for (let l = 0; l < cfg.nLayers; l++) {
     const layer: Record<string, Float32Array | null> = {};
     for (const [field, shape] of Object.entries(shapes)) {
@@ -75,7 +75,7 @@ export function randomWeights(raw: Record<string, unknown>, seed = 1): ModelWeig
       else if (field.endsWith('Norm')) layer[field] = norm(shape[0]);
       else layer[field] = rand(shape.reduce((a, b) => a * b, 1), shape.length === 1 ? 0.1 : 1 / Math.sqrt(shape[1]));
     }
-    layers.push(layer as unknown as LayerWeights);
+    layers.push(layer as unknown as LayerWeights<Float32Array>);
   }
   const embed = rand(cfg.vocabSize * cfg.hiddenSize, 1);
   return {

@@ -115,12 +115,12 @@ test('HalfMatrix: stacking contiguous parts moves nothing; rows, widening and th
   const rng = new Rng(5);
   const a = HalfMatrix.fromBits(store, 'bf16', 3, 8, toHalf('bf16', rng.fillNormal(new Float32Array(24))));
   const b = HalfMatrix.fromBits(store, 'bf16', 2, 8, toHalf('bf16', rng.fillNormal(new Float32Array(16))));
-  const s = HalfMatrix.stack(store, [a, b]);
+  const s = HalfMatrix.stack([a, b]);
   const used = store.bytes;
   assert.equal(s.rows, 5);
   assert.deepEqual(s.rowRange(3, 5).bits(), b.bits());
   const c = HalfMatrix.fromBits(store, 'bf16', 1, 8, new Uint16Array(8));
-  const copied = HalfMatrix.stack(store, [c, a]); // not adjacent in this order: copied
+  const copied = HalfMatrix.stack([c, a]); // not adjacent in this order: copied
   assert.deepEqual(copied.rowRange(1, 4).bits(), a.bits());
   assert.ok(store.bytes >= used);
   const row = new Float32Array(8);

@@ -12,6 +12,7 @@ import { SafetensorsFile, writeSafetensors, type StDtype, type TensorToWrite } f
 import { EMBED, FINAL_NORM, LM_HEAD, layerTensorName } from './hf-names.js';
 import { layerShapes, type LayerWeights, type ModelWeights } from '../model/weights.js';
 import { assembleWeights, TensorIndex } from './weights-assembly.js';
+import { matrixToF32 } from '../tensor/half-matrix.js';
 
 /** Tensor lookup across one file or several shards, opened from a model directory. */
 class TensorSource extends TensorIndex {
@@ -78,16 +79,16 @@ export function loadModelDir(dir: string): LoadedModel {
 
 /** The tensors of a model under their HF names (what a checkpoint writer saves). */
 export function namedTensors(cfg: ModelConfig, w: ModelWeights, dtype: StDtype): TensorToWrite[] {
-  const out: TensorToWrite[] = [{ name: EMBED, shape: [cfg.vocabSize, cfg.hiddenSize], data: w.embed, dtype }];
+  const out: TensorToWrite[] = [{ name: EMBED, shape: [cfg.vocabSize, cfg.hiddenSize], data: matrixToF32(w.embed), dtype }];
   const shapes = layerShapes(cfg);
   w.layers.forEach((layer, l) => {
     for (const [field, shape] of Object.entries(shapes)) {
       const data = layer[field as keyof LayerWeights];
-      if (shape && data) out.push({ name: layerTensorName(l, field as keyof LayerWeights), shape, data, dtype });
+      if (shape && data) out.push({ name: layerTensorName(l, field as keyof LayerWeights), shape, data: matrixToF32(data), dtype });
     }
   });
   out.push({ name: FINAL_NORM, shape: [cfg.hiddenSize], data: w.finalNorm, dtype });
-  if (!cfg.tieWordEmbeddings) out.push({ name: LM_HEAD, shape: [cfg.vocabSize, cfg.hiddenSize], data: w.lmHead, dtype });
+  if (!cfg.tieWordEmbeddings) out.push({ name: LM_HEAD, shape: [cfg.vocabSize, cfg.hiddenSize], data: matrixToF32(w.lmHead), dtype });
   return out;
 }
 

@@ -169,6 +169,12 @@ export class SafetensorsBytes implements SafetensorsHeader {
     if (!e) throw new AquaError(`${this.where}: no tensor named ${name}`);
     return decodeTensor(this.data.subarray(e.begin, e.end), e.dtype, `${this.where}: tensor ${name}`);
   }
+
+  readBytes(name: string, into: Uint8Array): void {
+    const e = this.entries.get(name);
+    if (!e) throw new AquaError(`${this.where}: no tensor named ${name}`);
+    into.set(this.data.subarray(e.begin, e.end));
+  }
 }
 
 export interface TensorToWrite {

@@ -54,13 +54,23 @@ export class SafetensorsFile {
     const n = e.end - e.begin;
     if (n > MAX_TENSOR_BYTES) throw new AquaError(`${this.path}: tensor ${name} is ${n} bytes; aquakv reads tensors of up to ${MAX_TENSOR_BYTES} bytes (2 GiB)`);
     const buf = new Uint8Array(n);
+    this.readBytes(name, buf);
+    return decodeTensor(buf, e.dtype, `${this.path}: tensor ${name}`);
+  }
+
+  /** Reads tensor `name`'s stored bytes straight into `into` (no intermediate copy). */
+  readBytes(name: string, into: Uint8Array): void {
+    const e = this.entries.get(name);
+    if (!e) throw new AquaError(`${this.path}: no tensor named ${name}`);
+    const n = e.end - e.begin;
+    if (into.length !== n) throw new RangeError(`${this.path}: tensor ${name} has ${n} bytes, not ${into.length}`);
     let got = 0;
     while (got < n) {
-      const r = readSync(this.fd, buf, got, n - got, this.dataStart + e.begin + got);
+      // one read(2) is capped near 2 GiB
+      const r = readSync(this.fd, into, got, Math.min(n - got, 1 << 30), this.dataStart + e.begin + got);
       if (r === 0) throw new AquaError(`${this.path}: unexpected end of file reading ${name}`);
       got += r;
     }
-    return decodeTensor(buf, e.dtype, `${this.path}: tensor ${name}`);
   }
 
   close(): void {

@@ -4,7 +4,7 @@
  * KV key/value heads, hd head dim, C = KV·hd, F MLP width, V vocabulary.
  */
 import type { ModelConfig } from './config.js';
-import { gemm } from '../tensor/gemm.js';
+import { linear } from '../tensor/half-matrix.js';
 import { Workspace } from '../tensor/workspace.js';
 import type { KVCache } from './kv-cache.js';
 import { attention } from './attention.js';
@@ -64,7 +64,8 @@ export class LlamaModel {
       if (!Number.isInteger(id) || id < 0 || id >= V) {
         throw new AquaError(`forward: token id ${id} at position ${t} is outside the vocabulary [0, ${V})`);
       }
-      x.set(w.embed.subarray(id * D, (id + 1) * D), t * D);
+      if (w.embed instanceof Float32Array) x.set(w.embed.subarray(id * D, (id + 1) * D), t * D);
+      else w.embed.rowToF32(id, x.subarray(t * D, (t + 1) * D));
     }
     const xn = ws.get('xn', n * D); // [n, D]
     const qkvDim = qDim + 2 * C;
@@ -82,7 +83,7 @@ export class LlamaModel {
       // attention block: norm → q/k/v → RoPE(q) → cache (keys go in pre-RoPE) → attention → o → residual
       rmsNorm(xn, x, lw.attnNorm, n, D, eps);
       const fl = this.fused[l];
-      gemm(qkv, xn, fl.wqkv, n, D, qkvDim, false, true);
+      linear(qkv, xn, fl.wqkv, n, D, qkvDim);
       if (fl.bqkv) addBias(qkv, fl.bqkv, n);
       splitColumns(qkv, n, [[q, qDim], [k, C], [v, C]]);
       opts.tap?.('keysPreRope', l, k, n, C);
@@ -91,15 +92,15 @@ export class LlamaModel {
       const view = cache.update(l, k, v, n);
       attention(att, q, view.keys, view.values, n, view.length, view.stride, cfg, ws);
       opts.tap?.('attnOutput', l, att, n, qDim);
-      gemm(proj, att, lw.wo, n, qDim, D, false, true);
+      linear(proj, att, lw.wo, n, qDim, D);
       if (lw.bo) addBias(proj, lw.bo, n);
       addInPlace(x, proj, n * D);
 
       // MLP block: norm → gate/up → SwiGLU → down → residual
       rmsNorm(xn, x, lw.mlpNorm, n, D, eps);
-      gemm(gateUp, xn, this.fused[l].wGateUp, n, D, 2 * F, false, true);
+      linear(gateUp, xn, fl.wGateUp, n, D, 2 * F);
       swigluRows(gate, gateUp, n, F);
-      gemm(proj, gate, lw.wDown, n, F, D, false, true);
+      linear(proj, gate, lw.wDown, n, F, D);
       addInPlace(x, proj, n * D);
       opts.tap?.('hidden', l, x, n, D);
     }
@@ -110,7 +111,7 @@ export class LlamaModel {
     const first = n - rows;
     rmsNorm(xn, x.subarray(first * D), w.finalNorm, rows, D, eps);
     const logits = new Float32Array(rows * V);
-    gemm(logits, xn, w.lmHead, rows, D, V, false, true);
+    linear(logits, xn, w.lmHead, rows, D, V);
     return logits;
   }
 }

@@ -1,31 +1,36 @@
 /**
- * Model weights in f32, one field per tensor, with the shape each must have.
- * Linear weights keep HF's [out, in] layout, so y = x·Wᵀ (gemm with transB).
+ * Model weights, one field per tensor, with the shape each must have. Norms and biases are f32;
+ * matrices (`Matrix`) are f32 or, loaded from a 16-bit checkpoint, kept in its 16 bits.
+ * Linear weights keep HF's [out, in] layout, so y = x·Wᵀ (`linear`, gemm with transB).
  */
 import { platform } from '../platform/index.js';
+import { HalfMatrix, type Matrix } from '../tensor/half-matrix.js';
 import type { ModelConfig } from './config.js';
 
-export interface LayerWeights {
+export type { Matrix };
+
+/** `M` is the matrices' type: `Matrix` for a loaded model, `Float32Array` where code trains or edits weights. */
+export interface LayerWeights<M extends Matrix = Matrix> {
   attnNorm: Float32Array; // [D]
-  wq: Float32Array; // [H·hd, D]
-  wk: Float32Array; // [KV·hd, D]
-  wv: Float32Array; // [KV·hd, D]
-  wo: Float32Array; // [D, H·hd]
+  wq: M; // [H·hd, D]
+  wk: M; // [KV·hd, D]
+  wv: M; // [KV·hd, D]
+  wo: M; // [D, H·hd]
   bq: Float32Array | null; // [H·hd]
   bk: Float32Array | null; // [KV·hd]
   bv: Float32Array | null; // [KV·hd]
   bo: Float32Array | null; // [D]
   mlpNorm: Float32Array; // [D]
-  wGate: Float32Array; // [F, D]
-  wUp: Float32Array; // [F, D]
-  wDown: Float32Array; // [D, F]
+  wGate: M; // [F, D]
+  wUp: M; // [F, D]
+  wDown: M; // [D, F]
 }
 
-export interface ModelWeights {
-  embed: Float32Array; // [V, D]
-  layers: LayerWeights[]; // [L]
+export interface ModelWeights<M extends Matrix = Matrix> {
+  embed: M; // [V, D]
+  layers: LayerWeights<M>[]; // [L]
   finalNorm: Float32Array; // [D]
-  lmHead: Float32Array; // [V, D]; the same array as `embed` when tied
+  lmHead: M; // [V, D]; the same object as `embed` when tied
 }
 
 /** The shape each tensor must have under `cfg`; used by the loader and the checkpoint writer. */
@@ -55,8 +60,17 @@ export function layerShapes(cfg: ModelConfig): Record<keyof LayerWeights, number
  */
 export function weightsDigest(w: ModelWeights): string {
   const h = platform.sha256();
-  const add = (a: Float32Array | null) => {
-    h.update(a ? new Uint8Array(a.buffer, a.byteOffset, a.byteLength) : new Uint8Array(0));
+  const add = (a: Matrix | null) => {
+    if (a instanceof HalfMatrix) {
+      // the f32 values it stands for, so a model hashes the same however its matrices are held
+      const rows = Math.max(1, Math.floor(65536 / a.cols));
+      for (let r = 0; r < a.rows; r += rows) {
+        const part = a.toF32(r, Math.min(a.rows, r + rows));
+        h.update(new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+      }
+    } else if (a) {
+      h.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    }
     h.update('|');
   };
   add(w.embed);
@@ -70,9 +84,9 @@ export function weightsDigest(w: ModelWeights): string {
 
 /** A layer's projections that read the same input, as one matrix each (one product instead of three, or two). */
 export interface FusedLayer {
-  wqkv: Float32Array; // [H·hd + 2·KV·hd, D]: wq, wk, wv stacked
+  wqkv: Matrix; // [H·hd + 2·KV·hd, D]: wq, wk, wv stacked
   bqkv: Float32Array | null;
-  wGateUp: Float32Array; // [2F, D]: wGate, wUp stacked
+  wGateUp: Matrix; // [2F, D]: wGate, wUp stacked
 }
 
 /**
@@ -81,7 +95,7 @@ export interface FusedLayer {
  * few dozen small products per token, each a native call: fewer calls, less overhead.
  */
 export function fuseProjections(w: ModelWeights): FusedLayer[] {
-  const stack = (parts: Float32Array[]) => {
+  const stackF32 = (parts: Float32Array[]) => {
     const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
     let at = 0;
     const views = parts.map((p) => {
@@ -92,12 +106,23 @@ export function fuseProjections(w: ModelWeights): FusedLayer[] {
     });
     return { out, views };
   };
+  // 16-bit matrices stack in their arena (in place when the loader put them side by side);
+  // a layer that mixes types is widened to f32.
+  const stack = (parts: Matrix[]): { out: Matrix; views: Matrix[] } => {
+    if (parts.every((p): p is HalfMatrix => p instanceof HalfMatrix && p.dtype === (parts[0] as HalfMatrix).dtype)) {
+      const out = HalfMatrix.stack(parts);
+      let r = 0;
+      const views = parts.map((p) => out.rowRange(r, (r += p.rows)));
+      return { out, views };
+    }
+    return stackF32(parts.map((p) => (p instanceof HalfMatrix ? p.toF32() : p)));
+  };
   return w.layers.map((lw) => {
     const qkv = stack([lw.wq, lw.wk, lw.wv]);
     [lw.wq, lw.wk, lw.wv] = qkv.views;
     let bqkv: Float32Array | null = null;
     if (lw.bq && lw.bk && lw.bv) {
-      const b = stack([lw.bq, lw.bk, lw.bv]);
+      const b = stackF32([lw.bq, lw.bk, lw.bv]);
       [lw.bq, lw.bk, lw.bv] = b.views;
       bqkv = b.out;
     }

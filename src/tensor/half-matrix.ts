@@ -27,6 +27,8 @@ export class HalfMatrix {
     readonly dtype: HalfDtype,
     readonly rows: number,
     readonly cols: number,
+    /** Where copies (stacking) take room: the owner's arenas. */
+    private readonly store: ArenaSet,
     private readonly arena: WasmArena,
     /** Byte offset of element [0, 0] in the arena. */
     private readonly at: number,
@@ -35,7 +37,7 @@ export class HalfMatrix {
   /** Room for a [rows, cols] matrix in `store`; fill it through `bits()` or `bytes()`. */
   static allocate(store: ArenaSet, dtype: HalfDtype, rows: number, cols: number): HalfMatrix {
     const { arena, at } = store.allocate(rows * cols * 2);
-    return new HalfMatrix(dtype, rows, cols, arena, at);
+    return new HalfMatrix(dtype, rows, cols, store, arena, at);
   }
 
   /** A copy of `bits` ([rows, cols] row-major) in `store`. */
@@ -66,14 +68,14 @@ export class HalfMatrix {
   /** Rows [start, end) as a matrix sharing these bits. */
   rowRange(start: number, end: number): HalfMatrix {
     if (start < 0 || end > this.rows || start > end) throw new RangeError(`HalfMatrix.rowRange: [${start}, ${end}) outside [0, ${this.rows})`);
-    return new HalfMatrix(this.dtype, end - start, this.cols, this.arena, this.at + start * this.cols * 2);
+    return new HalfMatrix(this.dtype, end - start, this.cols, this.store, this.arena, this.at + start * this.cols * 2);
   }
 
   /**
    * Matrices stacked by rows (same type and width) as one; when they already lie one after another
    * in one arena (the loader places a layer's q, k, v that way) no bytes move.
    */
-  static stack(store: ArenaSet, parts: HalfMatrix[]): HalfMatrix {
+  static stack(parts: HalfMatrix[]): HalfMatrix {
     const first = parts[0];
     const cols = first.cols;
     if (parts.some((p) => p.cols !== cols || p.dtype !== first.dtype)) throw new RangeError('HalfMatrix.stack: parts differ in width or type');
@@ -83,8 +85,8 @@ export class HalfMatrix {
       const prev = parts[i - 1];
       if (parts[i].arena !== first.arena || parts[i].at !== prev.at + prev.byteLength) contiguous = false;
     }
-    if (contiguous) return new HalfMatrix(first.dtype, rows, cols, first.arena, first.at);
-    const out = HalfMatrix.allocate(store, first.dtype, rows, cols);
+    if (contiguous) return new HalfMatrix(first.dtype, rows, cols, first.store, first.arena, first.at);
+    const out = HalfMatrix.allocate(first.store, first.dtype, rows, cols);
     let r = 0;
     for (const p of parts) {
       out.bits().set(p.bits(), r * cols);
@@ -182,4 +184,18 @@ export function firstNonFinite(dtype: HalfDtype, bits: Uint16Array): number {
   const mask = dtype === 'bf16' ? 0x7f80 : 0x7c00;
   for (let i = 0; i < bits.length; i++) if ((bits[i] & mask) === mask) return i;
   return -1;
+}
+
+/** A linear layer's weights: f32, or 16-bit as the checkpoint stored them. Layout [out, in]. */
+export type Matrix = Float32Array | HalfMatrix;
+
+/** out [rows, outDim] = x [rows, inDim] · Wᵀ, whichever way W is held. */
+export function linear(out: Float32Array, x: Float32Array, w: Matrix, rows: number, inDim: number, outDim: number): void {
+  if (w instanceof Float32Array) gemm(out, x, w, rows, inDim, outDim, false, true);
+  else w.product(out, x, rows);
+}
+
+/** W as f32 (a copy for a HalfMatrix, W itself otherwise). */
+export function matrixToF32(w: Matrix): Float32Array {
+  return w instanceof Float32Array ? w : w.toF32();
 }

@@ -18,8 +18,8 @@ export class ParamArena {
   readonly data: Float32Array;
   readonly grad: Float32Array;
   readonly slots: ParamSlot[] = [];
-  readonly weights: ModelWeights;
-  readonly grads: ModelWeights;
+  readonly weights: ModelWeights<Float32Array>;
+  readonly grads: ModelWeights<Float32Array>;
 
   constructor(readonly config: ModelConfig) {
     if (!config.tieWordEmbeddings) throw new Error('ParamArena: the trainer supports tied embeddings only');
@@ -48,14 +48,14 @@ export class ParamArena {
     return this.data.length;
   }
 
-  private views(buf: Float32Array): ModelWeights {
+  private views(buf: Float32Array): ModelWeights<Float32Array> {
     const byName = new Map(this.slots.map((s) => [s.name, buf.subarray(s.offset, s.offset + s.size)]));
-    const layers: LayerWeights[] = [];
+    const layers: LayerWeights<Float32Array>[] = [];
     const shapes = layerShapes(this.config);
     for (let l = 0; l < this.config.nLayers; l++) {
       const layer: Record<string, Float32Array | null> = {};
       for (const field of Object.keys(shapes)) layer[field] = byName.get(`layers.${l}.${field}`) ?? null;
-      layers.push(layer as unknown as LayerWeights);
+      layers.push(layer as unknown as LayerWeights<Float32Array>);
     }
     const embed = byName.get('embed')!;
     return { embed, layers, finalNorm: byName.get('finalNorm')!, lmHead: embed };
