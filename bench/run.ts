@@ -30,10 +30,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { normaliseConfig } from '../src/io/config.js';
 import { loadModelDir, saveCheckpoint } from '../src/io/checkpoint.js';
 import { LlamaModel as Llama } from '../src/model/llama.js';
-import { layerShapes, type ModelWeights } from '../src/model/weights.js';
+import { layerShapes, type Matrix, type ModelWeights } from '../src/model/weights.js';
 import { calibrate } from '../src/predictors/calibrate.js';
 import { availableParallelism, tmpdir } from 'node:os';
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { deserializeCache } from '../src/kv/cache-file.js';
 import { DEFAULT_CACHE_OPTIONS } from '../src/kv/compressed.js';
 import { PrefixCache } from '../src/serve/prefix-cache.js';
@@ -70,7 +70,7 @@ import { DEFAULT_EVAL, evaluatePerplexity } from '../src/eval/perplexity.js';
 import { readText } from '../src/eval/texts.js';
 
 reportUserErrors('bench');
-const args = parse(process.argv.slice(2), { only: { type: 'string' }, json: { type: 'boolean' } });
+const args = parse(process.argv.slice(2), { only: { type: 'string' }, json: { type: 'boolean' }, 'scale-samples': { type: 'string', default: '16' }, 'scale-dir': { type: 'string' } });
 const SECTIONS = ['gemm', 'model', 'quant', 'cache', 'train', 'plans', 'persist', 'threads', 'serve', 'scale', 'web'];
 // sections that run only when named (long, or heavy on memory)
 const ON_REQUEST = new Set(['scale']);
@@ -192,6 +192,13 @@ function demoPredictors(m: LlamaModel, tok: TextTokenizer) {
   return cachedPredictors(resolve('.aquakv-cache'), m, readText('@sotu-train'), tok, settings);
 }
 
+/** Bytes of the weights as the model holds them (16-bit matrices at 2 bytes a value), each once. */
+function heldWeightBytes(w: ModelWeights): number {
+  let bytes = w.embed.byteLength + w.finalNorm.byteLength + (w.lmHead === w.embed ? 0 : w.lmHead.byteLength);
+  for (const lw of w.layers) for (const x of Object.values(lw)) if (x) bytes += (x as Matrix).byteLength;
+  return bytes;
+}
+
 /** Memory bandwidth from a large copy: bytes read plus bytes written per second. */
 function copyBandwidth(): number {
   const src = new Float32Array(16 << 20).fill(1); // 64 MiB
@@ -207,8 +214,7 @@ if (sections.has('cache') && model) {
   const C = cfg.kvDim;
   // the fp limit: every weight and every cached key and value is read once per step
   const bandwidth = copyBandwidth();
-  let weightBytes = cfg.vocabSize * cfg.hiddenSize * 4;
-  for (const lw of model.weights.layers) for (const x of Object.values(lw)) if (x) weightBytes += (x as Float32Array).byteLength;
+  const weightBytes = heldWeightBytes(model.weights);
   // compact's floor: rebuilding every compressed token's keys and values through the predictors,
   // 3·C² multiply-adds per token per layer with predictors, at the measured rate of that product
   const rebuild = { m: 1024, k: 2 * C, n: C };
@@ -484,14 +490,11 @@ if (sections.has('scale')) {
     rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
     max_position_embeddings: 131072, tie_word_embeddings: true, attention_bias: false, bos_token_id: 128000, eos_token_id: 128001, torch_dtype: 'bfloat16',
   };
-  const dir = mkdtempSync(join(tmpdir(), 'aquakv-scale-'));
-  const rss = () => process.memoryUsage().rss;
-  const peakRss = () => {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-    return m ? Number(m[1]) * 1024 : NaN;
-  };
+  // --scale-dir DIR keeps the generated checkpoint there (and reuses it when present)
+  const keep = args['scale-dir'];
+  const dir = keep ?? mkdtempSync(join(tmpdir(), 'aquakv-scale-'));
   try {
-    {
+    if (!existsSync(join(dir, 'config.json'))) {
       // generated and written, then dropped: the load below starts from the files alone
       const cfg = normaliseConfig(raw);
       const rng = new Rng(1);
@@ -501,49 +504,22 @@ if (sections.has('scale')) {
       const embed = rng.fillNormal(new Float32Array(cfg.vocabSize * cfg.hiddenSize), 0.02);
       saveCheckpoint(dir, raw, cfg, { embed, layers: layers as unknown as ModelWeights['layers'], finalNorm: new Float32Array(cfg.hiddenSize).fill(1), lmHead: embed }, 'BF16', 2);
     }
-    (globalThis as { gc?: () => void }).gc?.();
-    const fileBytes = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
-    const rss0 = rss();
-    let t0 = performance.now();
-    const loaded = loadModelDir(dir);
-    const loadSeconds = (performance.now() - t0) / 1000;
-    const big = new Llama(loaded.config, loaded.weights);
-    const resident = rss() - rss0;
-    const cfg = big.config;
-    const rng = new Rng(2);
-    const ids = Array.from({ length: 40_000 }, () => rng.int(cfg.vocabSize));
-    t0 = performance.now();
-    big.forward(ids.slice(0, 512), new FullCache(big), { logits: 'last' });
-    const prefill = 512 / ((performance.now() - t0) / 1000);
-    const bandwidth = copyBandwidth();
-    let weightBytes = loaded.weights.embed.byteLength;
-    for (const lw of loaded.weights.layers) for (const x of Object.values(lw)) if (x) weightBytes += (x as Float32Array).byteLength;
-    const decode: Record<string, number>[] = [];
-    for (const context of [512, 2048]) {
-      const cache = new FullCache(big);
-      for (let s0 = 0; s0 < context; s0 += 512) big.forward(ids.slice(s0, s0 + 512), cache, { logits: 'none' });
-      big.forward([ids[context]], cache, { logits: 'last' });
-      t0 = performance.now();
-      const steps = 6;
-      for (let i = 0; i < steps; i++) big.forward([ids[context + 1 + i]], cache, { logits: 'last' });
-      const tps = steps / ((performance.now() - t0) / 1000);
-      const kv = 2 * cfg.nLayers * context * cfg.kvDim * 4;
-      decode.push({ context, tokensPerSecond: tps, limitF32: bandwidth / (weightBytes + kv), limit16: bandwidth / (weightBytes / 2 + kv) });
-    }
-    // calibration: 16 windows of 2048 random tokens (the fixed allocation: no budget search)
-    const calibIds = Array.from({ length: 16 * 2048 + 4096 }, () => rng.int(cfg.vocabSize));
-    t0 = performance.now();
-    calibrate(big, 'random tokens', { encode: () => calibIds }, { method: parseMethod('aquakv[q=higgs:2x16,first=higgs:2x256]'), samples: 16, seqLen: 2048 });
-    const calibrationSeconds = (performance.now() - t0) / 1000;
-    const row = { fileBytes, loadSeconds, loadMBps: fileBytes / 1e6 / loadSeconds, residentBytes: resident, residentToFile: resident / fileBytes, prefill512: prefill, decode, calibrationSeconds, peakRss: peakRss() };
+    // measured in a process of its own: memory figures are then the model's alone
+    const probe = resolve(dirname(fileURLToPath(import.meta.url)), 'scale-probe.js');
+    const out = execFileSync(process.execPath, [probe, dir, String(Number(args['scale-samples']))], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 });
+    const row = JSON.parse(out.trim().split('\n').pop()!) as {
+      fileBytes: number; weightBytes: number; loadSeconds: number; loadMBps: number; residentBytes: number; residentToFile: number;
+      prefill512: number; decode: { context: number; tokensPerSecond: number; limit: number }[]; calibrationSamples: number; calibrationSeconds: number | null; peakRss: number;
+    };
     results.scale = [row];
-    say(`\n## Scale: a random checkpoint of Llama-3.2-1B's shapes (BF16, 2 shards, ${(fileBytes / 1e9).toFixed(2)} GB)\n` +
-      `load ${loadSeconds.toFixed(1)} s (${row.loadMBps.toFixed(0)} MB/s), resident +${(resident / 1e9).toFixed(2)} GB (${row.residentToFile.toFixed(2)}× the files; weights held in f32)\n` +
-      `prefill 512 tokens: ${prefill.toFixed(1)} tokens/s\n` +
-      decode.map((d) => `decode at ${d.context}: ${d.tokensPerSecond.toFixed(2)} tokens/s; limit ${d.limitF32.toFixed(2)} with f32 weights (${(d.tokensPerSecond / d.limitF32).toFixed(2)} of it), ${d.limit16.toFixed(2)} with 16-bit weights (${(d.tokensPerSecond / d.limit16).toFixed(2)})`).join('\n') + '\n' +
-      `calibration of 16 × 2048 tokens (fixed allocation): ${calibrationSeconds.toFixed(0)} s, process peak RSS ${(row.peakRss / 1e9).toFixed(2)} GB`);
+    say(`\n## Scale: a random checkpoint of Llama-3.2-1B's shapes (BF16, 2 shards, ${(row.fileBytes / 1e9).toFixed(2)} GB)\n` +
+      `load ${row.loadSeconds.toFixed(1)} s (${row.loadMBps.toFixed(0)} MB/s), resident +${(row.residentBytes / 1e9).toFixed(2)} GB (${row.residentToFile.toFixed(2)}× the files; weights held as ${(row.weightBytes / 1e9).toFixed(2)} GB)\n` +
+      `prefill 512 tokens: ${row.prefill512.toFixed(1)} tokens/s\n` +
+      row.decode.map((d) => `decode at ${d.context}: ${d.tokensPerSecond.toFixed(2)} tokens/s; bandwidth limit for the weights as held ${d.limit.toFixed(2)} (${(d.tokensPerSecond / d.limit).toFixed(2)} of it)`).join('\n') + '\n' +
+      (row.calibrationSeconds !== null ? `calibration of ${row.calibrationSamples} × 2048 tokens (fixed allocation): ${row.calibrationSeconds.toFixed(0)} s, ` : 'calibration skipped (--scale-samples 0), ') +
+      `peak RSS of the measuring process ${(row.peakRss / 1e9).toFixed(2)} GB`);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    if (!keep) rmSync(dir, { recursive: true, force: true });
   }
 }
 

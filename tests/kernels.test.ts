@@ -12,7 +12,7 @@ import { Rng } from '../src/tensor/rng.js';
 test('the committed kernels are what tools/make-kernels.ts generates and assembles', async () => {
   const wat = kernelsWat();
   assert.equal(readFileSync('src/tensor/kernels.wat', 'utf8'), wat, 'kernels.wat is stale: npm run kernels:generate');
-  const source = kernelsModuleSource(await assembleKernels(wat));
+  const source = kernelsModuleSource(await assembleKernels(wat), await assembleKernels(kernelsWat(true)));
   assert.equal(readFileSync('src/tensor/kernels-wasm.ts', 'utf8'), source, 'kernels-wasm.ts is stale: npm run kernels:generate');
 });
 
@@ -129,4 +129,43 @@ test('HalfMatrix: stacking contiguous parts moves nothing; rows, widening and th
   assert.equal(firstNonFinite('bf16', Uint16Array.of(0x3f80, 0x7f80)), 1);
   assert.equal(firstNonFinite('f16', Uint16Array.of(0x3c00, 0xfc01)), 1);
   assert.equal(firstNonFinite('f16', Uint16Array.of(0x3c00, 0x7bff)), -1);
+});
+
+test('a large one-row product split across the helper threads equals the same rows computed alone, bit for bit', () => {
+  const rng = new Rng(11);
+  const n = 1030, k = 1024; // ≥ 1 M weights: split; 1030 rows: parts of unequal length
+  const W = HalfMatrix.fromBits(new ArenaSet(), 'bf16', n, k, toHalf('bf16', rng.fillNormal(new Float32Array(n * k))));
+  const x = rng.fillNormal(new Float32Array(k));
+  const whole = new Float32Array(n);
+  W.product(whole, x, 1);
+  const pieces = new Float32Array(n);
+  for (let r = 0; r < n; r += 100) {
+    const part = W.rowRange(r, Math.min(n, r + 100)); // 100 rows: below the split threshold
+    const y = new Float32Array(part.rows);
+    part.product(y, x, 1);
+    pieces.set(y, r);
+  }
+  assert.deepEqual(whole, pieces);
+  const want = reference(x, W.toF32(), 1, k, n);
+  for (let j = 0; j < n; j++) assert.ok(Math.abs(whole[j] - want[j]) < 1e-4, `row ${j}`);
+});
+
+test('several rows through the native product: blocks widened from shared memory, split when larger than a block', () => {
+  const was = gemmBackend();
+  setGemmBackend('ort');
+  try {
+    const rng = new Rng(12);
+    const n = 2100, k = 2048; // 17.2 MB widened: two blocks
+    const W = HalfMatrix.fromBits(new ArenaSet(), 'f16', n, k, toHalf('f16', rng.fillNormal(new Float32Array(n * k), 0.05)));
+    const x = rng.fillNormal(new Float32Array(3 * k));
+    const three = new Float32Array(3 * n);
+    W.product(three, x, 3);
+    const two = new Float32Array(2 * n);
+    W.product(two, x.subarray(k), 2);
+    assert.deepEqual(two, three.subarray(n), 'rows do not depend on the rows beside them');
+    const want = reference(x, W.toF32(), 3, k, n);
+    for (let i = 0; i < 3 * n; i++) assert.ok(Math.abs(three[i] - want[i]) < 1e-4, `${i}: ${three[i]} vs ${want[i]}`);
+  } finally {
+    setGemmBackend(was);
+  }
 });

@@ -25,5 +25,7 @@ export const platform: Platform = {
   sha256,
   assetPath: (relative) => relative,
   fastGemm: () => ({ fn: null, reason: 'no native matrix product in the browser', quiet: true }),
+  // the page's model runs in one worker; kernels run on it alone
+  kernelPool: () => null,
   warn: (message) => console.warn(`aquakv: ${message}`),
 };

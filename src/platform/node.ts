@@ -4,8 +4,10 @@ import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AquaError } from '../errors.js';
+import { availableParallelism } from 'node:os';
 import { loadOrtGemm } from './ort-gemm.js';
-import type { Hasher, Platform } from './platform.js';
+import { createKernelPool } from './kernel-pool.js';
+import type { Hasher, KernelPool, Platform } from './platform.js';
 
 /**
  * The package root: the nearest directory above this file whose package.json is aquakv's. The
@@ -123,7 +125,15 @@ export const platform: Platform = {
     const parallelMin = process.env.AQUAKV_PARALLEL_MIN ? Number(process.env.AQUAKV_PARALLEL_MIN) : undefined;
     return loadOrtGemm(threads, parallelMin);
   },
+  kernelPool() {
+    // the same thread count as the native product: AQUAKV_THREADS, else every core
+    const threads = process.env.AQUAKV_THREADS ? Number(process.env.AQUAKV_THREADS) : availableParallelism();
+    if (pool === undefined) pool = createKernelPool(Math.max(0, threads - 1));
+    return pool;
+  },
   warn(message) {
     process.stderr.write(`aquakv: ${message}\n`);
   },
 };
+
+let pool: KernelPool | null | undefined;

@@ -21,6 +21,21 @@ export interface Hasher {
 /** A native matrix product, or why there is none. */
 export type FastGemm = { fn: GemmFn; name: string } | { fn: null; reason: string; quiet?: boolean };
 
+/**
+ * Helper threads that run the WebAssembly kernels (tensor/kernels.wat) on shared memory, so one
+ * product's rows split across cores. Calls are synchronous from the caller's side: start the
+ * helpers' parts, compute its own part, wait.
+ */
+export interface KernelPool {
+  readonly helpers: number;
+  /** Lets the helpers run `module`'s kernels on `memory` (shared) under `id`; before any call on it. */
+  share(id: number, module: WebAssembly.Module, memory: WebAssembly.Memory): void;
+  /** Starts export `fn` of arena `id` with `args` on helper `h`; returns at once. */
+  start(h: number, id: number, fn: string, args: number[]): void;
+  /** Returns when helper `h` has finished what it was given. */
+  wait(h: number): void;
+}
+
 export interface Platform {
   readonly name: 'node' | 'browser';
   /** Throws an AquaError unless `path` is a regular file (a FIFO would hang a reader; a directory fails late). */
@@ -44,6 +59,8 @@ export interface Platform {
   assetPath(relative: string): string;
   /** Loads the native matrix product (called once, on the first product that needs it). */
   fastGemm(): FastGemm;
+  /** Helper threads for the WebAssembly kernels, or null (one core, threads off, or none in this host). */
+  kernelPool(): KernelPool | null;
   /** A one-line notice for the user (stderr under Node). */
   warn(message: string): void;
 }

@@ -10,7 +10,8 @@
  *
  * Each arena starts with scratch for the kernels' f32 operands (inputs, outputs, widened blocks).
  */
-import { KERNELS_WASM_BASE64 } from './kernels-wasm.js';
+import { KERNELS_SHARED_WASM_BASE64, KERNELS_WASM_BASE64 } from './kernels-wasm.js';
+import { platform, type KernelPool } from '../platform/index.js';
 
 export interface KernelExports {
   dot_f32(w: number, x: number, y: number, m: number, k: number, n: number, ldy: number): void;
@@ -28,21 +29,28 @@ export const X_SCRATCH_BYTES = 1 << 20;
 export const Y_SCRATCH_BYTES = 1 << 20;
 const ALIGN = 16;
 
-let compiled: WebAssembly.Module | null = null;
+const compiled = new Map<string, WebAssembly.Module>();
 
-function kernelModule(): WebAssembly.Module {
-  if (!compiled) {
-    const bin = atob(KERNELS_WASM_BASE64);
+function kernelModule(base64: string): WebAssembly.Module {
+  let m = compiled.get(base64);
+  if (!m) {
+    const bin = atob(base64);
     const bytes = new Uint8Array(bin.length);
     for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    compiled = new WebAssembly.Module(bytes);
+    m = new WebAssembly.Module(bytes);
+    compiled.set(base64, m);
   }
-  return compiled;
+  return m;
 }
+
+let arenaCount = 0;
 
 export class WasmArena {
   readonly memory: WebAssembly.Memory;
   readonly kernels: KernelExports;
+  /** Helper threads that also run kernels on this arena (its memory is then shared), or null. */
+  readonly pool: KernelPool | null;
+  readonly id = ++arenaCount;
   /** Byte offsets of the input and output scratch. */
   readonly xScratch = 0;
   readonly yScratch = X_SCRATCH_BYTES;
@@ -52,9 +60,13 @@ export class WasmArena {
 
   constructor(initialBytes = 0) {
     const pages = Math.ceil((this.top + initialBytes) / PAGE);
-    this.memory = new WebAssembly.Memory({ initial: pages, maximum: Math.floor(ARENA_MAX_BYTES / PAGE) });
-    const instance = new WebAssembly.Instance(kernelModule(), { env: { memory: this.memory } });
-    this.kernels = instance.exports as unknown as KernelExports;
+    this.pool = platform.kernelPool();
+    // a shared memory's maximum is reserved up front; the kernels' import must say the same
+    const shared = this.pool !== null;
+    this.memory = new WebAssembly.Memory({ initial: pages, maximum: shared ? 65536 : Math.floor(ARENA_MAX_BYTES / PAGE), shared });
+    const module = kernelModule(shared ? KERNELS_SHARED_WASM_BASE64 : KERNELS_WASM_BASE64);
+    this.kernels = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as KernelExports;
+    this.pool?.share(this.id, module, this.memory);
   }
 
   get used(): number {
