@@ -6,7 +6,7 @@ import { assembleKernels, kernelsModuleSource, kernelsWat } from '../tools/make-
 import { ArenaSet, WasmArena } from '../src/tensor/wasm-arena.js';
 import { HalfMatrix, firstNonFinite, type HalfDtype } from '../src/tensor/half-matrix.js';
 import { f16Table, f32ToBf16, f32ToF16 } from '../src/tensor/f16.js';
-import { gemmBackend, gemmNaive, setGemmBackend } from '../src/tensor/gemm.js';
+import { gemmBackend, gemmNaive, gemmWasm, setGemmBackend } from '../src/tensor/gemm.js';
 import { Rng } from '../src/tensor/rng.js';
 
 test('the committed kernels are what tools/make-kernels.ts generates and assembles', async () => {
@@ -168,4 +168,24 @@ test('several rows through the native product: blocks widened from shared memory
   } finally {
     setGemmBackend(was);
   }
+});
+
+test('gemmWasm (the portable backend) equals the naive product, and rows do not depend on the rows beside them', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 200 }), fc.boolean(), fc.integer(), (m, k8, n, transB, seed) => {
+      const k = k8 * 8;
+      const rng = new Rng(seed);
+      const a = rng.fillNormal(new Float32Array(m * k));
+      const b = rng.fillNormal(new Float32Array(k * n));
+      const want = new Float32Array(m * n);
+      const got = new Float32Array(m * n);
+      gemmNaive(want, a, b, m, k, n, false, transB);
+      gemmWasm(got, a, b, m, k, n, false, transB);
+      for (let i = 0; i < m * n; i++) assert.ok(Math.abs(got[i] - want[i]) < 1e-5 * k, `[${m},${k},${n}] ${got[i]} vs ${want[i]}`);
+      const last = new Float32Array(n);
+      gemmWasm(last, a.subarray((m - 1) * k), b, 1, k, n, false, transB);
+      assert.deepEqual(last, got.subarray((m - 1) * n));
+    }),
+    { numRuns: 100, seed: 3 },
+  );
 });

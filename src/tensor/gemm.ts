@@ -6,14 +6,16 @@
  *
  * A linear layer with HF weights W [out, in] is gemm(y, x, W, tokens, in, out, false, true).
  *
- * Three implementations share this signature:
+ * Implementations sharing this signature:
  *  - `gemmNaive`: the triple loop, kept as the oracle for tests;
- *  - `gemmTs`: portable TypeScript (cache-friendly loop order, 4-way unrolled), for places
- *    where no native module loads (a browser);
+ *  - `gemmTs`: portable TypeScript (cache-friendly loop order, 4-way unrolled);
+ *  - `gemmWasm`: the portable backend ('ts') where no native module loads (a browser): B as [N, K]
+ *    in the WebAssembly SIMD kernel, other layouts and tiny products in `gemmTs`;
  *  - the platform's native product (onnxruntime-node's MLAS, platform/ort-gemm.ts), ~100× faster here.
  * `gemm` dispatches to the active backend; `setGemmBackend` switches it (tests compare both).
  */
 import { platform, type GemmFn } from '../platform/index.js';
+import { WasmArena } from './wasm-arena.js';
 
 export type { GemmFn };
 
@@ -113,6 +115,45 @@ export const gemmTs: GemmFn = (out, a, b, m, k, n, transA, transB) => {
 };
 
 // ---------------------------------------------------------------------------------------------
+// The portable product with B as [N, K] (linear layers, predictors, attention scores) runs in the
+// WebAssembly SIMD dot kernel (kernels.wat), ~5–10× the TypeScript loop: operands are copied into
+// a private arena, A in batches of rows. Each output is one fixed-order sum, so rows stay
+// independent of each other, as in gemmTs.
+
+let scratch: WasmArena | null = null;
+/** Bytes of operands per kernel call: A rows, B rows and outputs, in batches of each. */
+const WASM_BATCH_BYTES = 4 << 20;
+
+/**
+ * The choice depends on the layout and k alone, never on m or n, so a row's result does not depend
+ * on how many rows or columns are computed with it (attention's key count grows every step).
+ */
+export const gemmWasm: GemmFn = (out, a, b, m, k, n, transA, transB) => {
+  if (transA || !transB || k % 8 !== 0) {
+    gemmTs(out, a, b, m, k, n, transA, transB);
+    return;
+  }
+  checkSizes('gemmWasm', out, a, b, m, k, n);
+  const cols = Math.max(1, Math.min(n, Math.floor(WASM_BATCH_BYTES / 2 / (k * 4))));
+  const rows = Math.max(1, Math.min(m, Math.floor(WASM_BATCH_BYTES / 2 / ((k + cols) * 4))));
+  scratch ??= new WasmArena(0, false);
+  const base = scratch.wideScratch((cols * k + rows * k + rows * cols) * 4);
+  const at = { b: base, a: base + cols * k * 4, y: base + (cols + rows) * k * 4 };
+  for (let j0 = 0; j0 < n; j0 += cols) {
+    const nb = Math.min(cols, n - j0);
+    scratch.f32(at.b, nb * k).set(b.subarray(j0 * k, (j0 + nb) * k));
+    for (let i0 = 0; i0 < m; i0 += rows) {
+      const mb = Math.min(rows, m - i0);
+      scratch.f32(at.a, mb * k).set(a.subarray(i0 * k, (i0 + mb) * k));
+      scratch.kernels.dot_f32(at.b, at.a, at.y, mb, k, nb, nb);
+      const y = scratch.f32(at.y, mb * nb);
+      if (nb === n) out.set(y, i0 * n);
+      else for (let i = 0; i < mb; i++) out.set(y.subarray(i * nb, (i + 1) * nb), (i0 + i) * n + j0);
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
 // The backend: the platform's native product when it has one (onnxruntime-node under Node),
 // looked up on the first product, not at import; else the portable loop, named once on stderr.
 
@@ -135,7 +176,7 @@ function nativeProduct(): GemmFn | null {
 function activeProduct(): GemmFn {
   if (!active) {
     const f = nativeProduct();
-    active = f ?? gemmTs;
+    active = f ?? gemmWasm;
     activeName = f ? 'ort' : 'ts';
   }
   return active;
@@ -158,9 +199,13 @@ export function setGemmBackend(name: GemmBackendName): void {
     if (!f) throw new Error('setGemmBackend: the native matrix product did not load on this machine');
     active = f;
   } else {
-    active = gemmTs;
+    active = gemmWasm;
   }
   activeName = name;
+}
+
+function ortGemm(): GemmFn | null {
+  return nativeProduct();
 }
 
 /** The native product itself (null where it did not load); benchmarks time it directly. */
@@ -186,7 +231,8 @@ export const gemmProfile = { enabled: false, calls: 0, seconds: 0, flops: 0 };
  * product). `gemmRowwise` pads that row where bit-identity matters more than speed.
  */
 export const gemm: GemmFn = (out, a, b, m, k, n, transA, transB) => {
-  const fn = k * n < SMALL_PRODUCT ? gemmTs : active ?? activeProduct();
+  const chosen = active ?? activeProduct();
+  const fn = k * n < SMALL_PRODUCT && activeName === 'ort' ? gemmTs : chosen;
   if (!gemmProfile.enabled) return fn(out, a, b, m, k, n, transA, transB);
   const t0 = performance.now();
   fn(out, a, b, m, k, n, transA, transB);
@@ -205,8 +251,8 @@ let padOut = new Float32Array(0);
  * same bits.
  */
 export function gemmRowwise(out: Float32Array, a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB: boolean): void {
-  const fn = k * n < SMALL_PRODUCT ? gemmTs : active ?? activeProduct();
-  if (m !== 1 || fn === gemmTs) {
+  const native = (active ?? activeProduct()) === ortGemm() && k * n >= SMALL_PRODUCT;
+  if (m !== 1 || !native) {
     gemm(out, a, b, m, k, n, false, transB);
     return;
   }

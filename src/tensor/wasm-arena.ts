@@ -58,9 +58,10 @@ export class WasmArena {
   /** A larger scratch (widened weight blocks), placed on first use. */
   private wide: { at: number; bytes: number } | null = null;
 
-  constructor(initialBytes = 0) {
+  /** `shareable`: let helper threads work on it when the platform has them (else it stays private). */
+  constructor(initialBytes = 0, shareable = true) {
     const pages = Math.ceil((this.top + initialBytes) / PAGE);
-    this.pool = platform.kernelPool();
+    this.pool = shareable ? platform.kernelPool() : null;
     // a shared memory's maximum is reserved up front; the kernels' import must say the same
     const shared = this.pool !== null;
     this.memory = new WebAssembly.Memory({ initial: pages, maximum: shared ? 65536 : Math.floor(ARENA_MAX_BYTES / PAGE), shared });
