@@ -12,7 +12,7 @@ import type { KernelPool } from './platform.js';
 const IDLE = 0, RUN = 1, SHARE = 2;
 /** Control words per helper: state, export index, arena id, then up to 8 arguments. */
 const WORDS = 16;
-const EXPORTS = ['dot_f32', 'dot_bf16', 'dot_f16', 'widen_bf16', 'widen_f16'];
+const EXPORTS = ['dot_f32', 'dot_bf16', 'dot_f16', 'widen_bf16', 'widen_f16', 'rows_f32'];
 
 const HELPER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');

@@ -129,6 +129,10 @@ const WASM_BATCH_BYTES = 4 << 20;
  * on how many rows or columns are computed with it (attention's key count grows every step).
  */
 export const gemmWasm: GemmFn = (out, a, b, m, k, n, transA, transB) => {
+  if (!transA && !transB && n % 4 === 0) {
+    rowsWasm(out, a, b, m, k, n);
+    return;
+  }
   if (transA || !transB || k % 8 !== 0) {
     gemmTs(out, a, b, m, k, n, transA, transB);
     return;
@@ -152,6 +156,22 @@ export const gemmWasm: GemmFn = (out, a, b, m, k, n, transA, transB) => {
     }
   }
 };
+
+/** B as [K, N] (attention's values), whole in scratch whatever its size (so the choice never depends on k); A in batches of rows. */
+function rowsWasm(out: Float32Array, a: Float32Array, b: Float32Array, m: number, k: number, n: number): void {
+  checkSizes('gemmWasm', out, a, b, m, k, n);
+  const rows = Math.max(1, Math.min(m, Math.floor(WASM_BATCH_BYTES / 2 / ((k + n) * 4))));
+  scratch ??= new WasmArena(0, false);
+  const base = scratch.wideScratch((k * n + rows * (k + n)) * 4);
+  const at = { b: base, a: base + k * n * 4, y: base + (k * n + rows * k) * 4 };
+  scratch.f32(at.b, k * n).set(b.subarray(0, k * n));
+  for (let i0 = 0; i0 < m; i0 += rows) {
+    const mb = Math.min(rows, m - i0);
+    scratch.f32(at.a, mb * k).set(a.subarray(i0 * k, (i0 + mb) * k));
+    scratch.kernels.rows_f32(at.b, at.a, at.y, mb, k, n);
+    out.set(scratch.f32(at.y, mb * n), i0 * n);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // The backend: the platform's native product when it has one (onnxruntime-node under Node),

@@ -19,6 +19,7 @@ export interface KernelExports {
   dot_f16(w: number, x: number, y: number, m: number, k: number, n: number, ldy: number): void;
   widen_bf16(src: number, dst: number, count: number): void;
   widen_f16(src: number, dst: number, count: number): void;
+  rows_f32(b: number, a: number, y: number, m: number, k: number, n: number): void;
 }
 
 const PAGE = 65536;
@@ -92,7 +93,11 @@ export class WasmArena {
 
   /** Scratch of at least `bytes` for widened weights (one region, reused by every call). */
   wideScratch(bytes: number): number {
-    if (!this.wide || this.wide.bytes < bytes) this.wide = { at: this.alloc(bytes), bytes };
+    if (!this.wide || this.wide.bytes < bytes) {
+      // room to grow: the old region is not reused (a bump allocator), so grow geometrically
+      const size = Math.max(bytes, 2 * (this.wide?.bytes ?? 0));
+      this.wide = { at: this.alloc(size), bytes: size };
+    }
     return this.wide.at;
   }
 
