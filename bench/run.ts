@@ -551,7 +551,7 @@ if (sections.has('web') && model && existsSync('/usr/bin/chromium')) {
   const gemmPage = await browser.newPage();
   await gemmPage.goto(`${url}gemm-bench.html`);
   await gemmPage.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state ?? ''), { timeout: 300_000 });
-  const products = (await gemmPage.evaluate(() => (window as unknown as { gemmBench?: unknown }).gemmBench ?? document.body.textContent)) as { shape: string; tsMicros: number; ortMicros: number; tsGflops: number; ortGflops: number }[] | string;
+  const products = (await gemmPage.evaluate(() => (window as unknown as { gemmBench?: unknown }).gemmBench ?? document.body.textContent)) as { shape: string; tsMicros: number; wasmMicros: number; ortMicros: number; tsGflops: number; wasmGflops: number; ortGflops: number }[] | string;
   await browser.close();
   server.kill('SIGTERM');
   // Node on the same prompt, both products
@@ -570,15 +570,15 @@ if (sections.has('web') && model && existsSync('/usr/bin/chromium')) {
     }
   };
   const node = { fpTs: nodeRate('ts', 'fp'), aquaTs: nodeRate('ts', 'aquakv'), fpOrt: ortAvailable() ? nodeRate('ort', 'fp') : NaN, aquaOrt: ortAvailable() ? nodeRate('ort', 'aquakv') : NaN };
-  say(`\n## The page in headless chromium (portable product; Node alongside)\n` +
+  say(`\n## The page in headless chromium (portable backend: the WebAssembly SIMD kernels; Node alongside)\n` +
     `page load to first token (${tok.encode(sotuSplit().heldOut[0].text.slice(0, 1500)).length}-token prompt): ${short.firstTokenSeconds.toFixed(2)} s (model ${short.loadSeconds.toFixed(2)} s)\n` +
     `decode at ${prompt.length} tokens of context: page fp ${long.fp.tokensPerSecond.toFixed(1)}, aquakv compact ${long.aquakv.tokensPerSecond.toFixed(1)} tokens/s; ` +
     `Node portable product ${node.fpTs.toFixed(1)} / ${node.aquaTs.toFixed(1)} (page ÷ Node ${(long.fp.tokensPerSecond / node.fpTs).toFixed(2)} / ${(long.aquakv.tokensPerSecond / node.aquaTs).toFixed(2)}), ` +
     `Node native product ${node.fpOrt.toFixed(1)} / ${node.aquaOrt.toFixed(1)} (page ÷ Node ${(long.fp.tokensPerSecond / node.fpOrt).toFixed(2)} / ${(long.aquakv.tokensPerSecond / node.aquaOrt).toFixed(2)})`);
   if (typeof products === 'string') say(`browser products: ${products}`);
   else {
-    say('product in the browser                    portable TS µs (GFLOP/s)   onnxruntime-web µs (GFLOP/s)   ratio');
-    for (const p of products) say(`${p.shape.padEnd(40)} ${p.tsMicros.toFixed(0).padStart(10)} (${p.tsGflops.toFixed(1).padStart(5)}) ${p.ortMicros.toFixed(0).padStart(20)} (${p.ortGflops.toFixed(1).padStart(5)}) ${(p.tsMicros / p.ortMicros).toFixed(1).padStart(8)}×`);
+    say('product in the browser                    TS loop µs (GFLOP/s)   aquakv WASM kernel µs (GFLOP/s)   onnxruntime-web µs (GFLOP/s)');
+    for (const p of products) say(`${p.shape.padEnd(40)} ${p.tsMicros.toFixed(0).padStart(10)} (${p.tsGflops.toFixed(1).padStart(5)}) ${p.wasmMicros.toFixed(0).padStart(20)} (${p.wasmGflops.toFixed(1).padStart(5)}) ${p.ortMicros.toFixed(0).padStart(20)} (${p.ortGflops.toFixed(1).padStart(5)})`);
   }
   results.web = [{ firstTokenSeconds: short.firstTokenSeconds, loadSeconds: short.loadSeconds, context: prompt.length, page: { fp: long.fp.tokensPerSecond, aquakv: long.aquakv.tokensPerSecond }, node, products }];
 }

@@ -1,11 +1,11 @@
 /**
- * The browser's two matrix products side by side (`npm run bench -- --only web` opens this page):
- * aquakv's portable TypeScript product and onnxruntime-web's WASM SIMD Gemm (served locally from
- * the onnxruntime-web package, one thread), on decode- and prefill-sized products of the embedded
- * model. Results on window.gemmBench; <body data-state="done"> when finished.
+ * The browser's matrix products side by side (`npm run bench -- --only web` opens this page):
+ * aquakv's TypeScript loop, aquakv's WebAssembly SIMD kernel (the portable backend the page uses:
+ * gemmWasm), and onnxruntime-web's WASM SIMD Gemm (served locally from the onnxruntime-web
+ * package, one thread), on decode- and prefill-sized products of the embedded model. Results on window.gemmBench; <body data-state="done"> when finished.
  */
 import { singleNodeModel } from '../src/platform/onnx-model.js';
-import { gemmTs } from '../src/tensor/gemm.js';
+import { gemmTs, gemmWasm } from '../src/tensor/gemm.js';
 
 interface OrtTensor { dims: readonly number[] }
 interface OrtModule {
@@ -27,7 +27,7 @@ async function main() {
     opType: 'Gemm', inputs: [{ name: 'A', dims: ['M', 'K'] }, { name: 'B', dims: ['N', 'K'] }], output: { name: 'Y', dims: ['M', 'N'] }, intAttributes: { transA: 0, transB: 1 },
   });
   const session = await ort.InferenceSession.create(model, { executionProviders: ['wasm'] });
-  const rows: { shape: string; macs: number; tsMicros: number; ortMicros: number; tsGflops: number; ortGflops: number; maxDiff: number }[] = [];
+  const rows: { shape: string; macs: number; tsMicros: number; wasmMicros: number; ortMicros: number; tsGflops: number; wasmGflops: number; ortGflops: number; maxDiff: number }[] = [];
   for (const [shape, m, k, n] of SHAPES) {
     const a = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i));
     const b = Float32Array.from({ length: n * k }, (_, i) => Math.cos(i));
@@ -45,6 +45,7 @@ async function main() {
       return ts.sort((x, y) => x - y)[2] * 1000;
     };
     const tsMicros = await time(() => gemmTs(out, a, b, m, k, n, false, true));
+    const wasmMicros = await time(() => gemmWasm(out, a, b, m, k, n, false, true));
     let y: Float32Array = new Float32Array(0);
     const ortMicros = await time(async () => {
       const r = await session.run({ A: new ort.Tensor('float32', a, [m, k]), B: new ort.Tensor('float32', b, [n, k]) });
@@ -53,7 +54,7 @@ async function main() {
     let maxDiff = 0;
     for (let i = 0; i < m * n; i++) maxDiff = Math.max(maxDiff, Math.abs(y[i] - out[i]));
     const flop = 2 * m * k * n;
-    rows.push({ shape, macs: m * k * n, tsMicros, ortMicros, tsGflops: flop / tsMicros / 1000, ortGflops: flop / ortMicros / 1000, maxDiff });
+    rows.push({ shape, macs: m * k * n, tsMicros, wasmMicros, ortMicros, tsGflops: flop / tsMicros / 1000, wasmGflops: flop / wasmMicros / 1000, ortGflops: flop / ortMicros / 1000, maxDiff });
   }
   (window as unknown as { gemmBench: unknown }).gemmBench = rows;
   document.body.textContent = JSON.stringify(rows, null, 1);
