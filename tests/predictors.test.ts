@@ -4,6 +4,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RidgeAccumulator } from '../src/predictors/ridge.js';
+import { captureKeysValues } from '../src/predictors/fit.js';
+import { FullCache } from '../src/kv/full.js';
+import { platform as nodePlatform } from '../src/platform/node.js';
+import { platform as browserPlatform } from '../src/platform/browser.js';
 import { calibrate, createCache, loadModel, loadPredictors, parseMethod, savePredictors, formatMethod, type CompressedCache } from '../src/index.js';
 import { textWindows } from '../src/predictors/text-windows.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
@@ -154,4 +158,65 @@ test('the allocator gives the bits to the slots that move the output (a model wh
   assert.deepEqual(a.steps.map((s) => s.slot), ['v1'], JSON.stringify(a.steps));
   assert.ok(a.klPlan < a.klBase);
   assert.equal(a.measurements, 1 + 6 + 0, 'the base, each slot, and nothing stale after the only upgrade');
+});
+
+test('ridge sums built from f32 products in short batches equal the f64 sums to ~1e-6', () => {
+  const I = 40, O = 7, n = 1300; // batches of 512 + a remainder, added in two calls
+  const rng = new Rng(9);
+  const x = rng.fillNormal(new Float32Array(n * I));
+  const y = rng.fillNormal(new Float32Array(n * O));
+  const acc = new RidgeAccumulator(I, O);
+  acc.add(x.subarray(0, 700 * I), y.subarray(0, 700 * O), 700);
+  acc.add(x.subarray(700 * I), y.subarray(700 * O), n - 700);
+  const J = I + 1;
+  let worst = 0;
+  for (let i = 0; i < J; i++) {
+    for (let j = 0; j < J; j++) {
+      let s = 0;
+      for (let t = 0; t < n; t++) s += (i < I ? x[t * I + i] : 1) * (j < I ? x[t * I + j] : 1);
+      worst = Math.max(worst, Math.abs(acc.xtx[i * J + j] - s) / n);
+    }
+    for (let j = 0; j < O; j++) {
+      let s = 0;
+      for (let t = 0; t < n; t++) s += (i < I ? x[t * I + i] : 1) * y[t * O + j];
+      worst = Math.max(worst, Math.abs(acc.xty[i * O + j] - s) / n);
+    }
+  }
+  assert.equal(acc.rows, n);
+  assert.ok(worst < 1e-6, `largest difference per row ${worst}`);
+});
+
+test('captured keys and values leave memory and come back exactly, one layer at a time, from either platform store', () => {
+  const { model } = loadModel(makeTinyModel({ layers: 3, maxPositions: 256 }));
+  const C = model.config.kvDim;
+  const seqs = [[1, 2, 3, 4, 5], [6, 7, 8], Array.from({ length: 40 }, (_, i) => (i * 7) % 200)];
+  const captured = captureKeysValues(model, seqs);
+  // the same taps, kept in memory
+  const want = Array.from({ length: 3 }, () => ({ k: [] as number[], v: [] as number[] }));
+  for (const seq of seqs) {
+    model.forward(seq, new FullCache(model), {
+      logits: 'none',
+      tap: (stage, l, data, rows) => {
+        if (stage === 'keysPreRope') want[l].k.push(...data.subarray(0, rows * C));
+        if (stage === 'values') want[l].v.push(...data.subarray(0, rows * C));
+      },
+    });
+  }
+  assert.equal(captured.tokens, 48);
+  for (let l = 2; l >= 0; l--) {
+    assert.deepEqual(Array.from(captured.keys(l)), want[l].k, `layer ${l} keys`);
+    assert.deepEqual(Array.from(captured.values(l)), want[l].v, `layer ${l} values`);
+  }
+  captured.close();
+  // the browser's store (memory) behaves as the file: reads that span pieces, past-the-end refused
+  for (const store of [nodePlatform.scratchStore(), browserPlatform.scratchStore()]) {
+    const a = store.append(Uint8Array.of(1, 2, 3));
+    const b = store.append(Uint8Array.of(4, 5));
+    const into = new Uint8Array(4);
+    store.read(a + 1, into);
+    assert.deepEqual(into, Uint8Array.of(2, 3, 4, 5));
+    assert.equal(b, 3);
+    assert.throws(() => store.read(4, new Uint8Array(2)), /past its end/);
+    store.close();
+  }
 });

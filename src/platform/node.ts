@@ -1,5 +1,6 @@
 /** The Node implementation of the platform: node:fs, node:crypto, the package root, onnxruntime-node. */
-import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,7 +8,7 @@ import { AquaError } from '../errors.js';
 import { availableParallelism } from 'node:os';
 import { loadOrtGemm } from './ort-gemm.js';
 import { createKernelPool } from './kernel-pool.js';
-import type { Hasher, KernelPool, Platform } from './platform.js';
+import type { Hasher, KernelPool, Platform, ScratchStore } from './platform.js';
 
 /**
  * The package root: the nearest directory above this file whose package.json is aquakv's. The
@@ -130,6 +131,35 @@ export const platform: Platform = {
     const threads = process.env.AQUAKV_THREADS ? Number(process.env.AQUAKV_THREADS) : availableParallelism();
     if (pool === undefined) pool = createKernelPool(Math.max(0, threads - 1));
     return pool;
+  },
+  scratchStore(): ScratchStore {
+    const dir = mkdtempSync(join(tmpdir(), 'aquakv-scratch-'));
+    const path = join(dir, 'data');
+    const fd = openSync(path, 'w+');
+    // unlinked at once: the space lives as long as the descriptor, and nothing outlives a crash
+    unlinkSync(path);
+    rmdirSync(dir);
+    let size = 0;
+    let open = true;
+    return {
+      append(data) {
+        const at = size;
+        for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done, at + done);
+        size += data.length;
+        return at;
+      },
+      read(offset, into) {
+        for (let got = 0; got < into.length; ) {
+          const r = readSync(fd, into, got, into.length - got, offset + got);
+          if (r === 0) throw new Error(`scratch store: read past its end (${offset + got} of ${size})`);
+          got += r;
+        }
+      },
+      close() {
+        if (open) closeSync(fd);
+        open = false;
+      },
+    };
   },
   warn(message) {
     process.stderr.write(`aquakv: ${message}\n`);

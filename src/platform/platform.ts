@@ -36,6 +36,20 @@ export interface KernelPool {
   wait(h: number): void;
 }
 
+/**
+ * Bytes set aside and read back later, for data a process should not hold in memory at once
+ * (calibration's captured keys and values): a temporary file under Node (unlinked as soon as it
+ * is open, so nothing is left behind whatever happens), memory in a browser.
+ */
+export interface ScratchStore {
+  /** Appends `data`; returns its offset. */
+  append(data: Uint8Array): number;
+  /** Fills `into` from `offset`. */
+  read(offset: number, into: Uint8Array): void;
+  /** Frees the store (its file's space). */
+  close(): void;
+}
+
 export interface Platform {
   readonly name: 'node' | 'browser';
   /** Throws an AquaError unless `path` is a regular file (a FIFO would hang a reader; a directory fails late). */
@@ -61,6 +75,8 @@ export interface Platform {
   fastGemm(): FastGemm;
   /** Helper threads for the WebAssembly kernels, or null (one core, threads off, or none in this host). */
   kernelPool(): KernelPool | null;
+  /** A new scratch store (see ScratchStore). */
+  scratchStore(): ScratchStore;
   /** A one-line notice for the user (stderr under Node). */
   warn(message: string): void;
 }

@@ -71,10 +71,18 @@ export function calibrate(
   }
   const train = captureKeysValues(model, trainSeqs, (d, t) => o.onProgress?.('capture', d, t + validSeqs.length));
   const valid = captureKeysValues(model, validSeqs, (d, t) => o.onProgress?.('capture', trainSeqs.length + d, trainSeqs.length + t));
-  // a budget: choose every slot's quantizer by its measured effect on the output (./allocate.ts)
-  const allocated = o.method.budget === null ? null : allocateBits(model, train, valid, validSeqs, o);
+  let fitted: ReturnType<typeof fitPredictors>;
+  let allocated: ReturnType<typeof allocateBits> | null;
+  try {
+    // a budget: choose every slot's quantizer by its measured effect on the output (./allocate.ts)
+    allocated = o.method.budget === null ? null : allocateBits(model, train, valid, validSeqs, o);
+    fitted = fitPredictors(model, train, valid, { ...o, method: allocated?.plan ?? o.method });
+  } finally {
+    train.close();
+    valid.close();
+  }
   const plan = allocated?.plan ?? o.method;
-  const { set, layers } = fitPredictors(model, train, valid, { ...o, method: plan });
+  const { set, layers } = fitted;
   const dropped = layers.flatMap((l) => [l.keys?.dropped ? `k${l.layer}` : null, l.values?.dropped ? `v${l.layer}` : null]).filter(Boolean);
   if (dropped.length > 0) {
     platform.warn(`predictors for ${dropped.join(', ')} did worse than no predictor on held-out tokens and were dropped: those slots quantize without one (recorded in the file)`);

@@ -16,6 +16,7 @@ import type { LinearPredictor, PredictorSet } from '../kv/linear-predictor.js';
 import { formatMethod, layerQuantizers, methodKey, type CacheMethod } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
 import { Workspace } from '../tensor/workspace.js';
+import { platform, type ScratchStore } from '../platform/index.js';
 import { RidgeAccumulator } from './ridge.js';
 
 /**
@@ -51,31 +52,73 @@ export interface FitOptions {
   onProgress?: (stage: string, done: number, total: number) => void;
 }
 
-export interface Captured {
-  keys: Float32Array[]; // [L] of [N, C], before RoPE
-  values: Float32Array[]; // [L] of [N, C]
-  tokens: number; // N
+/**
+ * Keys (before RoPE) and values captured from the full-precision model, [N, C] per layer. Kept
+ * out of memory (platform.scratchStore: a temporary file under Node) and read back one layer at
+ * a time, so calibration holds a few layers' worth, not L: for Llama-3.2-1B's shapes and 64
+ * windows of 2048 tokens, 8.6 GB captured against ~1.1 GB per layer held.
+ */
+export class Captured {
+  private readonly store: ScratchStore;
+  /** Per layer, where each sequence's rows of keys and of values lie in the store. */
+  private readonly pieces: { keys: number; values: number; rows: number }[][];
+  tokens = 0; // N
+
+  constructor(readonly layers: number, readonly C: number) {
+    this.store = platform.scratchStore();
+    this.pieces = Array.from({ length: layers }, () => []);
+  }
+
+  /** Appends `rows` rows of layer l's keys and values. */
+  add(layer: number, keys: Float32Array, values: Float32Array, rows: number): void {
+    const bytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, rows * this.C * 4);
+    this.pieces[layer].push({ keys: this.store.append(bytes(keys)), values: this.store.append(bytes(values)), rows });
+    if (layer === 0) this.tokens += rows;
+  }
+
+  /** Layer l's keys [N, C] (a fresh array). */
+  keys(layer: number): Float32Array {
+    return this.read(layer, 'keys');
+  }
+
+  /** Layer l's values [N, C] (a fresh array). */
+  values(layer: number): Float32Array {
+    return this.read(layer, 'values');
+  }
+
+  private read(layer: number, part: 'keys' | 'values'): Float32Array {
+    const out = new Float32Array(this.tokens * this.C);
+    let row = 0;
+    for (const p of this.pieces[layer]) {
+      this.store.read(p[part], new Uint8Array(out.buffer, row * this.C * 4, p.rows * this.C * 4));
+      row += p.rows;
+    }
+    return out;
+  }
+
+  /** Frees the stored data. */
+  close(): void {
+    this.store.close();
+  }
 }
 
 /** Runs each sequence through the full-precision model and keeps pre-RoPE keys and values. */
 export function captureKeysValues(model: LlamaModel, sequences: number[][], onProgress?: (done: number, total: number) => void): Captured {
   const { nLayers: L, kvDim: C } = model.config;
-  const N = sequences.reduce((s, q) => s + q.length, 0);
-  const keys = Array.from({ length: L }, () => new Float32Array(N * C));
-  const values = Array.from({ length: L }, () => new Float32Array(N * C));
-  let row = 0;
+  const captured = new Captured(L, C);
+  // a layer's keys are tapped before its values: keep the keys until the values arrive
+  const pendingKeys = new Float32Array(Math.max(0, ...sequences.map((q) => q.length)) * C);
   sequences.forEach((seq, i) => {
     model.forward(seq, new FullCache(model), {
       logits: 'none',
       tap: (stage, layer, data, rows) => {
-        if (stage === 'keysPreRope') keys[layer].set(data.subarray(0, rows * C), row * C);
-        else if (stage === 'values') values[layer].set(data.subarray(0, rows * C), row * C);
+        if (stage === 'keysPreRope') pendingKeys.set(data.subarray(0, rows * C));
+        else if (stage === 'values') captured.add(layer, pendingKeys, data, rows);
       },
     });
-    row += seq.length;
     onProgress?.(i + 1, sequences.length);
   });
-  return { keys, values, tokens: N };
+  return captured;
 }
 
 /** ‖pred − y‖² / ‖y‖² over n rows of C. */
@@ -132,44 +175,51 @@ export function fitPredictors(
   const layers: LayerErrors[] = [{ layer: 0, keys: null, values: null }];
   const nT = train.tokens;
   const nV = valid.tokens;
-  // reconstructions of the previous layer, train and validation
-  const reconstruct = (codec: LayerCodec, d: Captured, l: number, prevK: Float32Array | null, prevV: Float32Array | null) => {
-    const n = d.tokens;
+  // reconstructions of the previous layer, train and validation; exact keys and values are read
+  // from the capture one layer at a time (this layer's, and the previous one's when fitting on
+  // exact inputs)
+  const load = (d: Captured, l: number) => ({ k: d.keys(l), v: d.values(l) });
+  const reconstruct = (codec: LayerCodec, n: number, exact: { k: Float32Array; v: Float32Array }, prevK: Float32Array | null, prevV: Float32Array | null) => {
     const recK = new Float32Array(n * C);
     const recV = new Float32Array(n * C);
-    if (n) codec.compress(d.keys[l], d.values[l], prevK, prevV, n, recK, recV, ws);
+    if (n) codec.compress(exact.k, exact.v, prevK, prevV, n, recK, recV, ws);
     return { k: recK, v: recV };
   };
   const codec0 = new LayerCodec(C, q.keys[0], q.values[0], null, null);
-  let prevT = reconstruct(codec0, train, 0, null, null);
-  let prevV = reconstruct(codec0, valid, 0, null, null);
+  let exactT = load(train, 0);
+  let exactV = load(valid, 0);
+  let prevT = reconstruct(codec0, nT, exactT, null, null);
+  let prevV = reconstruct(codec0, nV, exactV, null, null);
   o.onProgress?.('fit', 1, L);
   for (let l = 1; l < L; l++) {
     const orig = o.fitOn === 'original';
+    const lastT = exactT; // layer l − 1, exact
+    exactT = load(train, l);
+    exactV = load(valid, l);
     // keys: K̃_{l−1} → K_l
     let keyPred: LinearPredictor | null = null;
     let keyErr = null;
     if (o.predict !== 'values') {
-      keyPred = fit(orig ? train.keys[l - 1] : prevT.k, train.keys[l], nT, C, C, o.damp);
-      keyErr = errorsOf(keyPred, prevT.k, train.keys[l], nT, prevV.k, valid.keys[l], nV);
+      keyPred = fit(orig ? lastT.k : prevT.k, exactT.k, nT, C, C, o.damp);
+      keyErr = errorsOf(keyPred, prevT.k, exactT.k, nT, prevV.k, exactV.k, nV);
       keyPred = keep(keyPred, keyErr);
     }
     // K̃_l through the cache's codec (the value part is redone below with its predictor)
     const keyCodec = new LayerCodec(C, q.keys[l], q.values[l], keyPred, null);
-    const kT = reconstruct(keyCodec, train, l, prevT.k, prevT.v).k;
-    const kV = reconstruct(keyCodec, valid, l, prevV.k, prevV.v).k;
+    const kT = reconstruct(keyCodec, nT, exactT, prevT.k, prevT.v).k;
+    const kV = reconstruct(keyCodec, nV, exactV, prevV.k, prevV.v).k;
     // values: [K̃_l ; Ṽ_{l−1}] → V_l
     let valuePred: LinearPredictor | null = null;
     let valueErr = null;
     if (o.predict !== 'keys') {
-      const xT = orig ? concat(train.keys[l], train.values[l - 1], nT, C) : concat(kT, prevT.v, nT, C);
-      valuePred = fit(xT, train.values[l], nT, 2 * C, C, o.damp);
-      valueErr = errorsOf(valuePred, concat(kT, prevT.v, nT, C), train.values[l], nT, concat(kV, prevV.v, nV, C), valid.values[l], nV);
+      const xT = orig ? concat(exactT.k, lastT.v, nT, C) : concat(kT, prevT.v, nT, C);
+      valuePred = fit(xT, exactT.v, nT, 2 * C, C, o.damp);
+      valueErr = errorsOf(valuePred, orig ? concat(kT, prevT.v, nT, C) : xT, exactT.v, nT, concat(kV, prevV.v, nV, C), exactV.v, nV);
       valuePred = keep(valuePred, valueErr);
     }
     const codec = new LayerCodec(C, q.keys[l], q.values[l], keyPred, valuePred);
-    prevT = reconstruct(codec, train, l, prevT.k, prevT.v);
-    prevV = reconstruct(codec, valid, l, prevV.k, prevV.v);
+    prevT = reconstruct(codec, nT, exactT, prevT.k, prevT.v);
+    prevV = reconstruct(codec, nV, exactV, prevV.k, prevV.v);
     set.keys.push(keyPred);
     set.values.push(valuePred);
     layers.push({ layer: l, keys: keyErr, values: valueErr });
