@@ -8,6 +8,8 @@ import { HalfMatrix, firstNonFinite, type HalfDtype } from '../src/tensor/half-m
 import { f16Table, f32ToBf16, f32ToF16 } from '../src/tensor/f16.js';
 import { gemmBackend, gemmNaive, gemmWasm, setGemmBackend } from '../src/tensor/gemm.js';
 import { Rng } from '../src/tensor/rng.js';
+import { softmaxRows } from '../src/tensor/softmax.js';
+import { softmaxRow } from '../src/model/ops.js';
 
 test('the committed kernels are what tools/make-kernels.ts generates and assembles', async () => {
   const wat = kernelsWat();
@@ -187,5 +189,32 @@ test('gemmWasm (the portable backend) equals the naive product, and rows do not 
       assert.deepEqual(last, got.subarray((m - 1) * n));
     }),
     { numRuns: 100, seed: 3 },
+  );
+});
+
+test('the SIMD softmax equals the f64 one to f32 rounding of its argument and sum, masks past each row\'s length, and underflows to 0', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 300 }), fc.integer(), fc.double({ min: 0.01, max: 4, noNaN: true }), (rows, width, seed, scale) => {
+      const rng = new Rng(seed);
+      const x = rng.fillNormal(new Float32Array(rows * width), 8);
+      if (width > 3) x[1] = -500; // far below the maximum: exp underflows
+      const want = x.slice();
+      const lens = Array.from({ length: rows }, (_, r) => 1 + ((r * 37 + seed) >>> 0) % width);
+      for (let r = 0; r < rows; r++) softmaxRow(want, r * width, lens[r], width, scale);
+      const got = x.slice();
+      softmaxRows(got, rows, width, (r) => lens[r], scale);
+      for (let r = 0; r < rows; r++) {
+        let max = -Infinity;
+        for (let j = 0; j < lens[r]; j++) max = Math.max(max, x[r * width + j]);
+        for (let j = 0; j < lens[r]; j++) {
+          const i = r * width + j;
+          // the exponent's argument is formed in f32: its rounding grows with its size
+          const arg = Math.abs((x[i] - max) * scale);
+          assert.ok(Math.abs(got[i] - want[i]) <= want[i] * (1e-6 + 2.4e-7 * arg) + 1e-37, `${i}: ${got[i]} vs ${want[i]}`);
+        }
+      }
+      for (let r = 0; r < rows; r++) for (let j = lens[r]; j < width; j++) assert.equal(got[r * width + j], 0);
+    }),
+    { numRuns: 200, seed: 5 },
   );
 });

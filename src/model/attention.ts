@@ -9,7 +9,8 @@
  */
 import { gemm } from '../tensor/gemm.js';
 import type { Workspace } from '../tensor/workspace.js';
-import { gatherColumns, scatterColumns, softmaxRow } from './ops.js';
+import { softmaxRows } from '../tensor/softmax.js';
+import { gatherColumns, scatterColumns } from './ops.js';
 
 export interface AttentionShape {
   nHeads: number;
@@ -42,10 +43,8 @@ export function attention(
       const Tb = start + t0 + m; // causal: no query of this block sees a key past its last token
       for (let g = 0; g < group; g++) gatherColumns(Qg.subarray(g * m * hd), q.subarray(t0 * qDim), m, qDim, (kvh * group + g) * hd, hd);
       gemm(S, Qg, Kh, group * m, hd, Tb, false, true);
-      for (let r = 0; r < group * m; r++) {
-        const t = t0 + (r % m);
-        softmaxRow(S, r * Tb, start + t + 1, Tb, scale); // keys at positions ≤ this token's
-      }
+      // keys at positions ≤ each row's token
+      softmaxRows(S, group * m, Tb, (r) => start + t0 + (r % m) + 1, scale);
       gemm(Og, S, Vh, group * m, Tb, hd, false, false);
       for (let g = 0; g < group; g++) scatterColumns(out.subarray(t0 * qDim), Og.subarray(g * m * hd), m, qDim, (kvh * group + g) * hd, hd);
     }

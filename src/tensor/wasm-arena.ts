@@ -20,6 +20,7 @@ export interface KernelExports {
   widen_bf16(src: number, dst: number, count: number): void;
   widen_f16(src: number, dst: number, count: number): void;
   rows_f32(b: number, a: number, y: number, m: number, k: number, n: number): void;
+  softmax_f32(x: number, len: number, scale: number): void;
 }
 
 const PAGE = 65536;
