@@ -9,14 +9,20 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { KernelPool } from './platform.js';
 
-const IDLE = 0, RUN = 1, SHARE = 2;
+const IDLE = 0, RUN = 1, SHARE = 2, DROP = 3;
 /** Control words per helper: state, export index, arena id, then up to 8 arguments. */
 const WORDS = 16;
+/** How long a helper may take to take an arena before the pool is given up. */
+const HANDSHAKE_MS = 10_000;
 const EXPORTS = ['dot_f32', 'dot_bf16', 'dot_f16', 'widen_bf16', 'widen_f16', 'rows_f32'];
 
 const HELPER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
 const { control, port, exports: names } = workerData;
+// a helper allocates almost nothing, so its heap never collects on its own: a dropped arena's
+// instance (and with it the shared memory) is collected on purpose
+require('node:v8').setFlagsFromString('--expose-gc');
+const collect = require('node:vm').runInNewContext('gc');
 const ctl = new Int32Array(control);
 const arenas = new Map();
 for (;;) {
@@ -25,6 +31,9 @@ for (;;) {
   if (state === ${SHARE}) {
     const { id, module, memory } = receiveMessageOnPort(port).message;
     arenas.set(id, new WebAssembly.Instance(module, { env: { memory } }).exports);
+  } else if (state === ${DROP}) {
+    arenas.delete(ctl[2]);
+    collect();
   } else if (state === ${RUN}) {
     const fn = arenas.get(ctl[2])[names[ctl[1]]];
     fn(ctl[3], ctl[4], ctl[5], ctl[6], ctl[7], ctl[8], ctl[9], ctl[10]);
@@ -46,7 +55,11 @@ export function createKernelPool(helpers: number): KernelPool | null {
   for (let h = 0; h < helpers; h++) {
     const control = new Int32Array(new SharedArrayBuffer(WORDS * 4));
     const { port1, port2 } = new MessageChannel();
-    const worker = new Worker(HELPER_SOURCE, { eval: true, workerData: { control: control.buffer, port: port2, exports: EXPORTS }, transferList: [port2] });
+    // execArgv []: the helper's source is CommonJS whatever the parent was started with
+    // (`--input-type=module` would make an eval'd worker ESM)
+    const worker = new Worker(HELPER_SOURCE, { eval: true, execArgv: [], workerData: { control: control.buffer, port: port2, exports: EXPORTS }, transferList: [port2] });
+    // a helper that fails to start must not take the process down: the handshake then times out
+    worker.on('error', () => {});
     worker.unref();
     port1.unref();
     pool.push({ control, port: port1, worker });
@@ -58,12 +71,36 @@ export function createKernelPool(helpers: number): KernelPool | null {
   const wait = (h: Helper) => {
     for (let s = Atomics.load(h.control, 0); s !== IDLE; s = Atomics.load(h.control, 0)) Atomics.wait(h.control, 0, s);
   };
+  // A helper that never answers (one that could not start: seen under `node --input-type=module -e`)
+  // would block the caller for good: the first handshake waits a bounded time, then the pool is off.
+  let alive = true;
+  const answers = (h: Helper, ms: number) => {
+    const until = Date.now() + ms;
+    for (let s = Atomics.load(h.control, 0); s !== IDLE; s = Atomics.load(h.control, 0)) {
+      if (Date.now() > until) return false;
+      Atomics.wait(h.control, 0, s, 50);
+    }
+    return true;
+  };
   return {
     helpers,
     share(id, module, memory) {
+      if (!alive) return false;
       for (const h of pool) {
         h.port.postMessage({ id, module, memory });
         run(h, SHARE);
+        if (!answers(h, HANDSHAKE_MS)) {
+          alive = false;
+          for (const x of pool) void x.worker.terminate();
+          return false;
+        }
+      }
+      return true;
+    },
+    release(id) {
+      for (const h of pool) {
+        h.control[2] = id;
+        run(h, DROP);
         wait(h);
       }
     },

@@ -28,8 +28,13 @@ export type FastGemm = { fn: GemmFn; name: string } | { fn: null; reason: string
  */
 export interface KernelPool {
   readonly helpers: number;
-  /** Lets the helpers run `module`'s kernels on `memory` (shared) under `id`; before any call on it. */
-  share(id: number, module: WebAssembly.Module, memory: WebAssembly.Memory): void;
+  /**
+   * Lets the helpers run `module`'s kernels on `memory` (shared) under `id`; before any call on it.
+   * False when the helpers do not answer: the pool is then off for good, and the caller works alone.
+   */
+  share(id: number, module: WebAssembly.Module, memory: WebAssembly.Memory): boolean;
+  /** The helpers let go of arena `id` (its owner is gone), so its memory can be freed. */
+  release(id: number): void;
   /** Starts export `fn` of arena `id` with `args` on helper `h`; returns at once. */
   start(h: number, id: number, fn: string, args: number[]): void;
   /** Returns when helper `h` has finished what it was given. */

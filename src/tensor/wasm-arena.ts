@@ -46,12 +46,13 @@ function kernelModule(base64: string): WebAssembly.Module {
 }
 
 let arenaCount = 0;
+const released = new FinalizationRegistry<{ pool: KernelPool; id: number }>(({ pool, id }) => pool.release(id));
 
 export class WasmArena {
   readonly memory: WebAssembly.Memory;
   readonly kernels: KernelExports;
   /** Helper threads that also run kernels on this arena (its memory is then shared), or null. */
-  readonly pool: KernelPool | null;
+  pool: KernelPool | null;
   readonly id = ++arenaCount;
   /** Byte offsets of the input and output scratch. */
   readonly xScratch = 0;
@@ -69,7 +70,14 @@ export class WasmArena {
     this.memory = new WebAssembly.Memory({ initial: pages, maximum: shared ? 65536 : Math.floor(ARENA_MAX_BYTES / PAGE), shared });
     const module = kernelModule(shared ? KERNELS_SHARED_WASM_BASE64 : KERNELS_WASM_BASE64);
     this.kernels = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as KernelExports;
-    this.pool?.share(this.id, module, this.memory);
+    if (this.pool) {
+      if (this.pool.share(this.id, module, this.memory)) {
+        // the helpers hold the memory too: when this arena is collected, they must let it go
+        released.register(this, { pool: this.pool, id: this.id });
+      } else {
+        this.pool = null; // the helpers did not answer: this arena's products run on this thread
+      }
+    }
   }
 
   get used(): number {
