@@ -165,7 +165,8 @@ if (mounted) {
   const out = join(mnt, 'p.safetensors');
   copyFileSync(preds, out);
   writeFileSync(join(mnt, 'filler'), Buffer.alloc(Math.max(0, 220 * 1024 - statSync(out).size - 16 * 1024)));
-  const r = run(['calibrate', '--model', model, '--data', text, '--samples', '3', '--seq-len', '64', '--method', 'aquakv[q=higgs:2x16,first=higgs:2x256]', '--out', out]);
+  // enough tokens that calibration has no warning to print: the refusal is then its only line
+  const r = run(['calibrate', '--model', model, '--data', text, '--samples', '12', '--seq-len', '64', '--method', 'aquakv[q=higgs:2x16,first=higgs:2x256]', '--out', out]);
   const o = classify(r, false);
   const intact = readFileSync(out).equals(good);
   note('full disk', o === 'refused' && intact ? 'refused' : o === 'ok' ? 'ok' : intact ? o : 'PARTIAL', `${r.stderr.trim().slice(0, 200)} (old file intact: ${intact})`);

@@ -144,7 +144,12 @@ export const platform: Platform = {
     return {
       append(data) {
         const at = size;
-        for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done, at + done);
+        try {
+          for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done, at + done);
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+          throw new AquaError(`cannot write scratch data to ${tmpdir()} (${code}, after ${size} bytes)`, 'set TMPDIR to a directory with room');
+        }
         size += data.length;
         return at;
       },
