@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { gemmNaive, gemmRowwise, gemmTs, ortGemmFn, ortAvailable, type GemmFn } from '../src/tensor/gemm.js';
+import { gemmNaive, gemmRowwise, gemmTs, gemmWasm, ortGemmFn, ortAvailable, type GemmFn } from '../src/tensor/gemm.js';
 import { Rng } from '../src/tensor/rng.js';
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
@@ -32,6 +32,8 @@ function checkAgainstNaive(fn: GemmFn, name: string) {
 }
 
 test('gemmTs equals the naive product for every shape and transpose', () => checkAgainstNaive(gemmTs, 'gemmTs'));
+
+test('gemmWasm (the portable backend: WASM kernels, TS loop for the rest) equals the naive product for every shape and transpose', () => checkAgainstNaive(gemmWasm, 'gemmWasm'));
 
 test('onnxruntime backend loads on this machine and equals the naive product', () => {
   assert.ok(ortAvailable(), 'onnxruntime-node failed to load (the portable path still works, but it is slow)');

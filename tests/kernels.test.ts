@@ -173,21 +173,18 @@ test('several rows through the native product: blocks widened from shared memory
   }
 });
 
-test('gemmWasm (the portable backend) equals the naive product, and rows do not depend on the rows beside them', () => {
+test('gemmWasm (the portable backend): a row\'s result does not depend on the rows beside it (its product is checked against the naive one in gemm.test)', () => {
   fc.assert(
-    fc.property(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 200 }), fc.boolean(), fc.integer(), (m, k8, n, transB, seed) => {
+    fc.property(fc.integer({ min: 2, max: 9 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 200 }), fc.boolean(), fc.integer(), (m, k8, n, transB, seed) => {
       const k = k8 * 8;
       const rng = new Rng(seed);
       const a = rng.fillNormal(new Float32Array(m * k));
       const b = rng.fillNormal(new Float32Array(k * n));
-      const want = new Float32Array(m * n);
-      const got = new Float32Array(m * n);
-      gemmNaive(want, a, b, m, k, n, false, transB);
-      gemmWasm(got, a, b, m, k, n, false, transB);
-      for (let i = 0; i < m * n; i++) assert.ok(Math.abs(got[i] - want[i]) < 1e-5 * k, `[${m},${k},${n}] ${got[i]} vs ${want[i]}`);
+      const all = new Float32Array(m * n);
+      gemmWasm(all, a, b, m, k, n, false, transB);
       const last = new Float32Array(n);
       gemmWasm(last, a.subarray((m - 1) * k), b, 1, k, n, false, transB);
-      assert.deepEqual(last, got.subarray((m - 1) * n));
+      assert.deepEqual(last, all.subarray((m - 1) * n));
     }),
     { numRuns: 100, seed: 3 },
   );
