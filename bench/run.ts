@@ -26,12 +26,10 @@
  *   plans  eval time of one window through caches whose slots use the 4-D grid (higgs:4x256,
  *          searched with its bucket table) against the 2-D grid (higgs:2x16), same bits
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { normaliseConfig } from '../src/io/config.js';
-import { loadModelDir, saveCheckpoint } from '../src/io/checkpoint.js';
-import { LlamaModel as Llama } from '../src/model/llama.js';
+import { saveCheckpoint } from '../src/io/checkpoint.js';
 import { layerShapes, type Matrix, type ModelWeights } from '../src/model/weights.js';
-import { calibrate } from '../src/predictors/calibrate.js';
 import { availableParallelism, tmpdir } from 'node:os';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { deserializeCache } from '../src/kv/cache-file.js';
