@@ -237,3 +237,23 @@ test('an arena dropped by its owner is freed, also by the helper threads that sh
   const rss = Number(r.stdout.trim());
   assert.ok(rss < 700e6, `resident ${(rss / 1e6).toFixed(0)} MB after dropping 1.5 GB of arenas`);
 });
+
+test('a kernel that traps on a helper thread is reported as an error, not a hang', () => {
+  // in a process of its own with AQUAKV_THREADS=2, so there is a helper whatever this machine's cores
+  const script = `
+    const { WasmArena } = await import(${JSON.stringify(new URL('../src/tensor/wasm-arena.js', import.meta.url).href)});
+    const arena = new WasmArena(1 << 16);
+    const pool = arena.pool;
+    if (!pool) throw new Error('no helper');
+    // a weight address past the end of the memory: the kernel traps
+    pool.start(0, arena.id, 'dot_f32', [arena.memory.buffer.byteLength + 1024, arena.xScratch, arena.yScratch, 1, 8, 4, 4]);
+    let message = 'no error';
+    try { pool.wait(0); } catch (e) { message = e.message; }
+    // and the helper works on afterwards
+    pool.start(0, arena.id, 'dot_f32', [arena.xScratch, arena.xScratch, arena.yScratch, 1, 8, 4, 4]);
+    pool.wait(0);
+    console.log(message);`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, AQUAKV_THREADS: '2' } });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /trapped/);
+});

@@ -10,8 +10,9 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { KernelPool } from './platform.js';
 
 const IDLE = 0, RUN = 1, SHARE = 2, DROP = 3;
-/** Control words per helper: state, export index, arena id, then up to 8 arguments. */
+/** Control words per helper: state, export index, arena id, then up to 8 arguments; the last word flags a failed call. */
 const WORDS = 16;
+const FAILED = WORDS - 1;
 /** How long a helper may take to take an arena before the pool is given up. */
 const HANDSHAKE_MS = 10_000;
 const EXPORTS = ['dot_f32', 'dot_bf16', 'dot_f16', 'widen_bf16', 'widen_f16', 'rows_f32'];
@@ -35,8 +36,12 @@ for (;;) {
     arenas.delete(ctl[2]);
     collect();
   } else if (state === ${RUN}) {
-    const fn = arenas.get(ctl[2])[names[ctl[1]]];
-    fn(ctl[3], ctl[4], ctl[5], ctl[6], ctl[7], ctl[8], ctl[9], ctl[10]);
+    // a kernel that traps (a bug: an address out of bounds) is reported, never left hanging
+    try {
+      arenas.get(ctl[2])[names[ctl[1]]](ctl[3], ctl[4], ctl[5], ctl[6], ctl[7], ctl[8], ctl[9], ctl[10]);
+    } catch {
+      ctl[${FAILED}] = 1;
+    }
   }
   Atomics.store(ctl, 0, ${IDLE});
   Atomics.notify(ctl, 0);
@@ -113,6 +118,10 @@ export function createKernelPool(helpers: number): KernelPool | null {
     },
     wait(h) {
       wait(pool[h]);
+      if (pool[h].control[FAILED]) {
+        pool[h].control[FAILED] = 0;
+        throw new Error(`kernel helper ${h}: the kernel trapped`);
+      }
     },
   };
 }
