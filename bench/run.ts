@@ -29,7 +29,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { normaliseConfig } from '../src/io/config.js';
 import { saveCheckpoint } from '../src/io/checkpoint.js';
-import { layerShapes, type Matrix, type ModelWeights } from '../src/model/weights.js';
+import { heldWeightBytes, layerShapes, type ModelWeights } from '../src/model/weights.js';
 import { availableParallelism, tmpdir } from 'node:os';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { deserializeCache } from '../src/kv/cache-file.js';
@@ -188,13 +188,6 @@ if (sections.has('quant')) {
 function demoPredictors(m: LlamaModel, tok: TextTokenizer) {
   const settings = { ...DEFAULT_CALIBRATION, method: parseMethod('aquakv'), samples: DEFAULT_DEMO.samples, seqLen: m.config.maxPositionEmbeddings, dataSource: '@sotu-train' };
   return cachedPredictors(resolve('.aquakv-cache'), m, readText('@sotu-train'), tok, settings);
-}
-
-/** Bytes of the weights as the model holds them (16-bit matrices at 2 bytes a value), each once. */
-function heldWeightBytes(w: ModelWeights): number {
-  let bytes = w.embed.byteLength + w.finalNorm.byteLength + (w.lmHead === w.embed ? 0 : w.lmHead.byteLength);
-  for (const lw of w.layers) for (const x of Object.values(lw)) if (x) bytes += (x as Matrix).byteLength;
-  return bytes;
 }
 
 /** Memory bandwidth from a large copy: bytes read plus bytes written per second. */

@@ -12,7 +12,7 @@ import { FullCache } from '../src/kv/full.js';
 import { Rng } from '../src/tensor/rng.js';
 import { calibrate } from '../src/predictors/calibrate.js';
 import { parseMethod } from '../src/kv/method.js';
-import type { Matrix, ModelWeights } from '../src/model/weights.js';
+import { heldWeightBytes } from '../src/model/weights.js';
 
 const [dir, samplesArg] = process.argv.slice(2);
 const samples = Number(samplesArg ?? 0);
@@ -21,11 +21,6 @@ const procStatus = (field: string) => {
   return m ? Number(m[1]) * 1024 : NaN;
 };
 const fileBytes = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
-const heldBytes = (w: ModelWeights) => {
-  let bytes = w.embed.byteLength + w.finalNorm.byteLength + (w.lmHead === w.embed ? 0 : w.lmHead.byteLength);
-  for (const lw of w.layers) for (const x of Object.values(lw)) if (x) bytes += (x as Matrix).byteLength;
-  return bytes;
-};
 
 const rss0 = procStatus('VmRSS');
 let t0 = performance.now();
@@ -33,7 +28,7 @@ const loaded = loadModelDir(dir);
 const model = new LlamaModel(loaded.config, loaded.weights);
 const loadSeconds = (performance.now() - t0) / 1000;
 const residentBytes = procStatus('VmRSS') - rss0;
-const weightBytes = heldBytes(loaded.weights);
+const weightBytes = heldWeightBytes(loaded.weights);
 const cfg = model.config;
 const rng = new Rng(2);
 const ids = Array.from({ length: 8192 }, () => rng.int(cfg.vocabSize));

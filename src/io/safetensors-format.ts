@@ -5,7 +5,7 @@
  * No file access here: ./safetensors.ts streams big files from disk with the same header checks.
  */
 import { AquaError } from '../errors.js';
-import { f16Table, f16ToF32, f32ToBf16, f32ToF16 } from '../tensor/f16.js';
+import { f16ToF32, f32ToBf16, f32ToF16, halfBitsToF32 } from '../tensor/f16.js';
 
 export type StDtype = 'F32' | 'F16' | 'BF16';
 const ELEMENT_BYTES: Record<string, number> = {
@@ -101,6 +101,12 @@ function aligned(bytes: Uint8Array, width: 2 | 4): ArrayBuffer {
   return bytes.slice().buffer;
 }
 
+/** `bytes` as `count` 16-bit values (a view, or a view of an aligned copy). */
+function halves(bytes: Uint8Array, count: number): Uint16Array {
+  const buf = aligned(bytes, 2);
+  return new Uint16Array(buf, buf === bytes.buffer ? bytes.byteOffset : 0, count);
+}
+
 /**
  * A tensor's little-endian bytes → f32 values, in bulk: F32 is one copy, BF16 a 16-bit shift per
  * value, F16 a lookup in a 65 536-entry table (a few ns per value, not a DataView call each).
@@ -121,11 +127,7 @@ export function decodeTensor(bytes: Uint8Array, dtype: string, where: string): F
     case 'F16': {
       const out = new Float32Array(bytes.length / 2);
       if (LITTLE_ENDIAN) {
-        const buf = aligned(bytes, 2);
-        const start = buf === bytes.buffer ? bytes.byteOffset : 0;
-        const h = new Uint16Array(buf, start, out.length);
-        const table = f16Table();
-        for (let i = 0; i < out.length; i++) out[i] = table[h[i]];
+        halfBitsToF32('f16', halves(bytes, out.length), out);
         return out;
       }
       for (let i = 0; i < out.length; i++) out[i] = f16ToF32(view.getUint16(i * 2, true));
@@ -135,13 +137,7 @@ export function decodeTensor(bytes: Uint8Array, dtype: string, where: string): F
       const out = new Float32Array(bytes.length / 2);
       const u = new Uint32Array(out.buffer);
       if (LITTLE_ENDIAN) {
-        const buf = aligned(bytes, 2);
-        const start = buf === bytes.buffer ? bytes.byteOffset : 0;
-        const h = new Uint16Array(buf, start, out.length);
-        // through an Int32Array: a shifted pattern with the sign bit set stays a small integer (a
-        // Uint32Array store would convert it to a heap number first, 3× slower)
-        const bits = new Int32Array(out.buffer);
-        for (let i = 0; i < out.length; i++) bits[i] = h[i] << 16;
+        halfBitsToF32('bf16', halves(bytes, out.length), out);
         return out;
       }
       for (let i = 0; i < out.length; i++) u[i] = view.getUint16(i * 2, true) << 16;

@@ -82,6 +82,13 @@ export function weightsDigest(w: ModelWeights): string {
   return h.digest();
 }
 
+/** Bytes of the weights as held (16-bit matrices at 2 bytes a value), each array once (a tied head is the embedding). */
+export function heldWeightBytes(w: ModelWeights): number {
+  let bytes = w.embed.byteLength + w.finalNorm.byteLength + (w.lmHead === w.embed ? 0 : w.lmHead.byteLength);
+  for (const lw of w.layers) for (const x of Object.values(lw) as (Matrix | null)[]) if (x) bytes += x.byteLength;
+  return bytes;
+}
+
 /** A layer's projections that read the same input, as one matrix each (one product instead of three, or two). */
 export interface FusedLayer {
   wqkv: Matrix; // [H·hd + 2·KV·hd, D]: wq, wk, wv stacked

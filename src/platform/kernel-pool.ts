@@ -73,20 +73,18 @@ export function createKernelPool(helpers: number): KernelPool | null {
     Atomics.store(h.control, 0, state);
     Atomics.notify(h.control, 0);
   };
-  const wait = (h: Helper) => {
-    for (let s = Atomics.load(h.control, 0); s !== IDLE; s = Atomics.load(h.control, 0)) Atomics.wait(h.control, 0, s);
+  /** Waits until helper h is idle, for at most `ms`; false when it is not by then. */
+  const wait = (h: Helper, ms = Infinity) => {
+    const until = Date.now() + ms;
+    for (let s = Atomics.load(h.control, 0); s !== IDLE; s = Atomics.load(h.control, 0)) {
+      if (Date.now() > until) return false;
+      Atomics.wait(h.control, 0, s, ms === Infinity ? undefined : 50);
+    }
+    return true;
   };
   // A helper that never answers (one that could not start: seen under `node --input-type=module -e`)
   // would block the caller for good: the first handshake waits a bounded time, then the pool is off.
   let alive = true;
-  const answers = (h: Helper, ms: number) => {
-    const until = Date.now() + ms;
-    for (let s = Atomics.load(h.control, 0); s !== IDLE; s = Atomics.load(h.control, 0)) {
-      if (Date.now() > until) return false;
-      Atomics.wait(h.control, 0, s, 50);
-    }
-    return true;
-  };
   return {
     helpers,
     share(id, module, memory) {
@@ -94,7 +92,7 @@ export function createKernelPool(helpers: number): KernelPool | null {
       for (const h of pool) {
         h.port.postMessage({ id, module, memory });
         run(h, SHARE);
-        if (!answers(h, HANDSHAKE_MS)) {
+        if (!wait(h, HANDSHAKE_MS)) {
           alive = false;
           for (const x of pool) void x.worker.terminate();
           return false;

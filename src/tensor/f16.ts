@@ -72,3 +72,19 @@ export function f32ToBf16(val: number): number {
   const lsb = (x >>> 16) & 1;
   return ((x + 0x7fff + lsb) >>> 16) & 0xffff;
 }
+
+/**
+ * 16-bit values (F16 or BF16 bit patterns) widened to f32, in bulk: BF16 a 16-bit shift per value,
+ * F16 a lookup in the 65 536-entry table (a few ns per value).
+ */
+export function halfBitsToF32(dtype: 'f16' | 'bf16', src: Uint16Array, out: Float32Array): void {
+  if (dtype === 'f16') {
+    const t = f16Table();
+    for (let i = 0; i < src.length; i++) out[i] = t[src[i]];
+    return;
+  }
+  // through an Int32Array: a shifted pattern with the sign bit set stays a small integer (a
+  // Uint32Array store would convert it to a heap number first, 3× slower)
+  const bits = new Int32Array(out.buffer, out.byteOffset, src.length);
+  for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
+}

@@ -15,7 +15,7 @@
  */
 import { ArenaSet, X_SCRATCH_BYTES, Y_SCRATCH_BYTES, type WasmArena } from './wasm-arena.js';
 import { gemm, gemmBackend } from './gemm.js';
-import { f16Table } from './f16.js';
+import { halfBitsToF32 } from './f16.js';
 
 export type HalfDtype = 'bf16' | 'f16';
 
@@ -105,13 +105,13 @@ export class HalfMatrix {
 
   /** Row r widened to f32 into `out` (an embedding lookup). */
   rowToF32(r: number, out: Float32Array): void {
-    widenInto(this.dtype, this.arena.u16(this.at + r * this.cols * 2, this.cols), out);
+    halfBitsToF32(this.dtype, this.arena.u16(this.at + r * this.cols * 2, this.cols), out);
   }
 
   /** Rows [start, end) widened to f32, as a new array. */
   toF32(start = 0, end = this.rows): Float32Array {
     const out = new Float32Array((end - start) * this.cols);
-    widenInto(this.dtype, this.arena.u16(this.at + start * this.cols * 2, (end - start) * this.cols), out);
+    halfBitsToF32(this.dtype, this.arena.u16(this.at + start * this.cols * 2, (end - start) * this.cols), out);
     return out;
   }
 
@@ -177,7 +177,7 @@ export class HalfMatrix {
       if (count % 8 === 0) {
         (this.dtype === 'bf16' ? arena.kernels.widen_bf16 : arena.kernels.widen_f16)(src, wideAt, count);
       } else {
-        widenInto(this.dtype, arena.u16(src, count), arena.f32(wideAt, count));
+        halfBitsToF32(this.dtype, arena.u16(src, count), arena.f32(wideAt, count));
       }
       // the native product refuses views of shared memory (arenas helper threads read): a heap copy
       let w = arena.f32(wideAt, count);
@@ -197,17 +197,6 @@ export class HalfMatrix {
   }
 }
 
-
-/** 16-bit values widened to f32 in plain TypeScript (short rows, odd sizes). */
-export function widenInto(dtype: HalfDtype, src: Uint16Array, out: Float32Array): void {
-  if (dtype === 'f16') {
-    const t = f16Table();
-    for (let i = 0; i < src.length; i++) out[i] = t[src[i]];
-    return;
-  }
-  const bits = new Uint32Array(out.buffer, out.byteOffset, src.length);
-  for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
-}
 
 /** The index of the first non-finite value (exponent bits all ones), or −1 when every value is finite. */
 export function firstNonFinite(dtype: HalfDtype, bits: Uint16Array): number {

@@ -80,10 +80,6 @@ export class WasmArena {
     }
   }
 
-  get used(): number {
-    return this.top;
-  }
-
   /** Whether `bytes` more fit under the arena's limit. */
   fits(bytes: number): boolean {
     return align(this.top) + bytes <= ARENA_MAX_BYTES;
