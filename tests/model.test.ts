@@ -1,4 +1,5 @@
 import { FullCache } from '../src/kv/full.js';
+import { HeadRows } from '../src/kv/head-rows.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModelDir } from '../src/io/checkpoint.js';
@@ -74,7 +75,7 @@ test('grouped-query attention equals its one-query-at-a-time definition', () => 
   const rng = new Rng(3);
   const s = { nHeads: 6, nKvHeads: 2, headDim: 8 };
   // keys and values head-major with spare rows per head (stride > T), as caches hold them
-  for (const [n, T, stride] of [[1, 1, 1], [1, 9, 16], [5, 5, 5], [4, 11, 13]]) {
+  for (const [n, T, stride] of [[1, 1, 1], [1, 9, 16], [1, 37, 40], [5, 5, 5], [4, 11, 13]]) {
     const q = rng.fillNormal(new Float32Array(n * 48));
     const k = rng.fillNormal(new Float32Array(2 * stride * 8));
     const v = rng.fillNormal(new Float32Array(2 * stride * 8));
@@ -83,9 +84,35 @@ test('grouped-query attention equals its one-query-at-a-time definition', () => 
     attentionNaive(b, q, k, v, n, T, stride, s);
     // one block of queries, and blocks of a few queries (the score matrix bounded, as for long prompts)
     for (const block of [undefined, 3 * T, 1]) {
-      attention(a, q, k, v, n, T, stride, s, new Workspace(), block);
+      attention(a, q, { keys: k, values: v, length: T, stride }, n, s, new Workspace(), block);
       assert.ok(maxDiff(a, b) < 1e-5, `n=${n} T=${T} block ${block}: ${maxDiff(a, b)}`);
     }
+  }
+});
+
+test('one token attends through the kernels alike whether the cache rows lie in WebAssembly memory or are copied there', () => {
+  const rng = new Rng(4);
+  const s = { nHeads: 8, nKvHeads: 2, headDim: 16 };
+  for (const T of [1, 3, 4, 29, 64, 130]) {
+    const K = new HeadRows(2, 16, 2);
+    const V = new HeadRows(2, 16, 2);
+    // appended a few rows at a time, so the rows move as their capacity doubles
+    const keys = rng.fillNormal(new Float32Array(T * 32));
+    const values = rng.fillNormal(new Float32Array(T * 32));
+    for (let t = 0; t < T; t += 7) {
+      const rows = Math.min(7, T - t);
+      K.append(keys.subarray(t * 32, (t + rows) * 32), rows);
+      V.append(values.subarray(t * 32, (t + rows) * 32), rows);
+    }
+    const q = rng.fillNormal(new Float32Array(8 * 16));
+    const inPlace = new Float32Array(128);
+    const copied = new Float32Array(128);
+    const naive = new Float32Array(128);
+    attention(inPlace, q, { keys: K.data, values: V.data, length: T, stride: K.capacity, inPlace: { keys: K, values: V } }, 1, s, new Workspace());
+    attention(copied, q, { keys: K.data.slice(), values: V.data.slice(), length: T, stride: K.capacity }, 1, s, new Workspace());
+    attentionNaive(naive, q, K.data, V.data, 1, T, K.capacity, s);
+    assert.deepEqual(inPlace, copied, `T=${T}: in place = copied, bit for bit`);
+    assert.ok(maxDiff(inPlace, naive) < 1e-5, `T=${T}: ${maxDiff(inPlace, naive)}`);
   }
 });
 

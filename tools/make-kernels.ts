@@ -33,19 +33,17 @@ const elementBytes = (t: KernelDtype) => (t === 'f32' ? 4 : 2);
 /**
  * f32 lanes of 4 weights. `$v` holds 8 loaded 16-bit values; `half` picks lanes 0–3 or 4–7.
  *  bf16: the 16 bits are the f32's top half.
- *  f16 (finite values only; the loader refuses others): magnitude bits shifted into f32 position
- *  are the value scaled by 2⁻¹¹², so one multiply by 2¹¹² restores it, subnormals included
- *  (WebAssembly keeps f32 subnormals); the sign is or-ed back in.
+ *  f16 (finite values only; the loader refuses others): sign-extended and shifted so the magnitude
+ *  bits land in f32 position; the and keeps the sign bit and clears its three copies above the
+ *  exponent, leaving the value scaled by 2⁻¹¹², which one multiply by 2¹¹² restores, subnormals
+ *  included (WebAssembly keeps f32 subnormals). Four operations per 4 weights.
  */
 function widened(t: KernelDtype, half: 'low' | 'high'): string {
-  const ext = `(i32x4.extend_${half}_i16x8_u (local.get $v))`;
-  if (t === 'bf16') return `(i32x4.shl ${ext} (i32.const 16))`;
-  return `(block (result v128)
-            (local.set $e ${ext})
-            (v128.or
-              (i32x4.shl (v128.and (local.get $e) (v128.const i32x4 0x8000 0x8000 0x8000 0x8000)) (i32.const 16))
-              (f32x4.mul (i32x4.shl (v128.and (local.get $e) (v128.const i32x4 0x7fff 0x7fff 0x7fff 0x7fff)) (i32.const 13))
-                         (v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112))))`;
+  if (t === 'bf16') return `(i32x4.shl (i32x4.extend_${half}_i16x8_u (local.get $v)) (i32.const 16))`;
+  return `(f32x4.mul
+              (v128.and (i32x4.shl (i32x4.extend_${half}_i16x8_s (local.get $v)) (i32.const 13))
+                        (v128.const i32x4 0x8fffffff 0x8fffffff 0x8fffffff 0x8fffffff))
+              (v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112))`;
 }
 
 /** Adds w-row r's next 8 products into its two accumulators. */
@@ -107,7 +105,7 @@ function dotKernel(t: KernelDtype): string {
   (func (export "dot_${t}") (param $w i32) (param $x i32) (param $y i32) (param $m i32) (param $k i32) (param $n i32) (param $ldy i32)
     (local $i i32) (local $j i32) (local $pw i32) (local $px i32) (local $py i32) (local $wstride i32) (local $xstride i32)
     (local $w0 i32) (local $w1 i32) (local $w2 i32) (local $w3 i32)
-    (local $x0 v128) (local $x1 v128) (local $v v128) (local $e v128) (local $s v128)
+    (local $x0 v128) (local $x1 v128) (local $v v128) (local $s v128)
     (local $lo0 v128) (local $lo1 v128) (local $lo2 v128) (local $lo3 v128)
     (local $hi0 v128) (local $hi1 v128) (local $hi2 v128) (local $hi3 v128)
     (local.set $wstride (i32.mul (local.get $k) (i32.const ${elementBytes(t)})))
@@ -117,7 +115,7 @@ function dotKernel(t: KernelDtype): string {
 function widenKernel(t: KernelDtype): string {
   return `
   (func (export "widen_${t}") (param $src i32) (param $dst i32) (param $count i32)
-    (local $end i32) (local $v v128) (local $e v128)
+    (local $end i32) (local $v v128)
     (local.set $end (i32.add (local.get $src) (i32.shl (local.get $count) (i32.const 1))))
     (block $done
       (loop $next

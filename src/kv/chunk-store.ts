@@ -115,7 +115,7 @@ export class MaterializedStore implements ChunkStore {
     const first = K.append(k, n);
     K.rope(this.s.rope, first, n, start);
     V.append(v, n);
-    return { keys: K.data, values: V.data, length: K.rows, stride: K.capacity };
+    return { keys: K.data, values: V.data, length: K.rows, stride: K.capacity, inPlace: { keys: K, values: V } };
   }
 
   compressed(layer: number, chunk: Chunk, recK: Float32Array, recV: Float32Array): void {

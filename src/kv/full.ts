@@ -46,7 +46,7 @@ export class FullCache implements KVCache {
     V.append(values, n);
     this.order.leave(layer);
     // K and V grow in step, so their capacities (the stride) agree
-    return { keys: K.data, values: V.data, length: K.rows, stride: K.capacity };
+    return { keys: K.data, values: V.data, length: K.rows, stride: K.capacity, inPlace: { keys: K, values: V } };
   }
 
   memory(): CacheMemory {

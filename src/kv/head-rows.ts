@@ -6,6 +6,7 @@
  * scattered once on arrival.
  */
 import type { Rope } from '../model/rope.js';
+import { kernelsOver, MAX_PAGES, type KernelExports, type KernelMemory } from '../tensor/wasm-arena.js';
 
 /** Writes src [n, heads·hd] (token-major) into rows [at, at + n) of dst [heads][stride, hd]. */
 export function scatterHeads(dst: Float32Array, stride: number, at: number, src: Float32Array, n: number, heads: number, hd: number): void {
@@ -22,24 +23,72 @@ export function ropeHeads(rope: Rope, dst: Float32Array, stride: number, at: num
   for (let h = 0; h < heads; h++) rope.apply(dst.subarray((h * stride + at) * hd, (h * stride + at + n) * hd), n, 1, startPos);
 }
 
-export class HeadRows {
-  data: Float32Array;
+/** Bytes a 16-byte aligned region starting at `bytes` begins at. */
+const align16 = (bytes: number) => Math.ceil(bytes / 16) * 16;
+const PAGE = 65536;
+
+/**
+ * Rows of [heads][capacity, hd], in a WebAssembly memory of their own with the SIMD kernels over
+ * it (`KernelMemory`): decode attention multiplies them where they lie, with no copy. Scratch for
+ * attention's operands sits after the rows.
+ */
+export class HeadRows implements KernelMemory {
   capacity: number;
   rows = 0;
+  readonly kernels: KernelExports;
+  readonly rowsAt = 0;
+  private memory: WebAssembly.Memory;
+  private rowsView: Float32Array;
 
   constructor(readonly heads: number, readonly hd: number, initialRows = 64) {
     this.capacity = Math.max(1, initialRows);
-    this.data = new Float32Array(heads * this.capacity * hd);
+    this.memory = new WebAssembly.Memory({ initial: Math.max(1, Math.ceil(this.rowBytes(this.capacity) / PAGE)), maximum: MAX_PAGES });
+    this.kernels = kernelsOver(this.memory);
+    this.rowsView = this.viewRows();
+  }
+
+  /** The rows, [heads][capacity, hd]: a view valid until the rows next grow or scratch is taken. */
+  get data(): Float32Array {
+    return this.rowsView;
+  }
+
+  f32(at: number, length: number): Float32Array {
+    return new Float32Array(this.memory.buffer, at, length);
+  }
+
+  scratch(bytes: number): number {
+    const at = align16(this.rowBytes(this.capacity));
+    this.ensure(at + bytes);
+    return at;
   }
 
   /** Makes room for `rows` rows (capacity doubles, so appends are amortized O(1) per row). */
   reserve(rows: number): void {
     if (rows <= this.capacity) return;
-    const cap = Math.max(rows, this.capacity * 2);
-    const next = new Float32Array(this.heads * cap * this.hd);
-    for (let h = 0; h < this.heads; h++) next.set(this.data.subarray(h * this.capacity * this.hd, (h * this.capacity + this.rows) * this.hd), h * cap * this.hd);
-    this.data = next;
+    const old = this.capacity;
+    const cap = Math.max(rows, old * 2);
+    this.ensure(this.rowBytes(cap));
+    // each head's rows move up to their new place, the last head first, so none is overwritten
+    const all = new Float32Array(this.memory.buffer, 0, this.heads * cap * this.hd);
+    for (let h = this.heads - 1; h > 0; h--) all.copyWithin(h * cap * this.hd, h * old * this.hd, (h * old + this.rows) * this.hd);
     this.capacity = cap;
+    this.rowsView = this.viewRows();
+  }
+
+  private rowBytes(capacity: number): number {
+    return this.heads * capacity * this.hd * 4;
+  }
+
+  private viewRows(): Float32Array {
+    return new Float32Array(this.memory.buffer, 0, this.heads * this.capacity * this.hd);
+  }
+
+  /** Grows the memory to at least `bytes` (growing detaches earlier views). */
+  private ensure(bytes: number): void {
+    const have = this.memory.buffer.byteLength;
+    if (bytes <= have) return;
+    this.memory.grow(Math.ceil((bytes - have) / PAGE));
+    this.rowsView = this.viewRows();
   }
 
   /** Writes src [n, heads·hd] as rows [at, at + n) (within or just past the rows held). */
@@ -68,9 +117,8 @@ export class HeadRows {
   }
 
   clone(): HeadRows {
-    const c = new HeadRows(this.heads, this.hd, 0);
-    c.data = this.data.slice();
-    c.capacity = this.capacity;
+    const c = new HeadRows(this.heads, this.hd, this.capacity);
+    c.data.set(this.data);
     c.rows = this.rows;
     return c;
   }
@@ -91,8 +139,8 @@ export class HeadRows {
     return this.rows * this.heads * this.hd * 4;
   }
 
-  /** Bytes allocated beyond the rows held (capacity grows by doubling, so appends stay cheap). */
+  /** Bytes allocated beyond the rows held (capacity grows by doubling, so appends stay cheap; attention's scratch follows). */
   spareBytes(): number {
-    return this.data.byteLength - this.bytes();
+    return this.memory.buffer.byteLength - this.bytes();
   }
 }

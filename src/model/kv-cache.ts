@@ -10,6 +10,7 @@
  */
 import type { ModelConfig } from './config.js';
 import type { Rope } from './rope.js';
+import type { KernelMemory } from '../tensor/wasm-arena.js';
 
 /**
  * What attention reads, in place: keys (RoPE applied) and values of every cached token, head-major,
@@ -21,6 +22,11 @@ export interface LayerView {
   values: Float32Array;
   length: number; // T: cached tokens including this step's
   stride: number; // rows reserved per head (≥ T)
+  /**
+   * Where keys and values lie in WebAssembly memory (element 0 of each at byte 0), when they do:
+   * decode attention's kernels then read them there; otherwise it copies them to its own.
+   */
+  inPlace?: { keys: KernelMemory; values: KernelMemory };
 }
 
 /** Bytes held, by component (names are the cache's own), plus the total. */

@@ -90,7 +90,7 @@ export class LlamaModel {
       opts.tap?.('values', l, v, n, C);
       this.rope.apply(q, n, cfg.nHeads, startPos);
       const view = cache.update(l, k, v, n);
-      attention(att, q, view.keys, view.values, n, view.length, view.stride, cfg, ws);
+      attention(att, q, view, n, cfg, ws);
       opts.tap?.('attnOutput', l, att, n, qDim);
       linear(proj, att, lw.wo, n, qDim, D);
       if (lw.bo) addBias(proj, lw.bo, n);

@@ -45,6 +45,28 @@ function kernelModule(base64: string): WebAssembly.Module {
   return m;
 }
 
+/** The kernels over a private (unshared) memory of one's own. */
+export function kernelsOver(memory: WebAssembly.Memory): KernelExports {
+  return new WebAssembly.Instance(kernelModule(KERNELS_WASM_BASE64), { env: { memory } }).exports as unknown as KernelExports;
+}
+
+/**
+ * WebAssembly memory with the kernels over it, holding rows the kernels read in place (a cache's
+ * keys or values: decode attention multiplies them where they lie, see model/attention.ts).
+ */
+export interface KernelMemory {
+  readonly kernels: KernelExports;
+  /** Byte offset of the rows' first element. */
+  readonly rowsAt: number;
+  /** Floats at byte offset `at`; a view valid until the memory next grows. */
+  f32(at: number, length: number): Float32Array;
+  /** Byte offset of at least `bytes` of scratch that overlaps no rows; may grow the memory. */
+  scratch(bytes: number): number;
+}
+
+/** Pages (64 KiB) of a private memory's maximum: the wasm32 limit, less the engine's margin. */
+export const MAX_PAGES = ARENA_MAX_BYTES / PAGE;
+
 let arenaCount = 0;
 const released = new FinalizationRegistry<{ pool: KernelPool; id: number }>(({ pool, id }) => pool.release(id));
 
@@ -67,7 +89,7 @@ export class WasmArena {
     this.pool = shareable ? platform.kernelPool() : null;
     // a shared memory's maximum is reserved up front; the kernels' import must say the same
     const shared = this.pool !== null;
-    this.memory = new WebAssembly.Memory({ initial: pages, maximum: shared ? 65536 : Math.floor(ARENA_MAX_BYTES / PAGE), shared });
+    this.memory = new WebAssembly.Memory({ initial: pages, maximum: shared ? 65536 : MAX_PAGES, shared });
     const module = kernelModule(shared ? KERNELS_SHARED_WASM_BASE64 : KERNELS_WASM_BASE64);
     this.kernels = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as KernelExports;
     if (this.pool) {
