@@ -406,7 +406,7 @@
     (local.set $p (local.get $x))
     (block $d1 (loop $l1
       (br_if $d1 (i32.ge_u (local.get $p) (local.get $end)))
-      (local.set $m (f32x4.max (local.get $m) (v128.load (local.get $p))))
+      (local.set $m (f32x4.pmax (local.get $m) (v128.load (local.get $p))))
       (local.set $p (i32.add (local.get $p) (i32.const 16)))
       (br $l1)))
     (local.set $max (f32.max (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
@@ -419,13 +419,13 @@
     (block $d2 (loop $l2
       (br_if $d2 (i32.ge_u (local.get $p) (local.get $end)))
       (local.set $v (f32x4.mul (f32x4.sub (v128.load (local.get $p)) (local.get $m)) (local.get $sc)))
-      (local.set $n (f32x4.nearest (f32x4.mul (f32x4.max (local.get $v) (v128.const f32x4 -87.3 -87.3 -87.3 -87.3)) (v128.const f32x4 1.44269504088896341 1.44269504088896341 1.44269504088896341 1.44269504088896341))))
-      (local.set $r (f32x4.sub (f32x4.sub (f32x4.max (local.get $v) (v128.const f32x4 -87.3 -87.3 -87.3 -87.3)) (f32x4.mul (local.get $n) (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375)))
+      (local.set $n (f32x4.nearest (f32x4.mul (f32x4.pmax (local.get $v) (v128.const f32x4 -87.3 -87.3 -87.3 -87.3)) (v128.const f32x4 1.44269504088896341 1.44269504088896341 1.44269504088896341 1.44269504088896341))))
+      (local.set $r (f32x4.sub (f32x4.sub (f32x4.pmax (local.get $v) (v128.const f32x4 -87.3 -87.3 -87.3 -87.3)) (f32x4.mul (local.get $n) (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375)))
                                (f32x4.mul (local.get $n) (v128.const f32x4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4))))
       (local.set $e (f32x4.add (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (f32x4.add (f32x4.mul (v128.const f32x4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4) (local.get $r)) (v128.const f32x4 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3)) (local.get $r)) (v128.const f32x4 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3)) (local.get $r)) (v128.const f32x4 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2)) (local.get $r)) (v128.const f32x4 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1)) (local.get $r)) (v128.const f32x4 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1)) (f32x4.mul (local.get $r) (local.get $r))) (local.get $r)) (v128.const f32x4 1 1 1 1)))
-      ;; · 2ⁿ: n added to the exponent bits; below the clamp, 0
+      ;; · 2ⁿ: n added to the exponent bits; below the clamp, 0 (a NaN stays NaN, and so does the sum)
       (local.set $e (i32x4.add (local.get $e) (i32x4.shl (i32x4.trunc_sat_f32x4_s (local.get $n)) (i32.const 23))))
-      (local.set $e (v128.and (local.get $e) (f32x4.ge (local.get $v) (v128.const f32x4 -87.3 -87.3 -87.3 -87.3))))
+      (local.set $e (v128.andnot (local.get $e) (f32x4.lt (local.get $v) (v128.const f32x4 -87.3 -87.3 -87.3 -87.3))))
       (v128.store (local.get $p) (local.get $e))
       (local.set $sum (f32x4.add (local.get $sum) (local.get $e)))
       (local.set $p (i32.add (local.get $p) (i32.const 16)))
