@@ -257,3 +257,12 @@ test('a kernel that traps on a helper thread is reported as an error, not a hang
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /trapped/);
 });
+
+test('the SIMD softmax never hides a NaN: a row holding one comes out NaN', () => {
+  for (const at of [0, 5, 6]) {
+    const x = new Float32Array([1, 2, 3, 4, 5, 6, 7]);
+    x[at] = NaN;
+    softmaxRows(x, 1, 7, () => 7, 1);
+    assert.ok(x.every((v) => Number.isNaN(v)), `NaN at ${at}: ${Array.from(x)}`);
+  }
+});

@@ -18,8 +18,9 @@
  *       r = x − n·ln 2 in two parts, a degree-6 polynomial, then 2ⁿ into the exponent bits
  *       (~1 ulp); arguments below −87.3 give 0. The sum runs in 4 lanes.
  *   rows_f32(b, a, y, m, k, n)     y[i·n + j] = Σ_p a[i·k + p] · b[p·n + j]: B as [K, N] (attention's
- *       probabilities times values), n a multiple of 4; 16 outputs of a row per pass, summed over p
- *       in order, so each output is one fixed-order sum whatever m is.
+ *       probabilities times values), n a multiple of 4; 16 outputs of two rows per pass (B read
+ *       once for both), then of the row left over, each output summed over p in order, so each
+ *       is one fixed-order sum whatever m is.
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -133,45 +134,58 @@ function widenKernel(t: KernelDtype): string {
  * arena from several workers); the code is the same.
  */
 function rowsKernel(): string {
-  const acc = [0, 1, 2, 3];
-  const step = (lanes: number[]) => lanes.map((q) => `
-              (local.set $s${q} (f32x4.add (local.get $s${q}) (f32x4.mul (local.get $av) (v128.load offset=${16 * q} (local.get $pb)))))`).join('');
-  // one pass: `width` outputs (16 or 4) of row i starting at column j
-  const pass = (width: number, label: string) => {
-    const lanes = acc.slice(0, width / 4);
+  // `rows` rows of A (1 or 2) against one sweep of B: with two, each loaded piece of B serves both
+  // (accumulators $s for row i, $t for row i + 1), so B streams from memory half as often
+  const step = (lanes: number[], rows: number) => lanes.map((q) => `
+              (local.set $v (v128.load offset=${16 * q} (local.get $pb)))
+              (local.set $s${q} (f32x4.add (local.get $s${q}) (f32x4.mul (local.get $av) (local.get $v))))${rows === 2 ? `
+              (local.set $t${q} (f32x4.add (local.get $t${q}) (f32x4.mul (local.get $bv) (local.get $v))))` : ''}`).join('');
+  // one pass: `width` outputs (16 or 4) of `rows` rows starting at column j
+  const pass = (width: number, rows: number, label: string) => {
+    const lanes = [0, 1, 2, 3].slice(0, width / 4);
+    const acc = rows === 2 ? ['s', 't'] : ['s'];
     return `
         (block $${label}_done
           (loop $${label}
             (br_if $${label}_done (i32.gt_u (i32.add (local.get $j) (i32.const ${width})) (local.get $n)))
-${lanes.map((q) => `            (local.set $s${q} (v128.const i32x4 0 0 0 0))`).join('\n')}
+${acc.flatMap((a) => lanes.map((q) => `            (local.set $${a}${q} (v128.const i32x4 0 0 0 0))`)).join('\n')}
             (local.set $pa (local.get $arow))
             (local.set $pb (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))))
             (local.set $p (i32.const 0))
             (block $${label}_k_done
               (loop $${label}_k
                 (br_if $${label}_k_done (i32.ge_u (local.get $p) (local.get $k)))
-                (local.set $av (v128.load32_splat (local.get $pa)))${step(lanes)}
+                (local.set $av (v128.load32_splat (local.get $pa)))${rows === 2 ? `
+                (local.set $bv (v128.load32_splat (i32.add (local.get $pa) (local.get $astride))))` : ''}${step(lanes, rows)}
                 (local.set $pa (i32.add (local.get $pa) (i32.const 4)))
                 (local.set $pb (i32.add (local.get $pb) (local.get $bstride)))
                 (local.set $p (i32.add (local.get $p) (i32.const 1)))
                 (br $${label}_k)))
             (local.set $py (i32.add (local.get $yrow) (i32.shl (local.get $j) (i32.const 2))))
-${lanes.map((q) => `            (v128.store offset=${16 * q} (local.get $py) (local.get $s${q}))`).join('\n')}
+${lanes.map((q) => `            (v128.store offset=${16 * q} (local.get $py) (local.get $s${q}))`).join('\n')}${rows === 2 ? '\n' + lanes.map((q) => `            (v128.store offset=${16 * q} (i32.add (local.get $py) (local.get $bstride)) (local.get $t${q}))`).join('\n') : ''}
             (local.set $j (i32.add (local.get $j) (i32.const ${width})))
             (br $${label})))`;
   };
+  const rowsAt = `
+        (local.set $arow (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $astride))))
+        (local.set $yrow (i32.add (local.get $y) (i32.mul (local.get $i) (local.get $bstride))))
+        (local.set $j (i32.const 0))`;
   return `
   (func (export "rows_f32") (param $b i32) (param $a i32) (param $y i32) (param $m i32) (param $k i32) (param $n i32)
     (local $i i32) (local $j i32) (local $p i32) (local $pa i32) (local $pb i32) (local $py i32)
-    (local $arow i32) (local $yrow i32) (local $bstride i32) (local $av v128)
+    (local $arow i32) (local $yrow i32) (local $astride i32) (local $bstride i32) (local $av v128) (local $bv v128) (local $v v128)
     (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)
+    (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
+    (local.set $astride (i32.shl (local.get $k) (i32.const 2)))
     (local.set $bstride (i32.shl (local.get $n) (i32.const 2)))
+    (block $pairs_done
+      (loop $pairs
+        (br_if $pairs_done (i32.gt_u (i32.add (local.get $i) (i32.const 2)) (local.get $m)))${rowsAt}${pass(16, 2, 'pair_wide')}${pass(4, 2, 'pair_narrow')}
+        (local.set $i (i32.add (local.get $i) (i32.const 2)))
+        (br $pairs)))
     (block $done
       (loop $row
-        (br_if $done (i32.ge_u (local.get $i) (local.get $m)))
-        (local.set $arow (i32.add (local.get $a) (i32.mul (local.get $i) (i32.shl (local.get $k) (i32.const 2)))))
-        (local.set $yrow (i32.add (local.get $y) (i32.mul (local.get $i) (local.get $bstride))))
-        (local.set $j (i32.const 0))${pass(16, 'wide')}${pass(4, 'narrow')}
+        (br_if $done (i32.ge_u (local.get $i) (local.get $m)))${rowsAt}${pass(16, 1, 'wide')}${pass(4, 1, 'narrow')}
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $row))))`;
 }

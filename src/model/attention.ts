@@ -90,10 +90,11 @@ function attendOne(out: Float32Array, q: Float32Array, view: LayerView, s: Atten
       if (T4 > T) K.f32(sAt + (g * T4 + T) * 4, T4 - T).fill(-Infinity);
       K.kernels.softmax_f32(sAt + g * T4 * 4, T4, scale);
     }
+    // probabilities [group, T] (unpadded) beside the values: one sweep of V serves two rows
     const pAt = V.scratch(extra);
     const oAt = pAt + sBytes;
-    V.f32(pAt, group * T4).set(K.f32(sAt, group * T4));
-    for (let g = 0; g < group; g++) V.kernels.rows_f32(V.rowsAt + kvh * headBytes, pAt + g * T4 * 4, oAt + g * hd * 4, 1, T, hd);
+    for (let g = 0; g < group; g++) V.f32(pAt + g * T * 4, T).set(K.f32(sAt + g * T4 * 4, T));
+    V.kernels.rows_f32(V.rowsAt + kvh * headBytes, pAt, oAt, group, T, hd);
     out.set(V.f32(oAt, group * hd), kvh * group * hd);
   }
 }
