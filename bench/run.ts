@@ -215,9 +215,10 @@ if (sections.has('cache') && model) {
   const gemmRate = (2 * rebuild.m * rebuild.k * rebuild.n) / time(() => gemm(go, ga, gb, rebuild.m, rebuild.k, rebuild.n, false, false));
   const rows: Record<string, number | string>[] = [];
   say(`\n## Decode with compressed caches (medians of 3; copy bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s, rebuild product ${(gemmRate / 1e9).toFixed(1)} GFLOP/s)\n` +
-    'context  cache                     tokens/s   bound tokens/s   of bound   resident bytes   stored bytes');
+    'context  cache                     tokens/s   to fp   bound tokens/s   of bound   resident bytes   to fp   stored bytes');
   for (const context of [512, 1024, 2048, 4096]) {
     const fpLimit = bandwidth / (weightBytes + 2 * cfg.nLayers * context * C * 4);
+    let fp = { tps: NaN, resident: NaN }; // the fp row of this context, first in the list
     for (const [label, make] of [
       ['fp (FullCache)', () => new FullCache(model)],
       ['aquakv materialized', () => createCache(model, parseMethod('aquakv'), set, { mode: 'materialized' })],
@@ -240,8 +241,10 @@ if (sections.has('cache') && model) {
       const rebuildMacs = compressed * ((cfg.nLayers - 1) * 3 * C * C + cfg.nLayers * 2 * C * G);
       const bound = label.includes('compact') ? gemmRate / (2 * rebuildMacs) : fpLimit;
       const mem = cache.memory();
-      rows.push({ context, cache: label, decodeTokensPerSecond: tps, boundTokensPerSecond: bound, ofBound: tps / bound, residentBytes: mem.total, storedBytes: mem.stored });
-      say(`${String(context).padStart(7)}  ${label.padEnd(24)} ${tps.toFixed(1).padStart(9)} ${bound.toFixed(1).padStart(16)} ${(tps / bound).toFixed(3).padStart(10)} ${String(mem.total).padStart(16)} ${String(mem.stored).padStart(14)}`);
+      if (cache instanceof FullCache) fp = { tps, resident: mem.total };
+      const row = { context, cache: label, decodeTokensPerSecond: tps, toFp: tps / fp.tps, boundTokensPerSecond: bound, ofBound: tps / bound, residentBytes: mem.total, residentToFp: mem.total / fp.resident, storedBytes: mem.stored };
+      rows.push(row);
+      say(`${String(context).padStart(7)}  ${label.padEnd(24)} ${tps.toFixed(1).padStart(9)} ${row.toFp.toFixed(2).padStart(7)} ${bound.toFixed(1).padStart(16)} ${(tps / bound).toFixed(3).padStart(10)} ${String(mem.total).padStart(16)} ${row.residentToFp.toFixed(2).padStart(7)} ${String(mem.stored).padStart(14)}`);
     }
   }
   say('bound: fp and materialized, the copy bandwidth over the bytes a step reads (weights + cached keys and values);\n       compact, the rebuild multiply-adds (predictors and inverse Hadamard) at the measured product rate (its own floor)');
