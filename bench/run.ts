@@ -43,7 +43,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadCache, saveCache } from '../src/kv/cache-file.js';
 import { fp16CacheBytes, type KVCache } from '../src/model/kv-cache.js';
-import { cachedPredictors } from '../src/predictors/cache-dir.js';
+import { cachedPredictors, DEFAULT_PREDICTOR_CACHE_DIR } from '../src/predictors/cache-dir.js';
+import { copyBandwidth } from './bandwidth.js';
 import { DEFAULT_DEMO } from '../src/demo/run-demo.js';
 import { FullCache } from '../src/kv/full.js';
 import { parse, reportUserErrors } from '../src/cli/args.js';
@@ -187,14 +188,7 @@ if (sections.has('quant')) {
 /** The demo's AQUA-KV predictors (calibrated once, then reused from .aquakv-cache, as `npm start` leaves them). */
 function demoPredictors(m: LlamaModel, tok: TextTokenizer) {
   const settings = { ...DEFAULT_CALIBRATION, method: parseMethod('aquakv'), samples: DEFAULT_DEMO.samples, seqLen: m.config.maxPositionEmbeddings, dataSource: '@sotu-train' };
-  return cachedPredictors(resolve('.aquakv-cache'), m, readText('@sotu-train'), tok, settings);
-}
-
-/** Memory bandwidth from a large copy: bytes read plus bytes written per second. */
-function copyBandwidth(): number {
-  const src = new Float32Array(16 << 20).fill(1); // 64 MiB
-  const dst = new Float32Array(src.length);
-  return (2 * src.byteLength) / time(() => dst.set(src), 0.5);
+  return cachedPredictors(resolve(DEFAULT_PREDICTOR_CACHE_DIR), m, readText('@sotu-train'), tok, settings);
 }
 
 if (sections.has('cache') && model) {

@@ -13,6 +13,7 @@ import { Rng } from '../src/tensor/rng.js';
 import { calibrate } from '../src/predictors/calibrate.js';
 import { parseMethod } from '../src/kv/method.js';
 import { heldWeightBytes } from '../src/model/weights.js';
+import { copyBandwidth } from './bandwidth.js';
 
 const [dir, samplesArg] = process.argv.slice(2);
 const samples = Number(samplesArg ?? 0);
@@ -37,16 +38,7 @@ t0 = performance.now();
 model.forward(ids.slice(0, 512), new FullCache(model), { logits: 'last' });
 const prefill512 = 512 / ((performance.now() - t0) / 1000);
 
-// bandwidth: a 256 MiB copy (read + write), median of 5
-const src = new Float32Array(64 << 20).fill(1);
-const dst = new Float32Array(src.length);
-const copies: number[] = [];
-for (let i = 0; i < 5; i++) {
-  const t = performance.now();
-  dst.set(src);
-  copies.push((2 * src.byteLength) / ((performance.now() - t) / 1000));
-}
-const bandwidth = copies.sort((a, b) => a - b)[2];
+const bandwidth = copyBandwidth();
 
 const decode = [512, 2048].map((context) => {
   const cache = new FullCache(model);

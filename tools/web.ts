@@ -19,7 +19,7 @@ import { sotuSplit } from '../src/eval/datasets.js';
 import { readText } from '../src/eval/texts.js';
 import { embeddedModelDir, loadModel } from '../src/io/load-model.js';
 import { parseMethod } from '../src/kv/method.js';
-import { cachedPredictors } from '../src/predictors/cache-dir.js';
+import { cachedPredictors, DEFAULT_PREDICTOR_CACHE_DIR } from '../src/predictors/cache-dir.js';
 import { DEFAULT_CALIBRATION } from '../src/predictors/calibrate.js';
 import { loadPredictors } from '../src/predictors/file.js';
 import { gridFileName, listGrids } from '../src/quant/grid.js';
@@ -50,7 +50,7 @@ for (const g of grids) files.set(`/${g}`, join(ROOT, g));
 let predictorFiles: string[];
 if (args.predictors) predictorFiles = args.predictors.split(',');
 else {
-  const cacheDir = resolve('.aquakv-cache');
+  const cacheDir = resolve(DEFAULT_PREDICTOR_CACHE_DIR);
   predictorFiles = existsSync(cacheDir) ? readdirSync(cacheDir).filter((f) => f.endsWith('.safetensors')).map((f) => join(cacheDir, f)) : [];
   predictorFiles = predictorFiles.filter((f) => {
     try {

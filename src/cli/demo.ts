@@ -7,6 +7,7 @@ import { sotuSplit } from '../eval/datasets.js';
 import { readText } from '../eval/texts.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { platform } from '../platform/index.js';
+import { DEFAULT_PREDICTOR_CACHE_DIR } from '../predictors/cache-dir.js';
 import { renderReport } from '../report/html.js';
 import { intOpt, MAX_SEED, opt, parse } from './args.js';
 import { bufferOption, jsonOption, modelOption, sinksOption } from './common-options.js';
@@ -19,7 +20,7 @@ const options = {
   model: modelOption,
   text: opt('FILE', 'text to evaluate on and hide pass keys in', '@moby-dick for the embedded model'),
   'calibration-data': opt('FILE', 'text to calibrate on', '@sotu-train for the embedded model'),
-  'cache-dir': opt('DIR', 'where calibrated predictors are kept and reused', '.aquakv-cache'),
+  'cache-dir': opt('DIR', 'where calibrated predictors are kept and reused', DEFAULT_PREDICTOR_CACHE_DIR),
   samples: opt('N', 'calibration windows', DEFAULT_DEMO.samples),
   'seq-len': opt('L', 'tokens per window', `min(the model's context, ${DEFAULT_EVAL.maxSeqLen})`),
   'max-tokens': opt('N', 'tokens of the text to evaluate on', DEFAULT_DEMO.maxTokens),
@@ -47,7 +48,7 @@ export const demoCommand: Command = {
     if (!evalSource || !calibSource) throw new AquaError('demo on your own model needs --text FILE and --calibration-data FILE');
     const out = resolve(o.out ?? 'report.html');
     platform.checkWritable(out);
-    const cacheDir = resolve(o['cache-dir'] ?? '.aquakv-cache');
+    const cacheDir = resolve(o['cache-dir'] ?? DEFAULT_PREDICTOR_CACHE_DIR);
     if (platform.exists(cacheDir) && !platform.isDirectory(cacheDir)) throw new AquaError(`--cache-dir ${cacheDir} is not a directory`);
     const conversationFile = resolve(o.conversation ?? join(cacheDir, 'conversation.aqkv'));
     if (o.conversation !== undefined) platform.checkWritable(conversationFile);

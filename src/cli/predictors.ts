@@ -11,11 +11,8 @@ import type { PredictorSet } from '../kv/linear-predictor.js';
 import { formatMethod, type CacheMethod } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
 import { DEFAULT_CALIBRATION } from '../predictors/calibrate.js';
-import { cachedPredictors } from '../predictors/cache-dir.js';
+import { cachedPredictors, DEFAULT_PREDICTOR_CACHE_DIR } from '../predictors/cache-dir.js';
 import { resolve } from 'node:path';
-
-/** Where predictors calibrated on the fly are kept (the demo's default cache directory too). */
-export const PREDICTOR_CACHE_DIR = '.aquakv-cache';
 import { loadPredictors } from '../predictors/file.js';
 import { isEmbedded } from './model-dir.js';
 import { progress } from './progress.js';
@@ -56,7 +53,7 @@ export function predictorsFor(
     // calibrated once, then reused from the predictor cache (keyed on model, weights, method, data and settings)
     const bar = progress(`calibrate ${m.name}`, quiet);
     const settings = { ...DEFAULT_CALIBRATION, method: m, seqLen: Math.min(DEFAULT_CALIBRATION.seqLen, model.config.maxPositionEmbeddings), dataSource: source };
-    const c = cachedPredictors(resolve(PREDICTOR_CACHE_DIR), model, text, tokenizer(), settings, (stage, d, t) => bar.update(d, t, stage));
+    const c = cachedPredictors(resolve(DEFAULT_PREDICTOR_CACHE_DIR), model, text, tokenizer(), settings, (stage, d, t) => bar.update(d, t, stage));
     bar.stop();
     console.error(`predictors for ${m.name}: ${c.reused ? 'reused' : 'calibrated and kept'} ${c.path}`);
     sets.set(key, c.set);

@@ -135,11 +135,11 @@ export function decodeTensor(bytes: Uint8Array, dtype: string, where: string): F
     }
     case 'BF16': {
       const out = new Float32Array(bytes.length / 2);
-      const u = new Uint32Array(out.buffer);
       if (LITTLE_ENDIAN) {
         halfBitsToF32('bf16', halves(bytes, out.length), out);
         return out;
       }
+      const u = new Uint32Array(out.buffer);
       for (let i = 0; i < out.length; i++) u[i] = view.getUint16(i * 2, true) << 16;
       return out;
     }

@@ -6,7 +6,7 @@
  * scattered once on arrival.
  */
 import type { Rope } from '../model/rope.js';
-import { kernelsOver, MAX_PAGES, type KernelExports, type KernelMemory } from '../tensor/wasm-arena.js';
+import { align16, kernelsOver, MAX_PAGES, PAGE, type KernelExports, type KernelMemory } from '../tensor/wasm-arena.js';
 
 /** Writes src [n, heads·hd] (token-major) into rows [at, at + n) of dst [heads][stride, hd]. */
 export function scatterHeads(dst: Float32Array, stride: number, at: number, src: Float32Array, n: number, heads: number, hd: number): void {
@@ -22,10 +22,6 @@ export function ropeHeads(rope: Rope, dst: Float32Array, stride: number, at: num
   const hd = rope.headDim;
   for (let h = 0; h < heads; h++) rope.apply(dst.subarray((h * stride + at) * hd, (h * stride + at + n) * hd), n, 1, startPos);
 }
-
-/** Bytes a 16-byte aligned region starting at `bytes` begins at. */
-const align16 = (bytes: number) => Math.ceil(bytes / 16) * 16;
-const PAGE = 65536;
 
 /**
  * Rows of [heads][capacity, hd], in a WebAssembly memory of their own with the SIMD kernels over

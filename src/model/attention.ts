@@ -80,10 +80,13 @@ function attendOne(out: Float32Array, q: Float32Array, view: LayerView, s: Atten
   const K = view.inPlace?.keys ?? copied.keys.load(view.keys, KV, stride, T, hd, extra);
   const V = view.inPlace?.values ?? copied.values.load(view.values, KV, stride, T, hd, extra);
   const headBytes = (view.inPlace ? stride : T) * hd * 4; // from one KV head's rows to the next
+  // queries then scores in the keys' memory; probabilities then outputs in the values'
+  const qAt = K.scratch(extra);
+  const sAt = qAt + qBytes;
+  const pAt = V.scratch(extra);
+  const oAt = pAt + sBytes;
   for (let kvh = 0; kvh < KV; kvh++) {
     // the group's query heads are adjacent in q: [group, hd] as they lie
-    const qAt = K.scratch(extra);
-    const sAt = qAt + qBytes;
     K.f32(qAt, group * hd).set(q.subarray(kvh * group * hd, (kvh + 1) * group * hd));
     K.kernels.dot_f32(K.rowsAt + kvh * headBytes, qAt, sAt, group, hd, T, T4);
     for (let g = 0; g < group; g++) {
@@ -91,8 +94,6 @@ function attendOne(out: Float32Array, q: Float32Array, view: LayerView, s: Atten
       K.kernels.softmax_f32(sAt + g * T4 * 4, T4, scale);
     }
     // probabilities [group, T] (unpadded) beside the values: one sweep of V serves two rows
-    const pAt = V.scratch(extra);
-    const oAt = pAt + sBytes;
     for (let g = 0; g < group; g++) V.f32(pAt + g * T * 4, T).set(K.f32(sAt + g * T4 * 4, T));
     V.kernels.rows_f32(V.rowsAt + kvh * headBytes, pAt, oAt, group, T, hd);
     out.set(V.f32(oAt, group * hd), kvh * group * hd);

@@ -1,11 +1,10 @@
 /** The Node implementation of the platform: node:fs, node:crypto, the package root, onnxruntime-node. */
 import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AquaError } from '../errors.js';
-import { availableParallelism } from 'node:os';
 import { loadOrtGemm } from './ort-gemm.js';
 import { createKernelPool } from './kernel-pool.js';
 import type { Hasher, KernelPool, Platform, ScratchStore } from './platform.js';

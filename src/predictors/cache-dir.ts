@@ -13,6 +13,9 @@ import { loadPredictors, PREDICTOR_VERSION, savePredictors, type CalibratedPredi
 
 export type CalibrationSettings = Omit<CalibrationOptions, 'onProgress'>;
 
+/** Where predictors calibrated on first use are kept, relative to the working directory (the CLI's, the demo's and the bench's). */
+export const DEFAULT_PREDICTOR_CACHE_DIR = '.aquakv-cache';
+
 export function predictorCacheKey(model: LlamaModel, s: CalibrationSettings, text: string): string {
   const { dataSource, method, ...settings } = s;
   const h = platform.sha256();

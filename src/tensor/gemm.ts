@@ -224,10 +224,6 @@ export function setGemmBackend(name: GemmBackendName): void {
   activeName = name;
 }
 
-function ortGemm(): GemmFn | null {
-  return nativeProduct();
-}
-
 /** The native product itself (null where it did not load); benchmarks time it directly. */
 export function ortGemmFn(): GemmFn | null {
   return nativeProduct();
@@ -271,7 +267,7 @@ let padOut = new Float32Array(0);
  * same bits.
  */
 export function gemmRowwise(out: Float32Array, a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB: boolean): void {
-  const native = (active ?? activeProduct()) === ortGemm() && k * n >= SMALL_PRODUCT;
+  const native = gemmBackend() === 'ort' && k * n >= SMALL_PRODUCT;
   if (m !== 1 || !native) {
     gemm(out, a, b, m, k, n, false, transB);
     return;

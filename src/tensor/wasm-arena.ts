@@ -23,13 +23,13 @@ export interface KernelExports {
   softmax_f32(x: number, len: number, scale: number): void;
 }
 
-const PAGE = 65536;
+/** A WebAssembly memory page. */
+export const PAGE = 65536;
 /** Largest arena: wasm32 addresses reach 4 GiB; a little is left for the engine's own limits. */
 export const ARENA_MAX_BYTES = 4 * 1024 ** 3 - 64 * PAGE;
 /** Kernel operand scratch at the start of each arena (inputs, then outputs). */
 export const X_SCRATCH_BYTES = 1 << 20;
 export const Y_SCRATCH_BYTES = 1 << 20;
-const ALIGN = 16;
 
 const compiled = new Map<string, WebAssembly.Module>();
 
@@ -45,9 +45,13 @@ function kernelModule(base64: string): WebAssembly.Module {
   return m;
 }
 
+function instantiate(module: WebAssembly.Module, memory: WebAssembly.Memory): KernelExports {
+  return new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
+}
+
 /** The kernels over a private (unshared) memory of one's own. */
 export function kernelsOver(memory: WebAssembly.Memory): KernelExports {
-  return new WebAssembly.Instance(kernelModule(KERNELS_WASM_BASE64), { env: { memory } }).exports as unknown as KernelExports;
+  return instantiate(kernelModule(KERNELS_WASM_BASE64), memory);
 }
 
 /**
@@ -91,7 +95,7 @@ export class WasmArena {
     const shared = this.pool !== null;
     this.memory = new WebAssembly.Memory({ initial: pages, maximum: shared ? 65536 : MAX_PAGES, shared });
     const module = kernelModule(shared ? KERNELS_SHARED_WASM_BASE64 : KERNELS_WASM_BASE64);
-    this.kernels = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as KernelExports;
+    this.kernels = instantiate(module, this.memory);
     if (this.pool) {
       if (this.pool.share(this.id, module, this.memory)) {
         // the helpers hold the memory too: when this arena is collected, they must let it go
@@ -104,12 +108,12 @@ export class WasmArena {
 
   /** Whether `bytes` more fit under the arena's limit. */
   fits(bytes: number): boolean {
-    return align(this.top) + bytes <= ARENA_MAX_BYTES;
+    return align16(this.top) + bytes <= ARENA_MAX_BYTES;
   }
 
   /** Reserves `bytes` (16-byte aligned start), growing the memory; returns the byte offset. */
   alloc(bytes: number): number {
-    const at = align(this.top);
+    const at = align16(this.top);
     const end = at + bytes;
     if (end > ARENA_MAX_BYTES) throw new RangeError(`WasmArena: ${bytes} bytes do not fit (${at} used of ${ARENA_MAX_BYTES})`);
     const have = this.memory.buffer.byteLength;
@@ -141,8 +145,9 @@ export class WasmArena {
   }
 }
 
-function align(n: number): number {
-  return Math.ceil(n / ALIGN) * ALIGN;
+/** `n` rounded up to a multiple of 16 (where a v128 load is aligned). */
+export function align16(n: number): number {
+  return Math.ceil(n / 16) * 16;
 }
 
 /**
