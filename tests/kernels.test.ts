@@ -97,6 +97,71 @@ for (const backend of ['ts', 'ort'] as const) {
   });
 }
 
+/**
+ * The 16-bit dot kernels' documented order, in scalar f32: per group of 8, even elements into
+ * 4 "lo" lanes, odd ones into 4 "hi" lanes, then lo + hi and the lanes ((0 + 1) + (2 + 3)).
+ */
+function pairOrderTwin(x: Float32Array, w: Float32Array, m: number, k: number, n: number): Float32Array {
+  const f = Math.fround;
+  const out = new Float32Array(m * n);
+  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+    const lo = [0, 0, 0, 0], hi = [0, 0, 0, 0];
+    for (let g = 0; g < k; g += 8) for (let q = 0; q < 4; q++) {
+      lo[q] = f(lo[q] + f(x[i * k + g + 2 * q] * w[j * k + g + 2 * q]));
+      hi[q] = f(hi[q] + f(x[i * k + g + 2 * q + 1] * w[j * k + g + 2 * q + 1]));
+    }
+    const s = lo.map((v, q) => f(v + hi[q]));
+    out[i * n + j] = f(f(s[0] + s[1]) + f(s[2] + s[3]));
+  }
+  return out;
+}
+
+test('the 16-bit dot kernels equal their scalar twin bit for bit (f16: x scaled by 2^112, or less for rows with |x| >= 2^14)', () => {
+  const was = gemmBackend();
+  setGemmBackend('ts'); // every row count on the kernel path
+  try {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 23 }),
+        fc.constantFrom<HalfDtype>('bf16', 'f16'), fc.integer(), fc.constantFrom(1, 1e-30, 3e4, 1e9),
+        (m, k8, n, dtype, seed, size) => {
+          const k = k8 * 8;
+          const rng = new Rng(seed);
+          // f16 weights over their whole range, subnormals included; x of every size the scale meets
+          const wide = rng.fillNormal(new Float32Array(n * k));
+          for (let p = 0; p < wide.length; p++) wide[p] *= 2 ** ((p % 7) * 4 - 20);
+          const bits = toHalf(dtype, wide);
+          const x = rng.fillNormal(new Float32Array(m * k), size);
+          const W = HalfMatrix.fromBits(new ArenaSet(), dtype, n, k, bits);
+          const got = new Float32Array(m * n);
+          W.product(got, x, m);
+          const want = pairOrderTwin(x, bitsToF32(dtype, bits), m, k, n);
+          for (let i = 0; i < m * n; i++) assert.ok(Object.is(got[i], want[i]), `[${m},${k}]·[${k},${n}] ${dtype} x~${size}: ${got[i]} vs ${want[i]}`);
+        },
+      ),
+      { numRuns: 150, seed: 5 },
+    );
+  } finally {
+    setGemmBackend(was);
+  }
+});
+
+test('an f16 row too large for the full scale, or not finite, comes out as its twin: finite rows exact, NaN and infinity kept', () => {
+  const k = 16, n = 3;
+  const rng = new Rng(8);
+  const bits = toHalf('f16', rng.fillNormal(new Float32Array(n * k)));
+  const W = HalfMatrix.fromBits(new ArenaSet(), 'f16', n, k, bits);
+  const x = rng.fillNormal(new Float32Array(3 * k));
+  x[0] = 1e30; // s far below 112
+  x[k + 5] = Infinity;
+  x[2 * k + 9] = NaN;
+  const got = new Float32Array(3 * n);
+  W.product(got, x, 3);
+  const want = pairOrderTwin(x, bitsToF32('f16', bits), 3, k, n);
+  for (let i = 0; i < 3 * n; i++) assert.ok(Object.is(got[i], want[i]), `${i}: ${got[i]} vs ${want[i]}`);
+  assert.ok(got.subarray(0, n).every(Number.isFinite) && got.subarray(2 * n).every(Number.isNaN));
+});
+
 test('the f32 dot kernel equals the naive product', () => {
   const arena = new WasmArena();
   const rng = new Rng(3);

@@ -12,6 +12,12 @@
  *       stream from memory once whatever m is. Each output's sum runs in one fixed order
  *       (8 lane accumulators over p, then lanes added pairwise), so a row's result never depends
  *       on m, n or the other rows.
+ *       For 16-bit T, x comes in pair order: in each group of 8, the 4 even elements then the 4
+ *       odd ones. A loaded 32-bit word holds an even weight in its low half and an odd one in its
+ *       high half, and each half becomes f32 lanes in place (no unpacking; see `pairWidened`).
+ *   dot_f16(w, x, y, m, k, n, ldy, u)  as above, x in pair order and scaled by 2ˢ, the row's sums
+ *       then multiplied by u[i] = 2¹¹²⁻ˢ (f32 at byte offset u + 4i): the weights are widened as
+ *       w·2⁻¹¹², and the scale is moved off the weights onto x (once per row) and the sums.
  *   widen_T(src, dst, count)       dst[i] = f32(src[i]) for 16-bit T; count a multiple of 8.
  *   softmax_f32(x, len, scale)     in place: x[j] = exp(scale·(x[j] − max)) / Σ, over len values
  *       (len a multiple of 4; the caller pads). exp as Cephes' expf: n = round(x·log₂e),
@@ -20,7 +26,10 @@
  *   rows_f32(b, a, y, m, k, n)     y[i·n + j] = Σ_p a[i·k + p] · b[p·n + j]: B as [K, N] (attention's
  *       probabilities times values), n a multiple of 4; 16 outputs of two rows per pass (B read
  *       once for both), then of the row left over, each output summed over p in order, so each
- *       is one fixed-order sum whatever m is.
+ *       is one fixed-order sum whatever m is. B is taken in blocks of ~64 KB of rows, all
+ *       passes over a block's columns before the next block (where passes over all of B fetched
+ *       it from memory once per 16 columns); a block's sums start from the last block's (kept
+ *       in y), so each output is still the same sum in the same order.
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +41,8 @@ const DTYPES: KernelDtype[] = ['f32', 'bf16', 'f16'];
 const elementBytes = (t: KernelDtype) => (t === 'f32' ? 4 : 2);
 
 /**
- * f32 lanes of 4 weights. `$v` holds 8 loaded 16-bit values; `half` picks lanes 0–3 or 4–7.
+ * f32 lanes of 4 weights, for the widen kernels (the dot kernels use `pairWidened`). `$v` holds
+ * 8 loaded 16-bit values; `half` picks lanes 0–3 or 4–7.
  *  bf16: the 16 bits are the f32's top half.
  *  f16 (finite values only; the loader refuses others): sign-extended and shifted so the magnitude
  *  bits land in f32 position; the and keeps the sign bit and clears its three copies above the
@@ -47,6 +57,24 @@ function widened(t: KernelDtype, half: 'low' | 'high'): string {
               (v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112))`;
 }
 
+/**
+ * f32 lanes of 4 weights for the dot kernels: `$v` holds 4 words of two 16-bit weights each;
+ * `half` picks the even weights (low halves) or the odd ones (high halves), in place, with the
+ * mask hoisted into `$mask`:
+ *  bf16: low halves shifted up 16; high halves with the low bits cleared. One operation.
+ *  f16: the half moved to the top (low only), shifted right 3 with the sign copied, and masked to
+ *  sign plus magnitude in f32 position: w·2⁻¹¹² exactly, subnormals included. Two or three
+ *  operations, where unpacking and restoring the scale took four per 4 weights (x carries 2¹¹²).
+ */
+function pairWidened(t: KernelDtype, half: 'low' | 'high'): string {
+  if (t === 'bf16') return half === 'low' ? `(i32x4.shl (local.get $v) (i32.const 16))` : `(v128.and (local.get $v) (local.get $mask))`;
+  const top = half === 'low' ? `(i32x4.shl (local.get $v) (i32.const 16))` : `(local.get $v)`;
+  return `(v128.and (i32x4.shr_s ${top} (i32.const 3)) (local.get $mask))`;
+}
+
+/** The dot kernels' weight mask (see `pairWidened`). */
+const PAIR_MASK: Record<'bf16' | 'f16', string> = { bf16: '0xffff0000', f16: '0x8fffe000' };
+
 /** Adds w-row r's next 8 products into its two accumulators. */
 function accumulate(t: KernelDtype, r: number): string {
   const at = `(i32.add (local.get $w${r}) (local.get $pw))`;
@@ -57,16 +85,17 @@ function accumulate(t: KernelDtype, r: number): string {
   }
   return `
           (local.set $v (v128.load ${at}))
-          (local.set $lo${r} (f32x4.add (local.get $lo${r}) (f32x4.mul (local.get $x0) ${widened(t, 'low')})))
-          (local.set $hi${r} (f32x4.add (local.get $hi${r}) (f32x4.mul (local.get $x1) ${widened(t, 'high')})))`;
+          (local.set $lo${r} (f32x4.add (local.get $lo${r}) (f32x4.mul (local.get $x0) ${pairWidened(t, 'low')})))
+          (local.set $hi${r} (f32x4.add (local.get $hi${r}) (f32x4.mul (local.get $x1) ${pairWidened(t, 'high')})))`;
 }
 
-/** The sum of row r's accumulators: lo + hi, then lanes ((0 + 1) + (2 + 3)). */
-function total(r: number): string {
+/** The sum of row r's accumulators: lo + hi, then lanes ((0 + 1) + (2 + 3)); for f16 times u[i]. */
+function total(t: KernelDtype, r: number): string {
   const lane = (i: number) => `(f32x4.extract_lane ${i} (local.get $s))`;
-  return `(block (result f32)
+  const sum = `(block (result f32)
             (local.set $s (f32x4.add (local.get $lo${r}) (local.get $hi${r})))
             (f32.add (f32.add ${lane(0)} ${lane(1)}) (f32.add ${lane(2)} ${lane(3)})))`;
+  return t === 'f16' ? `(f32.mul ${sum} (local.get $unscale))` : sum;
 }
 
 /** dot_T over `rows` weight rows per pass (4, then 1 for what is left). */
@@ -82,7 +111,8 @@ ${rs.slice(1).map((r) => `        (local.set $w${r} (i32.add (local.get $w${r - 
         (block $${label}_rows_done
           (loop $${label}_rows
             (br_if $${label}_rows_done (i32.ge_u (local.get $i) (local.get $m)))
-            (local.set $px (i32.add (local.get $x) (i32.mul (local.get $i) (local.get $xstride))))
+            (local.set $px (i32.add (local.get $x) (i32.mul (local.get $i) (local.get $xstride))))${t === 'f16' ? `
+            (local.set $unscale (f32.load (i32.add (local.get $u) (i32.shl (local.get $i) (i32.const 2)))))` : ''}
 ${rs.map((r) => `            (local.set $lo${r} (v128.const i32x4 0 0 0 0)) (local.set $hi${r} (v128.const i32x4 0 0 0 0))`).join('\n')}
             (local.set $pw (i32.const 0))
             (block $${label}_k_done
@@ -94,7 +124,7 @@ ${rs.map((r) => `            (local.set $lo${r} (v128.const i32x4 0 0 0 0)) (loc
                 (local.set $pw (i32.add (local.get $pw) (i32.const ${8 * elementBytes(t)})))
                 (br $${label}_k)))
             (local.set $py (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $i) (local.get $ldy)) (local.get $j)) (i32.const 2))))
-${rs.map((r) => `            (f32.store offset=${4 * r} (local.get $py) ${total(r)})`).join('\n')}
+${rs.map((r) => `            (f32.store offset=${4 * r} (local.get $py) ${total(t, r)})`).join('\n')}
             (local.set $i (i32.add (local.get $i) (i32.const 1)))
             (br $${label}_rows)))
         (local.set $j (i32.add (local.get $j) (i32.const ${rows})))
@@ -103,13 +133,15 @@ ${rs.map((r) => `            (f32.store offset=${4 * r} (local.get $py) ${total(
 
 function dotKernel(t: KernelDtype): string {
   return `
-  (func (export "dot_${t}") (param $w i32) (param $x i32) (param $y i32) (param $m i32) (param $k i32) (param $n i32) (param $ldy i32)
+  (func (export "dot_${t}") (param $w i32) (param $x i32) (param $y i32) (param $m i32) (param $k i32) (param $n i32) (param $ldy i32)${t === 'f16' ? ' (param $u i32)' : ''}
     (local $i i32) (local $j i32) (local $pw i32) (local $px i32) (local $py i32) (local $wstride i32) (local $xstride i32)
-    (local $w0 i32) (local $w1 i32) (local $w2 i32) (local $w3 i32)
-    (local $x0 v128) (local $x1 v128) (local $v v128) (local $s v128)
+    (local $w0 i32) (local $w1 i32) (local $w2 i32) (local $w3 i32) (local $unscale f32)
+    (local $x0 v128) (local $x1 v128) (local $v v128) (local $s v128) (local $mask v128)
     (local $lo0 v128) (local $lo1 v128) (local $lo2 v128) (local $lo3 v128)
     (local $hi0 v128) (local $hi1 v128) (local $hi2 v128) (local $hi3 v128)
-    (local.set $wstride (i32.mul (local.get $k) (i32.const ${elementBytes(t)})))
+${t === 'f32' ? '' : `    ;; a constant in a local: written inside the loop it would be rebuilt at every use
+    (local.set $mask (v128.const i32x4 ${Array(4).fill(PAIR_MASK[t]).join(' ')}))
+`}    (local.set $wstride (i32.mul (local.get $k) (i32.const ${elementBytes(t)})))
     (local.set $xstride (i32.shl (local.get $k) (i32.const 2)))${pass(t, 4, 'four')}${pass(t, 1, 'one')})`;
 }
 
@@ -148,44 +180,58 @@ function rowsKernel(): string {
         (block $${label}_done
           (loop $${label}
             (br_if $${label}_done (i32.gt_u (i32.add (local.get $j) (i32.const ${width})) (local.get $n)))
-${acc.flatMap((a) => lanes.map((q) => `            (local.set $${a}${q} (v128.const i32x4 0 0 0 0))`)).join('\n')}
-            (local.set $pa (local.get $arow))
-            (local.set $pb (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))))
-            (local.set $p (i32.const 0))
+            (local.set $py (i32.add (local.get $yrow) (i32.shl (local.get $j) (i32.const 2))))
+${acc.flatMap((a, r) => lanes.map((q) => `            (local.set $${a}${q} (select (v128.const i32x4 0 0 0 0) (v128.load offset=${16 * q} ${r ? '(i32.add (local.get $py) (local.get $bstride))' : '(local.get $py)'}) (i32.eqz (local.get $p0))))`)).join('\n')}
+            (local.set $pa (i32.add (local.get $arow) (i32.shl (local.get $p0) (i32.const 2))))
+            (local.set $pb (i32.add (i32.add (local.get $b) (i32.mul (local.get $p0) (local.get $bstride))) (i32.shl (local.get $j) (i32.const 2))))
+            (local.set $p (local.get $p0))
             (block $${label}_k_done
               (loop $${label}_k
-                (br_if $${label}_k_done (i32.ge_u (local.get $p) (local.get $k)))
+                (br_if $${label}_k_done (i32.ge_u (local.get $p) (local.get $pend)))
                 (local.set $av (v128.load32_splat (local.get $pa)))${rows === 2 ? `
                 (local.set $bv (v128.load32_splat (i32.add (local.get $pa) (local.get $astride))))` : ''}${step(lanes, rows)}
                 (local.set $pa (i32.add (local.get $pa) (i32.const 4)))
                 (local.set $pb (i32.add (local.get $pb) (local.get $bstride)))
                 (local.set $p (i32.add (local.get $p) (i32.const 1)))
                 (br $${label}_k)))
-            (local.set $py (i32.add (local.get $yrow) (i32.shl (local.get $j) (i32.const 2))))
 ${lanes.map((q) => `            (v128.store offset=${16 * q} (local.get $py) (local.get $s${q}))`).join('\n')}${rows === 2 ? '\n' + lanes.map((q) => `            (v128.store offset=${16 * q} (i32.add (local.get $py) (local.get $bstride)) (local.get $t${q}))`).join('\n') : ''}
             (local.set $j (i32.add (local.get $j) (i32.const ${width})))
             (br $${label})))`;
   };
   const rowsAt = `
         (local.set $arow (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $astride))))
-        (local.set $yrow (i32.add (local.get $y) (i32.mul (local.get $i) (local.get $bstride))))
-        (local.set $j (i32.const 0))`;
+        (local.set $yrow (i32.add (local.get $y) (i32.mul (local.get $i) (local.get $bstride))))`;
+  // the passes over one block of B's rows [p0, pend), then the next block
+  const blocks = (label: string, passes: string) => `
+        (local.set $p0 (i32.const 0))
+        (block $${label}_blocks_done
+          (loop $${label}_blocks
+            (br_if $${label}_blocks_done (i32.ge_u (local.get $p0) (local.get $k)))
+            (local.set $pend (select (local.get $k) (i32.add (local.get $p0) (local.get $prows))
+                                     (i32.gt_u (i32.add (local.get $p0) (local.get $prows)) (local.get $k))))
+            (local.set $j (i32.const 0))${passes}
+            (local.set $p0 (local.get $pend))
+            (br $${label}_blocks)))`;
   return `
   (func (export "rows_f32") (param $b i32) (param $a i32) (param $y i32) (param $m i32) (param $k i32) (param $n i32)
     (local $i i32) (local $j i32) (local $p i32) (local $pa i32) (local $pb i32) (local $py i32)
     (local $arow i32) (local $yrow i32) (local $astride i32) (local $bstride i32) (local $av v128) (local $bv v128) (local $v v128)
+    (local $p0 i32) (local $pend i32) (local $prows i32)
     (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)
     (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
     (local.set $astride (i32.shl (local.get $k) (i32.const 2)))
     (local.set $bstride (i32.shl (local.get $n) (i32.const 2)))
+    ;; rows of B per block: 64 KB of them, at least one
+    (local.set $prows (select (i32.const 1) (i32.div_u (i32.const 65536) (local.get $bstride))
+                              (i32.gt_u (local.get $bstride) (i32.const 65536))))
     (block $pairs_done
       (loop $pairs
-        (br_if $pairs_done (i32.gt_u (i32.add (local.get $i) (i32.const 2)) (local.get $m)))${rowsAt}${pass(16, 2, 'pair_wide')}${pass(4, 2, 'pair_narrow')}
+        (br_if $pairs_done (i32.gt_u (i32.add (local.get $i) (i32.const 2)) (local.get $m)))${rowsAt}${blocks('pair', pass(16, 2, 'pair_wide') + pass(4, 2, 'pair_narrow'))}
         (local.set $i (i32.add (local.get $i) (i32.const 2)))
         (br $pairs)))
     (block $done
       (loop $row
-        (br_if $done (i32.ge_u (local.get $i) (local.get $m)))${rowsAt}${pass(16, 1, 'wide')}${pass(4, 1, 'narrow')}
+        (br_if $done (i32.ge_u (local.get $i) (local.get $m)))${rowsAt}${blocks('one', pass(16, 1, 'wide') + pass(4, 1, 'narrow'))}
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $row))))`;
 }

@@ -13,7 +13,7 @@
  *    rounding.
  * Layout [rows, cols] = HF's [out, in]: `product` computes x · Wᵀ, like gemm(…, transB).
  */
-import { ArenaSet, X_SCRATCH_BYTES, Y_SCRATCH_BYTES, type WasmArena } from './wasm-arena.js';
+import { ArenaSet, X_SCRATCH_BYTES, Y_SCRATCH_BYTES, type KernelExports, type WasmArena } from './wasm-arena.js';
 import { gemm, gemmBackend } from './gemm.js';
 import { halfBitsToF32 } from './f16.js';
 
@@ -131,28 +131,34 @@ export class HalfMatrix {
 
   /** The SIMD dot kernel, over batches of x rows and blocks of output columns that fit the scratch. */
   private kernelProduct(out: Float32Array, x: Float32Array, m: number): void {
-    const { cols: k, rows: n, arena } = this;
-    const fn = this.dtype === 'bf16' ? 'dot_bf16' : 'dot_f16';
+    const { cols: k, rows: n, arena, dtype } = this;
+    const fn = dtype === 'bf16' ? 'dot_bf16' : 'dot_f16';
     const pool = arena.pool;
+    // each x row as the kernel reads it, then (f16) each row's unscale factor
+    const batch = Math.min(m, Math.floor(X_SCRATCH_BYTES / (k * 4 + 4)));
+    const factorsAt = arena.xScratch + batch * k * 4;
     // w rows [j0, j0 + nb) against the x rows in scratch; split across helper threads when large
+    // (bf16's kernel takes no factors: the extra argument is ignored)
+    const kernel = arena.kernels[fn] as KernelExports['dot_f16'];
     const dot = (wAt: number, yAt: number, mb: number, nb: number, ldy: number) => {
       if (!pool || nb * k < PARALLEL_MIN_WEIGHTS || nb < 8 * (pool.helpers + 1)) {
-        arena.kernels[fn](wAt, arena.xScratch, yAt, mb, k, nb, ldy);
+        kernel(wAt, arena.xScratch, yAt, mb, k, nb, ldy, factorsAt);
         return;
       }
       const part = Math.ceil(nb / (pool.helpers + 1) / 4) * 4;
       let started = 0;
       for (let h = 0, j = part; h < pool.helpers && j < nb; h++, j += part) {
-        pool.start(h, arena.id, fn, [wAt + j * k * 2, arena.xScratch, yAt + j * 4, mb, k, Math.min(part, nb - j), ldy]);
+        pool.start(h, arena.id, fn, [wAt + j * k * 2, arena.xScratch, yAt + j * 4, mb, k, Math.min(part, nb - j), ldy, factorsAt]);
         started++;
       }
-      arena.kernels[fn](wAt, arena.xScratch, yAt, mb, k, Math.min(part, nb), ldy);
+      kernel(wAt, arena.xScratch, yAt, mb, k, Math.min(part, nb), ldy, factorsAt);
       for (let h = 0; h < started; h++) pool.wait(h);
     };
-    const batch = Math.min(m, Math.floor(X_SCRATCH_BYTES / (k * 4)));
     for (let i0 = 0; i0 < m; i0 += batch) {
       const mb = Math.min(batch, m - i0);
-      arena.f32(arena.xScratch, mb * k).set(x.subarray(i0 * k, (i0 + mb) * k));
+      const xs = arena.f32(arena.xScratch, mb * k);
+      const factors = arena.f32(factorsAt, mb);
+      for (let i = 0; i < mb; i++) factors[i] = toPairOrder(dtype, x, (i0 + i) * k, xs, i * k, k);
       const block = Math.max(1, Math.min(n, Math.floor(Y_SCRATCH_BYTES / (mb * 4))));
       for (let j0 = 0; j0 < n; j0 += block) {
         const nb = Math.min(block, n - j0);
@@ -197,6 +203,37 @@ export class HalfMatrix {
   }
 }
 
+/** Rows whose largest |x| is below this take x·2¹¹² (finite below 2¹²⁸ with room to spare). */
+const F16_FULL_SCALE_BELOW = 2 ** 14;
+
+/**
+ * One x row (k elements from x[from]) as the 16-bit dot kernels read it, into xs[to]: in each
+ * group of 8, the even elements then the odd ones. For f16 the row is also scaled by 2ˢ, and the
+ * factor 2¹¹²⁻ˢ that the kernel multiplies the row's sums by is returned (1 for bf16). The kernel
+ * widens f16 weights as w·2⁻¹¹²; s = 112 puts that scale exactly back, product by product, so
+ * the sums are those of f32 weights (same order, same rounding). A row holding |x| ≥ 2¹⁴ takes a
+ * smaller s so that x·2ˢ stays finite; its products are then the same up to a power of two,
+ * except ones small enough to fall among f32's subnormals, far below the sum's last bit.
+ */
+export function toPairOrder(dtype: HalfDtype, x: Float32Array, from: number, xs: Float32Array, to: number, k: number): number {
+  let scale = 1;
+  let unscale = 1;
+  if (dtype === 'f16') {
+    let largest = 0;
+    for (let p = 0; p < k; p++) largest = Math.max(largest, Math.abs(x[from + p]));
+    // a non-finite row stays non-finite whatever the scale
+    const s = largest < F16_FULL_SCALE_BELOW || !Number.isFinite(largest) ? 112 : 126 - Math.ceil(Math.log2(largest) + 1e-9);
+    scale = 2 ** s;
+    unscale = 2 ** (112 - s);
+  }
+  for (let g = 0; g < k; g += 8) {
+    for (let q = 0; q < 4; q++) {
+      xs[to + g + q] = x[from + g + 2 * q] * scale;
+      xs[to + g + 4 + q] = x[from + g + 2 * q + 1] * scale;
+    }
+  }
+  return unscale;
+}
 
 /** The index of the first non-finite value (exponent bits all ones), or −1 when every value is finite. */
 export function firstNonFinite(dtype: HalfDtype, bits: Uint16Array): number {

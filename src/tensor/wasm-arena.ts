@@ -15,8 +15,10 @@ import { platform, type KernelPool } from '../platform/index.js';
 
 export interface KernelExports {
   dot_f32(w: number, x: number, y: number, m: number, k: number, n: number, ldy: number): void;
+  /** x in pair order (see tools/make-kernels.ts). */
   dot_bf16(w: number, x: number, y: number, m: number, k: number, n: number, ldy: number): void;
-  dot_f16(w: number, x: number, y: number, m: number, k: number, n: number, ldy: number): void;
+  /** x in pair order scaled by 2ˢ per row, u: each row's 2¹¹²⁻ˢ (see tools/make-kernels.ts). */
+  dot_f16(w: number, x: number, y: number, m: number, k: number, n: number, ldy: number, u: number): void;
   widen_bf16(src: number, dst: number, count: number): void;
   widen_f16(src: number, dst: number, count: number): void;
   rows_f32(b: number, a: number, y: number, m: number, k: number, n: number): void;
