@@ -4,7 +4,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RidgeAccumulator } from '../src/predictors/ridge.js';
-import { captureKeysValues } from '../src/predictors/fit.js';
+import { captureKeysValues, fitPredictors } from '../src/predictors/fit.js';
+import { predictorsThatHurt } from '../src/predictors/allocate.js';
+import { formatLayerErrors } from '../src/cli/format.js';
 import { FullCache } from '../src/kv/full.js';
 import { platform as nodePlatform } from '../src/platform/node.js';
 import { platform as browserPlatform } from '../src/platform/browser.js';
@@ -157,7 +159,62 @@ test('the allocator gives the bits to the slots that move the output (a model wh
   // at C = 64 the cheapest slot (higgs:2x8) costs 1.75 bits; 1.85 buys one half-bit upgrade to higgs:4x256 (6 slots · 0.1); it goes to layer 1's values
   assert.deepEqual(a.steps.map((s) => s.slot), ['v1'], JSON.stringify(a.steps));
   assert.ok(a.klPlan < a.klBase);
-  assert.equal(a.measurements, 1 + 6 + 0, 'the base, each slot, and nothing stale after the only upgrade');
+  assert.equal(a.measurements, 1 + 6 + 0 + 2, 'the base, each slot, nothing stale after the only upgrade, then each key predictor taken away (values have none here)');
+});
+
+test('slots the plan runs without a predictor: fitted for the record, dropped, saved and loaded as none, and the cache runs them', () => {
+  const { model, tokenizer } = loadModel(makeTinyModel({ layers: 3, maxPositions: 256, headDim: 32 }));
+  const text = randomWordsText(3000, 6);
+  const method = parseMethod('aquakv[q=higgs:2x16,first=higgs:2x256]');
+  const seqs = textWindows(text, (s) => tokenizer.encode(s), { samples: 6, seqLen: 128, seed: 0 });
+  const train = captureKeysValues(model, seqs.slice(0, 5));
+  const valid = captureKeysValues(model, seqs.slice(5));
+  const fit = (withoutPredictor?: string[]) => fitPredictors(model, train, valid, { method, predict: 'both', fitOn: 'reconstructed', damp: 1e-3, withoutPredictor });
+  const all = fit();
+  const some = fit(['k1', 'v2']);
+  train.close();
+  valid.close();
+  assert.ok(all.set.keys[1] && all.set.values[2], 'fitted and kept when the plan wants them');
+  assert.equal(some.set.keys[1], null);
+  assert.equal(some.set.values[2], null);
+  assert.ok(some.set.values[1] && some.set.keys[2]);
+  // k1 saw the same inputs either way: the same errors, marked as left out by the plan
+  assert.deepEqual(some.layers[1].keys, { ...all.layers[1].keys!, dropped: true, droppedBy: 'plan' });
+  assert.equal(some.layers[2].values!.droppedBy, 'plan');
+  assert.match(formatLayerErrors(some.layers), /not in plan/);
+  // the file keeps them as none; the cache runs the slots without
+  const p = calibrate(model, text, tokenizer, { method, samples: 6, seqLen: 128 });
+  const path = join(mkdtempSync(join(tmpdir(), 'aquakv-pred-')), 'without.safetensors');
+  savePredictors(path, { set: { ...p.set, keys: some.set.keys, values: some.set.values }, info: { ...p.info, layers: some.layers } });
+  const back = loadPredictors(path, model);
+  assert.equal(back.set.keys[1], null);
+  assert.equal(back.set.values[2], null);
+  assert.deepEqual(back.info.layers, some.layers);
+  const cache = createCache(model, method, back.set, { sinks: 0, buffer: 32 });
+  const logits = model.forward(tokenizer.encode(text).slice(0, 100), cache, { logits: 'last' });
+  assert.ok(logits.length > 0 && logits.every(Number.isFinite));
+});
+
+test('the allocation takes away, in layer order, each predictor whose absence lowers KL, and keeps the others', () => {
+  const { model, tokenizer } = loadModel(makeTinyModel({ layers: 3, maxPositions: 256, headDim: 32 }));
+  const { set } = calibrate(model, randomWordsText(3000, 6), tokenizer, { method: parseMethod('aquakv[q=higgs:2x16,first=higgs:2x256]'), samples: 6, seqLen: 128 });
+  // a KL that k1's predictor lowers, v1's lowers a little, k2's leaves alone and v2's raises
+  const order: string[] = [];
+  const measure = (s: typeof set) => {
+    order.push(['k1', 'v1', 'k2', 'v2'].filter((x) => !(x[0] === 'k' ? s.keys : s.values)[Number(x[1])]).join('+'));
+    return 1 - (s.keys[1] ? 0.25 : 0) - (s.values[1] ? 0.125 : 0) + (s.values[2] ? 0.25 : 0); // exact in binary: ties are ties
+  };
+  const r = predictorsThatHurt(set, 0.875, measure);
+  assert.deepEqual(order, ['k1', 'v1', 'k2', 'v2'], 'each slot measured once, alone (no earlier slot was taken away)');
+  assert.deepEqual(r.dropped, [{ slot: 'v2', klBefore: 0.875, klAfter: 0.625 }]);
+  assert.equal(r.kl, 0.625);
+  assert.equal(r.set.values[2], null);
+  assert.equal(r.set.keys[2], set.keys[2], 'a tie keeps the predictor');
+  assert.ok(set.values[2], 'the given set is left as it was');
+  // a slot taken away stays away for the measurements after it
+  order.length = 0;
+  predictorsThatHurt(set, 0.875, (s) => (measure(s), s.keys[1] ? 0.875 : 0.5));
+  assert.deepEqual(order, ['k1', 'k1+v1', 'k1+k2', 'k1+v2']);
 });
 
 test('ridge sums built from f32 products in short batches equal the f64 sums to ~1e-6', () => {

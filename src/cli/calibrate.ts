@@ -74,6 +74,7 @@ export const calibrateCommand: Command = {
       console.log(`budget ${a.budget} bits per value → plan ${p.info.method}: ${a.bitsPerValue.toFixed(3)} bits`);
       console.log(`KL from fp on ${a.tokens} held-out calibration positions: ${a.klBase.toFixed(5)} with every slot at ${a.ladder[0]}, ${a.klPlan.toFixed(5)} with the plan (${a.measurements} measurements)`);
       for (const s of a.steps) console.log(`  ${s.slot} → ${s.to}: ${s.bitsPerValue.toFixed(3)} bits, KL ${s.klBefore.toFixed(5)} → ${s.klAfter.toFixed(5)}`);
+      for (const s of a.withoutPredictor ?? []) console.log(`  ${s.slot} without a predictor: KL ${s.klBefore.toFixed(5)} → ${s.klAfter.toFixed(5)}`);
     }
     console.log(`calibrated ${p.info.method} on ${p.info.data.trainTokens} train / ${p.info.data.validTokens} validation tokens from ${source} in ${(p.seconds ?? 0).toFixed(1)} s; saved ${out}`);
   },

@@ -18,8 +18,9 @@ export function formatLayerErrors(layers: LayerErrors[]): string {
   const lines = ['layer  keys: train relMSE  valid relMSE  equiv. bits   values: train relMSE  valid relMSE  equiv. bits'];
   for (const l of layers) {
     const k = l.keys, v = l.values;
-    // a dropped predictor (worse than none on validation) shows its errors and "dropped"
-    const bits = (e: typeof k) => (e ? (e.dropped ? 'dropped' : e.equivalentBits.toFixed(2)) : '-');
+    // a dropped predictor shows its errors and "dropped" (worse than none on validation) or
+    // "not in plan" (the budgeted allocation measured a lower KL without it)
+    const bits = (e: typeof k) => (e ? (e.dropped ? (e.droppedBy === 'plan' ? 'not in plan' : 'dropped') : e.equivalentBits.toFixed(2)) : '-');
     lines.push(
       `${String(l.layer).padStart(5)}  ${(k ? f(k.trainRelMse) : 'none').padStart(18)}  ${(k ? f(k.validRelMse) : '-').padStart(12)}  ${bits(k).padStart(11)}   ` +
         `${(v ? f(v.trainRelMse) : 'none').padStart(20)}  ${(v ? f(v.validRelMse) : '-').padStart(12)}  ${bits(v).padStart(11)}`,

@@ -14,6 +14,11 @@
  *     re-measure the slots linked to it through the predictors (the same part of layers l ± 1, the
  *     other part of layer l), and re-measure any stale candidate before taking it (lazy greedy).
  *     Stop when no upgrade fits the budget or none lowers KL.
+ *  4. No predictor: at the chosen rungs, each slot's predictor (layers ≥ 1, earlier layers first)
+ *     is taken away; where KL falls, the slot keeps none (it costs no bits either way: predictors
+ *     are not stored in the cache). A predictor that lowers the residual's error on held-out
+ *     tokens can still raise KL (a weak predictor on an insensitive path, or one fitted on too few
+ *     tokens), so this is measured too, not inferred from predictor error.
  * Bits are counted from stored bytes (codes and scales of a block), so the plan's average is what
  * the cache will report. Calibration then fits the predictors again for the chosen plan.
  */
@@ -37,12 +42,14 @@ export interface Allocation {
   windows: number; // validation windows KL was measured on
   tokens: number; // predicted positions per measurement
   klBase: number; // every slot at the base rung
-  klPlan: number; // the chosen plan (with the base's predictors; refitting can only help)
+  klPlan: number; // the chosen plan (with the base's predictors, less those of step 4; refitting can only help)
   measurements: number;
   /** Upgrades taken, in order: the slot, the quantizer it moved to, the KL before → after. */
   steps: { slot: string; to: string; bitsPerValue: number; klBefore: number; klAfter: number }[];
   /** Every slot's first measured gain (KL removed by its first upgrade from the base): the sensitivity map. */
   firstGains: { slot: string; klGain: number }[];
+  /** Slots left without a predictor because KL fell without it (step 4); absent in files from before it existed. */
+  withoutPredictor?: { slot: string; klBefore: number; klAfter: number }[];
 }
 
 /** Exact stored bits per value of a quantizer on blocks of `rows` tokens of C channels. */
@@ -99,6 +106,32 @@ export function checkBudget(budget: number, C: number, seqLen: number): void {
   }
 }
 
+/**
+ * Step 4: takes away, one at a time (keys then values, layer 1 first), each predictor of `set`
+ * whose absence lowers `measure`d KL below `kl`, keeping the ones taken away for the next
+ * measurements. Returns the set without them, the slots, and the KL reached.
+ */
+export function predictorsThatHurt(
+  set: PredictorSet, kl: number, measure: (set: PredictorSet) => number,
+): { set: PredictorSet; dropped: NonNullable<Allocation['withoutPredictor']>; kl: number } {
+  const dropped: NonNullable<Allocation['withoutPredictor']> = [];
+  let current = set;
+  for (let l = 1; l < set.keys.length; l++) {
+    for (const part of ['k', 'v'] as const) {
+      const list = part === 'k' ? current.keys : current.values;
+      if (!list[l]) continue;
+      const trial = { ...current, [part === 'k' ? 'keys' : 'values']: list.map((p, i) => (i === l ? null : p)) };
+      const klWithout = measure(trial);
+      if (klWithout < kl) {
+        dropped.push({ slot: slotName(l, part), klBefore: kl, klAfter: klWithout });
+        current = trial;
+        kl = klWithout;
+      }
+    }
+  }
+  return { set: current, dropped, kl };
+}
+
 export interface AllocateOptions extends Omit<FitOptions, 'method'> {
   method: CacheMethod; // budgeted
   allocationWindows: number;
@@ -129,7 +162,7 @@ export function allocateBits(
   let measurements = 0;
   // estimate for the progress bar: the first sweep, then a few per upgrade
   const upgrades = Math.floor(((budget - bits[0]) * 2 * L) / 0.5 + 1e-9);
-  const expected = 1 + 2 * L + upgrades * 8;
+  const expected = 1 + 2 * L + upgrades * 8 + 2 * (L - 1);
   const measure = (r: number[][]) => {
     const kl = klOf(model, planMethod(ladder, r), set, windows, fp);
     measurements++;
@@ -184,11 +217,16 @@ export function allocateBits(
     }
   }
   const plan = planMethod(ladder, rungs);
+  const without = predictorsThatHurt(set, klCur, (trial) => {
+    measurements++;
+    o.onProgress?.('allocate', measurements, Math.max(expected, measurements + 1));
+    return klOf(model, plan, trial, windows, fp);
+  });
   return {
     plan,
     allocation: {
       budget, bitsPerValue: spent / (2 * L), ladder: [...ladder], windows: windows.length, tokens: windows.reduce((n, w) => n + w.length - 1, 0),
-      klBase, klPlan: klCur, measurements, steps, firstGains,
+      klBase, klPlan: without.kl, measurements, steps, firstGains, withoutPredictor: without.dropped,
     },
   };
 }

@@ -9,7 +9,7 @@ import { checkMethod, formatMethod, methodKey, parseMethod, type CacheMethod } f
 import type { LlamaModel } from '../model/llama.js';
 import { allocateBits, checkBudget } from './allocate.js';
 import type { CalibratedPredictors, LayerErrors, PredictorInfo } from './file.js';
-import { captureKeysValues, fitPredictors } from './fit.js';
+import { captureKeysValues, fitPredictors, type SlotErrors } from './fit.js';
 import { textWindows, type WindowOptions } from './text-windows.js';
 
 export interface CalibrationOptions extends WindowOptions {
@@ -76,14 +76,17 @@ export function calibrate(
   try {
     // a budget: choose every slot's quantizer by its measured effect on the output (./allocate.ts)
     allocated = o.method.budget === null ? null : allocateBits(model, train, valid, validSeqs, o);
-    fitted = fitPredictors(model, train, valid, { ...o, method: allocated?.plan ?? o.method });
+    const withoutPredictor = allocated?.allocation.withoutPredictor?.map((d) => d.slot);
+    fitted = fitPredictors(model, train, valid, { ...o, method: allocated?.plan ?? o.method, withoutPredictor });
   } finally {
     train.close();
     valid.close();
   }
   const plan = allocated?.plan ?? o.method;
   const { set, layers } = fitted;
-  const dropped = layers.flatMap((l) => [l.keys?.dropped ? `k${l.layer}` : null, l.values?.dropped ? `v${l.layer}` : null]).filter(Boolean);
+  // (slots the allocation chose to run without one are reported with the plan, not warned about)
+  const byValidation = (e: SlotErrors | null) => e?.dropped === true && e.droppedBy === undefined;
+  const dropped = layers.flatMap((l) => [byValidation(l.keys) ? `k${l.layer}` : null, byValidation(l.values) ? `v${l.layer}` : null]).filter(Boolean);
   if (dropped.length > 0) {
     platform.warn(`predictors for ${dropped.join(', ')} did worse than no predictor on held-out tokens and were dropped: those slots quantize without one (recorded in the file)`);
   }

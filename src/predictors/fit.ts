@@ -29,6 +29,8 @@ export interface SlotErrors {
   validRelMse: number;
   equivalentBits: number;
   dropped?: boolean;
+  /** Why it was dropped when not for validation error: the plan runs the slot without one (the budgeted allocation measured a lower KL so, allocate.ts step 4). */
+  droppedBy?: 'plan';
 }
 
 export interface LayerErrors {
@@ -37,11 +39,16 @@ export interface LayerErrors {
   values: SlotErrors | null;
 }
 
-/** A predictor that does no better than predicting zero on held-out tokens is dropped. */
-function keep(p: LinearPredictor | null, e: SlotErrors | null): LinearPredictor | null {
-  if (!p || !e || !(e.validRelMse >= 1)) return p;
-  e.dropped = true;
-  return null;
+/**
+ * A predictor that does no better than predicting zero on held-out tokens is dropped, and so is
+ * one the allocation chose to run without (`unwanted`): fitted all the same, so its errors are
+ * on record.
+ */
+function keep(p: LinearPredictor | null, e: SlotErrors | null, unwanted = false): LinearPredictor | null {
+  if (!p || !e) return p;
+  if (e.validRelMse >= 1) e.dropped = true;
+  else if (unwanted) Object.assign(e, { dropped: true, droppedBy: 'plan' });
+  return e.dropped ? null : p;
 }
 
 export interface FitOptions {
@@ -49,6 +56,8 @@ export interface FitOptions {
   predict: 'both' | 'keys' | 'values';
   fitOn: 'reconstructed' | 'original';
   damp: number;
+  /** Slots ('k3', 'v5') to run without a predictor (the budgeted allocation's choice). */
+  withoutPredictor?: readonly string[];
   onProgress?: (stage: string, done: number, total: number) => void;
 }
 
@@ -202,7 +211,7 @@ export function fitPredictors(
     if (o.predict !== 'values') {
       keyPred = fit(orig ? lastT.k : prevT.k, exactT.k, nT, C, C, o.damp);
       keyErr = errorsOf(keyPred, prevT.k, exactT.k, nT, prevV.k, exactV.k, nV);
-      keyPred = keep(keyPred, keyErr);
+      keyPred = keep(keyPred, keyErr, o.withoutPredictor?.includes(`k${l}`));
     }
     // K̃_l through the cache's codec (the value part is redone below with its predictor)
     const keyCodec = new LayerCodec(C, q.keys[l], q.values[l], keyPred, null);
@@ -215,7 +224,7 @@ export function fitPredictors(
       const xT = orig ? concat(exactT.k, lastT.v, nT, C) : concat(kT, prevT.v, nT, C);
       valuePred = fit(xT, exactT.v, nT, 2 * C, C, o.damp);
       valueErr = errorsOf(valuePred, orig ? concat(kT, prevT.v, nT, C) : xT, exactT.v, nT, concat(kV, prevV.v, nV, C), exactV.v, nV);
-      valuePred = keep(valuePred, valueErr);
+      valuePred = keep(valuePred, valueErr, o.withoutPredictor?.includes(`v${l}`));
     }
     const codec = new LayerCodec(C, q.keys[l], q.values[l], keyPred, valuePred);
     prevT = reconstruct(codec, nT, exactT, prevT.k, prevT.v);

@@ -62,7 +62,8 @@ ${a.firstGains.map((g) => `<tr><td>${esc(g.slot)}</td><td>${fmt(g.klGain, 5)}</t
 </tbody></table>
 <table><thead><tr><th>step</th><th>slot → quantizer</th><th>bits/value after</th><th>KL before → after</th></tr></thead><tbody>
 ${a.steps.map((x, i) => `<tr><td>${i + 1}</td><td>${esc(x.slot)} → ${esc(x.to)}</td><td>${fmt(x.bitsPerValue, 3)}</td><td>${fmt(x.klBefore, 5)} → ${fmt(x.klAfter, 5)}</td></tr>`).join('\n')}
-</tbody></table>`;
+</tbody></table>${(a.withoutPredictor ?? []).length === 0 ? '' : `
+<p>Without a predictor (KL measured lower without it): ${(a.withoutPredictor ?? []).map((x) => `${esc(x.slot)} (${fmt(x.klBefore, 5)} → ${fmt(x.klAfter, 5)})`).join(', ')}.</p>`}`;
   }).join('\n')}
 </section>`;
   const distances = [...new Set(r.retrieval.flatMap((x) => x.results.map((y) => y.distance)))];
