@@ -105,17 +105,24 @@ export class MaterializedStore implements ChunkStore {
   view(layer: number, k: Float32Array, v: Float32Array, n: number, start: number): LayerView {
     const K = this.viewK[layer];
     const V = this.viewV[layer];
-    // chunks compressed in an earlier step: their reconstructions replace the originals now
-    for (const p of this.pending[layer]) {
-      const rows = p.k.length / this.s.C;
-      K.write(p.start, p.k, rows);
-      V.write(p.start, p.v, rows);
-    }
-    this.pending[layer] = [];
+    // chunks compressed in an earlier step: their reconstructions replace the originals now; and
+    // the layer below's from this step, whose attention is done (layers run in order), so a step
+    // that compressed holds at most one layer's reconstructions twice, not every layer's
+    if (layer > 0) this.applyPending(layer - 1);
+    this.applyPending(layer);
     const first = K.append(k, n);
     K.rope(this.s.rope, first, n, start);
     V.append(v, n);
     return { keys: K.data, values: V.data, length: K.rows, stride: K.capacity, inPlace: { keys: K, values: V } };
+  }
+
+  private applyPending(layer: number): void {
+    for (const p of this.pending[layer]) {
+      const rows = p.k.length / this.s.C;
+      this.viewK[layer].write(p.start, p.k, rows);
+      this.viewV[layer].write(p.start, p.v, rows);
+    }
+    this.pending[layer] = [];
   }
 
   compressed(layer: number, chunk: Chunk, recK: Float32Array, recV: Float32Array): void {

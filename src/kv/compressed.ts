@@ -143,10 +143,13 @@ export class CompressedCache implements KVCache {
       r.chunks.push(...this.compressing);
       this.compressing = [];
       // a long prefill compresses many chunks at once; decode compresses one block at a time, so
-      // keep no more reconstruction scratch than one block needs
-      if (this.curRec.k.length > this.options.buffer * C) {
+      // keep no more reconstruction scratch than one block needs. A materialized cache keeps none:
+      // it compresses once per block of tokens, and between times the scratch would only add to
+      // what it holds (compact mode's rebuild reuses the workspace every step)
+      const materialized = this.options.mode === 'materialized';
+      if (materialized || this.curRec.k.length > this.options.buffer * C) {
         this.prevRec = this.curRec = { k: new Float32Array(0), v: new Float32Array(0) };
-        this.ws.shrink(this.options.buffer * C);
+        this.ws.shrink(materialized ? 0 : this.options.buffer * C);
       }
     }
     return view;
