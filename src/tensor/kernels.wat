@@ -9,6 +9,7 @@
     (local $hi0 v128) (local $hi1 v128) (local $hi2 v128) (local $hi3 v128)
     (local.set $wstride (i32.mul (local.get $k) (i32.const 4)))
     (local.set $xstride (i32.shl (local.get $k) (i32.const 2)))
+    
     (block $four_done
       (loop $four
         (br_if $four_done (i32.gt_u (i32.add (local.get $j) (i32.const 4)) (local.get $n)))
@@ -99,6 +100,7 @@
     (local.set $mask (v128.const i32x4 0xffff0000 0xffff0000 0xffff0000 0xffff0000))
     (local.set $wstride (i32.mul (local.get $k) (i32.const 2)))
     (local.set $xstride (i32.shl (local.get $k) (i32.const 2)))
+    (if (i32.ge_u (local.get $m) (i32.const 4)) (then
     (block $four_done
       (loop $four
         (br_if $four_done (i32.gt_u (i32.add (local.get $j) (i32.const 4)) (local.get $n)))
@@ -152,7 +154,7 @@
             (local.set $i (i32.add (local.get $i) (i32.const 1)))
             (br $four_rows)))
         (local.set $j (i32.add (local.get $j) (i32.const 4)))
-        (br $four)))
+        (br $four)))))
     (block $one_done
       (loop $one
         (br_if $one_done (i32.gt_u (i32.add (local.get $j) (i32.const 1)) (local.get $n)))
@@ -194,6 +196,7 @@
     (local.set $mask (v128.const i32x4 0x8fffe000 0x8fffe000 0x8fffe000 0x8fffe000))
     (local.set $wstride (i32.mul (local.get $k) (i32.const 2)))
     (local.set $xstride (i32.shl (local.get $k) (i32.const 2)))
+    (if (i32.ge_u (local.get $m) (i32.const 4)) (then
     (block $four_done
       (loop $four
         (br_if $four_done (i32.gt_u (i32.add (local.get $j) (i32.const 4)) (local.get $n)))
@@ -248,7 +251,7 @@
             (local.set $i (i32.add (local.get $i) (i32.const 1)))
             (br $four_rows)))
         (local.set $j (i32.add (local.get $j) (i32.const 4)))
-        (br $four)))
+        (br $four)))))
     (block $one_done
       (loop $one
         (br_if $one_done (i32.gt_u (i32.add (local.get $j) (i32.const 1)) (local.get $n)))
@@ -319,9 +322,9 @@
     (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
     (local.set $astride (i32.shl (local.get $k) (i32.const 2)))
     (local.set $bstride (i32.shl (local.get $n) (i32.const 2)))
-    ;; rows of B per block: 64 KB of them, at least one
-    (local.set $prows (select (i32.const 1) (i32.div_u (i32.const 65536) (local.get $bstride))
-                              (i32.gt_u (local.get $bstride) (i32.const 65536))))
+    ;; rows of B per block: 1 KB of them, at least four
+    (local.set $prows (select (i32.const 4) (i32.div_u (i32.const 1024) (local.get $bstride))
+                              (i32.gt_u (local.get $bstride) (i32.const 256))))
     (block $pairs_done
       (loop $pairs
         (br_if $pairs_done (i32.gt_u (i32.add (local.get $i) (i32.const 2)) (local.get $m)))
