@@ -8,24 +8,24 @@ export function packedBytes(count: number, bits: number): number {
 
 export function packBits(codes: ArrayLike<number>, count: number, bits: number, out: Uint8Array = new Uint8Array(packedBytes(count, bits))): Uint8Array {
   if (bits < 1 || bits > 24) throw new RangeError(`packBits: bits must be in [1, 24], got ${bits}`);
-  out.fill(0, 0, packedBytes(count, bits));
   const limit = 2 ** bits;
-  let bitPos = 0;
+  // codes enter a 32-bit accumulator above the bits not yet written (fewer than 8, so a code of
+  // ≤ 24 bits always fits), and whole bytes leave it from the bottom
+  let acc = 0;
+  let held = 0;
+  let byte = 0;
   for (let i = 0; i < count; i++) {
     const c = codes[i];
-    if (c < 0 || c >= limit || !Number.isInteger(c)) throw new RangeError(`packBits: code ${c} at ${i} does not fit ${bits} bits`);
-    let v = c;
-    let remaining = bits;
-    while (remaining > 0) {
-      const byte = bitPos >>> 3;
-      const shift = bitPos & 7;
-      const take = Math.min(8 - shift, remaining);
-      out[byte] |= (v & ((1 << take) - 1)) << shift;
-      v >>>= take;
-      remaining -= take;
-      bitPos += take;
+    if (!(c >= 0 && c < limit) || c !== Math.floor(c)) throw new RangeError(`packBits: code ${c} at ${i} does not fit ${bits} bits`);
+    acc |= c << held;
+    held += bits;
+    while (held >= 8) {
+      out[byte++] = acc & 0xff;
+      acc >>>= 8;
+      held -= 8;
     }
   }
+  if (held > 0) out[byte] = acc & 0xff;
   return out;
 }
 
@@ -33,19 +33,20 @@ export function unpackBits(packed: Uint8Array, count: number, bits: number, out:
   if (packed.length < packedBytes(count, bits)) {
     throw new RangeError(`unpackBits: ${packed.length} bytes cannot hold ${count} codes of ${bits} bits`);
   }
-  let bitPos = 0;
+  // bytes enter a 32-bit accumulator from the top of what it holds; codes leave from the bottom
+  if (bits < 1 || bits > 24) throw new RangeError(`unpackBits: bits must be in [1, 24], got ${bits}`);
+  const mask = (1 << bits) - 1;
+  let acc = 0;
+  let held = 0;
+  let byte = 0;
   for (let i = 0; i < count; i++) {
-    let v = 0;
-    let got = 0;
-    while (got < bits) {
-      const byte = bitPos >>> 3;
-      const shift = bitPos & 7;
-      const take = Math.min(8 - shift, bits - got);
-      v |= ((packed[byte] >>> shift) & ((1 << take) - 1)) << got;
-      got += take;
-      bitPos += take;
+    while (held < bits) {
+      acc |= packed[byte++] << held;
+      held += 8;
     }
-    out[i] = v;
+    out[i] = acc & mask;
+    acc >>>= bits;
+    held -= bits;
   }
   return out;
 }

