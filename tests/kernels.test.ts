@@ -199,10 +199,10 @@ test('HalfMatrix: stacking contiguous parts moves nothing; rows, widening and th
   assert.equal(firstNonFinite('f16', Uint16Array.of(0x3c00, 0x7bff)), -1);
 });
 
-test('a large one-row product split across the helper threads equals the same rows computed alone, bit for bit', () => {
+for (const dtype of ['bf16', 'f16'] as HalfDtype[]) test(`a large one-row product split across the helper threads equals the same rows computed alone, bit for bit (${dtype})`, () => {
   const rng = new Rng(11);
   const n = 1030, k = 1024; // ≥ 1 M weights: split; 1030 rows: parts of unequal length
-  const W = HalfMatrix.fromBits(new ArenaSet(), 'bf16', n, k, toHalf('bf16', rng.fillNormal(new Float32Array(n * k))));
+  const W = HalfMatrix.fromBits(new ArenaSet(), dtype, n, k, toHalf(dtype, rng.fillNormal(new Float32Array(n * k))));
   const x = rng.fillNormal(new Float32Array(k));
   const whole = new Float32Array(n);
   W.product(whole, x, 1);

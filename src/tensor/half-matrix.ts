@@ -124,7 +124,7 @@ export class HalfMatrix {
     if (x.length < m * k || out.length < m * n) {
       throw new RangeError(`HalfMatrix.product: buffers too small for [${m}, ${k}]·[${k}, ${n}]: x=${x.length}, out=${out.length}`);
     }
-    const kernelFits = k % 8 === 0 && k * 4 <= X_SCRATCH_BYTES;
+    const kernelFits = k % 8 === 0 && k * 4 + 4 <= X_SCRATCH_BYTES; // a row of x and its factor
     if ((m >= 2 && gemmBackend() === 'ort') || !kernelFits) this.widenedProduct(out, x, m);
     else this.kernelProduct(out, x, m);
   }
