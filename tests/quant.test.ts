@@ -11,7 +11,7 @@ import { lloydMax1d } from '../src/quant/grid-generator.js';
 import { parseQuantizer } from '../src/quant/spec.js';
 import { bitsPerValue, blockBytes } from '../src/quant/quantizer.js';
 import { Rng } from '../src/tensor/rng.js';
-import { gemmNaive } from '../src/tensor/gemm.js';
+import { gemmBackend, gemmNaive, setGemmBackend } from '../src/tensor/gemm.js';
 import { f16ToF32, f32ToF16 } from '../src/tensor/f16.js';
 
 const relErr = (x: Float32Array, y: Float32Array) => {
@@ -219,5 +219,35 @@ test('HIGGS dequantize through its byte table gives the bits of unpacking code b
       plain.dequantize(block, b);
       assert.deepEqual(a, b, `${d}x${n} over ${C} channels`);
     }
+  }
+});
+
+test('HIGGS dequantizeAdd over many blocks (batches past 1024 rows) equals dequantize then an f32 add, block by block, bit for bit, on both products', () => {
+  const was = gemmBackend();
+  try {
+    for (const backend of ['ort', 'ts'] as const) {
+      setGemmBackend(backend);
+      for (const [d, n, C] of [[2, 256, 128], [2, 8, 128], [4, 256, 96]] as const) {
+        const q = HiggsQuantizer.fromGrid(d, n, C);
+        const rng = new Rng(d * n + C);
+        const sizes = [128, 128, 128, 128, 128, 128, 128, 128, 128, 37, 1]; // 1190 rows: two batches
+        const blocks = sizes.map((rows) => q.quantize(rng.fillNormal(new Float32Array(rows * C)), rows));
+        const total = sizes.reduce((a, b) => a + b, 0);
+        const base = rng.fillNormal(new Float32Array(total * C));
+        const want = base.slice();
+        let row = 0;
+        for (const b of blocks) {
+          const v = new Float32Array(b.rows * C);
+          q.dequantize(b, v);
+          for (let i = 0; i < v.length; i++) want[row * C + i] += v[i];
+          row += b.rows;
+        }
+        const got = base.slice();
+        q.dequantizeAdd(blocks, got);
+        assert.deepEqual(got, want, `${backend} ${d}x${n}, C = ${C}`);
+      }
+    }
+  } finally {
+    setGemmBackend(was);
   }
 });

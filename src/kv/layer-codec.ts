@@ -82,19 +82,23 @@ export class LayerCodec {
     recK: Float32Array, recV: Float32Array, ws: Workspace,
   ): void {
     const C = this.C;
+    // every block's residual added to the prediction: in one call where the quantizer batches
+    const addAll = (q: Quantizer, list: QuantizedBlock[], out: Float32Array) => {
+      if (q.dequantizeAdd) {
+        q.dequantizeAdd(list, out);
+        return;
+      }
+      let row = 0;
+      for (const b of list) {
+        LayerCodec.decodeAdd(q, b, out.subarray(row * C), b.rows, C, ws.get('codec.deq', b.rows * C));
+        row += b.rows;
+      }
+    };
     this.predictKeys(recK, prevK, n);
-    let row = 0;
-    for (const b of blocks) {
-      LayerCodec.decodeAdd(this.keyQuantizer, b.keys, recK.subarray(row * C), b.keys.rows, C, ws.get('codec.deq', b.keys.rows * C));
-      row += b.keys.rows;
-    }
+    addAll(this.keyQuantizer, blocks.map((b) => b.keys), recK);
     const needsTmp = this.valuePredictor !== null && prevV !== null;
     this.predictValues(recV, recK, prevV, n, prevK ?? (needsTmp ? ws.get('codec.tmp', n * C) : new Float32Array(0)));
-    row = 0;
-    for (const b of blocks) {
-      LayerCodec.decodeAdd(this.valueQuantizer, b.values, recV.subarray(row * C), b.values.rows, C, ws.get('codec.deq', b.values.rows * C));
-      row += b.values.rows;
-    }
+    addAll(this.valueQuantizer, blocks.map((b) => b.values), recV);
   }
 
   private reconstructKeys(keys: QuantizedBlock, prevK: Float32Array | null, n: number, recK: Float32Array, ws: Workspace): void {

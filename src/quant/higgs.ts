@@ -28,9 +28,7 @@ export class HiggsQuantizer implements Quantizer {
   readonly groups: number; // per token
   private buf: Float32Array;
   private idx: Uint32Array;
-  private points = new Float32Array(0); // dequantize scratch: [rows, P] grid points
   private table: Float32Array | null | undefined; // byte → the grid coordinates of its codes (undefined: not built)
-  private transformed = new Float32Array(0); // [rows, P] after the inverse transform
 
   constructor(readonly grid: Grid, readonly cols: number, groupSize?: number) {
     const G = groupSize ?? Math.max(defaultGroupSize(cols), grid.d);
@@ -111,53 +109,109 @@ export class HiggsQuantizer implements Quantizer {
    * it, the butterflies. Each row's result is independent of the block's size either way.
    */
   dequantize(block: QuantizedBlock, out: Float32Array): void {
-    const { cols: C, paddedCols: P, groupSize: G, grid, idx } = this;
-    if (block.cols !== C) throw new AquaError(`HiggsQuantizer.dequantize: block has ${block.cols} channels, quantizer ${C}`);
-    const rows = block.rows;
+    this.checkBlock(block, 'dequantize');
+    const y = this.decodeRows([block]);
+    this.writeScaled(block, y, 0, out, 0, false);
+  }
+
+  /**
+   * out [Σ rows, C] += the blocks' values, laid end to end (a compact cache's rebuild of every
+   * chunk of a slot): the inverse transform of up to ADD_BATCH_ROWS rows at a time as one product,
+   * where block by block it was one small product each. Each value is the f32 sum of out and the
+   * value `dequantize` gives, so the result is the same bit for bit.
+   */
+  dequantizeAdd(blocks: readonly QuantizedBlock[], out: Float32Array): void {
+    let row = 0;
+    for (let b0 = 0; b0 < blocks.length; ) {
+      let b1 = b0;
+      let rows = 0;
+      while (b1 < blocks.length && (b1 === b0 || rows + blocks[b1].rows <= ADD_BATCH_ROWS)) {
+        this.checkBlock(blocks[b1], 'dequantizeAdd');
+        rows += blocks[b1++].rows;
+      }
+      const batch = blocks.slice(b0, b1);
+      const y = this.decodeRows(batch);
+      let at = 0;
+      for (const block of batch) {
+        this.writeScaled(block, y, at, out, row, true);
+        at += block.rows;
+        row += block.rows;
+      }
+      b0 = b1;
+    }
+  }
+
+  private checkBlock(block: QuantizedBlock, what: string): void {
+    if (block.cols !== this.cols) throw new AquaError(`HiggsQuantizer.${what}: block has ${block.cols} channels, quantizer ${this.cols}`);
+  }
+
+  /** The blocks' grid points, inverse-transformed, rows end to end: [Σ rows, P] in shared scratch. */
+  private decodeRows(blocks: readonly QuantizedBlock[]): Float32Array {
+    const { paddedCols: P, groupSize: G, grid, idx } = this;
+    const rows = blocks.reduce((n, b) => n + b.rows, 0);
     const d = grid.d;
     const perRow = P / d;
     const bytesPerRow = Math.ceil((perRow * grid.bits) / 8);
     const pts = grid.points;
-    if (this.points.length < rows * P) this.points = new Float32Array(rows * P);
-    const x = this.points;
+    if (scratch.points.length < rows * P) scratch.points = new Float32Array(rows * P);
+    const x = scratch.points;
     const table = this.byteTable();
-    if (table && (perRow * grid.bits) % 8 === 0) {
-      // whole bytes per row: each code byte expands to its K grid coordinates through the table
-      const K = (8 / grid.bits) * d;
-      const codes = block.codes;
-      for (let t = 0; t < rows; t++) {
-        let o = t * P;
-        const end = (t + 1) * bytesPerRow;
-        for (let b = t * bytesPerRow; b < end; b++) {
-          const at = codes[b] * K;
-          for (let k = 0; k < K; k++) x[o + k] = table[at + k];
-          o += K;
+    let first = 0; // the block's first row in x
+    for (const block of blocks) {
+      if (table && (perRow * grid.bits) % 8 === 0) {
+        // whole bytes per row: each code byte expands to its K grid coordinates through the table
+        const K = (8 / grid.bits) * d;
+        const codes = block.codes;
+        for (let t = 0; t < block.rows; t++) {
+          let o = (first + t) * P;
+          const end = (t + 1) * bytesPerRow;
+          for (let b = t * bytesPerRow; b < end; b++) {
+            const at = codes[b] * K;
+            for (let k = 0; k < K; k++) x[o + k] = table[at + k];
+            o += K;
+          }
+        }
+      } else {
+        for (let t = 0; t < block.rows; t++) {
+          unpackBits(block.codes.subarray(t * bytesPerRow, (t + 1) * bytesPerRow), perRow, grid.bits, idx);
+          const o = (first + t) * P;
+          for (let s = 0; s < perRow; s++) for (let i = 0; i < d; i++) x[o + s * d + i] = pts[idx[s] * d + i];
         }
       }
-    } else {
-      for (let t = 0; t < rows; t++) {
-        unpackBits(block.codes.subarray(t * bytesPerRow, (t + 1) * bytesPerRow), perRow, grid.bits, idx);
-        const o = t * P;
-        for (let s = 0; s < perRow; s++) for (let i = 0; i < d; i++) x[o + s * d + i] = pts[idx[s] * d + i];
-      }
+      first += block.rows;
     }
-    let y = x;
     if (gemmBackend() === 'ort' && G >= 32) {
-      if (this.transformed.length < rows * P) this.transformed = new Float32Array(rows * P);
-      y = this.transformed;
-      gemmRowwise(y, x, hadamard(G), rows * this.groups, G, G, false); // H is symmetric: p·H = (H·p)ᵀ
-    } else {
-      for (let r = 0; r < rows * this.groups; r++) fwht(x, r * G, G);
+      if (scratch.transformed.length < rows * P) scratch.transformed = new Float32Array(rows * P);
+      gemmRowwise(scratch.transformed, x, hadamard(G), rows * this.groups, G, G, false); // H is symmetric: p·H = (H·p)ᵀ
+      return scratch.transformed;
     }
+    for (let r = 0; r < rows * this.groups; r++) fwht(x, r * G, G);
+    return x;
+  }
+
+  /** Rows [from, from + block.rows) of y, scaled by the block's scales, into out from row `to` (or added to it). */
+  private writeScaled(block: QuantizedBlock, y: Float32Array, from: number, out: Float32Array, to: number, add: boolean): void {
+    const { cols: C, paddedCols: P, groupSize: G, groups } = this;
     const f16 = f16Table();
-    for (let t = 0; t < rows; t++) {
-      for (let g = 0; g < this.groups; g++) {
-        const scale = f16[block.scales[t * this.groups + g]] / G;
-        const src = t * P + g * G;
-        const dst = t * C + g * G;
+    for (let t = 0; t < block.rows; t++) {
+      for (let g = 0; g < groups; g++) {
+        const scale = f16[block.scales[t * groups + g]] / G;
+        const src = (from + t) * P + g * G;
+        const dst = (to + t) * C + g * G;
         const end = Math.min(G, C - g * G);
-        for (let i = 0; i < end; i++) out[dst + i] = y[src + i] * scale;
+        // the product rounded to f32 before the sum, as dequantize's stored value would be
+        if (add) for (let i = 0; i < end; i++) out[dst + i] += Math.fround(y[src + i] * scale);
+        else for (let i = 0; i < end; i++) out[dst + i] = y[src + i] * scale;
       }
     }
   }
 }
+
+/** Rows a batch of dequantizeAdd takes at once (512 KB of points and as much transformed, for C = 128). */
+const ADD_BATCH_ROWS = 1024;
+
+/**
+ * Dequantization scratch shared by every HIGGS quantizer (one thread runs them): grid points and
+ * their inverse transform, [rows, P] each, grown to the largest batch.
+ */
+const scratch = { points: new Float32Array(0), transformed: new Float32Array(0) };
