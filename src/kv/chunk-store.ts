@@ -50,6 +50,8 @@ export interface ChunkStore {
   view(layer: number, k: Float32Array, v: Float32Array, n: number, start: number): LayerView;
   /** Layer `layer` of `chunk` was compressed this step; recK, recV [n, C]: its reconstruction (keys as stored). */
   compressed(layer: number, chunk: Chunk, recK: Float32Array, recV: Float32Array): void;
+  /** Attention is done with layer `layer`'s view of this step. */
+  attended(layer: number): void;
   /** Bytes held besides the stored form: rebuilt rows kept for reading, and working scratch. */
   memory(): { materialized: number; working: number };
   /** The cache was cut to its first n tokens (n does not split a chunk). */
@@ -105,15 +107,17 @@ export class MaterializedStore implements ChunkStore {
   view(layer: number, k: Float32Array, v: Float32Array, n: number, start: number): LayerView {
     const K = this.viewK[layer];
     const V = this.viewV[layer];
-    // chunks compressed in an earlier step: their reconstructions replace the originals now; and
-    // the layer below's from this step, whose attention is done (layers run in order), so a step
-    // that compressed holds at most one layer's reconstructions twice, not every layer's
-    if (layer > 0) this.applyPending(layer - 1);
+    // reconstructions still waiting (written at `attended` when the forward pass reports it)
     this.applyPending(layer);
     const first = K.append(k, n);
     K.rope(this.s.rope, first, n, start);
     V.append(v, n);
     return { keys: K.data, values: V.data, length: K.rows, stride: K.capacity, inPlace: { keys: K, values: V } };
+  }
+
+  attended(layer: number): void {
+    // chunks compressed this step: attention read their originals; their reconstructions replace them now
+    this.applyPending(layer);
   }
 
   private applyPending(layer: number): void {
@@ -211,6 +215,10 @@ export class CompactStore implements ChunkStore {
 
   compressed(): void {
     // nothing to keep: the chunk's codes are rebuilt at every read
+  }
+
+  attended(): void {
+    // nothing waits: the view is rebuilt at every read
   }
 
   truncate(): void {

@@ -155,6 +155,10 @@ export class CompressedCache implements KVCache {
     return view;
   }
 
+  attended(layer: number): void {
+    this.store.attended(layer);
+  }
+
   /**
    * At layer 0: the buffer will hold positions [bufStart, end) once this step's tokens are in;
    * every whole block [kB, (k+1)B) inside it becomes a chunk this step.

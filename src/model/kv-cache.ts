@@ -50,6 +50,12 @@ export interface KVCache {
   readonly length: number;
   /** Layer `layer` of the current step; layer 0 opens a step, layer L−1 closes it. */
   update(layer: number, keysPreRope: Float32Array, values: Float32Array, n: number): LayerView;
+  /**
+   * Layer `layer`'s attention is done with its view (optional; the forward pass calls it): a cache
+   * may now change what that view held (a materialized cache writes the reconstructions of tokens
+   * it compressed this step, which attention had to read unquantized).
+   */
+  attended?(layer: number): void;
   /** Bytes this cache holds now. */
   memory(): CacheMemory;
   /** An independent copy holding the same tokens (a shared prefix continued two ways). Between steps only. */

@@ -91,6 +91,7 @@ export class LlamaModel {
       this.rope.apply(q, n, cfg.nHeads, startPos);
       const view = cache.update(l, k, v, n);
       attention(att, q, view, n, cfg, ws);
+      cache.attended?.(l);
       opts.tap?.('attnOutput', l, att, n, qDim);
       linear(proj, att, lw.wo, n, qDim, D);
       if (lw.bo) addBias(proj, lw.bo, n);
