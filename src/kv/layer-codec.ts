@@ -35,9 +35,16 @@ export class LayerCodec {
     this.valuePredictor.applySplit(out, recK, prevV, this.C, n, tmp);
   }
 
-  private static decodeAdd(q: Quantizer, block: QuantizedBlock, out: Float32Array, n: number, C: number, scratch: Float32Array): void {
+  /** out [block.rows, C] += the block's residual: straight in where the quantizer can, else through scratch. */
+  private static decodeAdd(q: Quantizer, block: QuantizedBlock, out: Float32Array, ws: Workspace): void {
+    if (q.dequantizeAdd) {
+      q.dequantizeAdd(block, out);
+      return;
+    }
+    const size = block.rows * block.cols;
+    const scratch = ws.get('codec.deq', size);
     q.dequantize(block, scratch);
-    for (let i = 0; i < n * C; i++) out[i] += scratch[i];
+    for (let i = 0; i < size; i++) out[i] += scratch[i];
   }
 
   /**
@@ -82,32 +89,28 @@ export class LayerCodec {
     recK: Float32Array, recV: Float32Array, ws: Workspace,
   ): void {
     const C = this.C;
-    // every block's residual added to the prediction: in one call where the quantizer batches
-    const addAll = (q: Quantizer, list: QuantizedBlock[], out: Float32Array) => {
-      if (q.dequantizeAdd) {
-        q.dequantizeAdd(list, out);
-        return;
-      }
-      let row = 0;
-      for (const b of list) {
-        LayerCodec.decodeAdd(q, b, out.subarray(row * C), b.rows, C, ws.get('codec.deq', b.rows * C));
-        row += b.rows;
-      }
-    };
     this.predictKeys(recK, prevK, n);
-    addAll(this.keyQuantizer, blocks.map((b) => b.keys), recK);
+    let row = 0;
+    for (const b of blocks) {
+      LayerCodec.decodeAdd(this.keyQuantizer, b.keys, recK.subarray(row * C), ws);
+      row += b.keys.rows;
+    }
     const needsTmp = this.valuePredictor !== null && prevV !== null;
     this.predictValues(recV, recK, prevV, n, prevK ?? (needsTmp ? ws.get('codec.tmp', n * C) : new Float32Array(0)));
-    addAll(this.valueQuantizer, blocks.map((b) => b.values), recV);
+    row = 0;
+    for (const b of blocks) {
+      LayerCodec.decodeAdd(this.valueQuantizer, b.values, recV.subarray(row * C), ws);
+      row += b.values.rows;
+    }
   }
 
   private reconstructKeys(keys: QuantizedBlock, prevK: Float32Array | null, n: number, recK: Float32Array, ws: Workspace): void {
     this.predictKeys(recK, prevK, n);
-    LayerCodec.decodeAdd(this.keyQuantizer, keys, recK, n, this.C, ws.get('codec.deq', n * this.C));
+    LayerCodec.decodeAdd(this.keyQuantizer, keys, recK, ws);
   }
 
   private reconstructValues(values: QuantizedBlock, recK: Float32Array, prevV: Float32Array | null, n: number, recV: Float32Array, ws: Workspace): void {
     this.predictValues(recV, recK, prevV, n, ws.get('codec.tmp', n * this.C));
-    LayerCodec.decodeAdd(this.valueQuantizer, values, recV, n, this.C, ws.get('codec.deq', n * this.C));
+    LayerCodec.decodeAdd(this.valueQuantizer, values, recV, ws);
   }
 }

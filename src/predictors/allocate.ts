@@ -163,12 +163,13 @@ export function allocateBits(
   // estimate for the progress bar: the first sweep, then a few per upgrade
   const upgrades = Math.floor(((budget - bits[0]) * 2 * L) / 0.5 + 1e-9);
   const expected = 1 + 2 * L + upgrades * 8 + 2 * (L - 1);
-  const measure = (r: number[][]) => {
-    const kl = klOf(model, planMethod(ladder, r), set, windows, fp);
+  const measureKl = (plan: CacheMethod, predictors: PredictorSet) => {
+    const kl = klOf(model, plan, predictors, windows, fp);
     measurements++;
     o.onProgress?.('allocate', measurements, Math.max(expected, measurements + 1));
     return kl;
   };
+  const measure = (r: number[][]) => measureKl(planMethod(ladder, r), set);
   const withUpgrade = (s: number) => rungs.map((r, l) => (l === slots[s].layer ? r.map((x, i) => (i === (slots[s].part === 'k' ? 0 : 1) ? x + 1 : x)) : [...r]));
   const rungOf = (s: number) => rungs[slots[s].layer][slots[s].part === 'k' ? 0 : 1];
 
@@ -217,11 +218,7 @@ export function allocateBits(
     }
   }
   const plan = planMethod(ladder, rungs);
-  const without = predictorsThatHurt(set, klCur, (trial) => {
-    measurements++;
-    o.onProgress?.('allocate', measurements, Math.max(expected, measurements + 1));
-    return klOf(model, plan, trial, windows, fp);
-  });
+  const without = predictorsThatHurt(set, klCur, (trial) => measureKl(plan, trial));
   return {
     plan,
     allocation: {

@@ -33,8 +33,8 @@ export function unpackBits(packed: Uint8Array, count: number, bits: number, out:
   if (packed.length < packedBytes(count, bits)) {
     throw new RangeError(`unpackBits: ${packed.length} bytes cannot hold ${count} codes of ${bits} bits`);
   }
-  // bytes enter a 32-bit accumulator from the top of what it holds; codes leave from the bottom
   if (bits < 1 || bits > 24) throw new RangeError(`unpackBits: bits must be in [1, 24], got ${bits}`);
+  // bytes enter a 32-bit accumulator from the top of what it holds; codes leave from the bottom
   const mask = (1 << bits) - 1;
   let acc = 0;
   let held = 0;

@@ -109,46 +109,26 @@ export class HiggsQuantizer implements Quantizer {
    * it, the butterflies. Each row's result is independent of the block's size either way.
    */
   dequantize(block: QuantizedBlock, out: Float32Array): void {
-    this.checkBlock(block, 'dequantize');
-    const y = this.decodeRows([block]);
-    this.writeScaled(block, y, 0, out, 0, false);
+    this.writeScaled(block, this.decodeRows(block), out, false);
   }
 
   /**
-   * out [Σ rows, C] += the blocks' values, laid end to end (a compact cache's rebuild of every
-   * chunk of a slot): the inverse transform of up to ADD_BATCH_ROWS rows at a time as one product,
-   * added straight into out (no dequantized copy). Each value is the f32 sum of out and the value
-   * `dequantize` gives, so the result is the same bit for bit.
+   * out += the block's values, added straight in (a cache's rebuild adds residuals to the
+   * prediction): each value is the f32 sum of out and the value `dequantize` gives, bit for bit.
+   * One block at a time: products over several blocks' rows were slower in decode, since at G = 128
+   * a product of 256 rows or more is ≥ 4 M multiply-adds, which the native product splits across
+   * both cores, and waking the second core each time cost more than the fewer calls saved
+   * (compact decode at 4096 tokens: 171–226 ms a step against 121–133).
    */
-  dequantizeAdd(blocks: readonly QuantizedBlock[], out: Float32Array): void {
-    let row = 0;
-    for (let b0 = 0; b0 < blocks.length; ) {
-      let b1 = b0;
-      let rows = 0;
-      while (b1 < blocks.length && (b1 === b0 || rows + blocks[b1].rows <= ADD_BATCH_ROWS)) {
-        this.checkBlock(blocks[b1], 'dequantizeAdd');
-        rows += blocks[b1++].rows;
-      }
-      const batch = blocks.slice(b0, b1);
-      const y = this.decodeRows(batch);
-      let at = 0;
-      for (const block of batch) {
-        this.writeScaled(block, y, at, out, row, true);
-        at += block.rows;
-        row += block.rows;
-      }
-      b0 = b1;
-    }
+  dequantizeAdd(block: QuantizedBlock, out: Float32Array): void {
+    this.writeScaled(block, this.decodeRows(block), out, true);
   }
 
-  private checkBlock(block: QuantizedBlock, what: string): void {
-    if (block.cols !== this.cols) throw new AquaError(`HiggsQuantizer.${what}: block has ${block.cols} channels, quantizer ${this.cols}`);
-  }
-
-  /** The blocks' grid points, inverse-transformed, rows end to end: [Σ rows, P] in shared scratch. */
-  private decodeRows(blocks: readonly QuantizedBlock[]): Float32Array {
-    const { paddedCols: P, groupSize: G, grid, idx } = this;
-    const rows = blocks.reduce((n, b) => n + b.rows, 0);
+  /** The block's grid points, inverse-transformed: [rows, P] in shared scratch. */
+  private decodeRows(block: QuantizedBlock): Float32Array {
+    const { cols: C, paddedCols: P, groupSize: G, grid, idx } = this;
+    if (block.cols !== C) throw new AquaError(`HiggsQuantizer: block has ${block.cols} channels, quantizer ${C}`);
+    const rows = block.rows;
     const d = grid.d;
     const perRow = P / d;
     const bytesPerRow = Math.ceil((perRow * grid.bits) / 8);
@@ -156,29 +136,25 @@ export class HiggsQuantizer implements Quantizer {
     if (scratch.points.length < rows * P) scratch.points = new Float32Array(rows * P);
     const x = scratch.points;
     const table = this.byteTable();
-    let first = 0; // the block's first row in x
-    for (const block of blocks) {
-      if (table && (perRow * grid.bits) % 8 === 0) {
-        // whole bytes per row: each code byte expands to its K grid coordinates through the table
-        const K = (8 / grid.bits) * d;
-        const codes = block.codes;
-        for (let t = 0; t < block.rows; t++) {
-          let o = (first + t) * P;
-          const end = (t + 1) * bytesPerRow;
-          for (let b = t * bytesPerRow; b < end; b++) {
-            const at = codes[b] * K;
-            for (let k = 0; k < K; k++) x[o + k] = table[at + k];
-            o += K;
-          }
-        }
-      } else {
-        for (let t = 0; t < block.rows; t++) {
-          unpackBits(block.codes.subarray(t * bytesPerRow, (t + 1) * bytesPerRow), perRow, grid.bits, idx);
-          const o = (first + t) * P;
-          for (let s = 0; s < perRow; s++) for (let i = 0; i < d; i++) x[o + s * d + i] = pts[idx[s] * d + i];
+    if (table && (perRow * grid.bits) % 8 === 0) {
+      // whole bytes per row: each code byte expands to its K grid coordinates through the table
+      const K = (8 / grid.bits) * d;
+      const codes = block.codes;
+      for (let t = 0; t < rows; t++) {
+        let o = t * P;
+        const end = (t + 1) * bytesPerRow;
+        for (let b = t * bytesPerRow; b < end; b++) {
+          const at = codes[b] * K;
+          for (let k = 0; k < K; k++) x[o + k] = table[at + k];
+          o += K;
         }
       }
-      first += block.rows;
+    } else {
+      for (let t = 0; t < rows; t++) {
+        unpackBits(block.codes.subarray(t * bytesPerRow, (t + 1) * bytesPerRow), perRow, grid.bits, idx);
+        const o = t * P;
+        for (let s = 0; s < perRow; s++) for (let i = 0; i < d; i++) x[o + s * d + i] = pts[idx[s] * d + i];
+      }
     }
     if (gemmBackend() === 'ort' && G >= 32) {
       if (scratch.transformed.length < rows * P) scratch.transformed = new Float32Array(rows * P);
@@ -189,15 +165,15 @@ export class HiggsQuantizer implements Quantizer {
     return x;
   }
 
-  /** Rows [from, from + block.rows) of y, scaled by the block's scales, into out from row `to` (or added to it). */
-  private writeScaled(block: QuantizedBlock, y: Float32Array, from: number, out: Float32Array, to: number, add: boolean): void {
+  /** The block's rows of y, scaled by its scales, into out (or added to it). */
+  private writeScaled(block: QuantizedBlock, y: Float32Array, out: Float32Array, add: boolean): void {
     const { cols: C, paddedCols: P, groupSize: G, groups } = this;
     const f16 = f16Table();
     for (let t = 0; t < block.rows; t++) {
       for (let g = 0; g < groups; g++) {
         const scale = f16[block.scales[t * groups + g]] / G;
-        const src = (from + t) * P + g * G;
-        const dst = (to + t) * C + g * G;
+        const src = t * P + g * G;
+        const dst = t * C + g * G;
         const end = Math.min(G, C - g * G);
         // the product rounded to f32 before the sum, as dequantize's stored value would be
         if (add) for (let i = 0; i < end; i++) out[dst + i] += Math.fround(y[src + i] * scale);
@@ -208,15 +184,7 @@ export class HiggsQuantizer implements Quantizer {
 }
 
 /**
- * Rows a batch of dequantizeAdd takes at once. Larger batches were slower in decode: at G = 128 a
- * batch of 256 or 1024 rows is a product of ≥ 4 M multiply-adds, which the native product splits
- * across both cores, and waking the second core each time cost more than the fewer calls saved
- * (compact decode at 4096 tokens: 171–226 ms a step against 121–133 one block at a time).
- */
-const ADD_BATCH_ROWS = 128;
-
-/**
  * Dequantization scratch shared by every HIGGS quantizer (one thread runs them): grid points and
- * their inverse transform, [rows, P] each, grown to the largest batch.
+ * their inverse transform, [rows, P] each, grown to the largest block.
  */
 const scratch = { points: new Float32Array(0), transformed: new Float32Array(0) };

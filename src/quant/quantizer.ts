@@ -19,11 +19,8 @@ export interface Quantizer {
   quantize(x: Float32Array, rows: number): QuantizedBlock;
   /** block → out [N, C]. */
   dequantize(block: QuantizedBlock, out: Float32Array): void;
-  /**
-   * out [Σ N, C] += the blocks' values laid end to end, bit for bit as `dequantize` then an f32
-   * add, block by block; for quantizers that do many blocks faster at once (optional).
-   */
-  dequantizeAdd?(blocks: readonly QuantizedBlock[], out: Float32Array): void;
+  /** out [N, C] += the block's values, bit for bit as `dequantize` then an f32 add (optional: saves the copy). */
+  dequantizeAdd?(block: QuantizedBlock, out: Float32Array): void;
   /** The lengths (elements) of the arrays of a block of `rows` tokens: what a stored block must have. */
   blockSize(rows: number): BlockSize;
 }
