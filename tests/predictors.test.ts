@@ -5,7 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RidgeAccumulator } from '../src/predictors/ridge.js';
 import { captureKeysValues, fitPredictors } from '../src/predictors/fit.js';
-import { predictorsThatHurt } from '../src/predictors/allocate.js';
+import { autoSearch, gaussianDistortion, modelledPlan, predictorsThatHurt } from '../src/predictors/allocate.js';
+import { BUDGET_LADDER } from '../src/kv/method.js';
+import { parseQuantizerSpec } from '../src/quant/spec.js';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { formatLayerErrors } from '../src/cli/format.js';
 import { FullCache } from '../src/kv/full.js';
 import { platform as nodePlatform } from '../src/platform/node.js';
@@ -16,7 +21,7 @@ import { encodeSafetensors } from '../src/io/safetensors.js';
 import { writeFileSync } from 'node:fs';
 import { Rng } from '../src/tensor/rng.js';
 import { fixtureConfig, makeTinyModel, randomWeights, randomWordsText } from './fixture.js';
-import { normaliseConfig } from '../src/io/config.js';
+import { normaliseConfig, readConfig } from '../src/io/config.js';
 import { LlamaModel } from '../src/model/llama.js';
 
 test('ridge recovers a known affine map from noisy data', () => {
@@ -276,4 +281,59 @@ test('captured keys and values leave memory and come back exactly, one layer at 
     assert.throws(() => store.read(4, new Uint8Array(2)), /past its end/);
     store.close();
   }
+});
+
+test('the modelled search: upgrades by modelled KL per bit, each rung worth its share of the Gaussian error, within the budget', () => {
+  const bits = [1.5, 2, 3, 4];
+  const eps = [0.2, 0.1, 0.03, 0.01]; // rung 0→1 removes 0.1 of error, 1→2 0.07, 2→3 0.02
+  // four slots: s1 matters most, s3 not at all, s2 measured a (noisy) loss
+  const first = [0.011, 0.1, -0.002, 0];
+  const r = modelledPlan(first, bits, eps, 2.5, 0.2);
+  // modelled gains per bit: s1 0→1 0.2, 1→2 0.07, 2→3 0.02; s0 0→1 0.022, 1→2 0.0077; budget 4·2.5 = 10 bits, 6 spent at rung 0
+  assert.deepEqual(r.taken.map((t) => [t.slot, t.rung]), [[1, 1], [1, 2], [0, 1], [1, 3], [0, 2]]);
+  assert.equal(r.spent, 10);
+  assert.deepEqual([...r.rungs], [2, 3, 0, 0], 'no bits to a slot whose first upgrade did not lower KL');
+  // each step's KL is the one before less the modelled gain: s1's second rung is worth 0.7 of its first
+  assert.ok(Math.abs(r.taken[0].klAfter - 0.1) < 1e-12 && Math.abs(r.taken[1].klBefore - r.taken[0].klAfter) < 1e-15);
+  assert.ok(Math.abs(r.taken[0].klAfter - r.taken[1].klAfter - 0.07) < 1e-12);
+  assert.ok(r.taken.every((t) => t.bits <= 2.5));
+  // a budget that buys nothing, and a ladder's end
+  assert.deepEqual(modelledPlan(first, bits, eps, 1.5, 0.2).taken, []);
+  assert.deepEqual([...modelledPlan(first, bits, eps, 1.75, 0.2).rungs], [1, 1, 0, 0], 'the next best that fits: 7 bits, s1 at rung 1 leaves 0.5, too few for its next rung');
+  assert.deepEqual([...modelledPlan(first, bits, eps, 4, 0.2).rungs], [3, 3, 0, 0]);
+});
+
+test('the ladder\'s Gaussian errors fall rung by rung, and the search picks measured for small models and modelled at 1B shapes', () => {
+  const eps = BUDGET_LADDER.map((q) => gaussianDistortion(parseQuantizerSpec(q), 128));
+  for (let i = 1; i < eps.length; i++) assert.ok(eps[i] < eps[i - 1], `${eps}`);
+  assert.ok(eps[0] > 0.15 && eps[0] < 0.25 && eps[3] < 0.01, `${eps}`); // 1.5 bits ≈ 0.2, 4 bits < 0.01
+  assert.equal(gaussianDistortion(parseQuantizerSpec('higgs:2x16'), 64), gaussianDistortion(parseQuantizerSpec('higgs:2x16'), 64), 'deterministic');
+  const repo = resolve(fileURLToPath(import.meta.url), '../../..');
+  const raw = JSON.parse(readFileSync(join(repo, 'tests/golden/llama3-bf16-sharded/config.json'), 'utf8'));
+  const llama1b = normaliseConfig({ ...raw, hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, head_dim: 64, vocab_size: 128256, max_position_embeddings: 131072 });
+  assert.equal(autoSearch(llama1b, 2.5, 2 * 2047).search, 'modelled');
+  const embedded = readConfig(join(repo, 'models/aquakv-sotu/config.json'));
+  const small = autoSearch(embedded, 2.5, 2 * 1023);
+  assert.equal(small.search, 'measured');
+  assert.ok(small.flops < autoSearch(llama1b, 2.5, 2 * 2047).flops / 100);
+});
+
+test('budgeted calibration with the modelled search: the first sweep, one measurement of the plan, recorded in the file', () => {
+  const { model, tokenizer } = loadModel(makeTinyModel({ layers: 3, maxPositions: 256, headDim: 32 }));
+  const text = randomWordsText(3000, 6);
+  const p = calibrate(model, text, tokenizer, { method: parseMethod('aquakv[bits=2.5]'), samples: 6, seqLen: 256, allocationWindows: 1, allocationSearch: 'modelled' });
+  const a = p.info.allocation!;
+  assert.equal(a.search, 'modelled');
+  assert.ok(a.steps.length > 0);
+  assert.equal(a.measurements, 1 + 6 + 1, 'the base, each slot\'s first upgrade, the plan');
+  assert.ok(a.bitsPerValue <= 2.5 + 1e-12);
+  assert.deepEqual(a.withoutPredictor, []);
+  // the plan's KL is measured, not the model's: a cache of the plan reports the plan's bits
+  assert.ok(a.klPlan >= 0 && a.klPlan < a.klBase, `${a.klPlan} < ${a.klBase}`);
+  const cache = createCache(model, parseMethod('aquakv[bits=2.5]'), p.set, { sinks: 0, buffer: 32 }) as CompressedCache;
+  model.forward(tokenizer.encode(text).slice(0, 128), cache, { logits: 'none' });
+  assert.ok(Math.abs(cache.memory().bitsPerValue - a.bitsPerValue) < 1e-12);
+  const path = join(mkdtempSync(join(tmpdir(), 'aquakv-pred-')), 'm.safetensors');
+  savePredictors(path, p);
+  assert.deepEqual(loadPredictors(path, model).info.allocation, a);
 });

@@ -22,6 +22,8 @@ const options = {
   method: opt('SPEC', 'the aquakv method to fit predictors for (see README: cache method specs)', formatMethod(d.method)),
   samples: opt('N', 'calibration windows (the last eighth held out for validation)', d.samples),
   'seq-len': opt('L', 'tokens per window', `min(${d.seqLen}, the model's context)`),
+  allocation: opt('auto|measured|modelled', 'budgeted methods: how the plan is searched (measured: KL at every step; modelled: KL of each slot once, for large models; auto: by model size)', d.allocationSearch),
+  'allocation-windows': opt('N', 'budgeted methods: held-out windows KL is measured on', d.allocationWindows),
   predict: opt('both|keys|values', 'which predictors to fit (ablation)', d.predict),
   'fit-on': opt('reconstructed|original', 'inputs the predictors are fitted on (ablation)', d.fitOn),
   damp: opt('X', 'ridge damping, a fraction of the mean diagonal of XᵀX', d.damp),
@@ -45,6 +47,8 @@ export const calibrateCommand: Command = {
     if (!['both', 'keys', 'values'].includes(predict)) throw new AquaError(`--predict must be both, keys or values, got '${predict}'`);
     const fitOn = (o['fit-on'] ?? d.fitOn) as typeof d.fitOn;
     if (!['reconstructed', 'original'].includes(fitOn)) throw new AquaError(`--fit-on must be reconstructed or original, got '${fitOn}'`);
+    const allocationSearch = (o.allocation ?? d.allocationSearch) as typeof d.allocationSearch;
+    if (!['auto', 'measured', 'modelled'].includes(allocationSearch)) throw new AquaError(`--allocation must be auto, measured or modelled, got '${allocationSearch}'`);
     const out = o.out ?? 'predictors.safetensors';
     platform.checkWritable(out);
     const model = openModel(dir);
@@ -54,10 +58,11 @@ export const calibrateCommand: Command = {
     const text = readText(source);
     const bar = progress('calibrate', o.json);
     const p = calibrate(model, text, tok, {
-      method, predict, fitOn,
+      method, predict, fitOn, allocationSearch,
+      allocationWindows: intOpt(o['allocation-windows'], 'allocation-windows', d.allocationWindows, 1, 1024),
       damp: numOpt(o.damp, 'damp', d.damp, 0),
       dataSource: source,
-      samples: intOpt(o.samples, 'samples', d.samples, 2, 4096), // every captured token is held in memory (issue 19 streams it)
+      samples: intOpt(o.samples, 'samples', d.samples, 2, 4096),
       seqLen,
       seed: intOpt(o.seed, 'seed', d.seed, 0, MAX_SEED),
       onProgress: (stage, done, total) => bar.update(done, total, stage),
@@ -72,8 +77,9 @@ export const calibrateCommand: Command = {
     const a = p.info.allocation;
     if (a) {
       console.log(`budget ${a.budget} bits per value → plan ${p.info.method}: ${a.bitsPerValue.toFixed(3)} bits`);
-      console.log(`KL from fp on ${a.tokens} held-out calibration positions: ${a.klBase.toFixed(5)} with every slot at ${a.ladder[0]}, ${a.klPlan.toFixed(5)} with the plan (${a.measurements} measurements)`);
-      for (const s of a.steps) console.log(`  ${s.slot} → ${s.to}: ${s.bitsPerValue.toFixed(3)} bits, KL ${s.klBefore.toFixed(5)} → ${s.klAfter.toFixed(5)}`);
+      const modelled = a.search === 'modelled';
+      console.log(`KL from fp on ${a.tokens} held-out calibration positions: ${a.klBase.toFixed(5)} with every slot at ${a.ladder[0]}, ${a.klPlan.toFixed(5)} with the plan (${a.measurements} measurements, ${modelled ? 'modelled' : 'measured'} search)`);
+      for (const s of a.steps) console.log(`  ${s.slot} → ${s.to}: ${s.bitsPerValue.toFixed(3)} bits, KL ${s.klBefore.toFixed(5)} → ${s.klAfter.toFixed(5)}${modelled ? ' (modelled)' : ''}`);
       for (const s of a.withoutPredictor ?? []) console.log(`  ${s.slot} without a predictor: KL ${s.klBefore.toFixed(5)} → ${s.klAfter.toFixed(5)}`);
     }
     console.log(`calibrated ${p.info.method} on ${p.info.data.trainTokens} train / ${p.info.data.validTokens} validation tokens from ${source} in ${(p.seconds ?? 0).toFixed(1)} s; saved ${out}`);

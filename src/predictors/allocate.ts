@@ -21,6 +21,21 @@
  *     tokens), so this is measured too, not inferred from predictor error.
  * Bits are counted from stored bytes (codes and scales of a block), so the plan's average is what
  * the cache will report. Calibration then fits the predictors again for the chosen plan.
+ *
+ * That search ('measured') costs a KL measurement, a forward pass over the windows through the
+ * cache, per step: ~60 on the embedded model (6 layers), but it grows as L × upgrades, and the
+ * upgrades a budget buys grow with L. At Llama-3.2-1B's shapes (16 layers, 2 windows of 2 048
+ * tokens) it would be ~500 measurements of ~2 minutes each on this machine: a day. So larger
+ * models get the 'modelled' search: steps 1–2 as above (2L + 1 measurements), then the greedy of
+ * step 3 on a model of the KL instead of on measurements, then one measurement of the plan.
+ * The model is the first-order one for small independent noise: KL ≈ KL₀ − Σ_s w_s·(ε(r₀) − ε(r_s)),
+ * where ε(r) is the relative error of rung r on Gaussian data (HIGGS normalises each group and
+ * rotates it toward Gaussian, so a slot's error at rung r is its residual's energy times ε(r))
+ * and w_s comes from slot s's measured first upgrade. It ignores what the measured search sees
+ * through the predictors (an upgraded slot feeding a better prediction downstream), and step 4,
+ * which that model would never take (removing a predictor whose held-out error is below 1 only
+ * adds error; those at or above 1 are dropped by the fit anyway). `autoSearch` picks one by the
+ * forward FLOPs the measured search is expected to cost.
  */
 import { AquaError } from '../errors.js';
 import { DEFAULT_CACHE_OPTIONS } from '../kv/compressed.js';
@@ -28,7 +43,9 @@ import { FullCache } from '../kv/full.js';
 import { createCache } from '../kv/factory.js';
 import type { PredictorSet } from '../kv/linear-predictor.js';
 import { BUDGET_LADDER, formatMethod, methodKey, parseMethod, type CacheMethod } from '../kv/method.js';
+import type { ModelConfig } from '../model/config.js';
 import type { LlamaModel } from '../model/llama.js';
+import { Rng } from '../tensor/rng.js';
 import { klDivergence, runWindow } from '../model/log-probs.js';
 import { blockBytes } from '../quant/quantizer.js';
 import { buildQuantizer, parseQuantizerSpec, type QuantizerSpec } from '../quant/spec.js';
@@ -48,6 +65,8 @@ export interface Allocation {
   steps: { slot: string; to: string; bitsPerValue: number; klBefore: number; klAfter: number }[];
   /** Every slot's first measured gain (KL removed by its first upgrade from the base): the sensitivity map. */
   firstGains: { slot: string; klGain: number }[];
+  /** How the plan was searched (absent in files from before the modelled search: measured). In a modelled search, `steps` carry the model's KL, `klPlan` the measured one. */
+  search?: AllocationSearch;
   /** Slots left without a predictor because KL fell without it (step 4); absent in files from before it existed. */
   withoutPredictor?: { slot: string; klBefore: number; klAfter: number }[];
 }
@@ -56,6 +75,94 @@ export interface Allocation {
 export function slotBits(spec: QuantizerSpec, C: number, rows: number): number {
   const block = buildQuantizer(spec, C).quantize(new Float32Array(rows * C), rows);
   return (blockBytes(block) * 8) / (rows * C);
+}
+
+export type AllocationSearch = 'measured' | 'modelled';
+
+/**
+ * Above this many estimated forward FLOPs, `autoSearch` takes the modelled search: ~10 minutes
+ * of measurements at the ~80 GFLOP/s this machine's two cores reach in the windows' products.
+ */
+export const MEASURED_SEARCH_MAX_FLOPS = 5e13;
+
+/** Forward FLOPs per token, logits included (attention scores left out: small beside the weights at calibration lengths). */
+export function forwardFlopsPerToken(c: ModelConfig): number {
+  const D = c.hiddenSize;
+  const perLayer = D * (c.qDim + 2 * c.kvDim) + c.qDim * D + 3 * D * c.intermediateSize;
+  return 2 * (c.nLayers * perLayer + D * c.vocabSize);
+}
+
+/** Measurements the measured search is expected to take: the base and first sweep, a few per upgrade, step 4. */
+function expectedMeasurements(L: number, budget: number, cheapestBits: number): number {
+  const upgrades = Math.floor(((budget - cheapestBits) * 2 * L) / 0.5 + 1e-9);
+  return 1 + 2 * L + upgrades * 8 + 2 * (L - 1);
+}
+
+/**
+ * The search a budgeted calibration runs when none is asked for: measured while its expected cost
+ * (measurements × positions × forward FLOPs per token) stays under MEASURED_SEARCH_MAX_FLOPS,
+ * modelled beyond. The embedded model at its default windows: ~4·10¹² (measured); Llama-3.2-1B's shapes with two windows
+ * of 2 048 tokens: ~5·10¹⁵ (modelled).
+ */
+export function autoSearch(c: ModelConfig, budget: number, positions: number): { search: AllocationSearch; flops: number } {
+  const cheapest = slotBits(parseQuantizerSpec(BUDGET_LADDER[0]), c.kvDim, DEFAULT_CACHE_OPTIONS.buffer);
+  const flops = expectedMeasurements(c.nLayers, budget, cheapest) * positions * forwardFlopsPerToken(c);
+  return { search: flops <= MEASURED_SEARCH_MAX_FLOPS ? 'measured' : 'modelled', flops };
+}
+
+/**
+ * Relative squared error (Σ(x − x̂)² / Σx²) of a quantizer on seeded Gaussian data, [rows, C]:
+ * the ε(r) of the modelled search. Deterministic.
+ */
+export function gaussianDistortion(spec: QuantizerSpec, C: number, rows = 256): number {
+  const rng = new Rng(0x51ab);
+  const x = Float32Array.from({ length: rows * C }, () => rng.normal());
+  const q = buildQuantizer(spec, C);
+  const back = new Float32Array(x.length);
+  q.dequantize(q.quantize(x, rows), back);
+  let err = 0;
+  let energy = 0;
+  for (let i = 0; i < x.length; i++) {
+    err += (x[i] - back[i]) ** 2;
+    energy += x[i] ** 2;
+  }
+  return err / energy;
+}
+
+/**
+ * Step 3 on the model instead of measurements: slot s's upgrade from rung r to r + 1 removes
+ * firstGain[s]·(ε(r) − ε(r+1)) / (ε(0) − ε(1)) of KL. Greedy by KL removed per bit under the
+ * budget (bits: per rung, per value; the budget over all slots is budget · slots), stopping when
+ * nothing fits or nothing removes KL. Returns every slot's rung and the upgrades in order, with
+ * the model's KL.
+ */
+export function modelledPlan(
+  firstGain: ArrayLike<number>, bits: readonly number[], distortion: readonly number[], budget: number, klBase: number,
+): { rungs: Int32Array; spent: number; taken: { slot: number; rung: number; bits: number; klBefore: number; klAfter: number }[] } {
+  const n = firstGain.length;
+  const rungs = new Int32Array(n);
+  let spent = n * bits[0];
+  let kl = klBase;
+  const taken: { slot: number; rung: number; bits: number; klBefore: number; klAfter: number }[] = [];
+  const unit = distortion[0] - distortion[1];
+  const gainOf = (s: number) => (firstGain[s] * (distortion[rungs[s]] - distortion[rungs[s] + 1])) / unit;
+  for (;;) {
+    let best = -1;
+    let bestRate = 0;
+    for (let s = 0; s < n; s++) {
+      const r = rungs[s];
+      if (r + 1 >= bits.length || spent - bits[r] + bits[r + 1] > budget * n + 1e-9) continue;
+      const rate = gainOf(s) / (bits[r + 1] - bits[r]);
+      if (rate > bestRate) [best, bestRate] = [s, rate];
+    }
+    if (best < 0) break; // nothing fits, or nothing left lowers KL
+    const gain = gainOf(best);
+    spent += bits[rungs[best] + 1] - bits[rungs[best]];
+    rungs[best]++;
+    taken.push({ slot: best, rung: rungs[best], bits: spent / n, klBefore: kl, klAfter: kl - gain });
+    kl -= gain;
+  }
+  return { rungs, spent, taken };
 }
 
 const slotName = (layer: number, part: 'k' | 'v') => `${part}${layer}`;
@@ -135,6 +242,8 @@ export function predictorsThatHurt(
 export interface AllocateOptions extends Omit<FitOptions, 'method'> {
   method: CacheMethod; // budgeted
   allocationWindows: number;
+  /** 'auto': `autoSearch`'s choice for this model and these windows. */
+  allocationSearch: AllocationSearch | 'auto';
 }
 
 export function allocateBits(
@@ -150,6 +259,8 @@ export function allocateBits(
   // 2.0-bit budget from there (KL 0.0012 on calibration windows) beat a 2.25-bit one started from
   // 4x256 everywhere (0.0053), since the bits of insensitive slots go to the sensitive ones.
   const windows = validWindows.slice(0, Math.max(1, o.allocationWindows));
+  const positions = windows.reduce((n, w) => n + w.length - 1, 0);
+  const search = o.allocationSearch === 'auto' ? autoSearch(model.config, budget, positions).search : o.allocationSearch;
   const rungs = Array.from({ length: L }, () => [0, 0]);
   const base = planMethod(ladder, rungs);
   // Predictors fitted on reconstructed inputs learn the base's noise level: given cleaner inputs
@@ -161,8 +272,7 @@ export function allocateBits(
   const slots = Array.from({ length: 2 * L }, (_, i) => ({ layer: i >> 1, part: (i & 1 ? 'v' : 'k') as 'k' | 'v' }));
   let measurements = 0;
   // estimate for the progress bar: the first sweep, then a few per upgrade
-  const upgrades = Math.floor(((budget - bits[0]) * 2 * L) / 0.5 + 1e-9);
-  const expected = 1 + 2 * L + upgrades * 8 + 2 * (L - 1);
+  const expected = search === 'measured' ? expectedMeasurements(L, budget, bits[0]) : 2 * L + 2;
   const measureKl = (plan: CacheMethod, predictors: PredictorSet) => {
     const kl = klOf(model, plan, predictors, windows, fp);
     measurements++;
@@ -186,6 +296,22 @@ export function allocateBits(
   };
   for (let s = 0; s < 2 * L; s++) remeasure(s, 0);
   const firstGains = slots.map((x, s) => ({ slot: slotName(x.layer, x.part), klGain: gain[s] }));
+  const record = (plan: CacheMethod, spent: number, steps: Allocation['steps'], klPlan: number, without: Allocation['withoutPredictor']): { plan: CacheMethod; allocation: Allocation } => ({
+    plan,
+    allocation: {
+      budget, bitsPerValue: spent / (2 * L), ladder: [...ladder], windows: windows.length, tokens: positions,
+      klBase, klPlan, measurements, steps, firstGains, search, withoutPredictor: without,
+    },
+  });
+
+  if (search === 'modelled') {
+    const distortion = ladder.map((spec) => gaussianDistortion(parseQuantizerSpec(spec), C));
+    const m = modelledPlan(gain, bits, distortion, budget, klBase);
+    m.rungs.forEach((r, s) => (rungs[slots[s].layer][slots[s].part === 'k' ? 0 : 1] = r));
+    const steps = m.taken.map((t) => ({ slot: slotName(slots[t.slot].layer, slots[t.slot].part), to: ladder[t.rung], bitsPerValue: t.bits, klBefore: t.klBefore, klAfter: t.klAfter }));
+    const plan = planMethod(ladder, rungs);
+    return record(plan, m.spent, steps, m.taken.length === 0 ? klBase : measure(rungs), []);
+  }
 
   let spent = 2 * L * bits[0]; // total bits per value over all slots
   const steps: Allocation['steps'] = [];
@@ -219,11 +345,5 @@ export function allocateBits(
   }
   const plan = planMethod(ladder, rungs);
   const without = predictorsThatHurt(set, klCur, (trial) => measureKl(plan, trial));
-  return {
-    plan,
-    allocation: {
-      budget, bitsPerValue: spent / (2 * L), ladder: [...ladder], windows: windows.length, tokens: windows.reduce((n, w) => n + w.length - 1, 0),
-      klBase, klPlan: without.kl, measurements, steps, firstGains, withoutPredictor: without.dropped,
-    },
-  };
+  return record(plan, spent, steps, without.kl, without.dropped);
 }

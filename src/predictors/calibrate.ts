@@ -7,7 +7,7 @@ import { AquaError } from '../errors.js';
 import { platform } from '../platform/index.js';
 import { checkMethod, formatMethod, methodKey, parseMethod, type CacheMethod } from '../kv/method.js';
 import type { LlamaModel } from '../model/llama.js';
-import { allocateBits, checkBudget } from './allocate.js';
+import { allocateBits, checkBudget, type AllocationSearch } from './allocate.js';
 import type { CalibratedPredictors, LayerErrors, PredictorInfo } from './file.js';
 import { captureKeysValues, fitPredictors, type SlotErrors } from './fit.js';
 import { textWindows, type WindowOptions } from './text-windows.js';
@@ -17,6 +17,8 @@ export interface CalibrationOptions extends WindowOptions {
   method: CacheMethod;
   /** Budgeted methods: how many validation windows the allocation measures KL on. */
   allocationWindows: number;
+  /** Budgeted methods: the measured or the modelled search (allocate.ts), or 'auto' to pick by the model's size. */
+  allocationSearch: AllocationSearch | 'auto';
   /** Ablations: fit only key or only value predictors; fit on exact instead of reconstructed inputs. */
   predict: 'both' | 'keys' | 'values';
   fitOn: 'reconstructed' | 'original';
@@ -30,6 +32,7 @@ export interface CalibrationOptions extends WindowOptions {
 export const DEFAULT_CALIBRATION: Readonly<Omit<CalibrationOptions, 'onProgress'>> = Object.freeze({
   method: parseMethod('aquakv'),
   allocationWindows: 2,
+  allocationSearch: 'auto',
   predict: 'both',
   fitOn: 'reconstructed',
   damp: 1e-3,
