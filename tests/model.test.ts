@@ -49,6 +49,24 @@ for (const [name, o] of variants) {
   });
 }
 
+test('a prefill without logits fills the cache exactly as one with them (the last layer stops at its keys and values)', () => {
+  const model = open({});
+  const half = Math.floor(ids.length / 2);
+  const withLogits = new FullCache(model);
+  model.forward(ids.slice(0, half), withLogits, { logits: 'all' });
+  const without = new FullCache(model);
+  let stages: string[] = [];
+  model.forward(ids.slice(0, half), without, { logits: 'none', tap: (stage, layer) => stages.push(`${stage}${layer}`) });
+  const last = model.config.nLayers - 1;
+  assert.ok(stages.includes(`values${last}`) && !stages.includes(`hidden${last}`) && stages.includes(`hidden${last - 1}`), stages.join(' '));
+  assert.equal(without.length, half);
+  // the next step reads every layer's cache: bit-identical logits
+  assert.deepEqual(model.forward(ids.slice(half), without), model.forward(ids.slice(half), withLogits));
+  stages = [];
+  model.forward(ids.slice(0, 2), new FullCache(model), { tap: (stage, layer) => stages.push(`${stage}${layer}`) });
+  assert.ok(stages.includes(`hidden${last}`), 'with logits, every stage of every layer');
+});
+
 test('the biases, the untied head and llama3 scaling each change the logits', () => {
   const base = open({}).forward(ids, new FullCache(open({})));
   for (const o of [{ attentionBias: true }, { tied: false }, { llama3Scaling: true }] as FixtureOptions[]) {

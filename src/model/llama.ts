@@ -19,7 +19,12 @@ export type TapStage = 'keysPreRope' | 'values' | 'attnOutput' | 'hidden';
 export type Tap = (stage: TapStage, layer: number, data: Float32Array, rows: number, cols: number) => void;
 
 export interface ForwardOptions {
-  /** Which rows of logits to compute: every position, only the last, or none (capture only). */
+  /**
+   * Which rows of logits to compute: every position, only the last, or none (filling a cache,
+   * capture). With none, the last layer stops once its keys and values are in the cache: its
+   * attention and MLP feed only the logits (~6% of a Llama-3.2-1B-shaped forward), so taps see no
+   * 'attnOutput' or 'hidden' of the last layer.
+   */
   logits?: 'all' | 'last' | 'none';
   tap?: Tap;
 }
@@ -78,6 +83,7 @@ export class LlamaModel {
     const gateUp = ws.get('gateUp', n * 2 * F); // [n, 2F]
     const gate = ws.get('gate', n * F); // [n, F]
 
+    const mode = opts.logits ?? 'all';
     for (let l = 0; l < cfg.nLayers; l++) {
       const lw = w.layers[l];
       // attention block: norm → q/k/v → RoPE(q) → cache (keys go in pre-RoPE) → attention → o → residual
@@ -90,6 +96,10 @@ export class LlamaModel {
       opts.tap?.('values', l, v, n, C);
       this.rope.apply(q, n, cfg.nHeads, startPos);
       const view = cache.update(l, k, v, n);
+      if (mode === 'none' && l === cfg.nLayers - 1) {
+        cache.attended?.(l);
+        break;
+      }
       attention(att, q, view, n, cfg, ws);
       cache.attended?.(l);
       opts.tap?.('attnOutput', l, att, n, qDim);
@@ -106,7 +116,6 @@ export class LlamaModel {
       opts.tap?.('hidden', l, x, n, D);
     }
 
-    const mode = opts.logits ?? 'all';
     if (mode === 'none') return new Float32Array(0);
     const rows = mode === 'all' ? n : 1;
     const first = n - rows;
