@@ -3,9 +3,9 @@
  *   K̂ = predK(K̃_{l−1}),           K̃_l = K̂ + deQ(Q(K_l − K̂))
  *   V̂ = predV([K̃_l ; Ṽ_{l−1}]),   Ṽ_l = V̂ + deQ(Q(V_l − V̂))
  * Without a predictor the prediction is zero (HIGGS alone, KIVI); a slot kept in full precision
- * has the identity quantizer (the residual stored as f32). Compression and reconstruction share `reconstruct`, so a
- * chunk rebuilt from its codes later is bit-identical to the reconstruction made when it was
- * compressed.
+ * has the identity quantizer (the residual stored as f32). Compression and rebuilding do the same
+ * arithmetic (the prediction, then the dequantized residual added onto it), so a chunk rebuilt
+ * from its codes later is bit-identical to the reconstruction made when it was compressed.
  */
 import type { QuantizedBlock, Quantizer } from '../quant/quantizer.js';
 import type { Workspace } from '../tensor/workspace.js';
@@ -58,30 +58,25 @@ export class LayerCodec {
   ): { keys: QuantizedBlock; values: QuantizedBlock } {
     const C = this.C;
     const r = ws.get('codec.residual', n * C);
-    this.predictKeys(r, prevK, n);
-    for (let i = 0; i < n * C; i++) r[i] = K[i] - r[i];
+    // the prediction goes where the reconstruction will be, and the residual is added back onto
+    // it: the same arithmetic as `reconstruct` (whose prediction of the same inputs is the same),
+    // with one predictor product per part instead of two
+    this.predictKeys(recK, prevK, n);
+    for (let i = 0; i < n * C; i++) r[i] = K[i] - recK[i];
     const keys = this.keyQuantizer.quantize(r, n);
-    this.reconstructKeys(keys, prevK, n, recK, ws);
-    this.predictValues(r, recK, prevV, n, ws.get('codec.tmp', n * C));
-    for (let i = 0; i < n * C; i++) r[i] = V[i] - r[i];
+    LayerCodec.decodeAdd(this.keyQuantizer, keys, recK, ws);
+    this.predictValues(recV, recK, prevV, n, ws.get('codec.tmp', n * C));
+    for (let i = 0; i < n * C; i++) r[i] = V[i] - recV[i];
     const values = this.valueQuantizer.quantize(r, n);
-    this.reconstructValues(values, recK, prevV, n, recV, ws);
+    LayerCodec.decodeAdd(this.valueQuantizer, values, recV, ws);
     return { keys, values };
-  }
-
-  /** Rebuilds K̃ and Ṽ of n tokens from their blocks and the previous layer's reconstructions. */
-  reconstruct(
-    keys: QuantizedBlock, values: QuantizedBlock, prevK: Float32Array | null, prevV: Float32Array | null, n: number,
-    recK: Float32Array, recV: Float32Array, ws: Workspace,
-  ): void {
-    this.reconstructKeys(keys, prevK, n, recK, ws);
-    this.reconstructValues(values, recK, prevV, n, recV, ws);
   }
 
   /**
    * Rebuilds the tokens of several blocks laid end to end (n rows in all; prevK, prevV, recK, recV
-   * [n, C]) with one predictor product per part instead of one per block. Row for row the same
-   * arithmetic as `reconstruct` (a product's row does not depend on the rows beside it).
+   * [n, C]) from their codes and the previous layer's rebuild, with one predictor product per part
+   * for all of them. Row for row the same arithmetic as `compress` (a product's row does not
+   * depend on the rows beside it).
    * prevK is used as scratch once the keys are rebuilt (the caller no longer needs it).
    */
   reconstructBlocks(
@@ -102,15 +97,5 @@ export class LayerCodec {
       LayerCodec.decodeAdd(this.valueQuantizer, b.values, recV.subarray(row * C), ws);
       row += b.values.rows;
     }
-  }
-
-  private reconstructKeys(keys: QuantizedBlock, prevK: Float32Array | null, n: number, recK: Float32Array, ws: Workspace): void {
-    this.predictKeys(recK, prevK, n);
-    LayerCodec.decodeAdd(this.keyQuantizer, keys, recK, ws);
-  }
-
-  private reconstructValues(values: QuantizedBlock, recK: Float32Array, prevV: Float32Array | null, n: number, recV: Float32Array, ws: Workspace): void {
-    this.predictValues(recV, recK, prevV, n, ws.get('codec.tmp', n * this.C));
-    LayerCodec.decodeAdd(this.valueQuantizer, values, recV, ws);
   }
 }
