@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { packBits, unpackBits, packedBytes } from '../src/quant/bitpack.js';
 import { fwht, hadamardMatrix } from '../src/quant/hadamard.js';
 import { HiggsQuantizer, defaultGroupSize } from '../src/quant/higgs.js';
+import { encodesWithKernels, ENCODE_ROWS, setEncodeKernels } from '../src/quant/higgs-encode.js';
 import { UniformQuantizer } from '../src/quant/uniform.js';
 import { IdentityQuantizer } from '../src/quant/identity.js';
 import { Grid, listGrids, loadGrid, readGridFile, measureGridMse } from '../src/quant/grid.js';
@@ -254,4 +255,42 @@ test('HIGGS dequantizeAdd equals dequantize then an f32 add, bit for bit, on blo
   } finally {
     setGemmBackend(was);
   }
+});
+
+test('HIGGS encoding in the WebAssembly kernels gives the codes and scales of the JavaScript, bit for bit', () => {
+  const rng = new Rng(7);
+  /** Rows of several kinds: Gaussian at many scales, zero, a Hadamard pattern (coordinates far outside the bucket table after rotation), values near the f32 limit (the transform overflows to ∞, the scaled group to NaN). */
+  const block = (rows: number, C: number, G: number) => {
+    const x = new Float32Array(rows * C);
+    for (let t = 0; t < rows; t++) {
+      const row = x.subarray(t * C, (t + 1) * C);
+      const kind = t % 7;
+      if (kind === 0) row.fill(0);
+      else if (kind === 1) for (let i = 0; i < C; i++) row[i] = i < G && (i & 5) % 2 ? -1 : 1; // mostly one Hadamard pattern
+      else if (kind === 2) for (let i = 0; i < C; i++) row[i] = (i % 3 ? 3e38 : -3e38) * (t % 14 === 2 ? 1 : rng.next());
+      else {
+        const scale = [1e-30, 1, 3e4, 1e9][kind - 3];
+        for (let i = 0; i < C; i++) row[i] = rng.normal() * scale;
+      }
+    }
+    return x;
+  };
+  let kernelBlocks = 0;
+  for (const spec of ['higgs:2x8', 'higgs:2x16', 'higgs:2x64', 'higgs:2x256', 'higgs:4x256', 'higgs:1x16']) {
+    for (const [C, G] of [[128, 128], [96, 128], [64, 64], [40, 8], [512, 512]] as const) {
+      const q = parseQuantizer(`${spec}:g${G}`, C) as HiggsQuantizer;
+      for (const rows of [1, 7, ENCODE_ROWS + 45]) {
+        const x = block(rows, C, G);
+        const was = setEncodeKernels(false);
+        const js = q.quantize(x, rows);
+        setEncodeKernels(true);
+        const wasm = q.quantize(x, rows);
+        setEncodeKernels(was);
+        assert.deepEqual(wasm.codes, js.codes, `${spec} C=${C} G=${G} rows=${rows}: codes`);
+        assert.deepEqual(wasm.scales, js.scales, `${spec} C=${C} G=${G} rows=${rows}: scales`);
+        if (encodesWithKernels(q.grid, G)) kernelBlocks++;
+      }
+    }
+  }
+  assert.equal(kernelBlocks, 5 * 5 * 3, 'every 2-D and 4-D grid went through the kernels; 1-D grids stay in JavaScript');
 });

@@ -40,6 +40,18 @@
  *       (12 heads of [4096, 64]): 0.48 ms against 1.2–1.3 ms, 26 against ~10 GB/s; blocks of
  *       4–64 KB measured 10–14 GB/s, 256 bytes 13. A block's sums start from the last block's
  *       (kept in y), so each output is still the same sum in the same order.
+ *   higgs_rotate(y, norms, rows, P, G)  HIGGS's encoding before the grid, in place on y [rows, P]
+ *       (tokens zero-padded to P, a multiple of G): per group of G, ss = Σ y² summed in order in
+ *       f64, norm = √ss (f64, to norms[row·P/G + group]), the unnormalised Walsh–Hadamard
+ *       transform (stages h = 1, 2 by lane shuffles, then 4-lane butterflies), then each value
+ *       times 1/norm (0 for a zero group) in f64, rounded to f32. G a multiple of 8. Every
+ *       operation is the one quant/higgs.ts's JavaScript does (a sum of two f32 computed in f64
+ *       and rounded to f32 is the f32 sum), so the result is the same bit for bit.
+ *   nearest_D(y, count, idx, pts, nrm, start, items, lo, cell, cells, n)   for D = 2, 4: the index
+ *       of the grid point nearest each of `count` D-subvectors of y, as quant/grid.ts's search:
+ *       the bucket of y (cells per axis from lo, side cell) lists its candidates (CSR: start,
+ *       items); outside the table, every point. Scores 2·y·p − ‖p‖² in f64, in the same order,
+ *       the first best kept: the same index as the JavaScript search.
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -298,10 +310,133 @@ function softmaxKernel(): string {
       (br $l3))))`;
 }
 
+/** The f32 lanes of two vectors, picked by lane (0–3 from a, 4–7 from b), as an i8x16.shuffle's bytes. */
+const lanes = (...l: number[]) => l.flatMap((x) => [0, 1, 2, 3].map((b) => 4 * x + b)).join(' ');
+
+function higgsRotateKernel(): string {
+  return `
+  (func (export "higgs_rotate") (param $y i32) (param $norms i32) (param $rows i32) (param $P i32) (param $G i32)
+    (local $o i32) (local $end i32) (local $last i32) (local $p i32) (local $ss f64) (local $v f64) (local $norm f64) (local $inv f64)
+    (local $h i32) (local $i i32) (local $j i32) (local $a v128) (local $b v128) (local $w v128) (local $nat i32)
+    (local.set $o (local.get $y))
+    (local.set $last (i32.add (local.get $y) (i32.shl (i32.mul (local.get $rows) (local.get $P)) (i32.const 2))))
+    (local.set $nat (local.get $norms))
+    (block $groups_done (loop $group
+      (br_if $groups_done (i32.ge_u (local.get $o) (local.get $last)))
+      (local.set $end (i32.add (local.get $o) (i32.shl (local.get $G) (i32.const 2))))
+      ;; the group's norm, summed in order in f64
+      (local.set $ss (f64.const 0))
+      (local.set $p (local.get $o))
+      (block $ss_done (loop $ss_loop
+        (br_if $ss_done (i32.ge_u (local.get $p) (local.get $end)))
+        (local.set $v (f64.promote_f32 (f32.load (local.get $p))))
+        (local.set $ss (f64.add (local.get $ss) (f64.mul (local.get $v) (local.get $v))))
+        (local.set $p (i32.add (local.get $p) (i32.const 4)))
+        (br $ss_loop)))
+      (local.set $norm (f64.sqrt (local.get $ss)))
+      (f64.store (local.get $nat) (local.get $norm))
+      (local.set $nat (i32.add (local.get $nat) (i32.const 8)))
+      ;; h = 1 and h = 2 inside each vector
+      (local.set $p (local.get $o))
+      (block $h12_done (loop $h12
+        (br_if $h12_done (i32.ge_u (local.get $p) (local.get $end)))
+        (local.set $a (v128.load (local.get $p)))
+        (local.set $w (i8x16.shuffle ${lanes(1, 0, 3, 2)} (local.get $a) (local.get $a)))
+        (local.set $a (i8x16.shuffle ${lanes(0, 5, 2, 7)} (f32x4.add (local.get $a) (local.get $w)) (f32x4.sub (local.get $w) (local.get $a))))
+        (local.set $w (i8x16.shuffle ${lanes(2, 3, 0, 1)} (local.get $a) (local.get $a)))
+        (v128.store (local.get $p) (i8x16.shuffle ${lanes(0, 1, 6, 7)} (f32x4.add (local.get $a) (local.get $w)) (f32x4.sub (local.get $w) (local.get $a))))
+        (local.set $p (i32.add (local.get $p) (i32.const 16)))
+        (br $h12)))
+      ;; h = 4, 8, … (in bytes 16, 32, …): butterflies of whole vectors
+      (local.set $h (i32.const 16))
+      (block $stages_done (loop $stage
+        (br_if $stages_done (i32.ge_u (local.get $h) (i32.shl (local.get $G) (i32.const 2))))
+        (local.set $i (local.get $o))
+        (block $blocks_done (loop $blocks
+          (br_if $blocks_done (i32.ge_u (local.get $i) (local.get $end)))
+          (local.set $j (local.get $i))
+          (block $pairs_done (loop $pairs
+            (br_if $pairs_done (i32.ge_u (local.get $j) (i32.add (local.get $i) (local.get $h))))
+            (local.set $a (v128.load (local.get $j)))
+            (local.set $b (v128.load (i32.add (local.get $j) (local.get $h))))
+            (v128.store (local.get $j) (f32x4.add (local.get $a) (local.get $b)))
+            (v128.store (i32.add (local.get $j) (local.get $h)) (f32x4.sub (local.get $a) (local.get $b)))
+            (local.set $j (i32.add (local.get $j) (i32.const 16)))
+            (br $pairs)))
+          (local.set $i (i32.add (local.get $i) (i32.shl (local.get $h) (i32.const 1))))
+          (br $blocks)))
+        (local.set $h (i32.shl (local.get $h) (i32.const 1)))
+        (br $stage)))
+      ;; scaled to unit norm in f64, rounded to f32
+      (local.set $inv (select (f64.div (f64.const 1) (local.get $norm)) (f64.const 0) (f64.gt (local.get $norm) (f64.const 0))))
+      (local.set $p (local.get $o))
+      (block $scale_done (loop $scale
+        (br_if $scale_done (i32.ge_u (local.get $p) (local.get $end)))
+        (f32.store (local.get $p) (f32.demote_f64 (f64.mul (f64.promote_f32 (f32.load (local.get $p))) (local.get $inv))))
+        (local.set $p (i32.add (local.get $p) (i32.const 4)))
+        (br $scale)))
+      (local.set $o (local.get $end))
+      (br $group))))`;
+}
+
+function nearestKernel(d: 2 | 4): string {
+  const ys = Array.from({ length: d }, (_, i) => `$y${i}`);
+  const coord = (i: number) => `(f64.promote_f32 (f32.load offset=${4 * i} (local.get $pp)))`;
+  // ((y0·p0 + y1·p1) + y2·p2) + …, as the JavaScript writes it; the exhaustive search starts from 0
+  const dot = (from0: boolean) => ys.reduce((acc, y, i) => {
+    const term = `(f64.mul (local.get ${y}) ${coord(i)})`;
+    return acc === '' ? (from0 ? `(f64.add (f64.const 0) ${term})` : term) : `(f64.add ${acc} ${term})`;
+  }, '');
+  const score = (from0: boolean) => `(f64.sub (f64.mul (f64.const 2) ${dot(from0)}) (f64.promote_f32 (f32.load (i32.add (local.get $nrm) (i32.shl (local.get $j) (i32.const 2))))))`;
+  const keep = (from0: boolean) => `
+          (local.set $pp (i32.add (local.get $pts) (i32.shl (local.get $j) (i32.const ${Math.log2(4 * d)}))))
+          (local.set $s ${score(from0)})
+          (if (f64.gt (local.get $s) (local.get $bestScore)) (then (local.set $best (local.get $j)) (local.set $bestScore (local.get $s))))`;
+  const cellOf = (i: number) => `(f64.floor (f64.div (f64.sub (local.get $y${i}) (local.get $lo)) (local.get $cell)))`;
+  return `
+  (func (export "nearest_${d}d") (param $y i32) (param $count i32) (param $idx i32) (param $pts i32) (param $nrm i32)
+    (param $start i32) (param $items i32) (param $lo f64) (param $cell f64) (param $cells i32) (param $n i32)
+    (local $s_i i32) (local $end i32) (local $k i32) (local $to i32) (local $j i32) (local $pp i32) (local $box i32) (local $inside i32)
+    (local $c f64) (local $fc f64) (local $s f64) (local $best i32) (local $bestScore f64) ${ys.map((y) => `(local ${y} f64)`).join(' ')}
+    (local.set $fc (f64.convert_i32_s (local.get $cells)))
+    (local.set $end (i32.add (local.get $y) (i32.mul (local.get $count) (i32.const ${4 * d}))))
+    (block $done (loop $sub
+      (br_if $done (i32.ge_u (local.get $y) (local.get $end)))
+      ${ys.map((y, i) => `(local.set ${y} (f64.promote_f32 (f32.load offset=${4 * i} (local.get $y))))`).join('\n      ')}
+      (local.set $inside (i32.const 1))
+      (local.set $box (i32.const 0))
+      ${ys.map((_, i) => `(local.set $c ${cellOf(i)})
+      (if (i32.eqz (i32.and (f64.ge (local.get $c) (f64.const 0)) (f64.lt (local.get $c) (local.get $fc))))
+        (then (local.set $inside (i32.const 0)))
+        (else (local.set $box (i32.add (i32.mul (local.get $box) (local.get $cells)) (i32.trunc_f64_s (local.get $c))))))`).join('\n      ')}
+      (local.set $bestScore (f64.const -inf))
+      (if (local.get $inside)
+        (then
+          (local.set $k (i32.load (i32.add (local.get $start) (i32.shl (local.get $box) (i32.const 2)))))
+          (local.set $to (i32.load offset=4 (i32.add (local.get $start) (i32.shl (local.get $box) (i32.const 2)))))
+          (local.set $best (i32.load (i32.add (local.get $items) (i32.shl (local.get $k) (i32.const 2)))))
+          (block $cands_done (loop $cands
+            (br_if $cands_done (i32.ge_s (local.get $k) (local.get $to)))
+            (local.set $j (i32.load (i32.add (local.get $items) (i32.shl (local.get $k) (i32.const 2)))))${keep(false)}
+            (local.set $k (i32.add (local.get $k) (i32.const 1)))
+            (br $cands))))
+        (else
+          (local.set $best (i32.const 0))
+          (local.set $j (i32.const 0))
+          (block $all_done (loop $all
+            (br_if $all_done (i32.ge_s (local.get $j) (local.get $n)))${keep(true)}
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $all)))))
+      (i32.store (local.get $idx) (local.get $best))
+      (local.set $idx (i32.add (local.get $idx) (i32.const 4)))
+      (local.set $y (i32.add (local.get $y) (i32.const ${4 * d})))
+      (br $sub))))`;
+}
+
 export function kernelsWat(shared = false): string {
   return `;; Generated by tools/make-kernels.ts (npm run kernels:generate); do not edit.
 (module
-  (memory (import "env" "memory") 1${shared ? ' 65536 shared' : ''})${DTYPES.map(dotKernel).join('')}${widenKernel('bf16')}${widenKernel('f16')}${rowsKernel()}${softmaxKernel()}
+  (memory (import "env" "memory") 1${shared ? ' 65536 shared' : ''})${DTYPES.map(dotKernel).join('')}${widenKernel('bf16')}${widenKernel('f16')}${rowsKernel()}${softmaxKernel()}${higgsRotateKernel()}${nearestKernel(2)}${nearestKernel(4)}
 )
 `;
 }

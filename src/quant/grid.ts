@@ -226,6 +226,17 @@ export class Grid {
     this.cellSize = (2 * (extent + 0.5)) / cells;
   }
 
+  /**
+   * The bucket table of a d = 2 or d = 4 grid, as `nearest` searches it (the encode kernels search
+   * the same one): `cells` per axis from `lo`, side `cellSize`; bucket b's candidates are
+   * items[start[b] .. start[b+1]). Null for other grids.
+   */
+  searchTable(): { start: Int32Array; items: Int32Array; lo: number; cellSize: number; cells: number } | null {
+    if (this.cellStart) return { start: this.cellStart, items: this.cellItems!, lo: this.lo, cellSize: this.cellSize, cells: CELLS };
+    if (this.boxStart) return { start: this.boxStart, items: this.boxItems!, lo: this.lo, cellSize: this.cellSize, cells: CELLS4 };
+    return null;
+  }
+
   /** Mean candidates per cell (d = 2, 4), for benchmarks; n otherwise. */
   meanCandidates(): number {
     if (this.cellItems) return this.cellItems.length / (CELLS * CELLS);

@@ -13,6 +13,7 @@ import { packBits, unpackBits } from './bitpack.js';
 import { fwht, hadamard, isPowerOfTwo } from './hadamard.js';
 import { gemmBackend, gemmRowwise } from '../tensor/gemm.js';
 import { loadGrid, type Grid } from './grid.js';
+import { encodeBlock, encodesWithKernels } from './higgs-encode.js';
 import { checkInput, type BlockSize, type QuantizedBlock, type Quantizer } from './quantizer.js';
 
 /** Default group: the smallest power of two ≥ C, capped at 1024 (AQUA-KV uses G = C ≤ 1024). */
@@ -82,6 +83,18 @@ export class HiggsQuantizer implements Quantizer {
     const bytesPerRow = Math.ceil((perRow * grid.bits) / 8);
     const codes = new Uint8Array(rows * bytesPerRow);
     const scales = new Uint16Array(rows * this.groups);
+    if (encodesWithKernels(grid, G)) {
+      // the same steps as below, in the WebAssembly kernels (./higgs-encode.ts), bit for bit
+      if (encodeScratch.norms.length < rows * this.groups) encodeScratch.norms = new Float64Array(rows * this.groups);
+      if (encodeScratch.idx.length < rows * perRow) encodeScratch.idx = new Uint32Array(rows * perRow);
+      const norms = encodeScratch.norms.subarray(0, rows * this.groups);
+      const all = encodeScratch.idx.subarray(0, rows * perRow);
+      encodeBlock(grid, x, rows, C, P, G, norms, all);
+      for (let i = 0; i < norms.length; i++) scales[i] = f32ToF16(norms[i]);
+      if (grid.bits === 8) codes.set(all); // a byte per index: packing is a copy (indices < 256)
+      else for (let t = 0; t < rows; t++) packBits(all.subarray(t * perRow, (t + 1) * perRow), perRow, grid.bits, codes.subarray(t * bytesPerRow, (t + 1) * bytesPerRow));
+      return { rows, cols: C, codes, scales, zeros: null };
+    }
     for (let t = 0; t < rows; t++) {
       buf.fill(0);
       buf.set(x.subarray(t * C, (t + 1) * C));
@@ -188,3 +201,6 @@ export class HiggsQuantizer implements Quantizer {
  * their inverse transform, [rows, P] each, grown to the largest block.
  */
 const scratch = { points: new Float32Array(0), transformed: new Float32Array(0) };
+
+/** Encoding scratch shared the same way: the kernels' group norms and indices, [rows, groups] and [rows, P/d]. */
+const encodeScratch = { norms: new Float64Array(0), idx: new Uint32Array(0) };

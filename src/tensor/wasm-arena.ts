@@ -23,6 +23,9 @@ export interface KernelExports {
   widen_f16(src: number, dst: number, count: number): void;
   rows_f32(b: number, a: number, y: number, m: number, k: number, n: number): void;
   softmax_f32(x: number, len: number, scale: number): void;
+  higgs_rotate(y: number, norms: number, rows: number, P: number, G: number): void;
+  nearest_2d(y: number, count: number, idx: number, pts: number, nrm: number, start: number, items: number, lo: number, cell: number, cells: number, n: number): void;
+  nearest_4d(y: number, count: number, idx: number, pts: number, nrm: number, start: number, items: number, lo: number, cell: number, cells: number, n: number): void;
 }
 
 /** A WebAssembly memory page. */
