@@ -49,6 +49,9 @@ test('the report is one self-contained HTML page with every section and the numb
   for (const s of ['2.345', '20.679', '+0.87%', '0.01234', '3.067', '+24.39%', '0.0625', '2.00', '@moby-dick', '0.50×', 'distance 900', '80% (4/5)', '60% (3/5)', '2.00× the file', '5.0× faster', 'And &lt;then&gt; more']) assert.ok(html.includes(s), `missing ${s}`);
   assert.ok(html.includes('the &lt;Union&gt; &amp; more'), 'generated text is escaped');
   assert.doesNotMatch(renderReport({ ...sample, retrieval: [] }), /id="retrieval"/, 'no retrieval section when it was skipped');
+  assert.doesNotMatch(html, /modelled search/);
+  const modelled = { ...sample, calibrations: sample.calibrations.map((c) => ({ ...c, allocation: { ...c.allocation!, search: 'modelled' as const } })) };
+  assert.match(renderReport(modelled), /20 measurements; modelled search: the steps' KL is the first-order model's, the plan's is measured/);
   assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'no scripts, no network');
   // balanced tags of the main elements
   for (const tag of ['section', 'table', 'svg', 'tbody']) assert.equal((html.match(new RegExp(`<${tag}[ >]`, 'g')) ?? []).length, (html.match(new RegExp(`</${tag}>`, 'g')) ?? []).length, tag);

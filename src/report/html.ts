@@ -56,7 +56,7 @@ export function renderReport(r: DemoResult): string {
 ${allocations.map((c) => {
     const a = c.allocation!;
     return `<h3>${esc(c.method)}: budget ${fmt(a.budget, 3)} bits, plan ${fmt(a.bitsPerValue, 3)} bits</h3>
-<p>Plan: <code>${esc(c.plan)}</code>. KL on ${a.tokens} calibration positions: every slot at ${esc(a.ladder[0])} ${fmt(a.klBase, 5)} → plan ${fmt(a.klPlan, 5)} (${a.measurements} measurements).</p>
+<p>Plan: <code>${esc(c.plan)}</code>. KL on ${a.tokens} calibration positions: every slot at ${esc(a.ladder[0])} ${fmt(a.klBase, 5)} → plan ${fmt(a.klPlan, 5)} (${a.measurements} measurements${a.search === 'modelled' ? '; modelled search: the steps\' KL is the first-order model\'s, the plan\'s is measured' : ''}).</p>
 <table><thead><tr><th>slot</th><th>KL removed by its first upgrade</th></tr></thead><tbody>
 ${a.firstGains.map((g) => `<tr><td>${esc(g.slot)}</td><td>${fmt(g.klGain, 5)}</td></tr>`).join('\n')}
 </tbody></table>
