@@ -80,6 +80,7 @@ test('eval, calibrate and retrieval explain bad input in one line', () => {
     [['eval', '--model', model, '--text', text, '--predictors', preds, '--methods', 'aquakv[q=higgs:2x64]'], /no predictor file was calibrated for aquakv\[q=higgs:2x64,first=higgs:2x256\] \(.*p.safetensors: aquakv\[bits=2.5\]\) \(hint: calibrate for it with: aquakv calibrate --method 'aquakv\[q=higgs:2x64,first=higgs:2x256\]'/],
     [['eval', '--model', model, '--text', text, '--predictors', preds, '--methods', 'aquakv[bits=2.25]'], /no predictor file was calibrated for aquakv\[bits=2.25\]/],
     [['calibrate', '--model', model], /needs --data FILE/],
+    [['calibrate', '--model', model, '--data', text, '--allocation', 'greedy'], /--allocation must be auto, measured or modelled, got 'greedy'/],
     [['calibrate', '--model', model, '--data', text, '--bits', '2.5', '--method', 'aquakv'], /give --bits B or --method SPEC, not both/],
     [['calibrate', '--model', model, '--data', text, '--bits', '1'], /below the cheapest plan/],
     [['eval', '--model', model, '--text', '@nothing'], /unknown built-in text '@nothing'/],
@@ -132,6 +133,7 @@ test('calibrate --bits prints its plan, and eval takes one predictor file per AQ
   const b = aquakv('calibrate', '--model', model, '--data', text, '--samples', '4', '--seq-len', '256', '--bits', '2.75', '--out', join(work, 'b275.safetensors'));
   assert.equal(b.code, 0, b.err);
   assert.match(b.out, /budget 2.75 bits per value → plan aquakv\[q=higgs:2x8,first=higgs:2x8,.*\]: 2\.\d{3} bits/);
+  assert.match(b.out, /\(\d+ measurements, measured search\)/, 'a small model gets the measured search');
   const e = aquakv('eval', '--model', model, '--text', text, '--predictors', `${preds},${fixed},${join(work, 'b275.safetensors')}`, '--seq-len', '256', '--max-tokens', '256',
     '--methods', 'fp,aquakv,aquakv[bits=2.75],aquakv[q=higgs:2x16,first=higgs:2x256]', '--json');
   assert.equal(e.code, 0, e.err);
