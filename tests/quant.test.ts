@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { packBits, unpackBits, packedBytes } from '../src/quant/bitpack.js';
 import { fwht, hadamardMatrix } from '../src/quant/hadamard.js';
 import { HiggsQuantizer, defaultGroupSize } from '../src/quant/higgs.js';
-import { encodesWithKernels, ENCODE_ROWS, setEncodeKernels } from '../src/quant/higgs-encode.js';
+import { CHUNK_ROWS, encodesWithKernels, setHiggsKernels } from '../src/quant/higgs-wasm.js';
 import { UniformQuantizer } from '../src/quant/uniform.js';
 import { IdentityQuantizer } from '../src/quant/identity.js';
 import { Grid, listGrids, loadGrid, readGridFile, measureGridMse } from '../src/quant/grid.js';
@@ -257,7 +257,7 @@ test('HIGGS dequantizeAdd equals dequantize then an f32 add, bit for bit, on blo
   }
 });
 
-test('HIGGS encoding in the WebAssembly kernels gives the codes and scales of the JavaScript, bit for bit', () => {
+test('HIGGS in the WebAssembly kernels gives the codes, scales and decoded values of the JavaScript, bit for bit, on both products', () => {
   const rng = new Rng(7);
   /** Rows of several kinds: Gaussian at many scales, zero, a Hadamard pattern (coordinates far outside the bucket table after rotation), values near the f32 limit (the transform overflows to ∞, the scaled group to NaN). */
   const block = (rows: number, C: number, G: number) => {
@@ -279,16 +279,33 @@ test('HIGGS encoding in the WebAssembly kernels gives the codes and scales of th
   for (const spec of ['higgs:2x8', 'higgs:2x16', 'higgs:2x64', 'higgs:2x256', 'higgs:4x256', 'higgs:1x16']) {
     for (const [C, G] of [[128, 128], [96, 128], [64, 64], [40, 8], [512, 512]] as const) {
       const q = parseQuantizer(`${spec}:g${G}`, C) as HiggsQuantizer;
-      for (const rows of [1, 7, ENCODE_ROWS + 45]) {
+      for (const rows of [1, 7, CHUNK_ROWS + 45]) {
         const x = block(rows, C, G);
-        const was = setEncodeKernels(false);
+        const was = setHiggsKernels(false);
         const js = q.quantize(x, rows);
-        setEncodeKernels(true);
+        setHiggsKernels(true);
         const wasm = q.quantize(x, rows);
-        setEncodeKernels(was);
         assert.deepEqual(wasm.codes, js.codes, `${spec} C=${C} G=${G} rows=${rows}: codes`);
         assert.deepEqual(wasm.scales, js.scales, `${spec} C=${C} G=${G} rows=${rows}: scales`);
         if (encodesWithKernels(q.grid, G)) kernelBlocks++;
+        // decoding, written and added, through the native product and the butterflies
+        const base = rng.fillNormal(new Float32Array(rows * C));
+        for (const backend of ['ort', 'ts'] as const) {
+          const before = gemmBackend();
+          setGemmBackend(backend);
+          const outs = [false, true].map((on) => {
+            setHiggsKernels(on);
+            const written = new Float32Array(rows * C).fill(7);
+            q.dequantize(wasm, written);
+            const added = base.slice();
+            q.dequantizeAdd(wasm, added);
+            return { written, added };
+          });
+          setGemmBackend(before);
+          assert.deepEqual(outs[1].written, outs[0].written, `${spec} C=${C} G=${G} rows=${rows} ${backend}: dequantize`);
+          assert.deepEqual(outs[1].added, outs[0].added, `${spec} C=${C} G=${G} rows=${rows} ${backend}: dequantizeAdd`);
+        }
+        setHiggsKernels(was);
       }
     }
   }

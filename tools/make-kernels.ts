@@ -52,6 +52,11 @@
  *       the bucket of y (cells per axis from lo, side cell) lists its candidates (CSR: start,
  *       items); outside the table, every point. Scores 2·y·p − ‖p‖² in f64, in the same order,
  *       the first best kept: the same index as the JavaScript search.
+ *   higgs_points(codes, rows, rowBytes, perRow, bits, d, pts, out)   each row's perRow codes of
+ *       `bits` bits (packed least significant first, rows of rowBytes bytes) → their grid points'
+ *       d coordinates, copied to out [rows, perRow·d].
+ *   scale_add(y, scales, out, rows, C, P, G, add)   out[t·C + c] (+)= y[t·P + c] · scales[t·P/G + c/G]
+ *       for c < C: f32 products (and sums), as the JavaScript rounds them.
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -433,10 +438,91 @@ function nearestKernel(d: 2 | 4): string {
       (br $sub))))`;
 }
 
+function higgsPointsKernel(): string {
+  return `
+  (func (export "higgs_points") (param $codes i32) (param $rows i32) (param $rowBytes i32) (param $perRow i32) (param $bits i32)
+    (param $d i32) (param $pts i32) (param $out i32)
+    (local $t i32) (local $b i32) (local $acc i32) (local $held i32) (local $s i32) (local $mask i32) (local $src i32) (local $i i32)
+    (local.set $mask (i32.sub (i32.shl (i32.const 1) (local.get $bits)) (i32.const 1)))
+    (block $rows_done (loop $row
+      (br_if $rows_done (i32.ge_u (local.get $t) (local.get $rows)))
+      (local.set $b (i32.add (local.get $codes) (i32.mul (local.get $t) (local.get $rowBytes))))
+      (local.set $acc (i32.const 0))
+      (local.set $held (i32.const 0))
+      (local.set $s (i32.const 0))
+      (block $codes_done (loop $code
+        (br_if $codes_done (i32.ge_u (local.get $s) (local.get $perRow)))
+        ;; bytes enter above the bits held; a code leaves from the bottom
+        (block $filled (loop $fill
+          (br_if $filled (i32.ge_u (local.get $held) (local.get $bits)))
+          (local.set $acc (i32.or (local.get $acc) (i32.shl (i32.load8_u (local.get $b)) (local.get $held))))
+          (local.set $b (i32.add (local.get $b) (i32.const 1)))
+          (local.set $held (i32.add (local.get $held) (i32.const 8)))
+          (br $fill)))
+        (local.set $src (i32.add (local.get $pts) (i32.shl (i32.mul (i32.and (local.get $acc) (local.get $mask)) (local.get $d)) (i32.const 2))))
+        (local.set $acc (i32.shr_u (local.get $acc) (local.get $bits)))
+        (local.set $held (i32.sub (local.get $held) (local.get $bits)))
+        (local.set $i (i32.const 0))
+        (block $copied (loop $copy
+          (br_if $copied (i32.ge_u (local.get $i) (local.get $d)))
+          (i32.store (local.get $out) (i32.load (i32.add (local.get $src) (i32.shl (local.get $i) (i32.const 2)))))
+          (local.set $out (i32.add (local.get $out) (i32.const 4)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $copy)))
+        (local.set $s (i32.add (local.get $s) (i32.const 1)))
+        (br $code)))
+      (local.set $t (i32.add (local.get $t) (i32.const 1)))
+      (br $row))))`;
+}
+
+function scaleAddKernel(): string {
+  return `
+  (func (export "scale_add") (param $y i32) (param $scales i32) (param $out i32) (param $rows i32) (param $C i32) (param $P i32)
+    (param $G i32) (param $add i32)
+    (local $t i32) (local $g i32) (local $groups i32) (local $src i32) (local $dst i32) (local $end i32) (local $vend i32) (local $n i32)
+    (local $s f32) (local $sv v128) (local $v v128) (local $x f32)
+    (local.set $groups (i32.div_u (local.get $P) (local.get $G)))
+    (block $rows_done (loop $row
+      (br_if $rows_done (i32.ge_u (local.get $t) (local.get $rows)))
+      (local.set $g (i32.const 0))
+      (block $groups_done (loop $group
+        (br_if $groups_done (i32.ge_u (local.get $g) (local.get $groups)))
+        (local.set $s (f32.load (local.get $scales)))
+        (local.set $scales (i32.add (local.get $scales) (i32.const 4)))
+        (local.set $sv (f32x4.splat (local.get $s)))
+        ;; the group's channels below C (the last group may hold padding)
+        (local.set $n (i32.sub (local.get $C) (i32.mul (local.get $g) (local.get $G))))
+        (if (i32.gt_s (local.get $n) (local.get $G)) (then (local.set $n (local.get $G))))
+        (local.set $src (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $P)) (i32.mul (local.get $g) (local.get $G))) (i32.const 2))))
+        (local.set $dst (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $C)) (i32.mul (local.get $g) (local.get $G))) (i32.const 2))))
+        (local.set $end (i32.add (local.get $dst) (i32.shl (local.get $n) (i32.const 2))))
+        (local.set $vend (i32.sub (local.get $end) (i32.const 12)))
+        (block $vec_done (loop $vec
+          (br_if $vec_done (i32.ge_s (local.get $dst) (local.get $vend)))
+          (local.set $v (f32x4.mul (v128.load (local.get $src)) (local.get $sv)))
+          (if (local.get $add) (then (local.set $v (f32x4.add (v128.load (local.get $dst)) (local.get $v)))))
+          (v128.store (local.get $dst) (local.get $v))
+          (local.set $src (i32.add (local.get $src) (i32.const 16)))
+          (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+          (br $vec)))
+        (block $tail_done (loop $tail
+          (br_if $tail_done (i32.ge_s (local.get $dst) (local.get $end)))
+          (local.set $x (f32.mul (f32.load (local.get $src)) (local.get $s)))
+          (if (local.get $add) (then (local.set $x (f32.add (f32.load (local.get $dst)) (local.get $x)))))
+          (f32.store (local.get $dst) (local.get $x))
+          (local.set $src (i32.add (local.get $src) (i32.const 4)))
+          (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+          (br $tail)))
+        (local.set $g (i32.add (local.get $g) (i32.const 1)))
+        (br $group)))
+      (local.set $t (i32.add (local.get $t) (i32.const 1)))
+      (br $row))))`;
+}
+
 export function kernelsWat(shared = false): string {
   return `;; Generated by tools/make-kernels.ts (npm run kernels:generate); do not edit.
 (module
-  (memory (import "env" "memory") 1${shared ? ' 65536 shared' : ''})${DTYPES.map(dotKernel).join('')}${widenKernel('bf16')}${widenKernel('f16')}${rowsKernel()}${softmaxKernel()}${higgsRotateKernel()}${nearestKernel(2)}${nearestKernel(4)}
+  (memory (import "env" "memory") 1${shared ? ' 65536 shared' : ''})${DTYPES.map(dotKernel).join('')}${widenKernel('bf16')}${widenKernel('f16')}${rowsKernel()}${softmaxKernel()}${higgsRotateKernel()}${nearestKernel(2)}${nearestKernel(4)}${higgsPointsKernel()}${scaleAddKernel()}
 )
 `;
 }

@@ -13,7 +13,7 @@ import { packBits, unpackBits } from './bitpack.js';
 import { fwht, hadamard, isPowerOfTwo } from './hadamard.js';
 import { gemmBackend, gemmRowwise } from '../tensor/gemm.js';
 import { loadGrid, type Grid } from './grid.js';
-import { encodeBlock, encodesWithKernels } from './higgs-encode.js';
+import { decodeBlock, decodesWithKernels, encodeBlock, encodesWithKernels } from './higgs-wasm.js';
 import { checkInput, type BlockSize, type QuantizedBlock, type Quantizer } from './quantizer.js';
 
 /** Default group: the smallest power of two ≥ C, capped at 1024 (AQUA-KV uses G = C ≤ 1024). */
@@ -84,7 +84,7 @@ export class HiggsQuantizer implements Quantizer {
     const codes = new Uint8Array(rows * bytesPerRow);
     const scales = new Uint16Array(rows * this.groups);
     if (encodesWithKernels(grid, G)) {
-      // the same steps as below, in the WebAssembly kernels (./higgs-encode.ts), bit for bit
+      // the same steps as below, in the WebAssembly kernels (./higgs-wasm.ts), bit for bit
       if (encodeScratch.norms.length < rows * this.groups) encodeScratch.norms = new Float64Array(rows * this.groups);
       if (encodeScratch.idx.length < rows * perRow) encodeScratch.idx = new Uint32Array(rows * perRow);
       const norms = encodeScratch.norms.subarray(0, rows * this.groups);
@@ -122,7 +122,7 @@ export class HiggsQuantizer implements Quantizer {
    * it, the butterflies. Each row's result is independent of the block's size either way.
    */
   dequantize(block: QuantizedBlock, out: Float32Array): void {
-    this.writeScaled(block, this.decodeRows(block), out, false);
+    this.decode(block, out, false);
   }
 
   /**
@@ -134,7 +134,15 @@ export class HiggsQuantizer implements Quantizer {
    * (compact decode at 4096 tokens: 171–226 ms a step against 121–133).
    */
   dequantizeAdd(block: QuantizedBlock, out: Float32Array): void {
-    this.writeScaled(block, this.decodeRows(block), out, true);
+    this.decode(block, out, true);
+  }
+
+  private decode(block: QuantizedBlock, out: Float32Array, add: boolean): void {
+    const { cols: C, paddedCols: P, groupSize: G, grid } = this;
+    if (block.cols !== C) throw new AquaError(`HiggsQuantizer: block has ${block.cols} channels, quantizer ${C}`);
+    // the same steps as decodeRows and writeScaled, in the WebAssembly kernels (./higgs-wasm.ts), bit for bit
+    if (decodesWithKernels(grid)) decodeBlock(grid, block, C, P, G, out, add, (x, y, count) => inverseTransform(x, y, count, G));
+    else this.writeScaled(block, this.decodeRows(block), out, add);
   }
 
   /** The block's grid points, inverse-transformed: [rows, P] in shared scratch. */
@@ -169,13 +177,8 @@ export class HiggsQuantizer implements Quantizer {
         for (let s = 0; s < perRow; s++) for (let i = 0; i < d; i++) x[o + s * d + i] = pts[idx[s] * d + i];
       }
     }
-    if (gemmBackend() === 'ort' && G >= 32) {
-      if (scratch.transformed.length < rows * P) scratch.transformed = new Float32Array(rows * P);
-      gemmRowwise(scratch.transformed, x, hadamard(G), rows * this.groups, G, G, false); // H is symmetric: p·H = (H·p)ᵀ
-      return scratch.transformed;
-    }
-    for (let r = 0; r < rows * this.groups; r++) fwht(x, r * G, G);
-    return x;
+    if (scratch.transformed.length < rows * P) scratch.transformed = new Float32Array(rows * P);
+    return inverseTransform(x.subarray(0, rows * P), scratch.transformed.subarray(0, rows * P), rows * this.groups, G);
   }
 
   /** The block's rows of y, scaled by its scales, into out (or added to it). */
@@ -194,6 +197,19 @@ export class HiggsQuantizer implements Quantizer {
       }
     }
   }
+}
+
+/**
+ * The unnormalised Walsh–Hadamard transform of `count` groups of G in x: with the native product,
+ * one product with H into y (returned); without it, butterflies in x (returned).
+ */
+function inverseTransform(x: Float32Array, y: Float32Array, count: number, G: number): Float32Array {
+  if (gemmBackend() === 'ort' && G >= 32) {
+    gemmRowwise(y, x, hadamard(G), count, G, G, false); // H is symmetric: p·H = (H·p)ᵀ
+    return y;
+  }
+  for (let r = 0; r < count; r++) fwht(x, r * G, G);
+  return x;
 }
 
 /**
