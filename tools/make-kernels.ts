@@ -57,6 +57,8 @@
  *       d coordinates, copied to out [rows, perRow·d].
  *   scale_add(y, scales, out, rows, C, P, G, add)   out[t·C + c] (+)= y[t·P + c] · scales[t·P/G + c/G]
  *       for c < C: f32 products (and sums), as the JavaScript rounds them.
+ *   pack_codes(idx, rows, perRow, bits, out, rowBytes)   each row's perRow indices (i32) packed
+ *       into rowBytes bytes at `bits` bits each, least significant first (as quant/bitpack.ts).
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -398,24 +400,45 @@ function nearestKernel(d: 2 | 4): string {
           (local.set $s ${score(from0)})
           (if (f64.gt (local.get $s) (local.get $bestScore)) (then (local.set $best (local.get $j)) (local.set $bestScore (local.get $s))))`;
   const cellOf = (i: number) => `(f64.floor (f64.div (f64.sub (local.get $y${i}) (local.get $lo)) (local.get $cell)))`;
+  const loadY = ys.map((y, i) => `(local.set ${y} (f64.promote_f32 (f32.load offset=${4 * i} (local.get $p))))`).join('\n      ');
+  // Two passes: the first finds every subvector's bucket (−1 outside the table) and touches its
+  // first candidate, independent loads the processor overlaps, so the second, which searches,
+  // finds the bucket table in cache (a 4-D table is 2.9 MB, and decode pushes it out between
+  // blocks). The search itself is the JavaScript's.
   return `
   (func (export "nearest_${d}d") (param $y i32) (param $count i32) (param $idx i32) (param $pts i32) (param $nrm i32)
     (param $start i32) (param $items i32) (param $lo f64) (param $cell f64) (param $cells i32) (param $n i32)
-    (local $s_i i32) (local $end i32) (local $k i32) (local $to i32) (local $j i32) (local $pp i32) (local $box i32) (local $inside i32)
-    (local $c f64) (local $fc f64) (local $s f64) (local $best i32) (local $bestScore f64) ${ys.map((y) => `(local ${y} f64)`).join(' ')}
+    (local $p i32) (local $q i32) (local $end i32) (local $k i32) (local $to i32) (local $j i32) (local $pp i32) (local $box i32) (local $inside i32)
+    (local $touch i32) (local $c f64) (local $fc f64) (local $s f64) (local $best i32) (local $bestScore f64) ${ys.map((y) => `(local ${y} f64)`).join(' ')}
     (local.set $fc (f64.convert_i32_s (local.get $cells)))
     (local.set $end (i32.add (local.get $y) (i32.mul (local.get $count) (i32.const ${4 * d}))))
-    (block $done (loop $sub
-      (br_if $done (i32.ge_u (local.get $y) (local.get $end)))
-      ${ys.map((y, i) => `(local.set ${y} (f64.promote_f32 (f32.load offset=${4 * i} (local.get $y))))`).join('\n      ')}
+    (local.set $p (local.get $y))
+    (local.set $q (local.get $idx))
+    (block $found (loop $bucket
+      (br_if $found (i32.ge_u (local.get $p) (local.get $end)))
+      ${loadY}
       (local.set $inside (i32.const 1))
       (local.set $box (i32.const 0))
       ${ys.map((_, i) => `(local.set $c ${cellOf(i)})
       (if (i32.eqz (i32.and (f64.ge (local.get $c) (f64.const 0)) (f64.lt (local.get $c) (local.get $fc))))
         (then (local.set $inside (i32.const 0)))
         (else (local.set $box (i32.add (i32.mul (local.get $box) (local.get $cells)) (i32.trunc_f64_s (local.get $c))))))`).join('\n      ')}
-      (local.set $bestScore (f64.const -inf))
       (if (local.get $inside)
+        (then (local.set $touch (i32.xor (local.get $touch)
+          (i32.load (i32.add (local.get $items) (i32.shl (i32.load (i32.add (local.get $start) (i32.shl (local.get $box) (i32.const 2)))) (i32.const 2)))))))
+        (else (local.set $box (i32.const -1))))
+      (i32.store (local.get $q) (local.get $box))
+      (local.set $q (i32.add (local.get $q) (i32.const 4)))
+      (local.set $p (i32.add (local.get $p) (i32.const ${4 * d})))
+      (br $bucket)))
+    (local.set $p (local.get $y))
+    (local.set $q (local.get $idx))
+    (block $done (loop $sub
+      (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
+      ${loadY}
+      (local.set $box (i32.load (local.get $q)))
+      (local.set $bestScore (f64.const -inf))
+      (if (i32.ge_s (local.get $box) (i32.const 0))
         (then
           (local.set $k (i32.load (i32.add (local.get $start) (i32.shl (local.get $box) (i32.const 2)))))
           (local.set $to (i32.load offset=4 (i32.add (local.get $start) (i32.shl (local.get $box) (i32.const 2)))))
@@ -432,10 +455,42 @@ function nearestKernel(d: 2 | 4): string {
             (br_if $all_done (i32.ge_s (local.get $j) (local.get $n)))${keep(true)}
             (local.set $j (i32.add (local.get $j) (i32.const 1)))
             (br $all)))))
-      (i32.store (local.get $idx) (local.get $best))
-      (local.set $idx (i32.add (local.get $idx) (i32.const 4)))
-      (local.set $y (i32.add (local.get $y) (i32.const ${4 * d})))
-      (br $sub))))`;
+      (i32.store (local.get $q) (local.get $best))
+      (local.set $q (i32.add (local.get $q) (i32.const 4)))
+      (local.set $p (i32.add (local.get $p) (i32.const ${4 * d})))
+      (br $sub)))
+    ;; the touches' sum goes nowhere; the loads stay (they could trap, so they are not removed)
+    (drop (local.get $touch)))`;
+}
+
+function packCodesKernel(): string {
+  return `
+  (func (export "pack_codes") (param $idx i32) (param $rows i32) (param $perRow i32) (param $bits i32) (param $out i32) (param $rowBytes i32)
+    (local $t i32) (local $s i32) (local $b i32) (local $acc i32) (local $held i32)
+    (block $rows_done (loop $row
+      (br_if $rows_done (i32.ge_u (local.get $t) (local.get $rows)))
+      (local.set $b (i32.add (local.get $out) (i32.mul (local.get $t) (local.get $rowBytes))))
+      (local.set $acc (i32.const 0))
+      (local.set $held (i32.const 0))
+      (local.set $s (i32.const 0))
+      (block $codes_done (loop $code
+        (br_if $codes_done (i32.ge_u (local.get $s) (local.get $perRow)))
+        ;; a code enters above the bits not yet written; whole bytes leave from the bottom
+        (local.set $acc (i32.or (local.get $acc) (i32.shl (i32.load (local.get $idx)) (local.get $held))))
+        (local.set $held (i32.add (local.get $held) (local.get $bits)))
+        (local.set $idx (i32.add (local.get $idx) (i32.const 4)))
+        (block $flushed (loop $flush
+          (br_if $flushed (i32.lt_u (local.get $held) (i32.const 8)))
+          (i32.store8 (local.get $b) (local.get $acc))
+          (local.set $b (i32.add (local.get $b) (i32.const 1)))
+          (local.set $acc (i32.shr_u (local.get $acc) (i32.const 8)))
+          (local.set $held (i32.sub (local.get $held) (i32.const 8)))
+          (br $flush)))
+        (local.set $s (i32.add (local.get $s) (i32.const 1)))
+        (br $code)))
+      (if (i32.gt_u (local.get $held) (i32.const 0)) (then (i32.store8 (local.get $b) (local.get $acc))))
+      (local.set $t (i32.add (local.get $t) (i32.const 1)))
+      (br $row))))`;
 }
 
 function higgsPointsKernel(): string {
@@ -522,7 +577,7 @@ function scaleAddKernel(): string {
 export function kernelsWat(shared = false): string {
   return `;; Generated by tools/make-kernels.ts (npm run kernels:generate); do not edit.
 (module
-  (memory (import "env" "memory") 1${shared ? ' 65536 shared' : ''})${DTYPES.map(dotKernel).join('')}${widenKernel('bf16')}${widenKernel('f16')}${rowsKernel()}${softmaxKernel()}${higgsRotateKernel()}${nearestKernel(2)}${nearestKernel(4)}${higgsPointsKernel()}${scaleAddKernel()}
+  (memory (import "env" "memory") 1${shared ? ' 65536 shared' : ''})${DTYPES.map(dotKernel).join('')}${widenKernel('bf16')}${widenKernel('f16')}${rowsKernel()}${softmaxKernel()}${higgsRotateKernel()}${nearestKernel(2)}${nearestKernel(4)}${packCodesKernel()}${higgsPointsKernel()}${scaleAddKernel()}
 )
 `;
 }

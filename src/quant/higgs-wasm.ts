@@ -98,20 +98,25 @@ function scratchAt(bytes: number): number {
 /**
  * Encodes `rows` tokens of x [rows, C]: each token zero-padded to P (a multiple of G), then per
  * group its norm (to `norms` [rows, P/G], f64) and, per d-subvector of the rotated and scaled
- * group, the index of its nearest grid point (to `idx` [rows, P/d]).
+ * group, the index of its nearest grid point, packed at the grid's bits into `codes` (rows of
+ * ceil(P/d · bits / 8) bytes, as packBits writes them).
  */
-export function encodeBlock(grid: Grid, x: Float32Array, rows: number, C: number, P: number, G: number, norms: Float64Array, idx: Uint32Array): void {
+export function encodeBlock(grid: Grid, x: Float32Array, rows: number, C: number, P: number, G: number, norms: Float64Array, codes: Uint8Array): void {
   const t = tablesOf(grid);
   const d = grid.d;
+  const perRow = P / d;
+  const rowBytes = Math.ceil((perRow * grid.bits) / 8);
   const chunk = Math.min(rows, CHUNK_ROWS);
   const yBytes = align16(chunk * P * 4);
   const normBytes = align16(chunk * (P / G) * 8);
-  const at = scratchAt(yBytes + normBytes + chunk * (P / d) * 4);
+  const idxBytes = align16(chunk * perRow * 4);
+  const at = scratchAt(yBytes + normBytes + idxBytes + chunk * rowBytes);
   const a = memory(); // views after the last allocation: growing the memory detaches older ones
   const k = a.kernels;
   const yAt = at;
   const normAt = at + yBytes;
   const idxAt = normAt + normBytes;
+  const codesAt = idxAt + idxBytes;
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const n = Math.min(chunk, rows - r0);
     const y = a.f32(yAt, n * P);
@@ -121,10 +126,10 @@ export function encodeBlock(grid: Grid, x: Float32Array, rows: number, C: number
       for (let r = 0; r < n; r++) y.set(x.subarray((r0 + r) * C, (r0 + r + 1) * C), r * P);
     }
     k.higgs_rotate(yAt, normAt, n, P, G);
-    const count = (n * P) / d;
-    (d === 2 ? k.nearest_2d : k.nearest_4d)(yAt, count, idxAt, t.pts, t.nrm, t.start, t.items, t.lo, t.cellSize, t.cells, grid.n);
+    (d === 2 ? k.nearest_2d : k.nearest_4d)(yAt, n * perRow, idxAt, t.pts, t.nrm, t.start, t.items, t.lo, t.cellSize, t.cells, grid.n);
+    k.pack_codes(idxAt, n, perRow, grid.bits, codesAt, rowBytes);
     norms.set(new Float64Array(a.memory.buffer, normAt, n * (P / G)), r0 * (P / G));
-    idx.set(new Uint32Array(a.memory.buffer, idxAt, count), (r0 * P) / d);
+    codes.set(a.bytes(codesAt, n * rowBytes), r0 * rowBytes);
   }
 }
 

@@ -86,13 +86,9 @@ export class HiggsQuantizer implements Quantizer {
     if (encodesWithKernels(grid, G)) {
       // the same steps as below, in the WebAssembly kernels (./higgs-wasm.ts), bit for bit
       if (encodeScratch.norms.length < rows * this.groups) encodeScratch.norms = new Float64Array(rows * this.groups);
-      if (encodeScratch.idx.length < rows * perRow) encodeScratch.idx = new Uint32Array(rows * perRow);
       const norms = encodeScratch.norms.subarray(0, rows * this.groups);
-      const all = encodeScratch.idx.subarray(0, rows * perRow);
-      encodeBlock(grid, x, rows, C, P, G, norms, all);
+      encodeBlock(grid, x, rows, C, P, G, norms, codes);
       for (let i = 0; i < norms.length; i++) scales[i] = f32ToF16(norms[i]);
-      if (grid.bits === 8) codes.set(all); // a byte per index: packing is a copy (indices < 256)
-      else for (let t = 0; t < rows; t++) packBits(all.subarray(t * perRow, (t + 1) * perRow), perRow, grid.bits, codes.subarray(t * bytesPerRow, (t + 1) * bytesPerRow));
       return { rows, cols: C, codes, scales, zeros: null };
     }
     for (let t = 0; t < rows; t++) {
@@ -218,5 +214,5 @@ function inverseTransform(x: Float32Array, y: Float32Array, count: number, G: nu
  */
 const scratch = { points: new Float32Array(0), transformed: new Float32Array(0) };
 
-/** Encoding scratch shared the same way: the kernels' group norms and indices, [rows, groups] and [rows, P/d]. */
-const encodeScratch = { norms: new Float64Array(0), idx: new Uint32Array(0) };
+/** Encoding scratch shared the same way: the kernels' group norms, [rows, groups]. */
+const encodeScratch = { norms: new Float64Array(0) };

@@ -26,6 +26,7 @@ export interface KernelExports {
   higgs_rotate(y: number, norms: number, rows: number, P: number, G: number): void;
   nearest_2d(y: number, count: number, idx: number, pts: number, nrm: number, start: number, items: number, lo: number, cell: number, cells: number, n: number): void;
   nearest_4d(y: number, count: number, idx: number, pts: number, nrm: number, start: number, items: number, lo: number, cell: number, cells: number, n: number): void;
+  pack_codes(idx: number, rows: number, perRow: number, bits: number, out: number, rowBytes: number): void;
   higgs_points(codes: number, rows: number, rowBytes: number, perRow: number, bits: number, d: number, pts: number, out: number): void;
   scale_add(y: number, scales: number, out: number, rows: number, C: number, P: number, G: number, add: number): void;
 }
