@@ -463,18 +463,31 @@ function nearestKernel(d: 2 | 4): string {
     (drop (local.get $touch)))`;
 }
 
-function packCodesKernel(): string {
+/**
+ * The loops both code kernels share: over `rows` rows of packed codes (rows $rowBytes apart from
+ * `base`, the row's current byte in $b, the bit accumulator $acc/$held reset per row) and over each
+ * row's $perRow codes; `code` runs per code, `rowEnd` after a row's last.
+ */
+function codeRows(base: string, code: string, rowEnd = ''): string {
   return `
-  (func (export "pack_codes") (param $idx i32) (param $rows i32) (param $perRow i32) (param $bits i32) (param $out i32) (param $rowBytes i32)
-    (local $t i32) (local $s i32) (local $b i32) (local $acc i32) (local $held i32)
     (block $rows_done (loop $row
       (br_if $rows_done (i32.ge_u (local.get $t) (local.get $rows)))
-      (local.set $b (i32.add (local.get $out) (i32.mul (local.get $t) (local.get $rowBytes))))
+      (local.set $b (i32.add (local.get ${base}) (i32.mul (local.get $t) (local.get $rowBytes))))
       (local.set $acc (i32.const 0))
       (local.set $held (i32.const 0))
       (local.set $s (i32.const 0))
       (block $codes_done (loop $code
-        (br_if $codes_done (i32.ge_u (local.get $s) (local.get $perRow)))
+        (br_if $codes_done (i32.ge_u (local.get $s) (local.get $perRow)))${code}
+        (local.set $s (i32.add (local.get $s) (i32.const 1)))
+        (br $code)))${rowEnd}
+      (local.set $t (i32.add (local.get $t) (i32.const 1)))
+      (br $row)))`;
+}
+
+function packCodesKernel(): string {
+  return `
+  (func (export "pack_codes") (param $idx i32) (param $rows i32) (param $perRow i32) (param $bits i32) (param $out i32) (param $rowBytes i32)
+    (local $t i32) (local $s i32) (local $b i32) (local $acc i32) (local $held i32)${codeRows('$out', `
         ;; a code enters above the bits not yet written; whole bytes leave from the bottom
         (local.set $acc (i32.or (local.get $acc) (i32.shl (i32.load (local.get $idx)) (local.get $held))))
         (local.set $held (i32.add (local.get $held) (local.get $bits)))
@@ -485,12 +498,8 @@ function packCodesKernel(): string {
           (local.set $b (i32.add (local.get $b) (i32.const 1)))
           (local.set $acc (i32.shr_u (local.get $acc) (i32.const 8)))
           (local.set $held (i32.sub (local.get $held) (i32.const 8)))
-          (br $flush)))
-        (local.set $s (i32.add (local.get $s) (i32.const 1)))
-        (br $code)))
-      (if (i32.gt_u (local.get $held) (i32.const 0)) (then (i32.store8 (local.get $b) (local.get $acc))))
-      (local.set $t (i32.add (local.get $t) (i32.const 1)))
-      (br $row))))`;
+          (br $flush)))`, `
+      (if (i32.gt_u (local.get $held) (i32.const 0)) (then (i32.store8 (local.get $b) (local.get $acc))))`)})`;
 }
 
 function higgsPointsKernel(): string {
@@ -498,15 +507,7 @@ function higgsPointsKernel(): string {
   (func (export "higgs_points") (param $codes i32) (param $rows i32) (param $rowBytes i32) (param $perRow i32) (param $bits i32)
     (param $d i32) (param $pts i32) (param $out i32)
     (local $t i32) (local $b i32) (local $acc i32) (local $held i32) (local $s i32) (local $mask i32) (local $src i32) (local $i i32)
-    (local.set $mask (i32.sub (i32.shl (i32.const 1) (local.get $bits)) (i32.const 1)))
-    (block $rows_done (loop $row
-      (br_if $rows_done (i32.ge_u (local.get $t) (local.get $rows)))
-      (local.set $b (i32.add (local.get $codes) (i32.mul (local.get $t) (local.get $rowBytes))))
-      (local.set $acc (i32.const 0))
-      (local.set $held (i32.const 0))
-      (local.set $s (i32.const 0))
-      (block $codes_done (loop $code
-        (br_if $codes_done (i32.ge_u (local.get $s) (local.get $perRow)))
+    (local.set $mask (i32.sub (i32.shl (i32.const 1) (local.get $bits)) (i32.const 1)))${codeRows('$codes', `
         ;; bytes enter above the bits held; a code leaves from the bottom
         (block $filled (loop $fill
           (br_if $filled (i32.ge_u (local.get $held) (local.get $bits)))
@@ -523,11 +524,7 @@ function higgsPointsKernel(): string {
           (i32.store (local.get $out) (i32.load (i32.add (local.get $src) (i32.shl (local.get $i) (i32.const 2)))))
           (local.set $out (i32.add (local.get $out) (i32.const 4)))
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
-          (br $copy)))
-        (local.set $s (i32.add (local.get $s) (i32.const 1)))
-        (br $code)))
-      (local.set $t (i32.add (local.get $t) (i32.const 1)))
-      (br $row))))`;
+          (br $copy)))`)})`;
 }
 
 function scaleAddKernel(): string {
