@@ -527,6 +527,22 @@ function higgsPointsKernel(): string {
           (br $copy)))`)})`;
 }
 
+/**
+ * scale_add's sweep over one group: dst (+)= src · scale, `bytes` at a time while $dst < `bound`
+ * (vectors of four, then the single values left).
+ */
+function scaledSweep(label: string, bound: string, load: 'v128' | 'f32', op: 'f32x4' | 'f32', value: string, scale: string, bytes: number): string {
+  return `
+        (block $${label}_done (loop $${label}
+          (br_if $${label}_done (i32.ge_s (local.get $dst) (local.get ${bound})))
+          (local.set ${value} (${op}.mul (${load}.load (local.get $src)) (local.get ${scale})))
+          (if (local.get $add) (then (local.set ${value} (${op}.add (${load}.load (local.get $dst)) (local.get ${value})))))
+          (${load}.store (local.get $dst) (local.get ${value}))
+          (local.set $src (i32.add (local.get $src) (i32.const ${bytes})))
+          (local.set $dst (i32.add (local.get $dst) (i32.const ${bytes})))
+          (br $${label})))`;
+}
+
 function scaleAddKernel(): string {
   return `
   (func (export "scale_add") (param $y i32) (param $scales i32) (param $out i32) (param $rows i32) (param $C i32) (param $P i32)
@@ -549,22 +565,7 @@ function scaleAddKernel(): string {
         (local.set $dst (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $C)) (i32.mul (local.get $g) (local.get $G))) (i32.const 2))))
         (local.set $end (i32.add (local.get $dst) (i32.shl (local.get $n) (i32.const 2))))
         (local.set $vend (i32.sub (local.get $end) (i32.const 12)))
-        (block $vec_done (loop $vec
-          (br_if $vec_done (i32.ge_s (local.get $dst) (local.get $vend)))
-          (local.set $v (f32x4.mul (v128.load (local.get $src)) (local.get $sv)))
-          (if (local.get $add) (then (local.set $v (f32x4.add (v128.load (local.get $dst)) (local.get $v)))))
-          (v128.store (local.get $dst) (local.get $v))
-          (local.set $src (i32.add (local.get $src) (i32.const 16)))
-          (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
-          (br $vec)))
-        (block $tail_done (loop $tail
-          (br_if $tail_done (i32.ge_s (local.get $dst) (local.get $end)))
-          (local.set $x (f32.mul (f32.load (local.get $src)) (local.get $s)))
-          (if (local.get $add) (then (local.set $x (f32.add (f32.load (local.get $dst)) (local.get $x)))))
-          (f32.store (local.get $dst) (local.get $x))
-          (local.set $src (i32.add (local.get $src) (i32.const 4)))
-          (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
-          (br $tail)))
+${scaledSweep('vec', '$vend', 'v128', 'f32x4', '$v', '$sv', 16)}${scaledSweep('tail', '$end', 'f32', 'f32', '$x', '$s', 4)}
         (local.set $g (i32.add (local.get $g) (i32.const 1)))
         (br $group)))
       (local.set $t (i32.add (local.get $t) (i32.const 1)))

@@ -811,6 +811,7 @@
         (local.set $dst (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $C)) (i32.mul (local.get $g) (local.get $G))) (i32.const 2))))
         (local.set $end (i32.add (local.get $dst) (i32.shl (local.get $n) (i32.const 2))))
         (local.set $vend (i32.sub (local.get $end) (i32.const 12)))
+
         (block $vec_done (loop $vec
           (br_if $vec_done (i32.ge_s (local.get $dst) (local.get $vend)))
           (local.set $v (f32x4.mul (v128.load (local.get $src)) (local.get $sv)))
