@@ -518,13 +518,19 @@ function higgsPointsKernel(): string {
         (local.set $src (i32.add (local.get $pts) (i32.shl (i32.mul (i32.and (local.get $acc) (local.get $mask)) (local.get $d)) (i32.const 2))))
         (local.set $acc (i32.shr_u (local.get $acc) (local.get $bits)))
         (local.set $held (i32.sub (local.get $held) (local.get $bits)))
-        (local.set $i (i32.const 0))
-        (block $copied (loop $copy
-          (br_if $copied (i32.ge_u (local.get $i) (local.get $d)))
-          (i32.store (local.get $out) (i32.load (i32.add (local.get $src) (i32.shl (local.get $i) (i32.const 2)))))
-          (local.set $out (i32.add (local.get $out) (i32.const 4)))
-          (local.set $i (i32.add (local.get $i) (i32.const 1)))
-          (br $copy)))`)})`;
+        ;; the point's d coordinates: one move for 2 or 4 (the grids of the ladder), else one by one
+        (if (i32.eq (local.get $d) (i32.const 2))
+          (then (i64.store (local.get $out) (i64.load (local.get $src))))
+          (else (if (i32.eq (local.get $d) (i32.const 4))
+            (then (v128.store (local.get $out) (v128.load (local.get $src))))
+            (else
+              (local.set $i (i32.const 0))
+              (block $copied (loop $copy
+                (br_if $copied (i32.ge_u (local.get $i) (local.get $d)))
+                (i32.store (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 2))) (i32.load (i32.add (local.get $src) (i32.shl (local.get $i) (i32.const 2)))))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br $copy)))))))
+        (local.set $out (i32.add (local.get $out) (i32.shl (local.get $d) (i32.const 2))))`)})`;
 }
 
 /**
