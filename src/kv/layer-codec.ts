@@ -85,17 +85,18 @@ export class LayerCodec {
   ): void {
     const C = this.C;
     this.predictKeys(recK, prevK, n);
-    let row = 0;
-    for (const b of blocks) {
-      LayerCodec.decodeAdd(this.keyQuantizer, b.keys, recK.subarray(row * C), ws);
-      row += b.keys.rows;
-    }
+    LayerCodec.decodeAddAll(this.keyQuantizer, blocks.map((b) => b.keys), recK, ws);
     const needsTmp = this.valuePredictor !== null && prevV !== null;
     this.predictValues(recV, recK, prevV, n, prevK ?? (needsTmp ? ws.get('codec.tmp', n * C) : new Float32Array(0)));
-    row = 0;
+    LayerCodec.decodeAddAll(this.valueQuantizer, blocks.map((b) => b.values), recV, ws);
+  }
+
+  /** out [Σ rows, C] += each block's residual, the blocks' rows end to end. */
+  private static decodeAddAll(q: Quantizer, blocks: QuantizedBlock[], out: Float32Array, ws: Workspace): void {
+    let row = 0;
     for (const b of blocks) {
-      LayerCodec.decodeAdd(this.valueQuantizer, b.values, recV.subarray(row * C), ws);
-      row += b.values.rows;
+      LayerCodec.decodeAdd(q, b, out.subarray(row * b.cols), ws);
+      row += b.rows;
     }
   }
 }

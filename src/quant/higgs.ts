@@ -143,8 +143,7 @@ export class HiggsQuantizer implements Quantizer {
 
   /** The block's grid points, inverse-transformed: [rows, P] in shared scratch. */
   private decodeRows(block: QuantizedBlock): Float32Array {
-    const { cols: C, paddedCols: P, groupSize: G, grid, idx } = this;
-    if (block.cols !== C) throw new AquaError(`HiggsQuantizer: block has ${block.cols} channels, quantizer ${C}`);
+    const { paddedCols: P, groupSize: G, grid, idx } = this;
     const rows = block.rows;
     const d = grid.d;
     const perRow = P / d;
