@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RidgeAccumulator } from '../src/predictors/ridge.js';
 import { captureKeysValues, fitPredictors } from '../src/predictors/fit.js';
-import { autoSearch, gaussianDistortion, modelledPlan, predictorsThatHurt } from '../src/predictors/allocate.js';
+import { AUTO_ALLOCATION_WINDOWS, autoSearch, gaussianDistortion, modelledPlan, predictorsThatHurt } from '../src/predictors/allocate.js';
 import { BUDGET_LADDER } from '../src/kv/method.js';
 import { parseQuantizerSpec } from '../src/quant/spec.js';
 import { readFileSync } from 'node:fs';
@@ -321,9 +321,13 @@ test('the ladder\'s Gaussian errors fall rung by rung, and the search picks meas
 test('budgeted calibration with the modelled search: the first sweep, one measurement of the plan, recorded in the file', () => {
   const { model, tokenizer } = loadModel(makeTinyModel({ layers: 3, maxPositions: 256, headDim: 32 }));
   const text = randomWordsText(3000, 6);
-  const p = calibrate(model, text, tokenizer, { method: parseMethod('aquakv[bits=2.5]'), samples: 6, seqLen: 256, allocationWindows: 1, allocationSearch: 'modelled' });
+  // 16 windows hold out 2; the modelled search measures on one of them unless told otherwise
+  const p = calibrate(model, text, tokenizer, { method: parseMethod('aquakv[bits=2.5]'), samples: 16, seqLen: 256, allocationSearch: 'modelled' });
   const a = p.info.allocation!;
   assert.equal(a.search, 'modelled');
+  assert.equal(p.info.data.validTokens, 2 * 256);
+  assert.equal(a.windows, AUTO_ALLOCATION_WINDOWS.modelled);
+  assert.equal(a.tokens, 255);
   assert.ok(a.steps.length > 0);
   assert.equal(a.measurements, 1 + 6 + 1, 'the base, each slot\'s first upgrade, the plan');
   assert.ok(a.bitsPerValue <= 2.5 + 1e-12);

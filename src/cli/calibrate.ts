@@ -3,6 +3,7 @@ import { AquaError } from '../errors.js';
 import { readText } from '../eval/texts.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { formatMethod, parseMethod } from '../kv/method.js';
+import { AUTO_ALLOCATION_WINDOWS } from '../predictors/allocate.js';
 import { calibrate, DEFAULT_CALIBRATION } from '../predictors/calibrate.js';
 import { savePredictors } from '../predictors/file.js';
 import { platform } from '../platform/index.js';
@@ -23,7 +24,7 @@ const options = {
   samples: opt('N', 'calibration windows (the last eighth held out for validation)', d.samples),
   'seq-len': opt('L', 'tokens per window', `min(${d.seqLen}, the model's context)`),
   allocation: opt('auto|measured|modelled', 'budgeted methods: how the plan is searched (measured: KL at every step; modelled: KL of each slot once, for large models; auto: by model size)', d.allocationSearch),
-  'allocation-windows': opt('N', 'budgeted methods: held-out windows KL is measured on', d.allocationWindows),
+  'allocation-windows': opt('N', 'budgeted methods: held-out windows KL is measured on', `${AUTO_ALLOCATION_WINDOWS.measured} for the measured search, ${AUTO_ALLOCATION_WINDOWS.modelled} for the modelled one`),
   predict: opt('both|keys|values', 'which predictors to fit (ablation)', d.predict),
   'fit-on': opt('reconstructed|original', 'inputs the predictors are fitted on (ablation)', d.fitOn),
   damp: opt('X', 'ridge damping, a fraction of the mean diagonal of XᵀX', d.damp),
@@ -59,7 +60,7 @@ export const calibrateCommand: Command = {
     const bar = progress('calibrate', o.json);
     const p = calibrate(model, text, tok, {
       method, predict, fitOn, allocationSearch,
-      allocationWindows: intOpt(o['allocation-windows'], 'allocation-windows', d.allocationWindows, 1, 1024),
+      allocationWindows: o['allocation-windows'] === undefined ? 'auto' : intOpt(o['allocation-windows'], 'allocation-windows', 1, 1, 1024),
       damp: numOpt(o.damp, 'damp', d.damp, 0),
       dataSource: source,
       samples: intOpt(o.samples, 'samples', d.samples, 2, 4096),
@@ -79,7 +80,12 @@ export const calibrateCommand: Command = {
       console.log(`budget ${a.budget} bits per value → plan ${p.info.method}: ${a.bitsPerValue.toFixed(3)} bits`);
       const modelled = a.search === 'modelled';
       console.log(`KL from fp on ${a.tokens} held-out calibration positions: ${a.klBase.toFixed(5)} with every slot at ${a.ladder[0]}, ${a.klPlan.toFixed(5)} with the plan (${a.measurements} measurements, ${modelled ? 'modelled' : 'measured'} search)`);
-      for (const s of a.steps) console.log(`  ${s.slot} → ${s.to}: ${s.bitsPerValue.toFixed(3)} bits, KL ${s.klBefore.toFixed(5)} → ${s.klAfter.toFixed(5)}${modelled ? ' (modelled)' : ''}`);
+      // the modelled search adds each step's modelled gain; gains overlap, so their running total
+      // can pass below zero: print the gains, not a KL that never was (the plan's KL is measured)
+      for (const s of a.steps) {
+        const change = modelled ? `KL gain ${(s.klBefore - s.klAfter).toFixed(5)} (modelled)` : `KL ${s.klBefore.toFixed(5)} → ${s.klAfter.toFixed(5)}`;
+        console.log(`  ${s.slot} → ${s.to}: ${s.bitsPerValue.toFixed(3)} bits, ${change}`);
+      }
       for (const s of a.withoutPredictor ?? []) console.log(`  ${s.slot} without a predictor: KL ${s.klBefore.toFixed(5)} → ${s.klAfter.toFixed(5)}`);
     }
     console.log(`calibrated ${p.info.method} on ${p.info.data.trainTokens} train / ${p.info.data.validTokens} validation tokens from ${source} in ${(p.seconds ?? 0).toFixed(1)} s; saved ${out}`);

@@ -15,8 +15,8 @@ import { textWindows, type WindowOptions } from './text-windows.js';
 export interface CalibrationOptions extends WindowOptions {
   /** The cache method the predictors are for (an aquakv method; a budgeted one gets its plan chosen here). */
   method: CacheMethod;
-  /** Budgeted methods: how many validation windows the allocation measures KL on. */
-  allocationWindows: number;
+  /** Budgeted methods: how many validation windows the allocation measures KL on ('auto': by the search, `AUTO_ALLOCATION_WINDOWS`). */
+  allocationWindows: number | 'auto';
   /** Budgeted methods: the measured or the modelled search (allocate.ts), or 'auto' to pick by the model's size. */
   allocationSearch: AllocationSearch | 'auto';
   /** Ablations: fit only key or only value predictors; fit on exact instead of reconstructed inputs. */
@@ -31,7 +31,7 @@ export interface CalibrationOptions extends WindowOptions {
 /** The defaults of every calibration option, in one place. */
 export const DEFAULT_CALIBRATION: Readonly<Omit<CalibrationOptions, 'onProgress'>> = Object.freeze({
   method: parseMethod('aquakv'),
-  allocationWindows: 2,
+  allocationWindows: 'auto',
   allocationSearch: 'auto',
   predict: 'both',
   fitOn: 'reconstructed',
