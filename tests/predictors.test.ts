@@ -17,6 +17,7 @@ import { platform as nodePlatform } from '../src/platform/node.js';
 import { platform as browserPlatform } from '../src/platform/browser.js';
 import { calibrate, createCache, loadModel, loadPredictors, parseMethod, savePredictors, formatMethod, type CompressedCache } from '../src/index.js';
 import { textWindows } from '../src/predictors/text-windows.js';
+import { fpLogProbsOf, KlMeasure } from '../src/predictors/kl-measure.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
 import { writeFileSync } from 'node:fs';
 import { Rng } from '../src/tensor/rng.js';
@@ -340,4 +341,44 @@ test('budgeted calibration with the modelled search: the first sweep, one measur
   const path = join(mkdtempSync(join(tmpdir(), 'aquakv-pred-')), 'm.safetensors');
   savePredictors(path, p);
   assert.deepEqual(loadPredictors(path, model).info.allocation, a);
+});
+
+test('the first sweep replays a slot from its own layer: the KL of the whole pass, bit for bit, and whole passes when the record does not fit', () => {
+  const { model, tokenizer } = loadModel(makeTinyModel({ layers: 4, maxPositions: 256, headDim: 32 }));
+  const text = randomWordsText(3000, 7);
+  const base = parseMethod('aquakv[q=higgs:2x8,first=higgs:2x8]');
+  const p = calibrate(model, text, tokenizer, { method: base, samples: 8, seqLen: 256 });
+  const ids = tokenizer.encode(text);
+  // two windows of two cache blocks each (the sinks, then whole blocks compressed step by step)
+  const windows = [ids.slice(0, 256), ids.slice(300, 556)];
+  const fp = fpLogProbsOf(model, windows);
+  const { nLayers: L, hiddenSize: D, kvDim: C } = model.config;
+  const m = new KlMeasure(model, windows, fp);
+  assert.equal(m.replayLayers, L - 1);
+  const klBase = m.recordBase(base, p.set);
+  assert.equal(klBase, m.of(base, p.set));
+  for (let l = 1; l < L; l++) {
+    for (const part of ['k', 'v']) {
+      const plan = parseMethod(`aquakv[q=higgs:2x8,first=higgs:2x8,${part}${l}=higgs:4x256]`);
+      const whole = m.of(plan, p.set);
+      assert.notEqual(whole, klBase, `${part}${l}'s upgrade changes the output`);
+      const starts: number[] = [];
+      const forward = model.forward.bind(model);
+      model.forward = (ids, cache, opts) => (starts.push(opts?.from?.layer ?? 0), forward(ids, cache, opts));
+      try {
+        assert.equal(m.from(l, plan, p.set), whole, `${part}${l}`);
+      } finally {
+        model.forward = forward;
+      }
+      assert.deepEqual(starts, [l, l, l, l], 'two steps of each window, from layer l');
+    }
+  }
+  // a record room for one layer replays only the last layer's slots; none without room
+  const oneLayer = 512 * (D + 2 * C) * 4;
+  const small = new KlMeasure(model, windows, fp, oneLayer);
+  assert.equal(small.replayLayers, 1);
+  assert.equal(small.recordBase(base, p.set), klBase);
+  const plan = parseMethod(`aquakv[q=higgs:2x8,first=higgs:2x8,v${L - 1}=higgs:2x64]`);
+  assert.equal(small.from(L - 1, plan, p.set), m.of(plan, p.set));
+  assert.equal(new KlMeasure(model, windows, fp, oneLayer - 1).replayLayers, 0);
 });

@@ -47,6 +47,12 @@ export interface CompressedCacheSetup extends CacheOptions {
   codecs: LayerCodec[]; // [L], built from the plan
   /** The predictors the codecs use (AQUA-KV), or null. */
   predictors: PredictorSet | null;
+  /**
+   * Calibration only (../predictors/suffix-replay.ts): a cache of layers firstLayer..L−1, for a
+   * forward pass that starts there. Its codec of firstLayer brings the previous layer's
+   * reconstructions itself. Such a cache serves attention only: it cannot be saved, forked or sized.
+   */
+  firstLayer?: number;
 }
 
 /** What a compressed cache holds, as saved: its regions in position order. */
@@ -73,6 +79,8 @@ export class CompressedCache implements KVCache {
   private ws = new Workspace();
 
   private readonly context: StoreContext;
+  /** The first layer this cache holds (0 but in calibration's replays). */
+  private readonly first: number;
 
   /**
    * A fresh cache, or one holding `state` (taken, not copied; from `state()` or a saved file,
@@ -87,7 +95,10 @@ export class CompressedCache implements KVCache {
     }
     this.options = { sinks, buffer, mode };
     this.C = kvDim;
-    this.order = new StepOrder(nLayers, 'CompressedCache');
+    this.first = setup.firstLayer ?? 0;
+    if (!(Number.isInteger(this.first) && this.first >= 0 && this.first < nLayers)) throw new RangeError(`CompressedCache: firstLayer ${this.first} outside [0, ${nLayers})`);
+    if (this.first > 0 && state) throw new RangeError('CompressedCache: a cache of the last layers only starts empty');
+    this.order = new StepOrder(nLayers, 'CompressedCache', this.first);
     this.context = { nLayers, C: kvDim, nKvHeads, rope: host.rope, keysAfterRope: setup.plan.keysAfterRope };
     if (state) {
       const rows = (list: Float32Array[]) => list.map((x) => RowBuffer.of(kvDim, x));
@@ -120,7 +131,7 @@ export class CompressedCache implements KVCache {
     const r = this.r;
     const start = this.length; // position of this step's first token
     const nSink = Math.max(0, Math.min(n, this.options.sinks - start));
-    if (layer === 0) this.planChunks(start + nSink, start + n);
+    if (layer === this.first) this.planChunks(start + nSink, start + n);
     // sinks: rotated at once, kept forever
     if (nSink > 0) {
       const k = r.sinkK[layer];
@@ -160,12 +171,12 @@ export class CompressedCache implements KVCache {
   }
 
   /**
-   * At layer 0: the buffer will hold positions [bufStart, end) once this step's tokens are in;
+   * At the first layer: the buffer will hold positions [bufStart, end) once this step's tokens are in;
    * every whole block [kB, (k+1)B) inside it becomes a chunk this step.
    */
   private planChunks(firstBuffered: number, end: number): void {
     const r = this.r;
-    if (r.bufK[0].rows === 0) r.bufStart = Math.max(firstBuffered, r.bufStart);
+    if (r.bufK[this.first].rows === 0) r.bufStart = Math.max(firstBuffered, r.bufStart);
     const B = this.options.buffer;
     let s = r.bufStart;
     while ((Math.floor(s / B) + 1) * B <= end) {
@@ -200,7 +211,13 @@ export class CompressedCache implements KVCache {
     }
   }
 
+  /** Throws for a cache of the last layers only, whose regions hold nothing of the first ones. */
+  private checkWhole(what: string): void {
+    if (this.first > 0) throw new Error(`CompressedCache.${what}: this cache holds layers ${this.first}.. only (a calibration replay)`);
+  }
+
   memory(): CacheMemory {
+    this.checkWhole('memory');
     let keyCodes = 0, valueCodes = 0, scales = 0;
     for (const c of [...this.r.chunks, ...this.compressing]) {
       for (const b of c.keys) {
@@ -231,6 +248,7 @@ export class CompressedCache implements KVCache {
 
   /** Views of what the cache holds (valid until its next update; blocks are shared, never modified). */
   state(): CompressedCacheState {
+    this.checkWhole('state');
     this.order.checkIdle('state');
     const r = this.r;
     const views = (list: RowBuffer[]) => list.map((b) => b.view());
@@ -253,6 +271,7 @@ export class CompressedCache implements KVCache {
 
   /** Lengths a compressed cache can be cut to: within the sinks, at a chunk's end, or within the buffer. */
   cutPoint(n: number): number {
+    this.checkWhole('cutPoint');
     const m = Math.max(0, Math.min(Math.floor(n), this.length));
     if (m >= this.bufferStart() || m <= this.r.sinkK[0].rows) return m;
     const chunk = this.r.chunks.find((c) => c.start < m && m < c.start + c.n);
@@ -260,6 +279,7 @@ export class CompressedCache implements KVCache {
   }
 
   truncate(n: number): void {
+    this.checkWhole('truncate');
     this.order.checkIdle('truncate');
     checkCut(n, this.length, 'CompressedCache');
     if (this.cutPoint(n) !== n) throw new RangeError(`CompressedCache.truncate: ${n} splits a compressed chunk; cut at ${this.cutPoint(n)} (cutPoint(n)) or at a later chunk boundary`);

@@ -25,7 +25,7 @@ export function resolvePlan(method: CacheMethod, predictors: PredictorSet | null
 }
 
 /** The per-layer codecs of a plan (`resolvePlan`'s result; quantizers are shared between slots of the same spec). */
-function layerCodecs(plan: CacheMethod, nLayers: number, C: number, predictors: PredictorSet | null): LayerCodec[] {
+export function layerCodecs(plan: CacheMethod, nLayers: number, C: number, predictors: PredictorSet | null): LayerCodec[] {
   const q = layerQuantizers(plan, C, nLayers);
   const p = plan.usesPredictors ? predictors : null;
   return Array.from({ length: nLayers }, (_, l) => new LayerCodec(C, q.keys[l], q.values[l], p?.keys[l] ?? null, p?.values[l] ?? null));

@@ -27,6 +27,12 @@ export interface ForwardOptions {
    */
   logits?: 'all' | 'last' | 'none';
   tap?: Tap;
+  /**
+   * Start at `layer` from a recorded residual stream x [n, D] entering it (the 'hidden' tap of
+   * layer − 1 in an earlier pass over the same tokens): calibration replays the layers an upgrade
+   * can change and nothing before them. The cache must hold layers from `layer` on.
+   */
+  from?: { layer: number; x: Float32Array };
 }
 
 export class LlamaModel {
@@ -62,9 +68,16 @@ export class LlamaModel {
     const ws = this.ws;
     const startPos = cache.length;
 
-    // token embeddings → residual stream x [n, D]
+    // token embeddings (or the recorded stream entering the first layer run) → residual stream x [n, D]
     const x = ws.get('x', n * D);
-    for (let t = 0; t < n; t++) {
+    const firstLayer = opts.from?.layer ?? 0;
+    if (opts.from) {
+      if (!(Number.isInteger(firstLayer) && firstLayer >= 0 && firstLayer < cfg.nLayers) || opts.from.x.length < n * D) {
+        throw new RangeError(`forward: from layer ${firstLayer} needs x of [${n}, ${D}] and a layer in [0, ${cfg.nLayers})`);
+      }
+      x.set(opts.from.x.subarray(0, n * D));
+    }
+    for (let t = 0; t < n && !opts.from; t++) {
       const id = ids[t];
       if (!Number.isInteger(id) || id < 0 || id >= V) {
         throw new AquaError(`forward: token id ${id} at position ${t} is outside the vocabulary [0, ${V})`);
@@ -84,7 +97,7 @@ export class LlamaModel {
     const gate = ws.get('gate', n * F); // [n, F]
 
     const mode = opts.logits ?? 'all';
-    for (let l = 0; l < cfg.nLayers; l++) {
+    for (let l = firstLayer; l < cfg.nLayers; l++) {
       const lw = w.layers[l];
       // attention block: norm → q/k/v → RoPE(q) → cache (keys go in pre-RoPE) → attention → o → residual
       rmsNorm(xn, x, lw.attnNorm, n, D, eps);

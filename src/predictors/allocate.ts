@@ -39,17 +39,15 @@
  */
 import { AquaError } from '../errors.js';
 import { DEFAULT_CACHE_OPTIONS } from '../kv/compressed.js';
-import { FullCache } from '../kv/full.js';
-import { createCache } from '../kv/factory.js';
 import type { PredictorSet } from '../kv/linear-predictor.js';
 import { BUDGET_LADDER, formatMethod, methodKey, parseMethod, type CacheMethod } from '../kv/method.js';
 import type { ModelConfig } from '../model/config.js';
 import type { LlamaModel } from '../model/llama.js';
 import { Rng } from '../tensor/rng.js';
-import { klDivergence, runWindow } from '../model/log-probs.js';
 import { blockBytes } from '../quant/quantizer.js';
 import { buildQuantizer, parseQuantizerSpec, type QuantizerSpec } from '../quant/spec.js';
 import { fitPredictors, type Captured, type FitOptions } from './fit.js';
+import { fpLogProbsOf, KlMeasure } from './kl-measure.js';
 
 /** How a plan was chosen, recorded in the predictor file. */
 export interface Allocation {
@@ -174,33 +172,6 @@ function planMethod(ladder: string[], rungs: number[][]): CacheMethod {
   return parseMethod(`aquakv[q=${base},first=${base}${overrides.map((o) => ',' + o).join('')}]`);
 }
 
-/** Mean KL(p_fp ‖ p_plan) over the windows, the windows fed one cache block at a time. */
-function klOf(model: LlamaModel, plan: CacheMethod, predictors: PredictorSet, windows: number[][], fpLogProbs: Float32Array[]): number {
-  const { kvDim: C, vocabSize: V } = model.config;
-  // the base's predictors stand in for the plan's (named for it, so the codecs accept them)
-  const set = { ...predictors, method: formatMethod(plan), methodKey: methodKey(plan, C) };
-  let kl = 0;
-  let n = 0;
-  windows.forEach((ids, w) => {
-    const cache = createCache(model, plan, set);
-    runWindow(model, ids, DEFAULT_CACHE_OPTIONS.buffer, cache, (t, lp) => {
-      kl += klDivergence(fpLogProbs[w].subarray(t * V, (t + 1) * V), lp, V);
-      n++;
-    });
-  });
-  return kl / n;
-}
-
-/** Log-probabilities of the full-precision model at every position but the last: [L − 1, V] per window. */
-function fpLogProbsOf(model: LlamaModel, windows: number[][]): Float32Array[] {
-  const V = model.config.vocabSize;
-  return windows.map((ids) => {
-    const out = new Float32Array((ids.length - 1) * V);
-    runWindow(model, ids, ids.length, new FullCache(model), (t, lp) => out.set(lp, t * V));
-    return out;
-  });
-}
-
 /** Refuses, before any work, a budget no plan meets or windows too short to measure through the cache. */
 export function checkBudget(budget: number, C: number, seqLen: number): void {
   const cheapest = slotBits(parseQuantizerSpec(BUDGET_LADDER[0]), C, DEFAULT_CACHE_OPTIONS.buffer);
@@ -281,22 +252,23 @@ export function allocateBits(
   // Fitted on exact inputs they improve with every upgrade, so the measurements rank slots by
   // what their bits do; the chosen plan then gets predictors fitted on its own reconstructions.
   const { set } = fitPredictors(model, train, valid, { ...o, method: base, fitOn: 'original', onProgress: (_, d, t) => o.onProgress?.('fit base', d, t) });
-  const fp = fpLogProbsOf(model, windows);
+  const kl = new KlMeasure(model, windows, fpLogProbsOf(model, windows));
   const slots = Array.from({ length: 2 * L }, (_, i) => ({ layer: i >> 1, part: (i & 1 ? 'v' : 'k') as 'k' | 'v' }));
   let measurements = 0;
   // estimate for the progress bar: the first sweep, then a few per upgrade
   const expected = search === 'measured' ? expectedMeasurements(L, budget, bits[0]) : 2 * L + 2;
-  const measureKl = (plan: CacheMethod, predictors: PredictorSet) => {
-    const kl = klOf(model, plan, predictors, windows, fp);
+  const counted = (value: number) => {
     measurements++;
     o.onProgress?.('allocate', measurements, Math.max(expected, measurements + 1));
-    return kl;
+    return value;
   };
+  const measureKl = (plan: CacheMethod, predictors: PredictorSet) => counted(kl.of(plan, predictors));
   const measure = (r: number[][]) => measureKl(planMethod(ladder, r), set);
   const withUpgrade = (s: number) => rungs.map((r, l) => (l === slots[s].layer ? r.map((x, i) => (i === (slots[s].part === 'k' ? 0 : 1) ? x + 1 : x)) : [...r]));
   const rungOf = (s: number) => rungs[slots[s].layer][slots[s].part === 'k' ? 0 : 1];
 
-  let klCur = measure(rungs);
+  // the base's pass is recorded, so that the first sweep replays each slot from its own layer
+  let klCur = counted(kl.recordBase(planMethod(ladder, rungs), set));
   const klBase = klCur;
   // gain[s]: KL removed by slot s's next upgrade, measured at `at[s]` (the number of upgrades taken then)
   const gain = new Float64Array(2 * L);
@@ -307,7 +279,12 @@ export function allocateBits(
     gain[s] = klCur - klWith[s];
     at[s] = taken;
   };
-  for (let s = 0; s < 2 * L; s++) remeasure(s, 0);
+  for (let s = 0; s < 2 * L; s++) {
+    klWith[s] = counted(kl.from(slots[s].layer, planMethod(ladder, withUpgrade(s)), set));
+    gain[s] = klCur - klWith[s];
+    at[s] = 0;
+  }
+  kl.release();
   const firstGains = slots.map((x, s) => ({ slot: slotName(x.layer, x.part), klGain: gain[s] }));
   const record = (plan: CacheMethod, spent: number, steps: Allocation['steps'], klPlan: number, without: Allocation['withoutPredictor']): { plan: CacheMethod; allocation: Allocation } => ({
     plan,
