@@ -56,20 +56,37 @@ export class LayerCodec {
     K: Float32Array, V: Float32Array, prevK: Float32Array | null, prevV: Float32Array | null, n: number,
     recK: Float32Array, recV: Float32Array, ws: Workspace,
   ): { keys: QuantizedBlock; values: QuantizedBlock } {
-    const C = this.C;
-    const r = ws.get('codec.residual', n * C);
-    // the prediction goes where the reconstruction will be, and the residual is added back onto
-    // it: the same arithmetic as `reconstruct` (whose prediction of the same inputs is the same),
-    // with one predictor product per part instead of two
-    this.predictKeys(recK, prevK, n);
-    for (let i = 0; i < n * C; i++) r[i] = K[i] - recK[i];
-    const keys = this.keyQuantizer.quantize(r, n);
-    LayerCodec.decodeAdd(this.keyQuantizer, keys, recK, ws);
-    this.predictValues(recV, recK, prevV, n, ws.get('codec.tmp', n * C));
-    for (let i = 0; i < n * C; i++) r[i] = V[i] - recV[i];
-    const values = this.valueQuantizer.quantize(r, n);
-    LayerCodec.decodeAdd(this.valueQuantizer, values, recV, ws);
+    const keys = this.compressKeys(K, prevK, n, recK, ws);
+    const values = this.compressValues(V, recK, prevV, n, recV, ws);
     return { keys, values };
+  }
+
+  /**
+   * The keys' half of `compress`: K [n, C] from prevK (null for layer 0) into recK [n, C].
+   * Calibration calls the halves apart: it fits the value predictor between them.
+   */
+  compressKeys(K: Float32Array, prevK: Float32Array | null, n: number, recK: Float32Array, ws: Workspace): QuantizedBlock {
+    // the prediction goes where the reconstruction will be, and the residual is added back onto
+    // it: the same arithmetic as `reconstructBlocks` (whose prediction of the same inputs is the
+    // same), with one predictor product per part
+    this.predictKeys(recK, prevK, n);
+    return this.quantizeOnto(this.keyQuantizer, K, recK, n, ws);
+  }
+
+  /** The values' half of `compress`, given this layer's reconstructed keys recK [n, C]. */
+  compressValues(V: Float32Array, recK: Float32Array, prevV: Float32Array | null, n: number, recV: Float32Array, ws: Workspace): QuantizedBlock {
+    this.predictValues(recV, recK, prevV, n, ws.get('codec.tmp', n * this.C));
+    return this.quantizeOnto(this.valueQuantizer, V, recV, n, ws);
+  }
+
+  /** Quantizes exact − rec (rec holding the prediction) and adds the dequantized residual onto rec. */
+  private quantizeOnto(q: Quantizer, exact: Float32Array, rec: Float32Array, n: number, ws: Workspace): QuantizedBlock {
+    const size = n * this.C;
+    const r = ws.get('codec.residual', size);
+    for (let i = 0; i < size; i++) r[i] = exact[i] - rec[i];
+    const block = q.quantize(r, n);
+    LayerCodec.decodeAdd(q, block, rec, ws);
+    return block;
   }
 
   /**

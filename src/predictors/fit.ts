@@ -194,6 +194,17 @@ export function fitPredictors(
     if (n) codec.compress(exact.k, exact.v, prevK, prevV, n, recK, recV, ws);
     return { k: recK, v: recV };
   };
+  // the codec's halves, for layers l ≥ 1: keys first, values once their predictor is fitted
+  const reconstructKeys = (codec: LayerCodec, n: number, exactK: Float32Array, prevK: Float32Array) => {
+    const recK = new Float32Array(n * C);
+    if (n) codec.compressKeys(exactK, prevK, n, recK, ws);
+    return recK;
+  };
+  const reconstructValues = (codec: LayerCodec, n: number, exactV: Float32Array, recK: Float32Array, prevV: Float32Array) => {
+    const recV = new Float32Array(n * C);
+    if (n) codec.compressValues(exactV, recK, prevV, n, recV, ws);
+    return recV;
+  };
   const codec0 = new LayerCodec(C, q.keys[0], q.values[0], null, null);
   let exactT = load(train, 0);
   let exactV = load(valid, 0);
@@ -213,10 +224,10 @@ export function fitPredictors(
       keyErr = errorsOf(keyPred, prevT.k, exactT.k, nT, prevV.k, exactV.k, nV);
       keyPred = keep(keyPred, keyErr, o.withoutPredictor?.includes(`k${l}`));
     }
-    // K̃_l through the cache's codec (the value part is redone below with its predictor)
+    // K̃_l through the cache's codec (its keys' half: the value predictor is not fitted yet)
     const keyCodec = new LayerCodec(C, q.keys[l], q.values[l], keyPred, null);
-    const kT = reconstruct(keyCodec, nT, exactT, prevT.k, prevT.v).k;
-    const kV = reconstruct(keyCodec, nV, exactV, prevV.k, prevV.v).k;
+    const kT = reconstructKeys(keyCodec, nT, exactT.k, prevT.k);
+    const kV = reconstructKeys(keyCodec, nV, exactV.k, prevV.k);
     // values: [K̃_l ; Ṽ_{l−1}] → V_l
     let valuePred: LinearPredictor | null = null;
     let valueErr = null;
@@ -226,9 +237,10 @@ export function fitPredictors(
       valueErr = errorsOf(valuePred, orig ? concat(kT, prevT.v, nT, C) : xT, exactT.v, nT, concat(kV, prevV.v, nV, C), exactV.v, nV);
       valuePred = keep(valuePred, valueErr, o.withoutPredictor?.includes(`v${l}`));
     }
+    // Ṽ_l through the codec's values' half, onto the K̃_l above (what `compress` computes)
     const codec = new LayerCodec(C, q.keys[l], q.values[l], keyPred, valuePred);
-    prevT = reconstruct(codec, nT, exactT, prevT.k, prevT.v);
-    prevV = reconstruct(codec, nV, exactV, prevV.k, prevV.v);
+    prevT = { k: kT, v: reconstructValues(codec, nT, exactT.v, kT, prevT.v) };
+    prevV = { k: kV, v: reconstructValues(codec, nV, exactV.v, kV, prevV.v) };
     set.keys.push(keyPred);
     set.values.push(valuePred);
     layers.push({ layer: l, keys: keyErr, values: valueErr });
