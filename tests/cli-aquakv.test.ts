@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { aquakv, BIN } from './run-cli.js';
 import { FIXTURE_TEXT, makeTinyModel } from './fixture.js';
+import { loadTokenizer } from '../src/io/tokenizer.js';
 
 const model = makeTinyModel({ layers: 3, maxPositions: 512, headDim: 32 }); // C = 64: a 2.5-bit budget fits
 const work = mkdtempSync(join(tmpdir(), 'aquakv-cli-'));
@@ -174,4 +175,24 @@ test('calibration writes the same bytes twice (no timing in the file)', () => {
     assert.equal(r.code, 0, r.err);
   }
   assert.ok(readFileSync(a).equals(readFileSync(b)));
+});
+
+test('generate says so when the model picks ids its tokenizer has no text for', () => {
+  // config.json's vocabulary four times the tokenizer's: random weights pick ids beyond it
+  const wide = makeTinyModel({ layers: 2, vocab: 1200, tied: false });
+  const V = loadTokenizer(wide).vocabSize;
+  const args = ['generate', '--model', wide, '--prompt', 'We the people', '--max-new-tokens', '8', '--temperature', '1', '--seed', '3'];
+  const j = aquakv(...args, '--json');
+  assert.equal(j.code, 0, j.err);
+  const res = JSON.parse(j.out) as { ids: number[]; idsWithoutText: number };
+  const beyond = res.ids.filter((id) => id >= V).length;
+  assert.ok(beyond > 0, `some of ${JSON.stringify(res.ids)} are ≥ ${V}`);
+  assert.equal(res.idsWithoutText, beyond);
+  const t = aquakv(...args);
+  assert.equal(t.code, 0, t.err);
+  assert.match(t.err, new RegExp(`warning: ${beyond} of the 8 generated ids \\(.*\\) are beyond the tokenizer's ${V} ids and have no text; the model's vocabulary is 1200`));
+  // the tokenizer's own model: no warning
+  const own = aquakv('generate', '--model', model, '--prompt', 'We the people', '--max-new-tokens', '8', '--seed', '3');
+  assert.equal(own.code, 0, own.err);
+  assert.doesNotMatch(own.err, /warning/);
 });

@@ -31,6 +31,8 @@ export interface FixtureOptions {
   headDim?: number;
   seed?: number;
   maxPositions?: number;
+  /** config.json's vocab_size (the fixture tokenizer has 300 ids or fewer). */
+  vocab?: number;
 }
 
 export function fixtureConfig(o: FixtureOptions = {}): Record<string, unknown> {
@@ -45,7 +47,7 @@ export function fixtureConfig(o: FixtureOptions = {}): Record<string, unknown> {
     num_attention_heads: heads,
     num_key_value_heads: o.kvHeads ?? 2,
     head_dim: o.headDim ?? 8,
-    vocab_size: 300,
+    vocab_size: o.vocab ?? 300,
     rms_norm_eps: 1e-5,
     rope_theta: 10000,
     rope_scaling: o.llama3Scaling

@@ -109,6 +109,9 @@ export const generateCommand: Command = {
     let saved: { path: string; bytes: number } | null = null;
     if (o['save-cache']) saved = { path: o['save-cache'], bytes: saveCache(cache, o['save-cache']) };
 
+    // ids the tokenizer has no text for (a model whose vocabulary outgrows its tokenizer.json's)
+    // would otherwise vanish from the text without a word
+    const withoutText = res.ids.filter((id) => id >= tokenizer.vocabSize);
     const mem = cache.memory();
     const fp16Bytes = fp16CacheBytes(model.config, cache.length);
     const rate = (n: number, sec: number) => (sec > 0 ? n / sec : NaN);
@@ -116,7 +119,7 @@ export const generateCommand: Command = {
       method: methodName, text: res.text, ids: res.ids, finishReason: res.finishReason,
       resumedTokens: resumed, cachedTokens: cache.length,
       storedBytes: mem.stored, fp16Bytes, residentBytes: mem.total, bitsPerValue: mem.bitsPerValue,
-      savedCache: saved,
+      savedCache: saved, idsWithoutText: withoutText.length,
       prefillTokensPerSecond: rate(res.prefillTokens, res.prefillSeconds), decodeTokensPerSecond: rate(res.decodeTokens, res.decodeSeconds),
     };
     if (o.json) {
@@ -131,6 +134,13 @@ export const generateCommand: Command = {
         `prefill ${summary.prefillTokensPerSecond.toFixed(1)} tokens/s, decode ${Number.isFinite(summary.decodeTokensPerSecond) ? summary.decodeTokensPerSecond.toFixed(1) : '-'} tokens/s`,
     );
     if (saved) console.error(`saved the conversation to ${saved.path}: ${bytes(saved.bytes)} bytes`);
+    if (withoutText.length > 0) {
+      const some = [...new Set(withoutText)].slice(0, 5).join(', ');
+      console.error(
+        `warning: ${withoutText.length} of the ${res.ids.length} generated ids (${some}${withoutText.length > 5 ? ', …' : ''}) are beyond the tokenizer's ${tokenizer.vocabSize} ids and have no text; ` +
+          `the model's vocabulary is ${model.config.vocabSize} (config.json vocab_size): is tokenizer.json this model's own?`,
+      );
+    }
   },
 };
 
