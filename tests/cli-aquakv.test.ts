@@ -134,7 +134,7 @@ test('calibrate --bits prints its plan, and eval takes one predictor file per AQ
   const b = aquakv('calibrate', '--model', model, '--data', text, '--samples', '4', '--seq-len', '256', '--bits', '2.75', '--out', join(work, 'b275.safetensors'));
   assert.equal(b.code, 0, b.err);
   assert.match(b.out, /budget 2.75 bits per value → plan aquakv\[q=higgs:2x8,first=higgs:2x8,.*\]: 2\.\d{3} bits/);
-  assert.match(b.out, /\(\d+ measurements, measured search\)/, 'a small model gets the measured search');
+  assert.match(b.out, /\(\d+ measurements, 4 of them replayed from their slot's layer, measured search\)/, 'a small model gets the measured search; its 3 layers\' first sweep replays layers 1 and 2');
   const e = aquakv('eval', '--model', model, '--text', text, '--predictors', `${preds},${fixed},${join(work, 'b275.safetensors')}`, '--seq-len', '256', '--max-tokens', '256',
     '--methods', 'fp,aquakv,aquakv[bits=2.75],aquakv[q=higgs:2x16,first=higgs:2x256]', '--json');
   assert.equal(e.code, 0, e.err);

@@ -331,6 +331,7 @@ test('budgeted calibration with the modelled search: the first sweep, one measur
   assert.equal(a.tokens, 255);
   assert.ok(a.steps.length > 0);
   assert.equal(a.measurements, 1 + 6 + 1, 'the base, each slot\'s first upgrade, the plan');
+  assert.equal(a.replays, 4, 'the slots of layers 1 and 2, replayed from their layer');
   assert.ok(a.bitsPerValue <= 2.5 + 1e-12);
   assert.deepEqual(a.withoutPredictor, []);
   // the plan's KL is measured, not the model's: a cache of the plan reports the plan's bits

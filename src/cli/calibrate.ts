@@ -79,7 +79,7 @@ export const calibrateCommand: Command = {
     if (a) {
       console.log(`budget ${a.budget} bits per value → plan ${p.info.method}: ${a.bitsPerValue.toFixed(3)} bits`);
       const modelled = a.search === 'modelled';
-      console.log(`KL from fp on ${a.tokens} held-out calibration positions: ${a.klBase.toFixed(5)} with every slot at ${a.ladder[0]}, ${a.klPlan.toFixed(5)} with the plan (${a.measurements} measurements, ${modelled ? 'modelled' : 'measured'} search)`);
+      console.log(`KL from fp on ${a.tokens} held-out calibration positions: ${a.klBase.toFixed(5)} with every slot at ${a.ladder[0]}, ${a.klPlan.toFixed(5)} with the plan (${a.measurements} measurements${a.replays ? `, ${a.replays} of them replayed from their slot's layer` : ''}, ${modelled ? 'modelled' : 'measured'} search)`);
       // the modelled search adds each step's modelled gain; gains overlap, so their running total
       // can pass below zero: print the gains, not a KL that never was (the plan's KL is measured)
       for (const s of a.steps) {

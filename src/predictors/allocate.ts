@@ -59,6 +59,8 @@ export interface Allocation {
   klBase: number; // every slot at the base rung
   klPlan: number; // the chosen plan (with the base's predictors, less those of step 4; refitting can only help)
   measurements: number;
+  /** Of the measurements, those replayed from their slot's layer (kl-measure.ts); absent in files from before replays. */
+  replays?: number;
   /** Upgrades taken, in order: the slot, the quantizer it moved to, the KL before → after. */
   steps: { slot: string; to: string; bitsPerValue: number; klBefore: number; klAfter: number }[];
   /** Every slot's first measured gain (KL removed by its first upgrade from the base): the sensitivity map. */
@@ -290,7 +292,7 @@ export function allocateBits(
     plan,
     allocation: {
       budget, bitsPerValue: spent / (2 * L), ladder: [...ladder], windows: windows.length, tokens: positions,
-      klBase, klPlan, measurements, steps, firstGains, search, withoutPredictor: without,
+      klBase, klPlan, measurements, replays: kl.replays, steps, firstGains, search, withoutPredictor: without,
     },
   });
 

@@ -82,6 +82,8 @@ class SeededCodec extends LayerCodec {
 export class KlMeasure {
   private records: WindowRecord[] | null = null;
   private recordedFrom: number;
+  /** Measurements made by replay so far. */
+  replays = 0;
 
   constructor(
     private readonly model: LlamaModel,
@@ -127,6 +129,7 @@ export class KlMeasure {
    */
   from(layer: number, plan: CacheMethod, predictors: PredictorSet): number {
     if (!this.records || layer < this.recordedFrom) return this.of(plan, predictors);
+    this.replays++;
     return this.measure(plan, predictors, layer, 'replay');
   }
 
