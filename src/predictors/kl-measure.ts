@@ -37,15 +37,27 @@ export function fpLogProbsOf(model: LlamaModel, windows: number[][]): Float32Arr
   });
 }
 
+/** Reconstructions of compressed blocks, one array [rows, C] per block in compression order. */
+interface BlockRows {
+  k: Float32Array[];
+  v: Float32Array[];
+}
+
 /** One window's record: per layer l (recorded ones only) the stream entering l and layer l − 1's reconstructions. */
 interface WindowRecord {
   streams: (Float32Array | null)[]; // [L] of [tokens, D]
-  prevRec: ({ k: Float32Array[]; v: Float32Array[] } | null)[]; // [L] of the compressed blocks' rows, in compression order
+  prevRec: (BlockRows | null)[]; // [L]
 }
 
-/** A codec that also copies each compression's reconstructions into `sink`. */
-class RecordingCodec extends LayerCodec {
-  constructor(c: LayerCodec, private readonly sink: { k: Float32Array[]; v: Float32Array[] }) {
+/**
+ * A layer's codec in a recorded or replayed pass: `seed` gives the previous layer's
+ * reconstructions from a record (a replay's first layer, whose previous layer does not run),
+ * block after block; `record` receives a copy of each compression's reconstructions.
+ */
+class ReplayCodec extends LayerCodec {
+  private next = 0;
+
+  constructor(c: LayerCodec, private readonly io: { seed?: BlockRows; record?: BlockRows }) {
     super(c.C, c.keyQuantizer, c.valueQuantizer, c.keyPredictor, c.valuePredictor);
   }
 
@@ -53,29 +65,16 @@ class RecordingCodec extends LayerCodec {
     K: Float32Array, V: Float32Array, prevK: Float32Array | null, prevV: Float32Array | null, n: number,
     recK: Float32Array, recV: Float32Array, ws: Workspace,
   ): { keys: QuantizedBlock; values: QuantizedBlock } {
+    const { seed, record } = this.io;
+    if (seed) {
+      const i = this.next++;
+      if (seed.k[i]?.length !== n * this.C) throw new Error(`replay: block ${i} of the record does not match a compression of ${n} rows`);
+      [prevK, prevV] = [seed.k[i], seed.v[i]];
+    }
     const out = super.compress(K, V, prevK, prevV, n, recK, recV, ws);
-    this.sink.k.push(recK.slice(0, n * this.C));
-    this.sink.v.push(recV.slice(0, n * this.C));
+    record?.k.push(recK.slice(0, n * this.C));
+    record?.v.push(recV.slice(0, n * this.C));
     return out;
-  }
-}
-
-/** A codec of a replay's first layer: the previous layer's reconstructions come from the record, block after block. */
-class SeededCodec extends LayerCodec {
-  private next = 0;
-
-  constructor(c: LayerCodec, private readonly prev: { k: Float32Array[]; v: Float32Array[] }) {
-    super(c.C, c.keyQuantizer, c.valueQuantizer, c.keyPredictor, c.valuePredictor);
-  }
-
-  override compress(
-    K: Float32Array, V: Float32Array, _prevK: Float32Array | null, _prevV: Float32Array | null, n: number,
-    recK: Float32Array, recV: Float32Array, ws: Workspace,
-  ): { keys: QuantizedBlock; values: QuantizedBlock } {
-    const i = this.next++;
-    const k = this.prev.k[i];
-    if (!k || k.length !== n * this.C) throw new Error(`replay: block ${i} of the record does not match a compression of ${n} rows`);
-    return super.compress(K, V, k, this.prev.v[i], n, recK, recV, ws);
   }
 }
 
@@ -161,7 +160,7 @@ export class KlMeasure {
         for (let l = this.recordedFrom; l < L; l++) {
           record.streams[l] = new Float32Array(ids.length * D);
           const sink = (record.prevRec[l] = { k: [], v: [] });
-          codecs[l - 1] = new RecordingCodec(codecs[l - 1], sink);
+          codecs[l - 1] = new ReplayCodec(codecs[l - 1], { record: sink });
         }
         const cache = this.cacheOf(plan, set, codecs, 0);
         // the stream after layer l − 1 is the one entering layer l
@@ -172,7 +171,7 @@ export class KlMeasure {
         }));
         return;
       }
-      codecs[first] = new SeededCodec(codecs[first], record.prevRec[first]!);
+      codecs[first] = new ReplayCodec(codecs[first], { seed: record.prevRec[first]! });
       const stream = record.streams[first]!;
       runWindow(model, ids, B, this.cacheOf(plan, set, codecs, first), row, (start, rows) => ({
         from: { layer: first, x: stream.subarray(start * D, (start + rows) * D) },
