@@ -48,7 +48,7 @@ export interface CompressedCacheSetup extends CacheOptions {
   /** The predictors the codecs use (AQUA-KV), or null. */
   predictors: PredictorSet | null;
   /**
-   * Calibration only (../predictors/suffix-replay.ts): a cache of layers firstLayer..L−1, for a
+   * Calibration only (../predictors/kl-measure.ts, its replays): a cache of layers firstLayer..L−1, for a
    * forward pass that starts there. Its codec of firstLayer brings the previous layer's
    * reconstructions itself. Such a cache serves attention only: it cannot be saved, forked or sized.
    */

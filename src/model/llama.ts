@@ -76,14 +76,15 @@ export class LlamaModel {
         throw new RangeError(`forward: from layer ${firstLayer} needs x of [${n}, ${D}] and a layer in [0, ${cfg.nLayers})`);
       }
       x.set(opts.from.x.subarray(0, n * D));
-    }
-    for (let t = 0; t < n && !opts.from; t++) {
-      const id = ids[t];
-      if (!Number.isInteger(id) || id < 0 || id >= V) {
-        throw new AquaError(`forward: token id ${id} at position ${t} is outside the vocabulary [0, ${V})`);
+    } else {
+      for (let t = 0; t < n; t++) {
+        const id = ids[t];
+        if (!Number.isInteger(id) || id < 0 || id >= V) {
+          throw new AquaError(`forward: token id ${id} at position ${t} is outside the vocabulary [0, ${V})`);
+        }
+        if (w.embed instanceof Float32Array) x.set(w.embed.subarray(id * D, (id + 1) * D), t * D);
+        else w.embed.rowToF32(id, x.subarray(t * D, (t + 1) * D));
       }
-      if (w.embed instanceof Float32Array) x.set(w.embed.subarray(id * D, (id + 1) * D), t * D);
-      else w.embed.rowToF32(id, x.subarray(t * D, (t + 1) * D));
     }
     const xn = ws.get('xn', n * D); // [n, D]
     const qkvDim = qDim + 2 * C;

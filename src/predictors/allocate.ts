@@ -276,16 +276,13 @@ export function allocateBits(
   const gain = new Float64Array(2 * L);
   const at = new Int32Array(2 * L).fill(-1);
   const klWith = new Float64Array(2 * L);
-  const remeasure = (s: number, taken: number) => {
-    klWith[s] = measure(withUpgrade(s));
+  // (a measurement given in `klWithIt` is used instead of a whole pass: the first sweep's replays)
+  const remeasure = (s: number, taken: number, klWithIt = measure(withUpgrade(s))) => {
+    klWith[s] = klWithIt;
     gain[s] = klCur - klWith[s];
     at[s] = taken;
   };
-  for (let s = 0; s < 2 * L; s++) {
-    klWith[s] = counted(kl.from(slots[s].layer, planMethod(ladder, withUpgrade(s)), set));
-    gain[s] = klCur - klWith[s];
-    at[s] = 0;
-  }
+  for (let s = 0; s < 2 * L; s++) remeasure(s, 0, counted(kl.from(slots[s].layer, planMethod(ladder, withUpgrade(s)), set)));
   kl.release();
   const firstGains = slots.map((x, s) => ({ slot: slotName(x.layer, x.part), klGain: gain[s] }));
   const record = (plan: CacheMethod, spent: number, steps: Allocation['steps'], klPlan: number, without: Allocation['withoutPredictor']): { plan: CacheMethod; allocation: Allocation } => ({

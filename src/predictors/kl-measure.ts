@@ -18,7 +18,7 @@
  */
 import { CompressedCache, DEFAULT_CACHE_OPTIONS } from '../kv/compressed.js';
 import { FullCache } from '../kv/full.js';
-import { createCache, layerCodecs } from '../kv/factory.js';
+import { layerCodecs } from '../kv/factory.js';
 import { LayerCodec } from '../kv/layer-codec.js';
 import type { PredictorSet } from '../kv/linear-predictor.js';
 import { formatMethod, methodKey, type CacheMethod } from '../kv/method.js';
@@ -153,37 +153,30 @@ export class KlMeasure {
         kl += klDivergence(this.fp[w].subarray(t * V, (t + 1) * V), lp, V);
         n++;
       };
-      if (use === null) {
-        runWindow(model, ids, B, createCache(model, plan, set), row);
-        return;
-      }
-      const record = this.records![w];
+      // the cache `createCache` builds for the plan, its codecs wrapped where a record is written or read
       const codecs = layerCodecs(plan, L, C, set);
+      let step: Parameters<typeof runWindow>[5];
       if (use === 'record') {
+        const record = this.records![w];
         for (let l = this.recordedFrom; l < L; l++) {
           record.streams[l] = new Float32Array(ids.length * D);
-          const sink = (record.prevRec[l] = { k: [], v: [] });
-          codecs[l - 1] = new ReplayCodec(codecs[l - 1], { record: sink });
+          codecs[l - 1] = new ReplayCodec(codecs[l - 1], { record: (record.prevRec[l] = { k: [], v: [] }) });
         }
-        const cache = this.cacheOf(plan, set, codecs, 0);
         // the stream after layer l − 1 is the one entering layer l
-        runWindow(model, ids, B, cache, row, (start) => ({
+        step = (start) => ({
           tap: (stage, layer, data, rows) => {
             if (stage === 'hidden' && layer + 1 >= this.recordedFrom && layer + 1 < L) record.streams[layer + 1]!.set(data.subarray(0, rows * D), start * D);
           },
-        }));
-        return;
+        });
+      } else if (use === 'replay') {
+        const record = this.records![w];
+        codecs[first] = new ReplayCodec(codecs[first], { seed: record.prevRec[first]! });
+        const stream = record.streams[first]!;
+        step = (start, rows) => ({ from: { layer: first, x: stream.subarray(start * D, (start + rows) * D) } });
       }
-      codecs[first] = new ReplayCodec(codecs[first], { seed: record.prevRec[first]! });
-      const stream = record.streams[first]!;
-      runWindow(model, ids, B, this.cacheOf(plan, set, codecs, first), row, (start, rows) => ({
-        from: { layer: first, x: stream.subarray(start * D, (start + rows) * D) },
-      }));
+      const cache = new CompressedCache({ ...DEFAULT_CACHE_OPTIONS, host: model, method: plan, plan, codecs, predictors: plan.usesPredictors ? set : null, firstLayer: first });
+      runWindow(model, ids, B, cache, row, step);
     });
     return kl / n;
-  }
-
-  private cacheOf(plan: CacheMethod, set: PredictorSet, codecs: LayerCodec[], firstLayer: number): CompressedCache {
-    return new CompressedCache({ ...DEFAULT_CACHE_OPTIONS, host: this.model, method: plan, plan, codecs, predictors: plan.usesPredictors ? set : null, firstLayer });
   }
 }
