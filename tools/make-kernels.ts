@@ -59,6 +59,19 @@
  *       for c < C: f32 products (and sums), as the JavaScript rounds them.
  *   pack_codes(idx, rows, perRow, bits, out, rowBytes)   each row's perRow indices (i32) packed
  *       into rowBytes bytes at `bits` bits each, least significant first (as quant/bitpack.ts).
+ *   points_scaled(codes, rows, rowBytes, perRow, bits, d, pts, scales, u, out, ld)   higgs_points and
+ *       scale_rows in one pass for one group per row (P = perRow·d, a multiple of 4): out[t·ld + c]
+ *       = point[c] · scales[t] + u[c], the same f32 products and sums. A compact cache's rebuild
+ *       writes each token's row of the product's input with it (u carries the predictor's bias
+ *       through the transform, kv/fused-rebuild.ts); two codes of a 2-D grid (or one of a 4-D
+ *       grid) make one vector.
+ *   fan_rows(src, rows, C, hd, dst1, ld1, dst2, ld2, view, S, cos, sin)   each row t of src [rows, C]
+ *       copied to dst1 and dst2 (rows of ld1, ld2 floats; ld 0: none) and, head by head, to
+ *       view [C/hd][S, hd] row t, rotated there when cos is given: pair (c, c + hd/2) by
+ *       cos/sin[t·hd/2 + c] (hd a multiple of 4), x₁·cos − x₂·sin and x₂·cos + x₁·sin, each product
+ *       and the difference in f64 rounded to f32 once, which is what model/rope.ts's JavaScript
+ *       computes, so the two agree bit for bit. A compact cache's rebuild sends each product's
+ *       output to the next products' inputs and to attention's view in one pass (kv/fused-rebuild.ts).
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -578,10 +591,140 @@ ${scaledSweep('vec', '$vend', 'v128', 'f32x4', '$v', '$sv', 16)}${scaledSweep('t
       (br $row))))`;
 }
 
+/**
+ * points_scaled's loop over one row's codes for d-dimensional points, `per` codes a vector (two
+ * 2-D points, one 4-D point) or one coordinate at a time (other d): 8-bit codes read a byte each;
+ * other widths come from a 64-bit accumulator refilled 32 bits at a time (it may read up to 3
+ * bytes past the row, which the caller's memory holds).
+ */
+function pointsRow(d: 2 | 4 | 0, bytewise: boolean): string {
+  const code = (dst: string) => bytewise
+    ? `
+            (local.set ${dst} (i32.add (local.get $pts) (i32.mul (i32.load8_u (local.get $b)) (local.get $pb))))
+            (local.set $b (i32.add (local.get $b) (i32.const 1)))`
+    : `
+            (if (i32.lt_u (local.get $held) (local.get $bits))
+              (then
+                (local.set $acc (i64.or (local.get $acc) (i64.shl (i64.extend_i32_u (i32.load (local.get $b))) (i64.extend_i32_u (local.get $held)))))
+                (local.set $b (i32.add (local.get $b) (i32.const 4)))
+                (local.set $held (i32.add (local.get $held) (i32.const 32)))))
+            (local.set ${dst} (i32.add (local.get $pts) (i32.mul (i32.wrap_i64 (i64.and (local.get $acc) (local.get $mask))) (local.get $pb))))
+            (local.set $acc (i64.shr_u (local.get $acc) (i64.extend_i32_u (local.get $bits))))
+            (local.set $held (i32.sub (local.get $held) (local.get $bits)))`;
+  const store = (v: string) => `
+            (v128.store (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul ${v} (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))`;
+  const body = d === 2
+    ? `${code('$src')}${code('$src2')}${store('(v128.load64_lane 1 (local.get $src2) (v128.load64_zero (local.get $src)))')}`
+    : d === 4
+      ? `${code('$src')}${store('(v128.load (local.get $src))')}`
+      : `${code('$src')}
+            (local.set $i (i32.const 0))
+            (block $coords_done (loop $coord
+              (br_if $coords_done (i32.ge_u (local.get $i) (local.get $pb)))
+              (f32.store (i32.add (local.get $dst) (local.get $c))
+                (f32.add (f32.mul (f32.load (i32.add (local.get $src) (local.get $i))) (local.get $s)) (f32.load (i32.add (local.get $u) (local.get $c)))))
+              (local.set $c (i32.add (local.get $c) (i32.const 4)))
+              (local.set $i (i32.add (local.get $i) (i32.const 4)))
+              (br $coord)))`;
+  return `
+          (block $codes_done (loop $next
+            (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))${body}
+            (br $next)))`;
+}
+
+function pointsScaledKernel(): string {
+  const rows = (d: 2 | 4 | 0) => `
+        (if (i32.eq (local.get $bits) (i32.const 8)) (then${pointsRow(d, true)}) (else${pointsRow(d, false)}))`;
+  return `
+  (func (export "points_scaled") (param $codes i32) (param $rows i32) (param $rowBytes i32) (param $perRow i32) (param $bits i32)
+    (param $d i32) (param $pts i32) (param $scales i32) (param $u i32) (param $out i32) (param $ld i32)
+    (local $t i32) (local $b i32) (local $acc i64) (local $held i32) (local $c i32) (local $Pb i32) (local $pb i32) (local $mask i64)
+    (local $src i32) (local $src2 i32) (local $dst i32) (local $i i32) (local $sv v128) (local $s f32)
+    (local.set $mask (i64.sub (i64.shl (i64.const 1) (i64.extend_i32_u (local.get $bits))) (i64.const 1)))
+    (local.set $pb (i32.shl (local.get $d) (i32.const 2)))
+    (local.set $Pb (i32.mul (local.get $perRow) (local.get $pb)))
+    (block $rows_done (loop $row
+      (br_if $rows_done (i32.ge_u (local.get $t) (local.get $rows)))
+      (local.set $b (i32.add (local.get $codes) (i32.mul (local.get $t) (local.get $rowBytes))))
+      (local.set $dst (i32.add (local.get $out) (i32.shl (i32.mul (local.get $t) (local.get $ld)) (i32.const 2))))
+      (local.set $s (f32.load (i32.add (local.get $scales) (i32.shl (local.get $t) (i32.const 2)))))
+      (local.set $sv (f32x4.splat (local.get $s)))
+      (local.set $acc (i64.const 0))
+      (local.set $held (i32.const 0))
+      (local.set $c (i32.const 0))
+      (if (i32.eq (local.get $d) (i32.const 2)) (then${rows(2)})
+        (else (if (i32.eq (local.get $d) (i32.const 4)) (then${rows(4)}) (else${rows(0)}))))
+      (local.set $t (i32.add (local.get $t) (i32.const 1)))
+      (br $row))))`;
+}
+
+function fanRowsKernel(): string {
+  // one row's copy into a part of a product's input (ld 0: none)
+  const copy = (dst: string, ld: string) => `
+      (if (local.get ${ld})
+        (then
+          (local.set $o (i32.const 0))
+          (block $${dst}_done (loop $${dst}_vec
+            (br_if $${dst}_done (i32.ge_u (local.get $o) (local.get $rowBytes)))
+            (v128.store (i32.add (i32.add (local.get ${dst}) (i32.mul (local.get $t) (i32.shl (local.get ${ld}) (i32.const 2)))) (local.get $o))
+              (v128.load (i32.add (local.get $row) (local.get $o))))
+            (local.set $o (i32.add (local.get $o) (i32.const 16)))
+            (br $${dst}_vec)))))`;
+  return `
+  (func (export "fan_rows") (param $src i32) (param $rows i32) (param $C i32) (param $hd i32) (param $dst1 i32) (param $ld1 i32)
+    (param $dst2 i32) (param $ld2 i32) (param $view i32) (param $S i32) (param $cos i32) (param $sin i32)
+    (local $t i32) (local $o i32) (local $h i32) (local $row i32) (local $rowBytes i32) (local $hb i32) (local $half i32)
+    (local $in i32) (local $out i32) (local $c i32) (local $s i32)
+    (local $x1 v128) (local $x2 v128) (local $cv v128) (local $sv v128)
+    (local.set $rowBytes (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $hb (i32.shl (local.get $hd) (i32.const 2)))
+    (local.set $half (i32.shr_u (local.get $hb) (i32.const 1)))
+    (block $rows_done (loop $next_row
+      (br_if $rows_done (i32.ge_u (local.get $t) (local.get $rows)))
+      (local.set $row (i32.add (local.get $src) (i32.mul (local.get $t) (local.get $rowBytes))))${copy('$dst1', '$ld1')}${copy('$dst2', '$ld2')}
+      ;; each head's slice into its rows of the view: rotated (cos given) or copied
+      (local.set $h (i32.const 0))
+      (block $heads_done (loop $head
+        (br_if $heads_done (i32.ge_u (local.get $h) (local.get $rowBytes)))
+        (local.set $in (i32.add (local.get $row) (local.get $h)))
+        (local.set $out (i32.add (local.get $view) (i32.add (i32.mul (i32.div_u (local.get $h) (local.get $hb)) (i32.mul (local.get $S) (local.get $hb)))
+                                                          (i32.mul (local.get $t) (local.get $hb)))))
+        (local.set $o (i32.const 0))
+        (if (local.get $cos)
+          (then
+            (local.set $c (i32.add (local.get $cos) (i32.mul (local.get $t) (local.get $half))))
+            (local.set $s (i32.add (local.get $sin) (i32.mul (local.get $t) (local.get $half))))
+            (block $pairs_done (loop $pair
+              (br_if $pairs_done (i32.ge_u (local.get $o) (local.get $half)))
+              ;; two channels of each half at a time, in f64 as the JavaScript rotation computes them
+              (local.set $x1 (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $in) (local.get $o)))))
+              (local.set $x2 (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (i32.add (local.get $in) (local.get $half)) (local.get $o)))))
+              (local.set $cv (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $c) (local.get $o)))))
+              (local.set $sv (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $s) (local.get $o)))))
+              (v128.store64_lane 0 (i32.add (local.get $out) (local.get $o))
+                (f32x4.demote_f64x2_zero (f64x2.sub (f64x2.mul (local.get $x1) (local.get $cv)) (f64x2.mul (local.get $x2) (local.get $sv)))))
+              (v128.store64_lane 0 (i32.add (i32.add (local.get $out) (local.get $half)) (local.get $o))
+                (f32x4.demote_f64x2_zero (f64x2.add (f64x2.mul (local.get $x2) (local.get $cv)) (f64x2.mul (local.get $x1) (local.get $sv)))))
+              (local.set $o (i32.add (local.get $o) (i32.const 8)))
+              (br $pair))))
+          (else
+            (block $copied (loop $copy
+              (br_if $copied (i32.ge_u (local.get $o) (local.get $hb)))
+              (v128.store (i32.add (local.get $out) (local.get $o)) (v128.load (i32.add (local.get $in) (local.get $o))))
+              (local.set $o (i32.add (local.get $o) (i32.const 16)))
+              (br $copy)))))
+        (local.set $h (i32.add (local.get $h) (local.get $hb)))
+        (br $head)))
+      (local.set $t (i32.add (local.get $t) (i32.const 1)))
+      (br $next_row))))`;
+}
+
 export function kernelsWat(shared = false): string {
   return `;; Generated by tools/make-kernels.ts (npm run kernels:generate); do not edit.
 (module
-  (memory (import "env" "memory") 1${shared ? ' 65536 shared' : ''})${DTYPES.map(dotKernel).join('')}${widenKernel('bf16')}${widenKernel('f16')}${rowsKernel()}${softmaxKernel()}${higgsRotateKernel()}${nearestKernel(2)}${nearestKernel(4)}${packCodesKernel()}${higgsPointsKernel()}${scaleAddKernel()}
+  (memory (import "env" "memory") 1${shared ? ' 65536 shared' : ''})${DTYPES.map(dotKernel).join('')}${widenKernel('bf16')}${widenKernel('f16')}${rowsKernel()}${softmaxKernel()}${higgsRotateKernel()}${nearestKernel(2)}${nearestKernel(4)}${packCodesKernel()}${higgsPointsKernel()}${scaleAddKernel()}${pointsScaledKernel()}${fanRowsKernel()}
 )
 `;
 }

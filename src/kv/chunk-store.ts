@@ -12,7 +12,9 @@ import type { Rope } from '../model/rope.js';
 import type { LayerView } from '../model/kv-cache.js';
 import type { Workspace } from '../tensor/workspace.js';
 import type { LayerCodec } from './layer-codec.js';
+import { FusedMemory, type FusedPart } from './fused-rebuild.js';
 import { HeadRows, ropeHeads, scatterHeads } from './head-rows.js';
+import { gemmRowwise } from '../tensor/gemm.js';
 import type { RowBuffer } from './row-buffer.js';
 
 /** Tokens [start, start + n) compressed together: one stored block per layer for keys and for values. */
@@ -38,6 +40,7 @@ export interface StoreContext {
   nLayers: number;
   C: number;
   nKvHeads: number;
+  nHeads: number;
   rope: Rope;
   keysAfterRope: boolean;
 }
@@ -177,8 +180,16 @@ export class CompactStore implements ChunkStore {
     private readonly ws: Workspace,
   ) {}
 
+  // The rebuild as one product per part (./fused-rebuild.ts), in a memory of its own that attention
+  // reads in place; null until a step finds every layer's parts fused (then the buffers above stay empty)
+  private fusedMemory: FusedMemory | null = null;
+  private fusedShape = { rows: -1, capacity: 0 };
+
   /** Rebuilds every chunk of this layer and returns [sinks | chunks | buffer], head-major. */
   view(layer: number): LayerView {
+    const parts = this.fusedParts();
+    if (parts) return this.fusedView(layer, parts);
+    this.fusedMemory = null;
     const { C, nKvHeads: KV, rope, keysAfterRope } = this.s;
     const hd = C / KV;
     const r = this.regions;
@@ -213,6 +224,78 @@ export class CompactStore implements ChunkStore {
     return { keys: K, values: V, length: T, stride: T };
   }
 
+  /** Every layer's fused parts, when each layer's keys and values take that form now (keys stored before RoPE). */
+  private fusedParts(): { keys: FusedPart; values: FusedPart }[] | null {
+    if (this.s.keysAfterRope || (this.s.C / this.s.nKvHeads) % 4 !== 0) return null;
+    const parts: { keys: FusedPart; values: FusedPart }[] = [];
+    for (const c of this.codecs) {
+      const keys = c.fusedKeys();
+      const values = c.fusedValues();
+      if (!keys || !values) return null;
+      parts.push({ keys, values });
+    }
+    return parts;
+  }
+
+  /**
+   * The fused rebuild of layer `layer`, into attention's view. The products' inputs carry from layer
+   * to layer: A_K holds [K̃_{l−1} | ŷ·s + u] rows, A_V [K̃_l | Ṽ_{l−1} | ŷ·s + u]; each product's
+   * output (Y) is copied where the next product needs it and into the view (keys rotated there).
+   */
+  private fusedView(layer: number, parts: { keys: FusedPart; values: FusedPart }[]): LayerView {
+    const { C, nKvHeads: KV, nHeads, rope } = this.s;
+    const hd = C / KV;
+    const half = hd / 2;
+    const r = this.regions;
+    const R = r.chunks.reduce((s, c) => s + c.n, 0);
+    const nSink = r.sinkK[layer].rows;
+    const nb = r.bufK[layer].rows;
+    const T = nSink + R + nb;
+    const m = (this.fusedMemory ??= new FusedMemory());
+    // laid out anew when the rows rebuilt change (a chunk joined) or the view outgrows its rows
+    // (grown 128 rows at a time); T is the same at every layer of a step, so never mid-step
+    const firstPos = R > 0 ? r.chunks[0].start : 0;
+    if (R !== this.fusedShape.rows || T > this.fusedShape.capacity) {
+      const capacity = T + 128;
+      const group = nHeads / KV;
+      const kMax = Math.max(...parts.flatMap((p) => [p.keys.k, p.values.k]));
+      // attention's scratch per view: the group's queries and scores (keys), probabilities and outputs (values)
+      const scratchBytes = group * (hd + capacity + 4) * 4;
+      m.layout({ rows: R, kMax, C, P: parts[0].keys.quantizer.paddedCols, view: { heads: KV, T: capacity, hd, scratchBytes }, tables: capacity * half });
+      this.fusedShape = { rows: R, capacity };
+    }
+    const S = this.fusedShape.capacity; // rows per head in the view
+    const at = m.at;
+    // the chunks' positions are [firstPos, firstPos + R) ⊂ [0, T)
+    if (m.tablesHeld < (firstPos + R) * half) {
+      const tables = rope.tables(firstPos + R);
+      m.holdTables(tables.cos, tables.sin, (firstPos + R) * half);
+    }
+    if (R > 0) {
+      const { keys: pk, values: pv } = parts[layer];
+      const next = parts[layer + 1];
+      // keys: A_K's first columns hold K̃_{l−1} (from the layer before; none at layer 0)
+      m.points(pk, r.chunks.map((c) => c.keys[layer]), at.a, pk.k);
+      gemmRowwise(m.f32(at.y, R * C), m.f32(at.a, R * pk.k), pk.weight, R, pk.k, C, true);
+      const nextKeys = next && next.keys.inDim > 0 ? next.keys.k : 0;
+      const valueIn = pv.inDim > 0 ? pv.k : 0;
+      m.kernels.fan_rows(at.y, R, C, hd, at.b, valueIn, at.a, nextKeys, at.kview + nSink * hd * 4, S, at.cos + firstPos * half * 4, at.sin + firstPos * half * 4);
+      // values: A_V holds [K̃_l | Ṽ_{l−1}] (the latter from the layer before)
+      m.points(pv, r.chunks.map((c) => c.values[layer]), at.b, pv.k);
+      gemmRowwise(m.f32(at.y, R * C), m.f32(at.b, R * pv.k), pv.weight, R, pv.k, C, true);
+      const nextValues = next && next.values.inDim > 0 ? next.values.k : 0;
+      m.kernels.fan_rows(at.y, R, C, hd, at.b + C * 4, nextValues, 0, 0, at.vview + nSink * hd * 4, S, 0, 0);
+    }
+    const K = m.f32(at.kview, KV * S * hd);
+    const V = m.f32(at.vview, KV * S * hd);
+    scatterHeads(K, S, 0, r.sinkK[layer].view(), nSink, KV, hd);
+    scatterHeads(V, S, 0, r.sinkV[layer].view(), nSink, KV, hd);
+    scatterHeads(K, S, nSink + R, r.bufK[layer].view(), nb, KV, hd);
+    scatterHeads(V, S, nSink + R, r.bufV[layer].view(), nb, KV, hd);
+    ropeHeads(rope, K, S, nSink + R, nb, KV, r.bufStart);
+    return { keys: K, values: V, length: T, stride: S, inPlace: { keys: m.viewMemory('k'), values: m.viewMemory('v') } };
+  }
+
   compressed(): void {
     // nothing to keep: the chunk's codes are rebuilt at every read
   }
@@ -230,7 +313,8 @@ export class CompactStore implements ChunkStore {
   }
 
   memory(): { materialized: number; working: number } {
-    return { materialized: 0, working: this.prev.k.byteLength + this.prev.v.byteLength + this.cur.k.byteLength + this.cur.v.byteLength };
+    const fused = this.fusedMemory?.bytes ?? 0;
+    return { materialized: 0, working: fused + this.prev.k.byteLength + this.prev.v.byteLength + this.cur.k.byteLength + this.cur.v.byteLength };
   }
 }
 

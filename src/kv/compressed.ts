@@ -99,7 +99,7 @@ export class CompressedCache implements KVCache {
     if (!(Number.isInteger(this.first) && this.first >= 0 && this.first < nLayers)) throw new RangeError(`CompressedCache: firstLayer ${this.first} outside [0, ${nLayers})`);
     if (this.first > 0 && state) throw new RangeError('CompressedCache: a cache of the last layers only starts empty');
     this.order = new StepOrder(nLayers, 'CompressedCache', this.first);
-    this.context = { nLayers, C: kvDim, nKvHeads, rope: host.rope, keysAfterRope: setup.plan.keysAfterRope };
+    this.context = { nLayers, C: kvDim, nKvHeads, nHeads: host.config.nHeads, rope: host.rope, keysAfterRope: setup.plan.keysAfterRope };
     if (state) {
       const rows = (list: Float32Array[]) => list.map((x) => RowBuffer.of(kvDim, x));
       this.r = { sinkK: rows(state.sinkK), sinkV: rows(state.sinkV), chunks: state.chunks, bufK: rows(state.bufK), bufV: rows(state.bufV), bufStart: state.bufStart };

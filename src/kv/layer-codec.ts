@@ -9,6 +9,7 @@
  */
 import type { QuantizedBlock, Quantizer } from '../quant/quantizer.js';
 import type { Workspace } from '../tensor/workspace.js';
+import { FusedPart } from './fused-rebuild.js';
 import type { LinearPredictor } from './linear-predictor.js';
 
 export class LayerCodec {
@@ -19,6 +20,23 @@ export class LayerCodec {
     readonly keyPredictor: LinearPredictor | null,
     readonly valuePredictor: LinearPredictor | null,
   ) {}
+
+  private fused: { keys?: FusedPart | null; values?: FusedPart | null } = {};
+
+  /**
+   * The keys' rebuild as one product (./fused-rebuild.ts), when it applies now; null: prediction,
+   * then the decoded residual added.
+   */
+  fusedKeys(): FusedPart | null {
+    const f = (this.fused.keys ??= FusedPart.of(this.C, this.keyQuantizer, this.keyPredictor));
+    return f?.active ? f : null;
+  }
+
+  /** The values' rebuild as one product, when it applies now (see `fusedKeys`). */
+  fusedValues(): FusedPart | null {
+    const f = (this.fused.values ??= FusedPart.of(this.C, this.valueQuantizer, this.valuePredictor));
+    return f?.active ? f : null;
+  }
 
   /** K̂ [n, C] (zero without a predictor) from prevK [n, C]. */
   private predictKeys(out: Float32Array, prevK: Float32Array | null, n: number): void {
@@ -70,23 +88,36 @@ export class LayerCodec {
     // it: the same arithmetic as `reconstructBlocks` (whose prediction of the same inputs is the
     // same), with one predictor product per part
     this.predictKeys(recK, prevK, n);
-    return this.quantizeOnto(this.keyQuantizer, K, recK, n, ws);
+    const fused = this.fusedKeys();
+    if (!fused) return this.quantizeOnto(this.keyQuantizer, K, recK, n, ws);
+    const block = this.quantizeResidual(this.keyQuantizer, K, recK, n, ws);
+    fused.rebuild(this.keyPredictor && prevK ? [prevK] : [], [block], n, recK);
+    return block;
   }
 
   /** The values' half of `compress`, given this layer's reconstructed keys recK [n, C]. */
   compressValues(V: Float32Array, recK: Float32Array, prevV: Float32Array | null, n: number, recV: Float32Array, ws: Workspace): QuantizedBlock {
     this.predictValues(recV, recK, prevV, n, ws.get('codec.tmp', n * this.C));
-    return this.quantizeOnto(this.valueQuantizer, V, recV, n, ws);
+    const fused = this.fusedValues();
+    if (!fused) return this.quantizeOnto(this.valueQuantizer, V, recV, n, ws);
+    const block = this.quantizeResidual(this.valueQuantizer, V, recV, n, ws);
+    fused.rebuild(this.valuePredictor && prevV ? [recK, prevV] : [], [block], n, recV);
+    return block;
   }
 
   /** Quantizes exact − rec (rec holding the prediction) and adds the dequantized residual onto rec. */
   private quantizeOnto(q: Quantizer, exact: Float32Array, rec: Float32Array, n: number, ws: Workspace): QuantizedBlock {
-    const size = n * this.C;
-    const r = ws.get('codec.residual', size);
-    for (let i = 0; i < size; i++) r[i] = exact[i] - rec[i];
-    const block = q.quantize(r, n);
+    const block = this.quantizeResidual(q, exact, rec, n, ws);
     LayerCodec.decodeAdd(q, block, rec, ws);
     return block;
+  }
+
+  /** The block of exact − prediction. */
+  private quantizeResidual(q: Quantizer, exact: Float32Array, prediction: Float32Array, n: number, ws: Workspace): QuantizedBlock {
+    const size = n * this.C;
+    const r = ws.get('codec.residual', size);
+    for (let i = 0; i < size; i++) r[i] = exact[i] - prediction[i];
+    return q.quantize(r, n);
   }
 
   /**
@@ -101,11 +132,19 @@ export class LayerCodec {
     recK: Float32Array, recV: Float32Array, ws: Workspace,
   ): void {
     const C = this.C;
-    this.predictKeys(recK, prevK, n);
-    LayerCodec.decodeAddAll(this.keyQuantizer, blocks.map((b) => b.keys), recK, ws);
-    const needsTmp = this.valuePredictor !== null && prevV !== null;
-    this.predictValues(recV, recK, prevV, n, prevK ?? (needsTmp ? ws.get('codec.tmp', n * C) : new Float32Array(0)));
-    LayerCodec.decodeAddAll(this.valueQuantizer, blocks.map((b) => b.values), recV, ws);
+    const fusedKeys = this.fusedKeys();
+    if (fusedKeys) fusedKeys.rebuild(this.keyPredictor && prevK ? [prevK] : [], blocks.map((b) => b.keys), n, recK);
+    else {
+      this.predictKeys(recK, prevK, n);
+      LayerCodec.decodeAddAll(this.keyQuantizer, blocks.map((b) => b.keys), recK, ws);
+    }
+    const fusedValues = this.fusedValues();
+    if (fusedValues) fusedValues.rebuild(this.valuePredictor && prevV ? [recK, prevV] : [], blocks.map((b) => b.values), n, recV);
+    else {
+      const needsTmp = this.valuePredictor !== null && prevV !== null;
+      this.predictValues(recV, recK, prevV, n, prevK ?? (needsTmp ? ws.get('codec.tmp', n * C) : new Float32Array(0)));
+      LayerCodec.decodeAddAll(this.valueQuantizer, blocks.map((b) => b.values), recV, ws);
+    }
   }
 
   /** out [Σ rows, C] += each block's residual, the blocks' rows end to end. */

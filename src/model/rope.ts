@@ -68,6 +68,15 @@ export class Rope {
     this.positions = next;
   }
 
+  /**
+   * cos and sin of positions [0, end) (at least), [positions, hd/2] each: views of the tables,
+   * valid until they next grow. For kernels that rotate rows themselves (kv/fused-rebuild.ts).
+   */
+  tables(end: number): { cos: Float32Array; sin: Float32Array } {
+    this.cover(end);
+    return { cos: this.cosTable, sin: this.sinTable };
+  }
+
   /** Rotates x [n, nHeads·hd] in place; row t has position startPos + t. */
   apply(x: Float32Array, n: number, nHeads: number, startPos: number, inverse = false): void {
     const hd = this.headDim;

@@ -64,7 +64,7 @@ export function loadOrtGemm(threads = availableParallelism(), parallelMin = PARA
     }
     return s;
   };
-  const gemmOrt: GemmFn = (out, a, b, m, k, n, transA, transB) => {
+  const gemmOrt: GemmFn = (out, a, b, m, k, n, transA, transB, parallel = true) => {
     if (a.length < m * k || b.length < k * n || out.length < m * n) {
       throw new RangeError(`gemmOrt: buffers too small for [${m}, ${k}]·[${k}, ${n}]: a=${a.length}, b=${b.length}, out=${out.length}`);
     }
@@ -76,7 +76,7 @@ export function loadOrtGemm(threads = availableParallelism(), parallelMin = PARA
     const A = new Tensor('float32', a.subarray(0, m * k), transA ? [k, m] : [m, k]);
     const B = new Tensor('float32', b.subarray(0, k * n), transB ? [n, k] : [k, n]);
     const Y = new Tensor('float32', out.subarray(0, m * n), [m, n]);
-    session(transA, transB, threads > 1 && m * k * n >= parallelMin ? threads : 1).run({ A, B }, { Y }, {});
+    session(transA, transB, parallel && threads > 1 && m * k * n >= parallelMin ? threads : 1).run({ A, B }, { Y }, {});
   };
   // The output must land in our buffer; a binding that copies instead would leave it untouched.
   try {

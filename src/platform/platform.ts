@@ -6,10 +6,13 @@
  * pick it through package.json's "browser" field, which maps node.js → browser.js).
  */
 
-/** out[M, N] = op(A) · op(B); see tensor/gemm.ts for the convention. */
+/**
+ * out[M, N] = op(A) · op(B); see tensor/gemm.ts for the convention. `parallel: false` keeps the
+ * product on one thread (a native product may otherwise split it across cores).
+ */
 export type GemmFn = (
   out: Float32Array, a: Float32Array, b: Float32Array,
-  m: number, k: number, n: number, transA: boolean, transB: boolean,
+  m: number, k: number, n: number, transA: boolean, transB: boolean, parallel?: boolean,
 ) => void;
 
 export interface Hasher {

@@ -838,4 +838,177 @@
         (br $group)))
       (local.set $t (i32.add (local.get $t) (i32.const 1)))
       (br $row))))
+  (func (export "points_scaled") (param $codes i32) (param $rows i32) (param $rowBytes i32) (param $perRow i32) (param $bits i32)
+    (param $d i32) (param $pts i32) (param $scales i32) (param $u i32) (param $out i32) (param $ld i32)
+    (local $t i32) (local $b i32) (local $acc i64) (local $held i32) (local $c i32) (local $Pb i32) (local $pb i32) (local $mask i64)
+    (local $src i32) (local $src2 i32) (local $dst i32) (local $i i32) (local $sv v128) (local $s f32)
+    (local.set $mask (i64.sub (i64.shl (i64.const 1) (i64.extend_i32_u (local.get $bits))) (i64.const 1)))
+    (local.set $pb (i32.shl (local.get $d) (i32.const 2)))
+    (local.set $Pb (i32.mul (local.get $perRow) (local.get $pb)))
+    (block $rows_done (loop $row
+      (br_if $rows_done (i32.ge_u (local.get $t) (local.get $rows)))
+      (local.set $b (i32.add (local.get $codes) (i32.mul (local.get $t) (local.get $rowBytes))))
+      (local.set $dst (i32.add (local.get $out) (i32.shl (i32.mul (local.get $t) (local.get $ld)) (i32.const 2))))
+      (local.set $s (f32.load (i32.add (local.get $scales) (i32.shl (local.get $t) (i32.const 2)))))
+      (local.set $sv (f32x4.splat (local.get $s)))
+      (local.set $acc (i64.const 0))
+      (local.set $held (i32.const 0))
+      (local.set $c (i32.const 0))
+      (if (i32.eq (local.get $d) (i32.const 2)) (then
+        (if (i32.eq (local.get $bits) (i32.const 8)) (then
+          (block $codes_done (loop $next
+            (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
+            (local.set $src (i32.add (local.get $pts) (i32.mul (i32.load8_u (local.get $b)) (local.get $pb))))
+            (local.set $b (i32.add (local.get $b) (i32.const 1)))
+            (local.set $src2 (i32.add (local.get $pts) (i32.mul (i32.load8_u (local.get $b)) (local.get $pb))))
+            (local.set $b (i32.add (local.get $b) (i32.const 1)))
+            (v128.store (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load64_lane 1 (local.get $src2) (v128.load64_zero (local.get $src))) (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br $next)))) (else
+          (block $codes_done (loop $next
+            (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
+            (if (i32.lt_u (local.get $held) (local.get $bits))
+              (then
+                (local.set $acc (i64.or (local.get $acc) (i64.shl (i64.extend_i32_u (i32.load (local.get $b))) (i64.extend_i32_u (local.get $held)))))
+                (local.set $b (i32.add (local.get $b) (i32.const 4)))
+                (local.set $held (i32.add (local.get $held) (i32.const 32)))))
+            (local.set $src (i32.add (local.get $pts) (i32.mul (i32.wrap_i64 (i64.and (local.get $acc) (local.get $mask))) (local.get $pb))))
+            (local.set $acc (i64.shr_u (local.get $acc) (i64.extend_i32_u (local.get $bits))))
+            (local.set $held (i32.sub (local.get $held) (local.get $bits)))
+            (if (i32.lt_u (local.get $held) (local.get $bits))
+              (then
+                (local.set $acc (i64.or (local.get $acc) (i64.shl (i64.extend_i32_u (i32.load (local.get $b))) (i64.extend_i32_u (local.get $held)))))
+                (local.set $b (i32.add (local.get $b) (i32.const 4)))
+                (local.set $held (i32.add (local.get $held) (i32.const 32)))))
+            (local.set $src2 (i32.add (local.get $pts) (i32.mul (i32.wrap_i64 (i64.and (local.get $acc) (local.get $mask))) (local.get $pb))))
+            (local.set $acc (i64.shr_u (local.get $acc) (i64.extend_i32_u (local.get $bits))))
+            (local.set $held (i32.sub (local.get $held) (local.get $bits)))
+            (v128.store (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load64_lane 1 (local.get $src2) (v128.load64_zero (local.get $src))) (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br $next))))))
+        (else (if (i32.eq (local.get $d) (i32.const 4)) (then
+        (if (i32.eq (local.get $bits) (i32.const 8)) (then
+          (block $codes_done (loop $next
+            (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
+            (local.set $src (i32.add (local.get $pts) (i32.mul (i32.load8_u (local.get $b)) (local.get $pb))))
+            (local.set $b (i32.add (local.get $b) (i32.const 1)))
+            (v128.store (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (local.get $src)) (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br $next)))) (else
+          (block $codes_done (loop $next
+            (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
+            (if (i32.lt_u (local.get $held) (local.get $bits))
+              (then
+                (local.set $acc (i64.or (local.get $acc) (i64.shl (i64.extend_i32_u (i32.load (local.get $b))) (i64.extend_i32_u (local.get $held)))))
+                (local.set $b (i32.add (local.get $b) (i32.const 4)))
+                (local.set $held (i32.add (local.get $held) (i32.const 32)))))
+            (local.set $src (i32.add (local.get $pts) (i32.mul (i32.wrap_i64 (i64.and (local.get $acc) (local.get $mask))) (local.get $pb))))
+            (local.set $acc (i64.shr_u (local.get $acc) (i64.extend_i32_u (local.get $bits))))
+            (local.set $held (i32.sub (local.get $held) (local.get $bits)))
+            (v128.store (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (local.get $src)) (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br $next)))))) (else
+        (if (i32.eq (local.get $bits) (i32.const 8)) (then
+          (block $codes_done (loop $next
+            (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
+            (local.set $src (i32.add (local.get $pts) (i32.mul (i32.load8_u (local.get $b)) (local.get $pb))))
+            (local.set $b (i32.add (local.get $b) (i32.const 1)))
+            (local.set $i (i32.const 0))
+            (block $coords_done (loop $coord
+              (br_if $coords_done (i32.ge_u (local.get $i) (local.get $pb)))
+              (f32.store (i32.add (local.get $dst) (local.get $c))
+                (f32.add (f32.mul (f32.load (i32.add (local.get $src) (local.get $i))) (local.get $s)) (f32.load (i32.add (local.get $u) (local.get $c)))))
+              (local.set $c (i32.add (local.get $c) (i32.const 4)))
+              (local.set $i (i32.add (local.get $i) (i32.const 4)))
+              (br $coord)))
+            (br $next)))) (else
+          (block $codes_done (loop $next
+            (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
+            (if (i32.lt_u (local.get $held) (local.get $bits))
+              (then
+                (local.set $acc (i64.or (local.get $acc) (i64.shl (i64.extend_i32_u (i32.load (local.get $b))) (i64.extend_i32_u (local.get $held)))))
+                (local.set $b (i32.add (local.get $b) (i32.const 4)))
+                (local.set $held (i32.add (local.get $held) (i32.const 32)))))
+            (local.set $src (i32.add (local.get $pts) (i32.mul (i32.wrap_i64 (i64.and (local.get $acc) (local.get $mask))) (local.get $pb))))
+            (local.set $acc (i64.shr_u (local.get $acc) (i64.extend_i32_u (local.get $bits))))
+            (local.set $held (i32.sub (local.get $held) (local.get $bits)))
+            (local.set $i (i32.const 0))
+            (block $coords_done (loop $coord
+              (br_if $coords_done (i32.ge_u (local.get $i) (local.get $pb)))
+              (f32.store (i32.add (local.get $dst) (local.get $c))
+                (f32.add (f32.mul (f32.load (i32.add (local.get $src) (local.get $i))) (local.get $s)) (f32.load (i32.add (local.get $u) (local.get $c)))))
+              (local.set $c (i32.add (local.get $c) (i32.const 4)))
+              (local.set $i (i32.add (local.get $i) (i32.const 4)))
+              (br $coord)))
+            (br $next)))))))))
+      (local.set $t (i32.add (local.get $t) (i32.const 1)))
+      (br $row))))
+  (func (export "fan_rows") (param $src i32) (param $rows i32) (param $C i32) (param $hd i32) (param $dst1 i32) (param $ld1 i32)
+    (param $dst2 i32) (param $ld2 i32) (param $view i32) (param $S i32) (param $cos i32) (param $sin i32)
+    (local $t i32) (local $o i32) (local $h i32) (local $row i32) (local $rowBytes i32) (local $hb i32) (local $half i32)
+    (local $in i32) (local $out i32) (local $c i32) (local $s i32)
+    (local $x1 v128) (local $x2 v128) (local $cv v128) (local $sv v128)
+    (local.set $rowBytes (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $hb (i32.shl (local.get $hd) (i32.const 2)))
+    (local.set $half (i32.shr_u (local.get $hb) (i32.const 1)))
+    (block $rows_done (loop $next_row
+      (br_if $rows_done (i32.ge_u (local.get $t) (local.get $rows)))
+      (local.set $row (i32.add (local.get $src) (i32.mul (local.get $t) (local.get $rowBytes))))
+      (if (local.get $ld1)
+        (then
+          (local.set $o (i32.const 0))
+          (block $$dst1_done (loop $$dst1_vec
+            (br_if $$dst1_done (i32.ge_u (local.get $o) (local.get $rowBytes)))
+            (v128.store (i32.add (i32.add (local.get $dst1) (i32.mul (local.get $t) (i32.shl (local.get $ld1) (i32.const 2)))) (local.get $o))
+              (v128.load (i32.add (local.get $row) (local.get $o))))
+            (local.set $o (i32.add (local.get $o) (i32.const 16)))
+            (br $$dst1_vec)))))
+      (if (local.get $ld2)
+        (then
+          (local.set $o (i32.const 0))
+          (block $$dst2_done (loop $$dst2_vec
+            (br_if $$dst2_done (i32.ge_u (local.get $o) (local.get $rowBytes)))
+            (v128.store (i32.add (i32.add (local.get $dst2) (i32.mul (local.get $t) (i32.shl (local.get $ld2) (i32.const 2)))) (local.get $o))
+              (v128.load (i32.add (local.get $row) (local.get $o))))
+            (local.set $o (i32.add (local.get $o) (i32.const 16)))
+            (br $$dst2_vec)))))
+      ;; each head's slice into its rows of the view: rotated (cos given) or copied
+      (local.set $h (i32.const 0))
+      (block $heads_done (loop $head
+        (br_if $heads_done (i32.ge_u (local.get $h) (local.get $rowBytes)))
+        (local.set $in (i32.add (local.get $row) (local.get $h)))
+        (local.set $out (i32.add (local.get $view) (i32.add (i32.mul (i32.div_u (local.get $h) (local.get $hb)) (i32.mul (local.get $S) (local.get $hb)))
+                                                          (i32.mul (local.get $t) (local.get $hb)))))
+        (local.set $o (i32.const 0))
+        (if (local.get $cos)
+          (then
+            (local.set $c (i32.add (local.get $cos) (i32.mul (local.get $t) (local.get $half))))
+            (local.set $s (i32.add (local.get $sin) (i32.mul (local.get $t) (local.get $half))))
+            (block $pairs_done (loop $pair
+              (br_if $pairs_done (i32.ge_u (local.get $o) (local.get $half)))
+              ;; two channels of each half at a time, in f64 as the JavaScript rotation computes them
+              (local.set $x1 (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $in) (local.get $o)))))
+              (local.set $x2 (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (i32.add (local.get $in) (local.get $half)) (local.get $o)))))
+              (local.set $cv (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $c) (local.get $o)))))
+              (local.set $sv (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $s) (local.get $o)))))
+              (v128.store64_lane 0 (i32.add (local.get $out) (local.get $o))
+                (f32x4.demote_f64x2_zero (f64x2.sub (f64x2.mul (local.get $x1) (local.get $cv)) (f64x2.mul (local.get $x2) (local.get $sv)))))
+              (v128.store64_lane 0 (i32.add (i32.add (local.get $out) (local.get $half)) (local.get $o))
+                (f32x4.demote_f64x2_zero (f64x2.add (f64x2.mul (local.get $x2) (local.get $cv)) (f64x2.mul (local.get $x1) (local.get $sv)))))
+              (local.set $o (i32.add (local.get $o) (i32.const 8)))
+              (br $pair))))
+          (else
+            (block $copied (loop $copy
+              (br_if $copied (i32.ge_u (local.get $o) (local.get $hb)))
+              (v128.store (i32.add (local.get $out) (local.get $o)) (v128.load (i32.add (local.get $in) (local.get $o))))
+              (local.set $o (i32.add (local.get $o) (i32.const 16)))
+              (br $copy)))))
+        (local.set $h (i32.add (local.get $h) (local.get $hb)))
+        (br $head)))
+      (local.set $t (i32.add (local.get $t) (i32.const 1)))
+      (br $next_row))))
 )

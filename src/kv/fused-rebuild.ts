@@ -1,0 +1,261 @@
+/**
+ * AQUA-KV's rebuild of one part (keys or values) of one layer as a single matrix product.
+ *
+ *   K̃_l = K̃_{l−1}·Wᵀ + b + H·(ŷ·s)/G            (the prediction, plus the dequantized residual)
+ *       = [K̃_{l−1} | ŷ·s + u] · [W | H/G]ᵀ       with u = H·b, since (H·b)·(H/G) = b (H·H = G·I)
+ *
+ * ŷ are a token's grid points and s its stored norm (HIGGS with one group per token, G ≥ C).
+ * The Hadamard transform is linear, so it joins the predictor in one product whose input is the
+ * previous layer's rebuild beside the scaled points, and the bias rides through the transform in
+ * u. Values take [K̃_l | Ṽ_{l−1} | ŷ·s + u]. Without a predictor the input is the points alone.
+ * A compact cache rebuilding 4 096 tokens then runs two products of [4 096, 256 or 384] · [·, 128]
+ * per layer at the native product's full rate, where it ran a predictor product, a split second
+ * one, their sum and bias in JavaScript, and an inverse-transform product per block of 128 tokens.
+ *
+ * The arithmetic is this one wherever a token is rebuilt (compression, a restored cache, compact
+ * decode), so a token comes out the same bit for bit: every row of the product depends on its own
+ * input row only (tensor/gemm.ts `gemmRowwise`). It serves while the native product is the
+ * backend and the HIGGS kernels are on; otherwise the codec rebuilds as before (prediction, then
+ * the decoded residual added), also the same everywhere.
+ *
+ * `FusedMemory` is one WebAssembly memory the kernels work in: the product's input rows, its
+ * output, and for a compact cache attention's head-major view, read there in place.
+ */
+import { HiggsQuantizer } from '../quant/higgs.js';
+import { decodesWithKernels } from '../quant/higgs-wasm.js';
+import { hadamard } from '../quant/hadamard.js';
+import type { QuantizedBlock, Quantizer } from '../quant/quantizer.js';
+import { f16Table } from '../tensor/f16.js';
+import { gemmBackend, gemmRowwise } from '../tensor/gemm.js';
+import { align16, WasmArena, type KernelExports, type KernelMemory } from '../tensor/wasm-arena.js';
+import type { LinearPredictor } from './linear-predictor.js';
+
+/** One part's product: out [rows, C] = A [rows, k] · weightᵀ, A = [predictor input (inDim) | ŷ·s + u (P)]. */
+export class FusedPart {
+  readonly k: number;
+  readonly weight: Float32Array; // [C, k]: [W | H/G], row o = output channel o
+  readonly u: Float32Array; // [P]: H·b padded (zeros without a predictor)
+
+  private constructor(readonly C: number, readonly quantizer: HiggsQuantizer, readonly inDim: number, predictor: LinearPredictor | null) {
+    const { paddedCols: P, groupSize: G } = quantizer;
+    this.k = inDim + P;
+    const H = hadamard(G);
+    this.weight = new Float32Array(C * this.k);
+    for (let o = 0; o < C; o++) {
+      if (predictor) this.weight.set(predictor.weight.subarray(o * inDim, (o + 1) * inDim), o * this.k);
+      for (let p = 0; p < P; p++) this.weight[o * this.k + inDim + p] = H[p * G + o] / G; // exact: ±2^−log G
+    }
+    this.u = new Float32Array(P);
+    if (predictor) {
+      for (let p = 0; p < P; p++) {
+        let s = 0;
+        for (let o = 0; o < C; o++) s += H[p * G + o] * predictor.bias[o];
+        this.u[p] = s;
+      }
+    }
+  }
+
+  /**
+   * The fused form of a part, or null where it does not apply: a quantizer other than HIGGS with
+   * one group per token (and P a multiple of 4, as the kernels take rows).
+   */
+  static of(C: number, q: Quantizer, predictor: LinearPredictor | null): FusedPart | null {
+    if (!(q instanceof HiggsQuantizer) || q.groups !== 1 || q.paddedCols % 4 !== 0 || C % 4 !== 0) return null;
+    return new FusedPart(C, q, predictor ? predictor.inDim : 0, predictor);
+  }
+
+  /** Whether rebuilding takes this form now: the native product and the HIGGS kernels. */
+  get active(): boolean {
+    return gemmBackend() === 'ort' && decodesWithKernels(this.quantizer.grid);
+  }
+
+  /**
+   * Rebuilds n tokens of JavaScript arrays: out [n, C] from the predictor's input parts (each [n, C],
+   * laid side by side; none without a predictor) and the blocks' codes (n rows end to end).
+   */
+  rebuild(inputs: Float32Array[], blocks: QuantizedBlock[], n: number, out: Float32Array): void {
+    const { C, k } = this;
+    const m = scratchMemory();
+    m.layout({ rows: n, kMax: k, C, P: this.quantizer.paddedCols, view: null, tables: 0 });
+    const A = m.f32(m.at.a, n * k);
+    inputs.forEach((x, i) => {
+      for (let t = 0; t < n; t++) A.set(x.subarray(t * C, (t + 1) * C), t * k + i * C);
+    });
+    m.points(this, blocks, m.at.a, k);
+    const y = m.f32(m.at.y, n * C);
+    gemmRowwise(y, m.f32(m.at.a, n * k), this.weight, n, k, C, true);
+    out.set(y);
+  }
+}
+
+/** Where the regions of a FusedMemory lie (byte offsets). */
+interface Regions {
+  a: number; // [rows, kMax]: the product's input
+  b: number; // [rows, kMax]: the other part's input (compact rebuild: values while keys run)
+  y: number; // [rows, C]: the product's output
+  codes: number; // one block's codes
+  scales: number; // [rows] f32, then [rows] f16 (as stored, widened into the first)
+  consts: number; // grid points, then u
+  kview: number; // [KV][T, hd]
+  vview: number;
+  kScratch: number; // attention's scratch beside each view
+  vScratch: number;
+  cos: number; // RoPE's tables, [positions, hd/2] each
+  sin: number;
+  end: number;
+}
+
+export interface FusedLayout {
+  rows: number; // tokens rebuilt
+  kMax: number; // widest product input
+  C: number;
+  P: number;
+  /** Attention's view: heads, rows per head (T), head dim and scratch bytes per view; null for none. */
+  view: { heads: number; T: number; hd: number; scratchBytes: number } | null;
+  /** Floats of each RoPE table to hold (0: none). */
+  tables: number;
+}
+
+/** Bytes of the grid's points and u: 256 4-D points and P ≤ 8 192. */
+const CONSTS_BYTES = 1 << 16;
+
+
+
+export class FusedMemory {
+  // an arena of the kernels', private (the native product refuses shared memory), replaced by a
+  // larger one when a layout outgrows it; the regions lie from `base`
+  private arena: WasmArena | null = null;
+  private room = 0;
+  at: Regions = { a: 0, b: 0, y: 0, codes: 0, scales: 0, consts: 0, kview: 0, vview: 0, kScratch: 0, vScratch: 0, cos: 0, sin: 0, end: 0 };
+  private codesBytes = 0;
+  private scaleRows = 0; // rows of scales room (a multiple of 8, as the widening kernel takes them)
+  private tableRoom = 0;
+  /** Floats of the RoPE tables copied in since the last layout. */
+  tablesHeld = 0;
+
+  get kernels(): KernelExports {
+    return this.current().kernels;
+  }
+
+  private current(): WasmArena {
+    if (!this.arena) throw new Error('FusedMemory: used before its first layout');
+    return this.arena;
+  }
+
+  /** Places the regions for `l` (in a new arena when they outgrow this one; what the regions held is not kept). */
+  layout(l: FusedLayout): void {
+    let top = 0;
+    const take = (bytes: number) => {
+      const at = top;
+      top = align16(top + bytes);
+      return at;
+    };
+    const rowBytes = l.rows * 4;
+    this.codesBytes = l.rows * l.P * 4 + 16; // a code never takes more bits than its values' floats (+ the kernel's read past the end)
+    this.scaleRows = Math.ceil(l.rows / 8) * 8;
+    const at: Regions = {
+      a: take(rowBytes * l.kMax),
+      b: take(l.view ? rowBytes * l.kMax : 0),
+      y: take(rowBytes * l.C),
+      codes: take(this.codesBytes),
+      scales: take(this.scaleRows * 6),
+      consts: take(CONSTS_BYTES),
+      kview: 0, vview: 0, kScratch: 0, vScratch: 0, cos: 0, sin: 0, end: 0,
+    };
+    at.cos = take(l.tables * 4);
+    at.sin = take(l.tables * 4);
+    if (l.view) {
+      const viewBytes = l.view.heads * l.view.T * l.view.hd * 4;
+      at.kview = take(viewBytes);
+      at.kScratch = take(l.view.scratchBytes);
+      at.vview = take(viewBytes);
+      at.vScratch = take(l.view.scratchBytes);
+    }
+    at.end = top;
+    if (!this.arena || top > this.room) {
+      // room to grow by a quarter before the next arena (a compact cache's rows grow every step)
+      this.room = align16(Math.ceil(top * 1.25));
+      this.arena = new WasmArena(this.room, false);
+      this.base = this.arena.alloc(this.room);
+    }
+    for (const key of Object.keys(at) as (keyof Regions)[]) at[key] += this.base;
+    this.at = at;
+    this.tableRoom = l.tables;
+    this.tablesHeld = 0;
+  }
+
+  private base = 0;
+
+  /** Copies the first `floats` of RoPE's cos and sin tables in (where the layout left room). */
+  holdTables(cos: Float32Array, sin: Float32Array, floats: number): void {
+    if (floats > this.tableRoom) throw new RangeError(`FusedMemory: ${floats} floats of RoPE tables, room for ${this.tableRoom}`);
+    this.f32(this.at.cos, floats).set(cos.subarray(0, floats));
+    this.f32(this.at.sin, floats).set(sin.subarray(0, floats));
+    this.tablesHeld = floats;
+  }
+
+  f32(at: number, length: number): Float32Array {
+    return this.current().f32(at, length);
+  }
+
+  /** Bytes this memory holds: its arena's. */
+  get bytes(): number {
+    return this.arena?.memory.buffer.byteLength ?? 0;
+  }
+
+  /**
+   * Writes ŷ·s + u of the blocks' tokens (end to end) into columns [inDim, inDim + P) of the rows
+   * at byte offset `dst`, rows of `ld` floats: the blocks' codes and scales are copied in, the
+   * scales widened to f32, then one kernel call writes every row.
+   */
+  points(part: FusedPart, blocks: QuantizedBlock[], dst: number, ld: number): void {
+    const q = part.quantizer;
+    const { grid, paddedCols: P } = q;
+    const k = this.kernels;
+    const perRow = P / grid.d;
+    const rowBytes = Math.ceil((perRow * grid.bits) / 8);
+    const rows = blocks.reduce((s, b) => s + b.rows, 0);
+    if (rows * rowBytes > this.codesBytes || rows > this.scaleRows) throw new RangeError(`FusedMemory: ${rows} rows of codes, laid out for fewer`);
+    // the grid's points and u
+    const pts = this.at.consts;
+    const u = align16(pts + grid.points.byteLength);
+    if (u + P * 4 > this.at.consts + CONSTS_BYTES) throw new RangeError(`FusedMemory: grid ${q.spec} too large for its constants`);
+    this.f32(pts, grid.points.length).set(grid.points);
+    this.f32(u, P).set(part.u);
+    // codes and fp16 scales of every block, end to end; the scales widened to f32
+    const half = this.at.scales + this.scaleRows * 4;
+    let row = 0;
+    for (const b of blocks) {
+      this.current().bytes(this.at.codes + row * rowBytes, b.rows * rowBytes).set(b.codes.subarray(0, b.rows * rowBytes));
+      this.current().u16(half + row * 2, b.rows).set(b.scales.subarray(0, b.rows));
+      row += b.rows;
+    }
+    k.widen_f16(half, this.at.scales, Math.ceil(rows / 8) * 8);
+    const { codes, scales } = this.at;
+    k.points_scaled(codes, rows, rowBytes, perRow, grid.bits, grid.d, pts, scales, u, dst + part.inDim * 4, ld);
+  }
+
+  /** A KernelMemory over a view region (attention reads its rows in place, scratch beside them). */
+  viewMemory(which: 'k' | 'v'): KernelMemory {
+    const self = this;
+    return {
+      kernels: this.kernels,
+      get rowsAt() {
+        return which === 'k' ? self.at.kview : self.at.vview;
+      },
+      f32: (at, length) => this.f32(at, length),
+      scratch: (bytes) => {
+        const at = which === 'k' ? this.at.kScratch : this.at.vScratch;
+        const room = (which === 'k' ? this.at.vview : this.at.end) - at;
+        if (bytes > room) throw new RangeError(`FusedMemory: attention asked ${bytes} bytes of scratch, ${room} set aside`);
+        return at;
+      },
+    };
+  }
+}
+
+let shared: FusedMemory | null = null;
+/** Scratch for rebuilds of JavaScript arrays (one thread runs them all). */
+function scratchMemory(): FusedMemory {
+  return (shared ??= new FusedMemory());
+}
