@@ -67,7 +67,7 @@
  *       grid) make one vector.
  *   fan_rows(src, rows, C, hd, dst1, ld1, dst2, ld2, view, S, cos, sin)   each row t of src [rows, C]
  *       copied to dst1 and dst2 (rows of ld1, ld2 floats; ld 0: none) and, head by head, to
- *       view [C/hd][S, hd] row t, rotated there when cos is given: pair (c, c + hd/2) by
+ *       view [C/hd][S, hd] row t (S 0: none), rotated there when cos is given: pair (c, c + hd/2) by
  *       cos/sin[t·hd/2 + c] (hd a multiple of 4), x₁·cos − x₂·sin and x₂·cos + x₁·sin, each product
  *       and the difference in f64 rounded to f32 once, which is what model/rope.ts's JavaScript
  *       computes, so the two agree bit for bit. A compact cache's rebuild sends each product's
@@ -684,8 +684,8 @@ function fanRowsKernel(): string {
     (block $rows_done (loop $next_row
       (br_if $rows_done (i32.ge_u (local.get $t) (local.get $rows)))
       (local.set $row (i32.add (local.get $src) (i32.mul (local.get $t) (local.get $rowBytes))))${copy('$dst1', '$ld1')}${copy('$dst2', '$ld2')}
-      ;; each head's slice into its rows of the view: rotated (cos given) or copied
-      (local.set $h (i32.const 0))
+      ;; each head's slice into its rows of the view (S 0: none): rotated (cos given) or copied
+      (local.set $h (select (i32.const 0) (local.get $rowBytes) (local.get $S)))
       (block $heads_done (loop $head
         (br_if $heads_done (i32.ge_u (local.get $h) (local.get $rowBytes)))
         (local.set $in (i32.add (local.get $row) (local.get $h)))

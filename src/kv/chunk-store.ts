@@ -165,6 +165,9 @@ export class MaterializedStore implements ChunkStore {
   }
 }
 
+/** Tokens per product in a compact cache's fused rebuild (whole chunks, so a few more or fewer). */
+export const FUSED_BLOCK_ROWS = 512;
+
 export class CompactStore implements ChunkStore {
   // Two pairs of [T, C] buffers serve every layer in turn. At layer l, `prev` holds layer l−1's
   // rebuild of the chunks (token-major) and `cur` receives layer l's; once l's keys are rebuilt,
@@ -238,9 +241,13 @@ export class CompactStore implements ChunkStore {
   }
 
   /**
-   * The fused rebuild of layer `layer`, into attention's view. The products' inputs carry from layer
-   * to layer: A_K holds [K̃_{l−1} | ŷ·s + u] rows, A_V [K̃_l | Ṽ_{l−1} | ŷ·s + u]; each product's
-   * output (Y) is copied where the next product needs it and into the view (keys rotated there).
+   * The fused rebuild of layer `layer`, into attention's view, in blocks of whole chunks of about
+   * FUSED_BLOCK_ROWS tokens (a block's operands stay in the core's cache; products of 512 rows run
+   * at the rate of larger ones here). Per block: keys from [K̃_{l−1} | ŷ·s + u], then values from
+   * [K̃_l | Ṽ_{l−1} | ŷ·s + u]; each product's output goes in one pass to the carry (the next
+   * layer's input, overwriting this one's, no longer needed for those rows), to the values'
+   * input, and to the view (keys rotated). Scratch: the view and the carry (one layer's keys and
+   * values each) and one block's operands.
    */
   private fusedView(layer: number, parts: { keys: FusedPart; values: FusedPart }[]): LayerView {
     const { C, nKvHeads: KV, nHeads, rope } = this.s;
@@ -252,39 +259,55 @@ export class CompactStore implements ChunkStore {
     const nb = r.bufK[layer].rows;
     const T = nSink + R + nb;
     const m = (this.fusedMemory ??= new FusedMemory());
+    // blocks of whole chunks: [first chunk, end chunk)
+    const blocks: { first: number; end: number; row: number; rows: number }[] = [];
+    for (let i = 0, row = 0; i < r.chunks.length;) {
+      const b = { first: i, end: i, row, rows: 0 };
+      while (b.end < r.chunks.length && (b.rows === 0 || b.rows + r.chunks[b.end].n <= FUSED_BLOCK_ROWS)) b.rows += r.chunks[b.end++].n;
+      blocks.push(b);
+      row += b.rows;
+      i = b.end;
+    }
     // laid out anew when the rows rebuilt change (a chunk joined) or the view outgrows its rows
     // (grown 128 rows at a time); T is the same at every layer of a step, so never mid-step
-    const firstPos = R > 0 ? r.chunks[0].start : 0;
     if (R !== this.fusedShape.rows || T > this.fusedShape.capacity) {
       const capacity = T + 128;
-      const group = nHeads / KV;
-      const kMax = Math.max(...parts.flatMap((p) => [p.keys.k, p.values.k]));
+      const all = parts.flatMap((p) => [p.keys, p.values]);
       // attention's scratch per view: the group's queries and scores (keys), probabilities and outputs (values)
-      const scratchBytes = group * (hd + capacity + 4) * 4;
-      m.layout({ rows: R, kMax, C, P: parts[0].keys.quantizer.paddedCols, view: { heads: KV, T: capacity, hd, scratchBytes }, tables: capacity * half });
+      const scratchBytes = (nHeads / KV) * (hd + capacity + 4) * 4;
+      m.layout({
+        carryRows: R, blockRows: Math.max(1, ...blocks.map((b) => b.rows)), kMax: Math.max(...all.map((p) => p.k)), C,
+        P: Math.max(...all.map((p) => p.quantizer.paddedCols)), codeBytes: Math.max(...all.map((p) => p.codeBytes)),
+        view: { heads: KV, T: capacity, hd, scratchBytes }, tables: capacity * half,
+      });
       this.fusedShape = { rows: R, capacity };
     }
     const S = this.fusedShape.capacity; // rows per head in the view
     const at = m.at;
+    const k = m.kernels;
+    const firstPos = R > 0 ? r.chunks[0].start : 0;
     // the chunks' positions are [firstPos, firstPos + R) ⊂ [0, T)
     if (m.tablesHeld < (firstPos + R) * half) {
       const tables = rope.tables(firstPos + R);
       m.holdTables(tables.cos, tables.sin, (firstPos + R) * half);
     }
-    if (R > 0) {
-      const { keys: pk, values: pv } = parts[layer];
-      const next = parts[layer + 1];
-      // keys: A_K's first columns hold K̃_{l−1} (from the layer before; none at layer 0)
-      m.points(pk, r.chunks.map((c) => c.keys[layer]), at.a, pk.k);
-      gemmRowwise(m.f32(at.y, R * C), m.f32(at.a, R * pk.k), pk.weight, R, pk.k, C, true);
-      const nextKeys = next && next.keys.inDim > 0 ? next.keys.k : 0;
-      const valueIn = pv.inDim > 0 ? pv.k : 0;
-      m.kernels.fan_rows(at.y, R, C, hd, at.b, valueIn, at.a, nextKeys, at.kview + nSink * hd * 4, S, at.cos + firstPos * half * 4, at.sin + firstPos * half * 4);
-      // values: A_V holds [K̃_l | Ṽ_{l−1}] (the latter from the layer before)
-      m.points(pv, r.chunks.map((c) => c.values[layer]), at.b, pv.k);
-      gemmRowwise(m.f32(at.y, R * C), m.f32(at.b, R * pv.k), pv.weight, R, pv.k, C, true);
-      const nextValues = next && next.values.inDim > 0 ? next.values.k : 0;
-      m.kernels.fan_rows(at.y, R, C, hd, at.b + C * 4, nextValues, 0, 0, at.vview + nSink * hd * 4, S, 0, 0);
+    const { keys: pk, values: pv } = parts[layer];
+    for (const b of blocks) {
+      const n = b.rows;
+      const chunks = r.chunks.slice(b.first, b.end);
+      const carryK = at.carryK + b.row * C * 4;
+      const carryV = at.carryV + b.row * C * 4;
+      // keys
+      if (pk.inDim > 0) k.fan_rows(carryK, n, C, hd, at.a, pk.k, 0, 0, 0, 0, 0, 0);
+      m.points(pk, chunks.map((c) => c.keys[layer]), at.a, pk.k);
+      gemmRowwise(m.f32(at.y, n * C), m.f32(at.a, n * pk.k), pk.weight, n, pk.k, C, true);
+      const pos = (firstPos + b.row) * half * 4;
+      k.fan_rows(at.y, n, C, hd, carryK, C, at.a, pv.inDim > 0 ? pv.k : 0, at.kview + (nSink + b.row) * hd * 4, S, at.cos + pos, at.sin + pos);
+      // values
+      if (pv.inDim > 0) k.fan_rows(carryV, n, C, hd, at.a + C * 4, pv.k, 0, 0, 0, 0, 0, 0);
+      m.points(pv, chunks.map((c) => c.values[layer]), at.a, pv.k);
+      gemmRowwise(m.f32(at.y, n * C), m.f32(at.a, n * pv.k), pv.weight, n, pv.k, C, true);
+      k.fan_rows(at.y, n, C, hd, carryV, C, 0, 0, at.vview + (nSink + b.row) * hd * 4, S, 0, 0);
     }
     const K = m.f32(at.kview, KV * S * hd);
     const V = m.f32(at.vview, KV * S * hd);

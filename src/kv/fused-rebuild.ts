@@ -27,7 +27,7 @@ import { hadamard } from '../quant/hadamard.js';
 import type { QuantizedBlock, Quantizer } from '../quant/quantizer.js';
 import { f16Table } from '../tensor/f16.js';
 import { gemmBackend, gemmRowwise } from '../tensor/gemm.js';
-import { align16, WasmArena, type KernelExports, type KernelMemory } from '../tensor/wasm-arena.js';
+import { align16, kernelsOver, MAX_PAGES, PAGE, type KernelExports, type KernelMemory } from '../tensor/wasm-arena.js';
 import type { LinearPredictor } from './linear-predictor.js';
 
 /** One part's product: out [rows, C] = A [rows, k] · weightᵀ, A = [predictor input (inDim) | ŷ·s + u (P)]. */
@@ -69,6 +69,12 @@ export class FusedPart {
     return gemmBackend() === 'ort' && decodesWithKernels(this.quantizer.grid);
   }
 
+  /** Bytes of one token's codes. */
+  get codeBytes(): number {
+    const { grid, paddedCols: P } = this.quantizer;
+    return Math.ceil(((P / grid.d) * grid.bits) / 8);
+  }
+
   /**
    * Rebuilds n tokens of JavaScript arrays: out [n, C] from the predictor's input parts (each [n, C],
    * laid side by side; none without a predictor) and the blocks' codes (n rows end to end).
@@ -76,7 +82,7 @@ export class FusedPart {
   rebuild(inputs: Float32Array[], blocks: QuantizedBlock[], n: number, out: Float32Array): void {
     const { C, k } = this;
     const m = scratchMemory();
-    m.layout({ rows: n, kMax: k, C, P: this.quantizer.paddedCols, view: null, tables: 0 });
+    m.layout({ carryRows: 0, blockRows: n, kMax: k, C, P: this.quantizer.paddedCols, codeBytes: this.codeBytes, view: null, tables: 0 });
     const A = m.f32(m.at.a, n * k);
     inputs.forEach((x, i) => {
       for (let t = 0; t < n; t++) A.set(x.subarray(t * C, (t + 1) * C), t * k + i * C);
@@ -90,26 +96,29 @@ export class FusedPart {
 
 /** Where the regions of a FusedMemory lie (byte offsets). */
 interface Regions {
-  a: number; // [rows, kMax]: the product's input
-  b: number; // [rows, kMax]: the other part's input (compact rebuild: values while keys run)
-  y: number; // [rows, C]: the product's output
-  codes: number; // one block's codes
-  scales: number; // [rows] f32, then [rows] f16 (as stored, widened into the first)
-  consts: number; // grid points, then u
-  kview: number; // [KV][T, hd]
-  vview: number;
+  carryK: number; // [carryRows, C]: the last layer's rebuilt keys, the next layer's input
+  carryV: number; // [carryRows, C]: its values
+  kview: number; // [KV][T, hd]: attention's keys (rotated)
   kScratch: number; // attention's scratch beside each view
+  vview: number; // [KV][T, hd]: attention's values
   vScratch: number;
+  a: number; // [blockRows, kMax]: a product's input
+  y: number; // [blockRows, C]: its output
+  codes: number; // [blockRows] rows of codes
+  scales: number; // [blockRows] f32, then [blockRows] f16 (as stored, widened into the first)
+  consts: number; // grid points, then u
   cos: number; // RoPE's tables, [positions, hd/2] each
   sin: number;
   end: number;
 }
 
 export interface FusedLayout {
-  rows: number; // tokens rebuilt
+  carryRows: number; // tokens rebuilt layer after layer (0: none carried)
+  blockRows: number; // tokens per product
   kMax: number; // widest product input
   C: number;
   P: number;
+  codeBytes: number; // most bytes of one token's codes
   /** Attention's view: heads, rows per head (T), head dim and scratch bytes per view; null for none. */
   view: { heads: number; T: number; hd: number; scratchBytes: number } | null;
   /** Floats of each RoPE table to hold (0: none). */
@@ -119,30 +128,21 @@ export interface FusedLayout {
 /** Bytes of the grid's points and u: 256 4-D points and P ≤ 8 192. */
 const CONSTS_BYTES = 1 << 16;
 
-
-
+/**
+ * One WebAssembly memory of the kernels' (private: the native product refuses shared memory),
+ * grown in place when a layout needs more.
+ */
 export class FusedMemory {
-  // an arena of the kernels', private (the native product refuses shared memory), replaced by a
-  // larger one when a layout outgrows it; the regions lie from `base`
-  private arena: WasmArena | null = null;
-  private room = 0;
-  at: Regions = { a: 0, b: 0, y: 0, codes: 0, scales: 0, consts: 0, kview: 0, vview: 0, kScratch: 0, vScratch: 0, cos: 0, sin: 0, end: 0 };
+  private memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES });
+  readonly kernels: KernelExports = kernelsOver(this.memory);
+  at: Regions = { carryK: 0, carryV: 0, kview: 0, kScratch: 0, vview: 0, vScratch: 0, a: 0, y: 0, codes: 0, scales: 0, consts: 0, cos: 0, sin: 0, end: 0 };
   private codesBytes = 0;
   private scaleRows = 0; // rows of scales room (a multiple of 8, as the widening kernel takes them)
   private tableRoom = 0;
   /** Floats of the RoPE tables copied in since the last layout. */
   tablesHeld = 0;
 
-  get kernels(): KernelExports {
-    return this.current().kernels;
-  }
-
-  private current(): WasmArena {
-    if (!this.arena) throw new Error('FusedMemory: used before its first layout');
-    return this.arena;
-  }
-
-  /** Places the regions for `l` (in a new arena when they outgrow this one; what the regions held is not kept). */
+  /** Places the regions for `l`, growing the memory if needed (what the regions held is not kept). */
   layout(l: FusedLayout): void {
     let top = 0;
     const take = (bytes: number) => {
@@ -150,41 +150,32 @@ export class FusedMemory {
       top = align16(top + bytes);
       return at;
     };
-    const rowBytes = l.rows * 4;
-    this.codesBytes = l.rows * l.P * 4 + 16; // a code never takes more bits than its values' floats (+ the kernel's read past the end)
-    this.scaleRows = Math.ceil(l.rows / 8) * 8;
-    const at: Regions = {
-      a: take(rowBytes * l.kMax),
-      b: take(l.view ? rowBytes * l.kMax : 0),
-      y: take(rowBytes * l.C),
+    this.codesBytes = l.blockRows * l.codeBytes + 16; // + what points_scaled may read past the last row
+    this.scaleRows = Math.ceil(l.blockRows / 8) * 8;
+    const viewBytes = l.view ? l.view.heads * l.view.T * l.view.hd * 4 : 0;
+    const scratchBytes = l.view?.scratchBytes ?? 0;
+    this.at = {
+      carryK: take(l.carryRows * l.C * 4),
+      carryV: take(l.carryRows * l.C * 4),
+      kview: take(viewBytes),
+      kScratch: take(scratchBytes),
+      vview: take(viewBytes),
+      vScratch: take(scratchBytes),
+      a: take(l.blockRows * l.kMax * 4),
+      y: take(l.blockRows * l.C * 4),
       codes: take(this.codesBytes),
       scales: take(this.scaleRows * 6),
       consts: take(CONSTS_BYTES),
-      kview: 0, vview: 0, kScratch: 0, vScratch: 0, cos: 0, sin: 0, end: 0,
+      cos: take(l.tables * 4),
+      sin: take(l.tables * 4),
+      end: 0,
     };
-    at.cos = take(l.tables * 4);
-    at.sin = take(l.tables * 4);
-    if (l.view) {
-      const viewBytes = l.view.heads * l.view.T * l.view.hd * 4;
-      at.kview = take(viewBytes);
-      at.kScratch = take(l.view.scratchBytes);
-      at.vview = take(viewBytes);
-      at.vScratch = take(l.view.scratchBytes);
-    }
-    at.end = top;
-    if (!this.arena || top > this.room) {
-      // room to grow by a quarter before the next arena (a compact cache's rows grow every step)
-      this.room = align16(Math.ceil(top * 1.25));
-      this.arena = new WasmArena(this.room, false);
-      this.base = this.arena.alloc(this.room);
-    }
-    for (const key of Object.keys(at) as (keyof Regions)[]) at[key] += this.base;
-    this.at = at;
+    this.at.end = top;
+    const have = this.memory.buffer.byteLength;
+    if (top > have) this.memory.grow(Math.ceil((top - have) / PAGE));
     this.tableRoom = l.tables;
     this.tablesHeld = 0;
   }
-
-  private base = 0;
 
   /** Copies the first `floats` of RoPE's cos and sin tables in (where the layout left room). */
   holdTables(cos: Float32Array, sin: Float32Array, floats: number): void {
@@ -195,12 +186,12 @@ export class FusedMemory {
   }
 
   f32(at: number, length: number): Float32Array {
-    return this.current().f32(at, length);
+    return new Float32Array(this.memory.buffer, at, length);
   }
 
-  /** Bytes this memory holds: its arena's. */
+  /** Bytes this memory holds. */
   get bytes(): number {
-    return this.arena?.memory.buffer.byteLength ?? 0;
+    return this.memory.buffer.byteLength;
   }
 
   /**
@@ -212,10 +203,9 @@ export class FusedMemory {
     const q = part.quantizer;
     const { grid, paddedCols: P } = q;
     const k = this.kernels;
-    const perRow = P / grid.d;
-    const rowBytes = Math.ceil((perRow * grid.bits) / 8);
+    const rowBytes = part.codeBytes;
     const rows = blocks.reduce((s, b) => s + b.rows, 0);
-    if (rows * rowBytes > this.codesBytes || rows > this.scaleRows) throw new RangeError(`FusedMemory: ${rows} rows of codes, laid out for fewer`);
+    if (rows * rowBytes + 16 > this.codesBytes || rows > this.scaleRows) throw new RangeError(`FusedMemory: ${rows} rows of codes, laid out for fewer`);
     // the grid's points and u
     const pts = this.at.consts;
     const u = align16(pts + grid.points.byteLength);
@@ -223,32 +213,29 @@ export class FusedMemory {
     this.f32(pts, grid.points.length).set(grid.points);
     this.f32(u, P).set(part.u);
     // codes and fp16 scales of every block, end to end; the scales widened to f32
-    const half = this.at.scales + this.scaleRows * 4;
+    const { codes, scales } = this.at;
+    const half = scales + this.scaleRows * 4;
     let row = 0;
     for (const b of blocks) {
-      this.current().bytes(this.at.codes + row * rowBytes, b.rows * rowBytes).set(b.codes.subarray(0, b.rows * rowBytes));
-      this.current().u16(half + row * 2, b.rows).set(b.scales.subarray(0, b.rows));
+      new Uint8Array(this.memory.buffer, codes + row * rowBytes, b.rows * rowBytes).set(b.codes.subarray(0, b.rows * rowBytes));
+      new Uint16Array(this.memory.buffer, half + row * 2, b.rows).set(b.scales.subarray(0, b.rows));
       row += b.rows;
     }
-    k.widen_f16(half, this.at.scales, Math.ceil(rows / 8) * 8);
-    const { codes, scales } = this.at;
-    k.points_scaled(codes, rows, rowBytes, perRow, grid.bits, grid.d, pts, scales, u, dst + part.inDim * 4, ld);
+    k.widen_f16(half, scales, Math.ceil(rows / 8) * 8);
+    k.points_scaled(codes, rows, rowBytes, P / grid.d, grid.bits, grid.d, pts, scales, u, dst + part.inDim * 4, ld);
   }
 
   /** A KernelMemory over a view region (attention reads its rows in place, scratch beside them). */
   viewMemory(which: 'k' | 'v'): KernelMemory {
-    const self = this;
+    const at = this.at;
+    const [rowsAt, scratchAt, scratchEnd] = which === 'k' ? [at.kview, at.kScratch, at.vview] : [at.vview, at.vScratch, at.a];
     return {
       kernels: this.kernels,
-      get rowsAt() {
-        return which === 'k' ? self.at.kview : self.at.vview;
-      },
-      f32: (at, length) => this.f32(at, length),
+      rowsAt,
+      f32: (offset, length) => this.f32(offset, length),
       scratch: (bytes) => {
-        const at = which === 'k' ? this.at.kScratch : this.at.vScratch;
-        const room = (which === 'k' ? this.at.vview : this.at.end) - at;
-        if (bytes > room) throw new RangeError(`FusedMemory: attention asked ${bytes} bytes of scratch, ${room} set aside`);
-        return at;
+        if (bytes > scratchEnd - scratchAt) throw new RangeError(`FusedMemory: attention asked ${bytes} bytes of scratch, ${scratchEnd - scratchAt} set aside`);
+        return scratchAt;
       },
     };
   }

@@ -976,8 +976,8 @@
               (v128.load (i32.add (local.get $row) (local.get $o))))
             (local.set $o (i32.add (local.get $o) (i32.const 16)))
             (br $$dst2_vec)))))
-      ;; each head's slice into its rows of the view: rotated (cos given) or copied
-      (local.set $h (i32.const 0))
+      ;; each head's slice into its rows of the view (S 0: none): rotated (cos given) or copied
+      (local.set $h (select (i32.const 0) (local.get $rowBytes) (local.get $S)))
       (block $heads_done (loop $head
         (br_if $heads_done (i32.ge_u (local.get $h) (local.get $rowBytes)))
         (local.set $in (i32.add (local.get $row) (local.get $h)))

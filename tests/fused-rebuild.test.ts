@@ -1,0 +1,172 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { calibrate, CompressedCache, createCache, loadModel, parseMethod } from '../src/index.js';
+import { FusedMemory, FusedPart } from '../src/kv/fused-rebuild.js';
+import { FUSED_BLOCK_ROWS } from '../src/kv/chunk-store.js';
+import { LinearPredictor } from '../src/kv/linear-predictor.js';
+import { Rope } from '../src/model/rope.js';
+import { hadamardMatrix } from '../src/quant/hadamard.js';
+import { HiggsQuantizer } from '../src/quant/higgs.js';
+import { setHiggsKernels } from '../src/quant/higgs-wasm.js';
+import { f16Table } from '../src/tensor/f16.js';
+import { gemmBackend, gemmRowwise, ortAvailable, setGemmBackend } from '../src/tensor/gemm.js';
+import { Rng } from '../src/tensor/rng.js';
+import { makeTinyModel, randomWordsText } from './fixture.js';
+
+const GRIDS: [number, number][] = [[1, 16], [2, 8], [2, 16], [2, 64], [2, 256], [4, 256]];
+
+test('points_scaled writes each token\'s grid points times its scale plus u (the bias through the transform), bit for bit as f32 arithmetic, for every code width', () => {
+  const rng = new Rng(11);
+  const C = 128;
+  const f16 = f16Table();
+  for (const [d, n] of GRIDS) {
+    const q = HiggsQuantizer.fromGrid(d, n, C);
+    const P = q.paddedCols;
+    const bias = rng.fillNormal(new Float32Array(C));
+    const part = FusedPart.of(C, q, new LinearPredictor(rng.fillNormal(new Float32Array(C * C)), bias, C, C))!;
+    const H = hadamardMatrix(P);
+    for (let p = 0; p < P; p++) {
+      let s = 0;
+      for (let o = 0; o < C; o++) s += H[p * P + o] * bias[o];
+      assert.ok(Object.is(part.u[p], Math.fround(s)), 'u = H·b');
+    }
+    const rows = 37;
+    const block = q.quantize(rng.fillNormal(new Float32Array(rows * C)), rows);
+    const m = new FusedMemory();
+    const ld = C + P + 8; // the points land at column inDim = C of rows of ld
+    m.layout({ carryRows: 0, blockRows: rows, kMax: ld, C, P, codeBytes: part.codeBytes, view: null, tables: 0 });
+    m.f32(m.at.a, rows * ld).fill(7);
+    m.points(part, [block], m.at.a, ld);
+    const got = m.f32(m.at.a, rows * ld);
+    const perRow = P / d;
+    const idx = new Uint32Array(perRow);
+    for (let t = 0; t < rows; t++) {
+      // the twin: this row's codes unpacked one by one (least significant bits first, as bitpack packs them)
+      const bytes = block.codes.subarray(t * part.codeBytes, (t + 1) * part.codeBytes);
+      let acc = 0, held = 0, b = 0;
+      for (let s = 0; s < perRow; s++) {
+        while (held < q.grid.bits) {
+          acc += bytes[b++] * 2 ** held;
+          held += 8;
+        }
+        idx[s] = acc % 2 ** q.grid.bits;
+        acc = Math.floor(acc / 2 ** q.grid.bits);
+        held -= q.grid.bits;
+      }
+      const scale = f16[block.scales[t]];
+      for (let c = 0; c < P; c++) {
+        const want = Math.fround(Math.fround(q.grid.points[idx[Math.floor(c / d)] * d + (c % d)] * scale) + part.u[c]);
+        assert.ok(Object.is(got[t * ld + C + c], want), `${d}x${n} row ${t} col ${c}: ${got[t * ld + C + c]} vs ${want}`);
+      }
+      for (let c = 0; c < ld; c++) if (c < C || c >= C + P) assert.equal(got[t * ld + c], 7, 'columns outside the points are untouched');
+    }
+  }
+});
+
+test('fan_rows copies rows to two strided places and, head by head, into a view, rotated there exactly as RoPE\'s JavaScript rotates', () => {
+  const rng = new Rng(12);
+  const heads = 2, hd = 64, C = heads * hd, rows = 21, S = 40, at0 = 5;
+  const rope = new Rope(hd, 10000, null);
+  const m = new FusedMemory();
+  m.layout({ carryRows: rows, blockRows: rows, kMax: 3 * C, C, P: C, codeBytes: 64, view: { heads, T: S, hd, scratchBytes: 64 }, tables: (100 + rows) * (hd / 2) });
+  const tables = rope.tables(100 + rows);
+  m.holdTables(tables.cos, tables.sin, (100 + rows) * (hd / 2));
+  const x = rng.fillNormal(new Float32Array(rows * C)).map((v) => v * 30);
+  m.f32(m.at.y, rows * C).set(x);
+  const k = m.kernels;
+  const pos0 = 100; // row t has position 100 + t
+  const { at } = m;
+  k.fan_rows(at.y, rows, C, hd, at.carryK, C, at.a + 8, 3 * C, at.kview + at0 * hd * 4, S, at.cos + pos0 * (hd / 2) * 4, at.sin + pos0 * (hd / 2) * 4);
+  k.fan_rows(at.y, rows, C, hd, 0, 0, 0, 0, at.vview + at0 * hd * 4, S, 0, 0);
+  const carry = m.f32(at.carryK, rows * C);
+  const a = m.f32(at.a, rows * 3 * C);
+  const rotated = x.slice();
+  rope.apply(rotated, rows, heads, pos0);
+  const kview = m.f32(at.kview, heads * S * hd);
+  const vview = m.f32(at.vview, heads * S * hd);
+  for (let t = 0; t < rows; t++) {
+    for (let c = 0; c < C; c++) {
+      assert.ok(Object.is(carry[t * C + c], x[t * C + c]));
+      assert.ok(Object.is(a[t * 3 * C + 2 + c], x[t * C + c]), 'the second copy lands at its offset, rows of its stride');
+      const h = Math.floor(c / hd);
+      assert.ok(Object.is(kview[(h * S + at0 + t) * hd + (c % hd)], rotated[t * C + c]), `row ${t} channel ${c}: rotated as rope.apply`);
+      assert.ok(Object.is(vview[(h * S + at0 + t) * hd + (c % hd)], x[t * C + c]));
+    }
+  }
+});
+
+test('a fused rebuild (one product of [previous | scaled points], bias through the transform) equals the prediction plus the decoded residual', () => {
+  const rng = new Rng(13);
+  const C = 128;
+  const before = gemmBackend();
+  for (const backend of ortAvailable() ? (['ort', 'ts'] as const) : (['ts'] as const)) {
+    setGemmBackend(backend);
+    for (const [d, n] of [[2, 16], [4, 256]] as const) {
+      const q = HiggsQuantizer.fromGrid(d, n, C);
+      const W = rng.fillNormal(new Float32Array(C * 2 * C)).map((v) => v / 16);
+      const bias = rng.fillNormal(new Float32Array(C));
+      const pred = new LinearPredictor(W, bias, 2 * C, C);
+      const part = FusedPart.of(C, q, pred)!;
+      const rows = 50;
+      const x1 = rng.fillNormal(new Float32Array(rows * C));
+      const x2 = rng.fillNormal(new Float32Array(rows * C));
+      const blocks = [q.quantize(rng.fillNormal(new Float32Array(30 * C)), 30), q.quantize(rng.fillNormal(new Float32Array(20 * C)), 20)];
+      const got = new Float32Array(rows * C);
+      part.rebuild([x1, x2], blocks, rows, got);
+      // the unfused arithmetic: prediction, then each block's residual added
+      const want = new Float32Array(rows * C);
+      pred.applySplit(want, x1, x2, C, rows, new Float32Array(rows * C));
+      q.dequantizeAdd(blocks[0], want);
+      q.dequantizeAdd(blocks[1], want.subarray(30 * C));
+      let worst = 0;
+      for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / (1 + Math.abs(want[i])));
+      assert.ok(worst < 2e-5, `${backend} ${d}x${n}: worst relative difference ${worst}`);
+      assert.equal(part.active, backend === 'ort', 'the fused form serves on the native product only');
+    }
+  }
+  setGemmBackend(before);
+  const was = setHiggsKernels(false);
+  assert.equal(FusedPart.of(C, HiggsQuantizer.fromGrid(2, 16, C), null)!.active, false, 'nor without the HIGGS kernels');
+  setHiggsKernels(was);
+  assert.equal(FusedPart.of(C, HiggsQuantizer.fromGrid(2, 16, C, 64), null), null, 'two groups per token: not fused');
+});
+
+test('gemmRowwise: each row\'s result is independent of the rows beside it, also where a product has fewer rows than columns', () => {
+  const rng = new Rng(14);
+  for (const k of [128, 256, 384]) {
+    const n = 128;
+    const W = rng.fillNormal(new Float32Array(n * k));
+    const A = rng.fillNormal(new Float32Array(1000 * k));
+    const all = new Float32Array(1000 * n);
+    gemmRowwise(all, A, W, 1000, k, n, true);
+    // fewer rows than columns: MLAS would split columns across threads and sum K in longer blocks
+    for (const [start, rows] of [[0, 1], [3, 2], [10, 17], [100, 124], [300, 128], [500, 500]]) {
+      const part = new Float32Array(rows * n);
+      gemmRowwise(part, A.subarray(start * k), W, rows, k, n, true);
+      assert.deepEqual(part, all.subarray(start * n, (start + rows) * n), `k ${k}: rows [${start}, ${start + rows})`);
+    }
+  }
+});
+
+test('compact and materialized caches agree bit for bit over several rebuild blocks and products on both cores', () => {
+  const tokensN = FUSED_BLOCK_ROWS * 2 + 200;
+  const wide = loadModel(makeTinyModel({ layers: 3, hidden: 64, heads: 4, kvHeads: 2, headDim: 64, maxPositions: tokensN + 16 }));
+  const AQUA = 'aquakv[q=higgs:2x8,first=higgs:2x256,k1=higgs:4x256,v2=higgs:2x64]';
+  const p = calibrate(wide.model, randomWordsText(3000, 9), wide.tokenizer, { method: parseMethod(AQUA), samples: 8, seqLen: 128 }).set;
+  const tokens = Array.from({ length: tokensN + 6 }, (_, i) => (i * 37) % 300);
+  const V = wide.model.config.vocabSize;
+  const run = (mode: 'materialized' | 'compact') => {
+    const cache = createCache(wide.model, parseMethod(AQUA), p, { mode });
+    wide.model.forward(tokens.slice(0, tokensN), cache, { logits: 'none' });
+    const out = new Float32Array(6 * V);
+    for (let i = 0; i < 6; i++) out.set(wide.model.forward([tokens[tokensN + i]], cache, { logits: 'last' }), i * V);
+    return { out, cache };
+  };
+  const compact = run('compact');
+  const materialized = run('materialized');
+  assert.ok((compact.cache as CompressedCache).compressedTokens > FUSED_BLOCK_ROWS * 2, 'more than two blocks rebuilt');
+  assert.deepEqual(compact.out, materialized.out);
+  const mem = compact.cache.memory();
+  const layer = tokensN * wide.model.config.kvDim * 4 * 2; // one layer's keys and values in f32
+  assert.ok(mem.components.working < 2 * layer + 2 ** 20 * 2, `compact scratch ${mem.components.working} bytes: two layers' worth (${2 * layer}) and bounded blocks`);
+});
