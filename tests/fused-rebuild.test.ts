@@ -63,7 +63,7 @@ test('points_scaled writes each token\'s grid points times its scale plus u (the
   }
 });
 
-test('fan_rows copies rows to two strided places and, head by head, into a view, rotated there exactly as RoPE\'s JavaScript rotates', () => {
+test('fan_rows copies rows to two strided places and, head by head, into a view, rotated there exactly as RoPE\'s JavaScript rotates; gather_rows reads a view back', () => {
   const rng = new Rng(12);
   const heads = 2, hd = 64, C = heads * hd, rows = 21, S = 40, at0 = 5;
   const rope = new Rope(hd, 10000, null);
@@ -76,9 +76,9 @@ test('fan_rows copies rows to two strided places and, head by head, into a view,
   const k = m.kernels;
   const pos0 = 100; // row t has position 100 + t
   const { at } = m;
-  k.fan_rows(at.y, rows, C, hd, at.carryK, C, at.a + 8, 3 * C, at.kview + at0 * hd * 4, S, at.cos + pos0 * (hd / 2) * 4, at.sin + pos0 * (hd / 2) * 4);
+  k.fan_rows(at.y, rows, C, hd, at.carry, C, at.a + 8, 3 * C, at.kview + at0 * hd * 4, S, at.cos + pos0 * (hd / 2) * 4, at.sin + pos0 * (hd / 2) * 4);
   k.fan_rows(at.y, rows, C, hd, 0, 0, 0, 0, at.vview + at0 * hd * 4, S, 0, 0);
-  const carry = m.f32(at.carryK, rows * C);
+  const carry = m.f32(at.carry, rows * C);
   const a = m.f32(at.a, rows * 3 * C);
   const rotated = x.slice();
   rope.apply(rotated, rows, heads, pos0);
@@ -93,6 +93,10 @@ test('fan_rows copies rows to two strided places and, head by head, into a view,
       assert.ok(Object.is(vview[(h * S + at0 + t) * hd + (c % hd)], x[t * C + c]));
     }
   }
+  // gather_rows reads the view back into rows: at column C of rows of 3C
+  k.gather_rows(at.vview + at0 * hd * 4, S, rows, C, hd, at.a + C * 4, 3 * C);
+  const back = m.f32(at.a, rows * 3 * C);
+  for (let t = 0; t < rows; t++) for (let c = 0; c < C; c++) assert.ok(Object.is(back[t * 3 * C + C + c], x[t * C + c]), `gathered row ${t} channel ${c}`);
 });
 
 test('a fused rebuild (one product of [previous | scaled points], bias through the transform) equals the prediction plus the decoded residual', () => {

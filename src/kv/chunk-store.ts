@@ -244,10 +244,11 @@ export class CompactStore implements ChunkStore {
    * The fused rebuild of layer `layer`, into attention's view, in blocks of whole chunks of about
    * FUSED_BLOCK_ROWS tokens (a block's operands stay in the core's cache; products of 512 rows run
    * at the rate of larger ones here). Per block: keys from [K̃_{l−1} | ŷ·s + u], then values from
-   * [K̃_l | Ṽ_{l−1} | ŷ·s + u]; each product's output goes in one pass to the carry (the next
-   * layer's input, overwriting this one's, no longer needed for those rows), to the values'
-   * input, and to the view (keys rotated). Scratch: the view and the carry (one layer's keys and
-   * values each) and one block's operands.
+   * [K̃_l | Ṽ_{l−1} | ŷ·s + u]; the keys' output goes in one pass to the carry (the next layer's
+   * input, overwriting this one's, no longer needed for those rows), to the values' input and to
+   * the view (rotated); the values' output to the view, which is also the next layer's input
+   * (read back for a block before the block's new values overwrite it). Scratch: the views (one
+   * layer's keys and values), the carry (one layer's keys), one block's operands, RoPE's tables.
    */
   private fusedView(layer: number, parts: { keys: FusedPart; values: FusedPart }[]): LayerView {
     const { C, nKvHeads: KV, nHeads, rope } = this.s;
@@ -295,19 +296,19 @@ export class CompactStore implements ChunkStore {
     for (const b of blocks) {
       const n = b.rows;
       const chunks = r.chunks.slice(b.first, b.end);
-      const carryK = at.carryK + b.row * C * 4;
-      const carryV = at.carryV + b.row * C * 4;
+      const carry = at.carry + b.row * C * 4;
+      const vview = at.vview + (nSink + b.row) * hd * 4;
       // keys
-      if (pk.inDim > 0) k.fan_rows(carryK, n, C, hd, at.a, pk.k, 0, 0, 0, 0, 0, 0);
+      if (pk.inDim > 0) k.fan_rows(carry, n, C, hd, at.a, pk.k, 0, 0, 0, 0, 0, 0);
       m.points(pk, chunks.map((c) => c.keys[layer]), at.a, pk.k);
       gemmRowwise(m.f32(at.y, n * C), m.f32(at.a, n * pk.k), pk.weight, n, pk.k, C, true);
       const pos = (firstPos + b.row) * half * 4;
-      k.fan_rows(at.y, n, C, hd, carryK, C, at.a, pv.inDim > 0 ? pv.k : 0, at.kview + (nSink + b.row) * hd * 4, S, at.cos + pos, at.sin + pos);
+      k.fan_rows(at.y, n, C, hd, carry, C, at.a, pv.inDim > 0 ? pv.k : 0, at.kview + (nSink + b.row) * hd * 4, S, at.cos + pos, at.sin + pos);
       // values
-      if (pv.inDim > 0) k.fan_rows(carryV, n, C, hd, at.a + C * 4, pv.k, 0, 0, 0, 0, 0, 0);
+      if (pv.inDim > 0) k.gather_rows(vview, S, n, C, hd, at.a + C * 4, pv.k);
       m.points(pv, chunks.map((c) => c.values[layer]), at.a, pv.k);
       gemmRowwise(m.f32(at.y, n * C), m.f32(at.a, n * pv.k), pv.weight, n, pv.k, C, true);
-      k.fan_rows(at.y, n, C, hd, carryV, C, 0, 0, at.vview + (nSink + b.row) * hd * 4, S, 0, 0);
+      k.fan_rows(at.y, n, C, hd, 0, 0, 0, 0, vview, S, 0, 0);
     }
     const K = m.f32(at.kview, KV * S * hd);
     const V = m.f32(at.vview, KV * S * hd);

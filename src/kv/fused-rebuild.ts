@@ -96,8 +96,7 @@ export class FusedPart {
 
 /** Where the regions of a FusedMemory lie (byte offsets). */
 interface Regions {
-  carryK: number; // [carryRows, C]: the last layer's rebuilt keys, the next layer's input
-  carryV: number; // [carryRows, C]: its values
+  carry: number; // [carryRows, C]: the last layer's rebuilt keys, the next layer's input (its values are in vview)
   kview: number; // [KV][T, hd]: attention's keys (rotated)
   kScratch: number; // attention's scratch beside each view
   vview: number; // [KV][T, hd]: attention's values
@@ -113,7 +112,7 @@ interface Regions {
 }
 
 export interface FusedLayout {
-  carryRows: number; // tokens rebuilt layer after layer (0: none carried)
+  carryRows: number; // tokens whose keys are rebuilt layer after layer (0: none carried)
   blockRows: number; // tokens per product
   kMax: number; // widest product input
   C: number;
@@ -135,7 +134,7 @@ const CONSTS_BYTES = 1 << 16;
 export class FusedMemory {
   private memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES });
   readonly kernels: KernelExports = kernelsOver(this.memory);
-  at: Regions = { carryK: 0, carryV: 0, kview: 0, kScratch: 0, vview: 0, vScratch: 0, a: 0, y: 0, codes: 0, scales: 0, consts: 0, cos: 0, sin: 0, end: 0 };
+  at: Regions = { carry: 0, kview: 0, kScratch: 0, vview: 0, vScratch: 0, a: 0, y: 0, codes: 0, scales: 0, consts: 0, cos: 0, sin: 0, end: 0 };
   private codesBytes = 0;
   private scaleRows = 0; // rows of scales room (a multiple of 8, as the widening kernel takes them)
   private tableRoom = 0;
@@ -155,8 +154,7 @@ export class FusedMemory {
     const viewBytes = l.view ? l.view.heads * l.view.T * l.view.hd * 4 : 0;
     const scratchBytes = l.view?.scratchBytes ?? 0;
     this.at = {
-      carryK: take(l.carryRows * l.C * 4),
-      carryV: take(l.carryRows * l.C * 4),
+      carry: take(l.carryRows * l.C * 4),
       kview: take(viewBytes),
       kScratch: take(scratchBytes),
       vview: take(viewBytes),
