@@ -83,9 +83,10 @@ export class FusedPart {
     const { C, k } = this;
     const m = scratchMemory();
     m.layout({ carryRows: 0, blockRows: n, kMax: k, C, P: this.quantizer.paddedCols, codeBytes: this.codeBytes, view: null, tables: 0 });
-    const A = m.f32(m.at.a, n * k);
+    // each input copied in whole (through the output's region), then into its columns by the kernel
     inputs.forEach((x, i) => {
-      for (let t = 0; t < n; t++) A.set(x.subarray(t * C, (t + 1) * C), t * k + i * C);
+      m.f32(m.at.y, n * C).set(x.subarray(0, n * C));
+      m.kernels.fan_rows(m.at.y, n, C, 4, m.at.a + i * C * 4, k, 0, 0, 0, 0, 0, 0);
     });
     m.points(this, blocks, m.at.a, k);
     const y = m.f32(m.at.y, n * C);
