@@ -4,8 +4,11 @@
  *   V̂ = predV([K̃_l ; Ṽ_{l−1}]),   Ṽ_l = V̂ + deQ(Q(V_l − V̂))
  * Without a predictor the prediction is zero (HIGGS alone, KIVI); a slot kept in full precision
  * has the identity quantizer (the residual stored as f32). Compression and rebuilding do the same
- * arithmetic (the prediction, then the dequantized residual added onto it), so a chunk rebuilt
- * from its codes later is bit-identical to the reconstruction made when it was compressed.
+ * arithmetic, so a chunk rebuilt from its codes later is bit-identical to the reconstruction made
+ * when it was compressed: on the native product, for HIGGS with one group per token, one product
+ * of [previous rebuild | scaled grid points] with [W | H/G] (./fused-rebuild.ts; compression
+ * predicts apart first, for the residual it quantizes); otherwise the prediction, then the
+ * dequantized residual added onto it.
  */
 import type { QuantizedBlock, Quantizer } from '../quant/quantizer.js';
 import type { Workspace } from '../tensor/workspace.js';
