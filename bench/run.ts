@@ -276,7 +276,7 @@ if (sections.has('cache') && model) {
       say(`${String(context).padStart(7)}  ${label.padEnd(24)} ${tps.toFixed(1).padStart(9)} ${row.toFp.toFixed(2).padStart(7)} ${bound.toFixed(1).padStart(16)} ${ofBound.toFixed(3).padStart(10)} ${String(mem.total).padStart(16)} ${row.residentToFp.toFixed(2).padStart(7)} ${String(mem.stored).padStart(14)}`);
     }
   }
-  say('bound: fp and materialized, the copy bandwidth over the bytes a step reads (weights + cached keys and values);\n       compact, the rebuild multiply-adds (predictors and inverse Hadamard) at the product rate measured before each run (its own floor; of bound: the median of the runs' ratios)');
+  say('bound: fp and materialized, the copy bandwidth over the bytes a step reads (weights + cached keys and values);\n       compact, the rebuild multiply-adds (predictors and inverse Hadamard) at the product rate measured before each run (its own floor; of bound: the median ratio over its runs)');
   results.cache = rows;
 }
 
