@@ -11,6 +11,7 @@ import { setHiggsKernels } from '../src/quant/higgs-wasm.js';
 import { f16Table } from '../src/tensor/f16.js';
 import { gemmBackend, gemmRowwise, ortAvailable, setGemmBackend } from '../src/tensor/gemm.js';
 import { Rng } from '../src/tensor/rng.js';
+import { splitKeepsRows } from '../src/platform/ort-gemm.js';
 import { makeTinyModel, randomWordsText } from './fixture.js';
 
 const GRIDS: [number, number][] = [[1, 16], [2, 8], [2, 16], [2, 64], [2, 256], [4, 256]];
@@ -136,9 +137,14 @@ test('a fused rebuild (one product of [previous | scaled points], bias through t
 });
 
 test('gemmRowwise: each row\'s result is independent of the rows beside it, also where a product has fewer rows than columns', () => {
+  assert.equal(splitKeepsRows(124, 256, 128, 2), false, 'panels of 64 columns, K summed in blocks of 256');
+  assert.equal(splitKeepsRows(128, 256, 128, 2), true, 'rows split');
+  assert.equal(splitKeepsRows(124, 128, 128, 2), true, 'K within one block');
+  assert.equal(splitKeepsRows(128, 1536, 512, 2), true, 'panels of 256');
+  assert.equal(splitKeepsRows(128, 1536, 512, 16), false, 'panels of 32');
   const rng = new Rng(14);
-  for (const k of [128, 256, 384]) {
-    const n = 128;
+  // n = 128 (this model's C) and n = 512 (a 1B model's), where MLAS splits columns in panels of 64 and 256
+  for (const [k, n] of [[128, 128], [256, 128], [384, 128], [1536, 512]]) {
     const W = rng.fillNormal(new Float32Array(n * k));
     const A = rng.fillNormal(new Float32Array(1000 * k));
     const all = new Float32Array(1000 * n);
@@ -147,7 +153,7 @@ test('gemmRowwise: each row\'s result is independent of the rows beside it, also
     for (const [start, rows] of [[0, 1], [3, 2], [10, 17], [100, 124], [300, 128], [500, 500]]) {
       const part = new Float32Array(rows * n);
       gemmRowwise(part, A.subarray(start * k), W, rows, k, n, true);
-      assert.deepEqual(part, all.subarray(start * n, (start + rows) * n), `k ${k}: rows [${start}, ${start + rows})`);
+      assert.deepEqual(part, all.subarray(start * n, (start + rows) * n), `[·, ${k}]·[${k}, ${n}]: rows [${start}, ${start + rows})`);
     }
   }
 });

@@ -24,6 +24,19 @@ interface OrtSession {
  */
 export const PARALLEL_MIN_MACS = 4_000_000;
 
+/**
+ * Whether MLAS may split a product across `threads` threads and still give each row the sums it
+ * gives alone. MLAS splits the rows when m ≥ n, which changes no row; otherwise the columns, in
+ * panels of 16-column multiples, and a panel of 64 columns or fewer makes it sum K in blocks of
+ * 256 rather than 128 (its StrideK doubles as StrideN halves), which rounds differently once
+ * K > 128. Measured here: [124, 256]·[256, 128] on two threads (panels of 64) differed from one
+ * thread in 44% of its outputs; every m ≥ 128, and k = 128, agreed (tests/fused-rebuild.test.ts).
+ */
+export function splitKeepsRows(m: number, k: number, n: number, threads: number): boolean {
+  const narrowest = Math.floor(Math.ceil(n / 16) / threads) * 16;
+  return m >= n || k <= 128 || narrowest > 64;
+}
+
 /** MLAS products: `threads` threads for products of at least `parallelMin` multiply-adds, one below. */
 export function loadOrtGemm(threads = availableParallelism(), parallelMin = PARALLEL_MIN_MACS): FastGemm {
   const require = createRequire(import.meta.url);
@@ -64,7 +77,7 @@ export function loadOrtGemm(threads = availableParallelism(), parallelMin = PARA
     }
     return s;
   };
-  const gemmOrt: GemmFn = (out, a, b, m, k, n, transA, transB, parallel = true) => {
+  const gemmOrt: GemmFn = (out, a, b, m, k, n, transA, transB, rowwise = false) => {
     if (a.length < m * k || b.length < k * n || out.length < m * n) {
       throw new RangeError(`gemmOrt: buffers too small for [${m}, ${k}]·[${k}, ${n}]: a=${a.length}, b=${b.length}, out=${out.length}`);
     }
@@ -76,7 +89,8 @@ export function loadOrtGemm(threads = availableParallelism(), parallelMin = PARA
     const A = new Tensor('float32', a.subarray(0, m * k), transA ? [k, m] : [m, k]);
     const B = new Tensor('float32', b.subarray(0, k * n), transB ? [n, k] : [k, n]);
     const Y = new Tensor('float32', out.subarray(0, m * n), [m, n]);
-    session(transA, transB, parallel && threads > 1 && m * k * n >= parallelMin ? threads : 1).run({ A, B }, { Y }, {});
+    const parallel = threads > 1 && m * k * n >= parallelMin && (!rowwise || splitKeepsRows(m, k, n, threads));
+    session(transA, transB, parallel ? threads : 1).run({ A, B }, { Y }, {});
   };
   // The output must land in our buffer; a binding that copies instead would leave it untouched.
   try {

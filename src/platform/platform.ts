@@ -7,12 +7,13 @@
  */
 
 /**
- * out[M, N] = op(A) · op(B); see tensor/gemm.ts for the convention. `parallel: false` keeps the
- * product on one thread (a native product may otherwise split it across cores).
+ * out[M, N] = op(A) · op(B); see tensor/gemm.ts for the convention. `rowwise`: each output row
+ * must come out the same whatever rows are computed with it (a native product then splits the
+ * work across threads only in ways that keep every row's sums as they are).
  */
 export type GemmFn = (
   out: Float32Array, a: Float32Array, b: Float32Array,
-  m: number, k: number, n: number, transA: boolean, transB: boolean, parallel?: boolean,
+  m: number, k: number, n: number, transA: boolean, transB: boolean, rowwise?: boolean,
 ) => void;
 
 export interface Hasher {

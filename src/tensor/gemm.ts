@@ -246,12 +246,12 @@ export const gemmProfile = { enabled: false, calls: 0, seconds: 0, flops: 0 };
  * but reads the weights once instead of packing them (1.8× faster here for a decode-sized
  * product). `gemmRowwise` pads that row where bit-identity matters more than speed.
  */
-export const gemm: GemmFn = (out, a, b, m, k, n, transA, transB, parallel = true) => {
+export const gemm: GemmFn = (out, a, b, m, k, n, transA, transB, rowwise = false) => {
   const chosen = active ?? activeProduct();
   const fn = k * n < SMALL_PRODUCT && activeName === 'ort' ? gemmTs : chosen;
-  if (!gemmProfile.enabled) return fn(out, a, b, m, k, n, transA, transB, parallel);
+  if (!gemmProfile.enabled) return fn(out, a, b, m, k, n, transA, transB, rowwise);
   const t0 = performance.now();
-  fn(out, a, b, m, k, n, transA, transB, parallel);
+  fn(out, a, b, m, k, n, transA, transB, rowwise);
   gemmProfile.seconds += (performance.now() - t0) / 1000;
   gemmProfile.calls++;
   gemmProfile.flops += 2 * m * k * n;
@@ -265,23 +265,19 @@ let padOut = new Float32Array(0);
  * m = 1 (padded to two rows for the native product). AQUA-KV's predictors and the inverse
  * Hadamard use it, so a chunk rebuilt alone, or with every other chunk in one product, gives the
  * same bits.
- *
- * Threads: MLAS splits a product across threads by rows when m ≥ n, which leaves each row's sums
- * alone, but by columns when n > m, and a narrower panel of columns makes it sum K in longer
- * blocks (its StrideK doubles at 64 columns): measured here, [124, 256]·[256, 128] on two threads
- * differed from the same rows on one in 44% of the outputs, while every m ≥ 128 agreed. So a
- * product with fewer rows than columns runs on one thread.
+ * On the native product it is split across threads only where that keeps every row's sums
+ * (platform/ort-gemm.ts `splitKeepsRows`).
  */
 export function gemmRowwise(out: Float32Array, a: Float32Array, b: Float32Array, m: number, k: number, n: number, transB: boolean): void {
   const native = gemmBackend() === 'ort' && k * n >= SMALL_PRODUCT;
   if (m !== 1 || !native) {
-    gemm(out, a, b, m, k, n, false, transB, m >= n);
+    gemm(out, a, b, m, k, n, false, transB, true);
     return;
   }
   if (padA.length < 2 * k) padA = new Float32Array(2 * k);
   if (padOut.length < 2 * n) padOut = new Float32Array(2 * n);
   padA.set(a.subarray(0, k));
   padA.set(a.subarray(0, k), k);
-  gemm(padOut, padA, b, 2, k, n, false, transB, false);
+  gemm(padOut, padA, b, 2, k, n, false, transB, true);
   out.set(padOut.subarray(0, n));
 }
