@@ -59,12 +59,13 @@
  *       for c < C: f32 products (and sums), as the JavaScript rounds them.
  *   pack_codes(idx, rows, perRow, bits, out, rowBytes)   each row's perRow indices (i32) packed
  *       into rowBytes bytes at `bits` bits each, least significant first (as quant/bitpack.ts).
- *   points_scaled(codes, rows, rowBytes, perRow, bits, d, pts, scales, u, out, ld)   higgs_points and
+ *   points_scaled(codes, rows, rowBytes, perRow, bits, d, pts, scales, u, out, ld, pairs)   higgs_points and
  *       scale_rows in one pass for one group per row (P = perRow·d, a multiple of 4): out[t·ld + c]
  *       = point[c] · scales[t] + u[c], the same f32 products and sums. A compact cache's rebuild
  *       writes each token's row of the product's input with it (u carries the predictor's bias
  *       through the transform, kv/fused-rebuild.ts); two codes of a 2-D grid (or one of a 4-D
- *       grid) make one vector.
+ *       grid) make one vector. pairs (0: none): for a 2-D grid of codes narrower than 8 bits, the
+ *       table of every pair of codes' four coordinates (entry c₀ | c₁ << bits), read at once.
  *   fan_rows(src, rows, C, hd, dst1, ld1, dst2, ld2, view, S, cos, sin)   each row t of src [rows, C]
  *       copied to dst1 and dst2 (rows of ld1, ld2 floats; ld 0: none) and, head by head, to
  *       view [C/hd][S, hd] row t (S 0: none), rotated there when cos is given: pair (c, c + hd/2) by
@@ -600,7 +601,25 @@ ${scaledSweep('vec', '$vend', 'v128', 'f32x4', '$v', '$sv', 16)}${scaledSweep('t
  * other widths come from a 64-bit accumulator refilled 32 bits at a time (it may read up to 3
  * bytes past the row, which the caller's memory holds).
  */
-function pointsRow(d: 2 | 4 | 0, bytewise: boolean): string {
+function pointsRow(d: 2 | 4 | 0, bytewise: boolean, paired = false): string {
+  if (paired) {
+    // two 2-D codes at once: their 2·bits bits index a table of the pair's four coordinates
+    return `
+          (block $codes_done (loop $next
+            (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
+            (if (i32.lt_u (local.get $held) (local.get $bits2))
+              (then
+                (local.set $acc (i64.or (local.get $acc) (i64.shl (i64.extend_i32_u (i32.load (local.get $b))) (i64.extend_i32_u (local.get $held)))))
+                (local.set $b (i32.add (local.get $b) (i32.const 4)))
+                (local.set $held (i32.add (local.get $held) (i32.const 32)))))
+            (local.set $src (i32.add (local.get $pairs) (i32.shl (i32.wrap_i64 (i64.and (local.get $acc) (local.get $mask2))) (i32.const 4))))
+            (local.set $acc (i64.shr_u (local.get $acc) (i64.extend_i32_u (local.get $bits2))))
+            (local.set $held (i32.sub (local.get $held) (local.get $bits2)))
+            (v128.store (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (local.get $src)) (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br $next)))`;
+  }
   const code = (dst: string) => bytewise
     ? `
             (local.set ${dst} (i32.add (local.get $pts) (i32.mul (i32.load8_u (local.get $b)) (local.get $pb))))
@@ -639,13 +658,16 @@ function pointsRow(d: 2 | 4 | 0, bytewise: boolean): string {
 
 function pointsScaledKernel(): string {
   const rows = (d: 2 | 4 | 0) => `
-        (if (i32.eq (local.get $bits) (i32.const 8)) (then${pointsRow(d, true)}) (else${pointsRow(d, false)}))`;
+        (if (i32.eq (local.get $bits) (i32.const 8)) (then${pointsRow(d, true)}) (else${d === 2 ? `
+          (if (local.get $pairs) (then${pointsRow(2, false, true)}) (else${pointsRow(2, false)}))` : pointsRow(d, false)}))`;
   return `
   (func (export "points_scaled") (param $codes i32) (param $rows i32) (param $rowBytes i32) (param $perRow i32) (param $bits i32)
-    (param $d i32) (param $pts i32) (param $scales i32) (param $u i32) (param $out i32) (param $ld i32)
+    (param $d i32) (param $pts i32) (param $scales i32) (param $u i32) (param $out i32) (param $ld i32) (param $pairs i32)
     (local $t i32) (local $b i32) (local $acc i64) (local $held i32) (local $c i32) (local $Pb i32) (local $pb i32) (local $mask i64)
-    (local $src i32) (local $src2 i32) (local $dst i32) (local $i i32) (local $sv v128) (local $s f32)
+    (local $src i32) (local $src2 i32) (local $dst i32) (local $i i32) (local $sv v128) (local $s f32) (local $bits2 i32) (local $mask2 i64)
     (local.set $mask (i64.sub (i64.shl (i64.const 1) (i64.extend_i32_u (local.get $bits))) (i64.const 1)))
+    (local.set $bits2 (i32.shl (local.get $bits) (i32.const 1)))
+    (local.set $mask2 (i64.sub (i64.shl (i64.const 1) (i64.extend_i32_u (local.get $bits2))) (i64.const 1)))
     (local.set $pb (i32.shl (local.get $d) (i32.const 2)))
     (local.set $Pb (i32.mul (local.get $perRow) (local.get $pb)))
     (block $rows_done (loop $row

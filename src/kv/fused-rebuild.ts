@@ -24,6 +24,7 @@
 import { HiggsQuantizer } from '../quant/higgs.js';
 import { decodesWithKernels } from '../quant/higgs-wasm.js';
 import { hadamard } from '../quant/hadamard.js';
+import type { Grid } from '../quant/grid.js';
 import type { QuantizedBlock, Quantizer } from '../quant/quantizer.js';
 import { f16Table } from '../tensor/f16.js';
 import { gemmBackend, gemmRowwise } from '../tensor/gemm.js';
@@ -125,8 +126,35 @@ export interface FusedLayout {
   tables: number;
 }
 
-/** Bytes of the grid's points and u: 256 4-D points and P ≤ 8 192. */
-const CONSTS_BYTES = 1 << 16;
+/** Bytes of the grid's points, u and a pair table: 64 KB of pairs (6-bit codes), P ≤ 8 192. */
+const CONSTS_BYTES = 1 << 17;
+
+const pairTables = new WeakMap<Grid, Float32Array | null>();
+
+/**
+ * For a 2-D grid of codes under 8 bits: entry c₀ | c₁ << bits holds points c₀ and c₁ side by side
+ * (4 floats), so the kernel reads two codes' coordinates at once; null for other grids.
+ */
+function pairTable(grid: Grid): Float32Array | null {
+  let t = pairTables.get(grid);
+  if (t !== undefined) return t;
+  t = null;
+  if (grid.d === 2 && grid.bits < 8) {
+    const n = 1 << grid.bits;
+    t = new Float32Array(n * n * 4);
+    for (let c1 = 0; c1 < n; c1++) {
+      for (let c0 = 0; c0 < n; c0++) {
+        const e = (c0 | (c1 << grid.bits)) * 4;
+        t[e] = grid.points[2 * c0];
+        t[e + 1] = grid.points[2 * c0 + 1];
+        t[e + 2] = grid.points[2 * c1];
+        t[e + 3] = grid.points[2 * c1 + 1];
+      }
+    }
+  }
+  pairTables.set(grid, t);
+  return t;
+}
 
 /**
  * One WebAssembly memory of the kernels' (private: the native product refuses shared memory),
@@ -205,12 +233,15 @@ export class FusedMemory {
     const rowBytes = part.codeBytes;
     const rows = blocks.reduce((s, b) => s + b.rows, 0);
     if (rows * rowBytes + 16 > this.codesBytes || rows > this.scaleRows) throw new RangeError(`FusedMemory: ${rows} rows of codes, laid out for fewer`);
-    // the grid's points and u
+    // the grid's points, u, and for 2-D codes under 8 bits the table of pairs
+    const table = pairTable(grid);
     const pts = this.at.consts;
     const u = align16(pts + grid.points.byteLength);
-    if (u + P * 4 > this.at.consts + CONSTS_BYTES) throw new RangeError(`FusedMemory: grid ${q.spec} too large for its constants`);
+    const pairs = table ? align16(u + P * 4) : 0;
+    if ((table ? pairs + table.byteLength : u + P * 4) > this.at.consts + CONSTS_BYTES) throw new RangeError(`FusedMemory: grid ${q.spec} too large for its constants`);
     this.f32(pts, grid.points.length).set(grid.points);
     this.f32(u, P).set(part.u);
+    if (table) this.f32(pairs, table.length).set(table);
     // codes and fp16 scales of every block, end to end; the scales widened to f32
     const { codes, scales } = this.at;
     const half = scales + this.scaleRows * 4;
@@ -221,7 +252,7 @@ export class FusedMemory {
       row += b.rows;
     }
     k.widen_f16(half, scales, Math.ceil(rows / 8) * 8);
-    k.points_scaled(codes, rows, rowBytes, P / grid.d, grid.bits, grid.d, pts, scales, u, dst + part.inDim * 4, ld);
+    k.points_scaled(codes, rows, rowBytes, P / grid.d, grid.bits, grid.d, pts, scales, u, dst + part.inDim * 4, ld, pairs);
   }
 
   /** A KernelMemory over a view region (attention reads its rows in place, scratch beside them). */

@@ -839,10 +839,12 @@
       (local.set $t (i32.add (local.get $t) (i32.const 1)))
       (br $row))))
   (func (export "points_scaled") (param $codes i32) (param $rows i32) (param $rowBytes i32) (param $perRow i32) (param $bits i32)
-    (param $d i32) (param $pts i32) (param $scales i32) (param $u i32) (param $out i32) (param $ld i32)
+    (param $d i32) (param $pts i32) (param $scales i32) (param $u i32) (param $out i32) (param $ld i32) (param $pairs i32)
     (local $t i32) (local $b i32) (local $acc i64) (local $held i32) (local $c i32) (local $Pb i32) (local $pb i32) (local $mask i64)
-    (local $src i32) (local $src2 i32) (local $dst i32) (local $i i32) (local $sv v128) (local $s f32)
+    (local $src i32) (local $src2 i32) (local $dst i32) (local $i i32) (local $sv v128) (local $s f32) (local $bits2 i32) (local $mask2 i64)
     (local.set $mask (i64.sub (i64.shl (i64.const 1) (i64.extend_i32_u (local.get $bits))) (i64.const 1)))
+    (local.set $bits2 (i32.shl (local.get $bits) (i32.const 1)))
+    (local.set $mask2 (i64.sub (i64.shl (i64.const 1) (i64.extend_i32_u (local.get $bits2))) (i64.const 1)))
     (local.set $pb (i32.shl (local.get $d) (i32.const 2)))
     (local.set $Pb (i32.mul (local.get $perRow) (local.get $pb)))
     (block $rows_done (loop $row
@@ -866,6 +868,21 @@
               (f32x4.add (f32x4.mul (v128.load64_lane 1 (local.get $src2) (v128.load64_zero (local.get $src))) (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
             (local.set $c (i32.add (local.get $c) (i32.const 16)))
             (br $next)))) (else
+          (if (local.get $pairs) (then
+          (block $codes_done (loop $next
+            (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
+            (if (i32.lt_u (local.get $held) (local.get $bits2))
+              (then
+                (local.set $acc (i64.or (local.get $acc) (i64.shl (i64.extend_i32_u (i32.load (local.get $b))) (i64.extend_i32_u (local.get $held)))))
+                (local.set $b (i32.add (local.get $b) (i32.const 4)))
+                (local.set $held (i32.add (local.get $held) (i32.const 32)))))
+            (local.set $src (i32.add (local.get $pairs) (i32.shl (i32.wrap_i64 (i64.and (local.get $acc) (local.get $mask2))) (i32.const 4))))
+            (local.set $acc (i64.shr_u (local.get $acc) (i64.extend_i32_u (local.get $bits2))))
+            (local.set $held (i32.sub (local.get $held) (local.get $bits2)))
+            (v128.store (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (local.get $src)) (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br $next)))) (else
           (block $codes_done (loop $next
             (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
             (if (i32.lt_u (local.get $held) (local.get $bits))
@@ -887,7 +904,7 @@
             (v128.store (i32.add (local.get $dst) (local.get $c))
               (f32x4.add (f32x4.mul (v128.load64_lane 1 (local.get $src2) (v128.load64_zero (local.get $src))) (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
             (local.set $c (i32.add (local.get $c) (i32.const 16)))
-            (br $next))))))
+            (br $next))))))))
         (else (if (i32.eq (local.get $d) (i32.const 4)) (then
         (if (i32.eq (local.get $bits) (i32.const 8)) (then
           (block $codes_done (loop $next

@@ -29,7 +29,7 @@ export interface KernelExports {
   pack_codes(idx: number, rows: number, perRow: number, bits: number, out: number, rowBytes: number): void;
   higgs_points(codes: number, rows: number, rowBytes: number, perRow: number, bits: number, d: number, pts: number, out: number): void;
   scale_add(y: number, scales: number, out: number, rows: number, C: number, P: number, G: number, add: number): void;
-  points_scaled(codes: number, rows: number, rowBytes: number, perRow: number, bits: number, d: number, pts: number, scales: number, u: number, out: number, ld: number): void;
+  points_scaled(codes: number, rows: number, rowBytes: number, perRow: number, bits: number, d: number, pts: number, scales: number, u: number, out: number, ld: number, pairs: number): void;
   gather_rows(view: number, S: number, rows: number, C: number, hd: number, dst: number, ld: number): void;
   fan_rows(src: number, rows: number, C: number, hd: number, dst1: number, ld1: number, dst2: number, ld2: number, view: number, S: number, cos: number, sin: number): void;
 }
