@@ -198,6 +198,7 @@ export class CompactStore implements ChunkStore {
   view(layer: number): LayerView {
     const parts = this.fusedParts();
     if (parts) return this.fusedView(layer, parts);
+    // (the fused form stops serving when the backend changes; its memory goes)
     this.fusedMemory = null;
     const { C, nKvHeads: KV, rope, keysAfterRope } = this.s;
     const hd = C / KV;
@@ -265,7 +266,11 @@ export class CompactStore implements ChunkStore {
     const nSink = r.sinkK[layer].rows;
     const nb = r.bufK[layer].rows;
     const T = nSink + R + nb;
-    const m = (this.fusedMemory ??= new FusedMemory());
+    if (!this.fusedMemory) {
+      this.fusedMemory = new FusedMemory();
+      this.fusedShape = { rows: -1, capacity: 0 }; // laid out below
+    }
+    const m = this.fusedMemory;
     // blocks of whole chunks: [first chunk, end chunk)
     const blocks: { first: number; end: number; row: number; rows: number }[] = [];
     for (let i = 0, row = 0; i < r.chunks.length;) {
