@@ -193,10 +193,11 @@ test('a compact cache whose backend changes between steps rebuilds the old way, 
   const run = (mode: 'materialized' | 'compact') => {
     const cache = createCache(wide.model, parseMethod(AQUA), p, { mode, buffer: 128 });
     wide.model.forward(tokens.slice(0, 200), cache, { logits: 'none' });
-    setGemmBackend('ts'); // a step that compresses nothing (positions 128–255 fill the second block)
-    wide.model.forward([tokens[200]], cache, { logits: 'last' });
+    wide.model.forward([tokens[200]], cache, { logits: 'last' }); // the fused memory laid out for the chunk held
+    setGemmBackend('ts'); // steps that compress nothing (positions 128–255 fill the second block)
+    wide.model.forward([tokens[201]], cache, { logits: 'last' });
     setGemmBackend('ort');
-    return wide.model.forward([tokens[201]], cache, { logits: 'last' });
+    return wide.model.forward([tokens[202]], cache, { logits: 'last' });
   };
   // the step under the portable product rounds differently in each mode (compact rebuilds there
   // the old way, materialized reads what it compressed), and that token's keys stay in the buffer:
