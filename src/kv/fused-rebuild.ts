@@ -8,9 +8,10 @@
  * The Hadamard transform is linear, so it joins the predictor in one product whose input is the
  * previous layer's rebuild beside the scaled points, and the bias rides through the transform in
  * u. Values take [K̃_l | Ṽ_{l−1} | ŷ·s + u]. Without a predictor the input is the points alone.
- * A compact cache rebuilding 4 096 tokens then runs two products of [4 096, 256 or 384] · [·, 128]
- * per layer at the native product's full rate, where it ran a predictor product, a split second
- * one, their sum and bias in JavaScript, and an inverse-transform product per block of 128 tokens.
+ * A compact cache rebuilding 4 096 tokens then runs two products of [~1 024, 256 or 384] · [·, 128]
+ * per layer and block of chunks, at the native product's full rate, where it ran a predictor
+ * product, a split second one, their sum and bias in JavaScript, and an inverse-transform product
+ * per chunk of 128 tokens (on one thread: under the threads' threshold).
  *
  * The arithmetic is this one wherever a token is rebuilt (compression, a restored cache, compact
  * decode), so a token comes out the same bit for bit: every row of the product depends on its own
@@ -107,7 +108,7 @@ interface Regions {
   y: number; // [blockRows, C]: its output
   codes: number; // [blockRows] rows of codes
   scales: number; // [blockRows] f32, then [blockRows] f16 (as stored, widened into the first)
-  consts: number; // grid points, then u
+  consts: number; // grid points, u, and for narrow 2-D codes their pair table
   cos: number; // RoPE's tables, [positions, hd/2] each
   sin: number;
   end: number;
