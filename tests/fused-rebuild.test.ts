@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { calibrate, CompressedCache, createCache, loadModel, parseMethod } from '../src/index.js';
-import { FusedMemory, FusedPart } from '../src/kv/fused-rebuild.js';
+import { FusedMemory, FusedPart, REBUILD_GROUP_ROWS } from '../src/kv/fused-rebuild.js';
 import { FUSED_BLOCK_ROWS } from '../src/kv/chunk-store.js';
 import { LinearPredictor } from '../src/kv/linear-predictor.js';
 import { Rope } from '../src/model/rope.js';
@@ -134,6 +134,29 @@ test('a fused rebuild (one product of [previous | scaled points], bias through t
   assert.equal(FusedPart.of(C, HiggsQuantizer.fromGrid(2, 16, C), null)!.active, false, 'nor without the HIGGS kernels');
   setHiggsKernels(was);
   assert.equal(FusedPart.of(C, HiggsQuantizer.fromGrid(2, 16, C, 64), null), null, 'two groups per token: not fused');
+});
+
+test('a rebuild of more tokens than one product takes (a restored cache) gives each block the bits it gets alone', () => {
+  const rng = new Rng(15);
+  const C = 128;
+  const q = HiggsQuantizer.fromGrid(2, 8, C);
+  const pred = new LinearPredictor(rng.fillNormal(new Float32Array(C * 2 * C)).map((v) => v / 16), rng.fillNormal(new Float32Array(C)), 2 * C, C);
+  const part = FusedPart.of(C, q, pred)!;
+  const sizes = Array.from({ length: Math.ceil((REBUILD_GROUP_ROWS * 1.5) / 128) }, (_, i) => (i === 0 ? 124 : 128));
+  const n = sizes.reduce((s, x) => s + x, 0);
+  const blocks = sizes.map((rows) => q.quantize(rng.fillNormal(new Float32Array(rows * C)), rows));
+  const x1 = rng.fillNormal(new Float32Array(n * C));
+  const x2 = rng.fillNormal(new Float32Array(n * C));
+  const all = new Float32Array(n * C);
+  part.rebuild([x1, x2], blocks, n, all);
+  let row = 0;
+  for (const b of blocks) {
+    const alone = new Float32Array(b.rows * C);
+    part.rebuild([x1.subarray(row * C), x2.subarray(row * C)], [b], b.rows, alone);
+    assert.deepEqual(all.subarray(row * C, (row + b.rows) * C), alone, `block at row ${row}`);
+    row += b.rows;
+  }
+  assert.ok(n > REBUILD_GROUP_ROWS, 'more rows than one product takes');
 });
 
 test('gemmRowwise: each row\'s result is independent of the rows beside it, also where a product has fewer rows than columns', () => {

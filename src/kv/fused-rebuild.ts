@@ -84,16 +84,29 @@ export class FusedPart {
   rebuild(inputs: Float32Array[], blocks: QuantizedBlock[], n: number, out: Float32Array): void {
     const { C, k } = this;
     const m = scratchMemory();
-    m.layout({ carryRows: 0, blockRows: n, kMax: k, C, P: this.quantizer.paddedCols, codeBytes: this.codeBytes, view: null, tables: 0 });
-    // each input copied in whole (through the output's region), then into its columns by the kernel
-    inputs.forEach((x, i) => {
-      m.f32(m.at.y, n * C).set(x.subarray(0, n * C));
-      m.kernels.fan_rows(m.at.y, n, C, 4, m.at.a + i * C * 4, k, 0, 0, 0, 0, 0, 0);
-    });
-    m.points(this, blocks, m.at.a, k);
-    const y = m.f32(m.at.y, n * C);
-    gemmRowwise(y, m.f32(m.at.a, n * k), this.weight, n, k, C, true);
-    out.set(y);
+    // groups of whole blocks of up to REBUILD_GROUP_ROWS tokens (a restored cache's thousands of
+    // tokens would otherwise leave that much scratch behind); rows do not depend on their group
+    let row = 0;
+    for (let i = 0; i < blocks.length;) {
+      const group = [blocks[i++]];
+      let rows = group[0].rows;
+      while (i < blocks.length && rows + blocks[i].rows <= REBUILD_GROUP_ROWS) {
+        rows += blocks[i].rows;
+        group.push(blocks[i++]);
+      }
+      if (row + rows > n) throw new RangeError(`FusedPart.rebuild: the blocks hold more than ${n} rows`);
+      m.layout({ carryRows: 0, blockRows: rows, kMax: k, C, P: this.quantizer.paddedCols, codeBytes: this.codeBytes, view: null, tables: 0 });
+      // each input copied in (through the output's region), then into its columns by the kernel
+      inputs.forEach((x, j) => {
+        m.f32(m.at.y, rows * C).set(x.subarray(row * C, (row + rows) * C));
+        m.kernels.fan_rows(m.at.y, rows, C, 4, m.at.a + j * C * 4, k, 0, 0, 0, 0, 0, 0);
+      });
+      m.points(this, group, m.at.a, k);
+      const y = m.f32(m.at.y, rows * C);
+      gemmRowwise(y, m.f32(m.at.a, rows * k), this.weight, rows, k, C, true);
+      out.set(y, row * C);
+      row += rows;
+    }
   }
 }
 
@@ -126,6 +139,9 @@ export interface FusedLayout {
   /** Floats of each RoPE table to hold (0: none). */
   tables: number;
 }
+
+/** Tokens per product when rebuilding JavaScript arrays (compression, a restored cache). */
+export const REBUILD_GROUP_ROWS = 2048;
 
 /** Bytes of the grid's points, u and a pair table: 64 KB of pairs (6-bit codes), P ≤ 8 192. */
 const CONSTS_BYTES = 1 << 17;
