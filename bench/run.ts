@@ -231,21 +231,13 @@ if (sections.has('cache') && model) {
   for (const context of [512, 1024, 2048, 4096]) {
     const fpLimit = bandwidth / (weightBytes + 2 * cfg.nLayers * context * C * 4);
     // fp and materialized run their repetitions in turn (fp, materialized, fp, …), so a slow
-    // moment of this shared machine falls on both and their ratio holds; compact runs after them
+    // moment of this shared machine falls on both and their ratio holds; compact runs after them,
+    // alone
     const kinds: [string, () => KVCache][] = [
       ['fp (FullCache)', () => new FullCache(model)],
       ['aquakv materialized', () => createCache(model, parseMethod('aquakv'), set, { mode: 'materialized' })],
       ['aquakv compact', () => createCache(model, parseMethod('aquakv'), set, { mode: 'compact' })],
     ];
-    const runs = kinds.map(([label, make]) => {
-      const cache = make();
-      for (let s = 0; s < context; s += 1024) model.forward(ids.slice(s, Math.min(context, s + 1024)), cache, { logits: 'none' });
-      // one step untimed first: the cache's rows grow past the prefill's capacity there
-      model.forward([ids[context]], cache, { logits: 'last' });
-      // 128 steps a repetition: a materialized cache compresses its buffer once per 128 tokens, so
-      // each repetition pays that once, as decode does on average (compact: 8 steps, ≤ 50 ms each)
-      return { label, cache, steps: label.includes('compact') ? 8 : DEFAULT_CACHE_OPTIONS.buffer, rates: [] as number[], floors: [] as number[] };
-    });
     // compact runs on both cores (its products), so a busy moment of the shared machine moves it
     // more than single-threaded fp; its floor is measured again just before each of its runs, and
     // it takes 5 runs, its ratio the median of the runs' ratios
@@ -255,26 +247,39 @@ if (sections.has('cache') && model) {
       const compressed = (cache as CompressedCache).compressedTokens ?? 0;
       return compressed * ((cfg.nLayers - 1) * 3 * C * C + cfg.nLayers * 2 * C * G);
     };
-    for (const group of [runs.slice(0, 2), runs.slice(2)]) {
-      const compact = group[0].label.includes('compact');
+    const finished: { label: string; rates: number[]; floors: number[]; mem: ReturnType<KVCache['memory']>; isFp: boolean }[] = [];
+    // fp and materialized, then compact, each group's caches made, timed, measured and dropped:
+    // compact's products return copies of their outputs (onnxruntime-node's binding), which make
+    // the process collect about once a step, at a cost that grows with what the process holds
+    for (const group of [kinds.slice(0, 2), kinds.slice(2)]) {
+      const runs = group.map(([label, make]) => {
+        const cache = make();
+        for (let s = 0; s < context; s += 1024) model.forward(ids.slice(s, Math.min(context, s + 1024)), cache, { logits: 'none' });
+        // one step untimed first: the cache's rows grow past the prefill's capacity there
+        model.forward([ids[context]], cache, { logits: 'last' });
+        // 128 steps a repetition: a materialized cache compresses its buffer once per 128 tokens, so
+        // each repetition pays that once, as decode does on average (compact: 8 steps, ≤ 50 ms each)
+        return { label, cache, steps: label.includes('compact') ? 8 : DEFAULT_CACHE_OPTIONS.buffer, rates: [] as number[], floors: [] as number[] };
+      });
+      const compact = runs[0].label.includes('compact');
       for (let rep = 0; rep < (compact ? 5 : 3); rep++) {
-        for (const r of group) {
+        for (const r of runs) {
           if (compact) r.floors.push(productRate(0.05) / (2 * rebuildMacs(r.cache)));
           const t0 = performance.now();
           for (let i = 0; i < r.steps; i++) model.forward([ids[context + 1 + rep * r.steps + i]], r.cache, { logits: 'last' });
           r.rates.push(r.steps / ((performance.now() - t0) / 1000));
         }
       }
+      for (const r of runs) finished.push({ label: r.label, rates: r.rates, floors: r.floors, mem: r.cache.memory(), isFp: r.cache instanceof FullCache });
     }
     let fp = { tps: NaN, resident: NaN }; // the fp row of this context, first in the list
     const median = (x: number[]) => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)];
-    for (const { label, cache, rates, floors } of runs) {
+    for (const { label, rates, floors, mem, isFp } of finished) {
       const tps = median(rates);
       const compact = floors.length > 0;
       const bound = compact ? median(floors) : fpLimit;
       const ofBound = compact ? median(rates.map((r, i) => r / floors[i])) : tps / bound;
-      const mem = cache.memory();
-      if (cache instanceof FullCache) fp = { tps, resident: mem.total };
+      if (isFp) fp = { tps, resident: mem.total };
       const row = { context, cache: label, decodeTokensPerSecond: tps, toFp: tps / fp.tps, boundTokensPerSecond: bound, ofBound, residentBytes: mem.total, residentToFp: mem.total / fp.resident, storedBytes: mem.stored };
       rows.push(row);
       say(`${String(context).padStart(7)}  ${label.padEnd(24)} ${tps.toFixed(1).padStart(9)} ${row.toFp.toFixed(2).padStart(7)} ${bound.toFixed(1).padStart(16)} ${ofBound.toFixed(3).padStart(10)} ${String(mem.total).padStart(16)} ${row.residentToFp.toFixed(2).padStart(7)} ${String(mem.stored).padStart(14)}`);
