@@ -83,6 +83,7 @@ export class FusedPart {
    */
   rebuild(inputs: Float32Array[], blocks: QuantizedBlock[], n: number, out: Float32Array): void {
     const { C, k } = this;
+    if (inputs.length * C !== this.inDim) throw new RangeError(`FusedPart.rebuild: ${inputs.length} inputs of ${C} channels for a predictor of ${this.inDim}`);
     const m = scratchMemory();
     // groups of whole blocks of up to REBUILD_GROUP_ROWS tokens (a restored cache's thousands of
     // tokens would otherwise leave that much scratch behind); rows do not depend on their group
