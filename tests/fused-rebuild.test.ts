@@ -1,8 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { calibrate, CompressedCache, createCache, loadModel, parseMethod } from '../src/index.js';
-import { FusedMemory, FusedPart, REBUILD_GROUP_ROWS } from '../src/kv/fused-rebuild.js';
-import { FUSED_BLOCK_ROWS } from '../src/kv/chunk-store.js';
+import { FUSED_BLOCK_ROWS, FusedMemory, FusedPart } from '../src/kv/fused-rebuild.js';
 import { LinearPredictor } from '../src/kv/linear-predictor.js';
 import { Rope } from '../src/model/rope.js';
 import { hadamardMatrix } from '../src/quant/hadamard.js';
@@ -142,7 +141,7 @@ test('a rebuild of more tokens than one product takes (a restored cache) gives e
   const q = HiggsQuantizer.fromGrid(2, 8, C);
   const pred = new LinearPredictor(rng.fillNormal(new Float32Array(C * 2 * C)).map((v) => v / 16), rng.fillNormal(new Float32Array(C)), 2 * C, C);
   const part = FusedPart.of(C, q, pred)!;
-  const sizes = Array.from({ length: Math.ceil((REBUILD_GROUP_ROWS * 1.5) / 128) }, (_, i) => (i === 0 ? 124 : 128));
+  const sizes = Array.from({ length: Math.ceil((FUSED_BLOCK_ROWS * 1.5) / 128) }, (_, i) => (i === 0 ? 124 : 128));
   const n = sizes.reduce((s, x) => s + x, 0);
   const blocks = sizes.map((rows) => q.quantize(rng.fillNormal(new Float32Array(rows * C)), rows));
   const x1 = rng.fillNormal(new Float32Array(n * C));
@@ -156,7 +155,7 @@ test('a rebuild of more tokens than one product takes (a restored cache) gives e
     assert.deepEqual(all.subarray(row * C, (row + b.rows) * C), alone, `block at row ${row}`);
     row += b.rows;
   }
-  assert.ok(n > REBUILD_GROUP_ROWS, 'more rows than one product takes');
+  assert.ok(n > FUSED_BLOCK_ROWS, 'more rows than one product takes');
 });
 
 test('gemmRowwise: each row\'s result is independent of the rows beside it, also where a product has fewer rows than columns', () => {

@@ -12,7 +12,7 @@ import type { Rope } from '../model/rope.js';
 import type { LayerView } from '../model/kv-cache.js';
 import type { Workspace } from '../tensor/workspace.js';
 import type { LayerCodec } from './layer-codec.js';
-import { FusedMemory, type FusedPart } from './fused-rebuild.js';
+import { FUSED_BLOCK_ROWS, FusedMemory, rowGroups, type FusedPart } from './fused-rebuild.js';
 import { HeadRows, ropeHeads, scatterHeads } from './head-rows.js';
 import { gemmRowwise } from '../tensor/gemm.js';
 import type { RowBuffer } from './row-buffer.js';
@@ -165,15 +165,6 @@ export class MaterializedStore implements ChunkStore {
   }
 }
 
-/**
- * Tokens per product in a compact cache's fused rebuild (whole chunks, so a few fewer). At 4 096
- * tokens, blocks of 1 024 decoded 5–10% faster than blocks of 512 (three interleaved runs each:
- * 33.7–35.1 against 35.9–39.2 ms a step; half the product calls, each of which may find the
- * product's second thread asleep), for 1 MB more scratch; whole products (one per part) were no
- * faster and their operands are the size of the cache.
- */
-export const FUSED_BLOCK_ROWS = 1024;
-
 export class CompactStore implements ChunkStore {
   // Two pairs of [T, C] buffers serve every layer in turn. At layer l, `prev` holds layer l−1's
   // rebuild of the chunks (token-major) and `cur` receives layer l's; once l's keys are rebuilt,
@@ -271,15 +262,7 @@ export class CompactStore implements ChunkStore {
       this.fusedShape = { rows: -1, capacity: 0 }; // laid out below
     }
     const m = this.fusedMemory;
-    // blocks of whole chunks: [first chunk, end chunk)
-    const blocks: { first: number; end: number; row: number; rows: number }[] = [];
-    for (let i = 0, row = 0; i < r.chunks.length;) {
-      const b = { first: i, end: i, row, rows: 0 };
-      while (b.end < r.chunks.length && (b.rows === 0 || b.rows + r.chunks[b.end].n <= FUSED_BLOCK_ROWS)) b.rows += r.chunks[b.end++].n;
-      blocks.push(b);
-      row += b.rows;
-      i = b.end;
-    }
+    const blocks = rowGroups(r.chunks.map((c) => c.n), FUSED_BLOCK_ROWS); // whole chunks: [first, end)
     // laid out anew when the rows rebuilt change (a chunk joined) or the view outgrows its rows
     // (grown 128 rows at a time); T is the same at every layer of a step, so never mid-step
     if (R !== this.fusedShape.rows || T > this.fusedShape.capacity) {

@@ -87,40 +87,43 @@ export class LayerCodec {
    * Calibration calls the halves apart: it fits the value predictor between them.
    */
   compressKeys(K: Float32Array, prevK: Float32Array | null, n: number, recK: Float32Array, ws: Workspace): QuantizedBlock {
-    // the prediction goes where the reconstruction will be, and the residual is added back onto
-    // it: the same arithmetic as `reconstructBlocks` (whose prediction of the same inputs is the
-    // same), with one predictor product per part
+    // the prediction goes where the reconstruction will be: the same arithmetic as
+    // `reconstructBlocks` (whose prediction of the same inputs is the same)
     this.predictKeys(recK, prevK, n);
-    const fused = this.fusedKeys();
-    if (!fused) return this.quantizeOnto(this.keyQuantizer, K, recK, n, ws);
-    const block = this.quantizeResidual(this.keyQuantizer, K, recK, n, ws);
-    fused.rebuild(this.keyPredictor && prevK ? [prevK] : [], [block], n, recK);
-    return block;
+    return this.quantizeOnto(this.keyQuantizer, K, recK, n, ws, this.fusedKeys(), this.keyInputs(prevK));
   }
 
   /** The values' half of `compress`, given this layer's reconstructed keys recK [n, C]. */
   compressValues(V: Float32Array, recK: Float32Array, prevV: Float32Array | null, n: number, recV: Float32Array, ws: Workspace): QuantizedBlock {
     this.predictValues(recV, recK, prevV, n, ws.get('codec.tmp', n * this.C));
-    const fused = this.fusedValues();
-    if (!fused) return this.quantizeOnto(this.valueQuantizer, V, recV, n, ws);
-    const block = this.quantizeResidual(this.valueQuantizer, V, recV, n, ws);
-    fused.rebuild(this.valuePredictor && prevV ? [recK, prevV] : [], [block], n, recV);
-    return block;
+    return this.quantizeOnto(this.valueQuantizer, V, recV, n, ws, this.fusedValues(), this.valueInputs(recK, prevV));
   }
 
-  /** Quantizes exact − rec (rec holding the prediction) and adds the dequantized residual onto rec. */
-  private quantizeOnto(q: Quantizer, exact: Float32Array, rec: Float32Array, n: number, ws: Workspace): QuantizedBlock {
-    const block = this.quantizeResidual(q, exact, rec, n, ws);
-    LayerCodec.decodeAdd(q, block, rec, ws);
-    return block;
+  /** The key predictor's inputs as the fused product takes them: [K̃_{l−1}], or none. */
+  private keyInputs(prevK: Float32Array | null): Float32Array[] {
+    return this.keyPredictor && prevK ? [prevK] : [];
   }
 
-  /** The block of exact − prediction. */
-  private quantizeResidual(q: Quantizer, exact: Float32Array, prediction: Float32Array, n: number, ws: Workspace): QuantizedBlock {
+  /** The value predictor's inputs: [K̃_l, Ṽ_{l−1}], or none. */
+  private valueInputs(recK: Float32Array, prevV: Float32Array | null): Float32Array[] {
+    return this.valuePredictor && prevV ? [recK, prevV] : [];
+  }
+
+  /**
+   * Quantizes exact − rec (rec holding the prediction) and writes the reconstruction into rec: the
+   * fused product of the predictor's inputs and the block where `fused` serves, else the
+   * dequantized residual added onto the prediction.
+   */
+  private quantizeOnto(
+    q: Quantizer, exact: Float32Array, rec: Float32Array, n: number, ws: Workspace, fused: FusedPart | null, inputs: Float32Array[],
+  ): QuantizedBlock {
     const size = n * this.C;
     const r = ws.get('codec.residual', size);
-    for (let i = 0; i < size; i++) r[i] = exact[i] - prediction[i];
-    return q.quantize(r, n);
+    for (let i = 0; i < size; i++) r[i] = exact[i] - rec[i];
+    const block = q.quantize(r, n);
+    if (fused) fused.rebuild(inputs, [block], n, rec);
+    else LayerCodec.decodeAdd(q, block, rec, ws);
+    return block;
   }
 
   /**
@@ -136,13 +139,13 @@ export class LayerCodec {
   ): void {
     const C = this.C;
     const fusedKeys = this.fusedKeys();
-    if (fusedKeys) fusedKeys.rebuild(this.keyPredictor && prevK ? [prevK] : [], blocks.map((b) => b.keys), n, recK);
+    if (fusedKeys) fusedKeys.rebuild(this.keyInputs(prevK), blocks.map((b) => b.keys), n, recK);
     else {
       this.predictKeys(recK, prevK, n);
       LayerCodec.decodeAddAll(this.keyQuantizer, blocks.map((b) => b.keys), recK, ws);
     }
     const fusedValues = this.fusedValues();
-    if (fusedValues) fusedValues.rebuild(this.valuePredictor && prevV ? [recK, prevV] : [], blocks.map((b) => b.values), n, recV);
+    if (fusedValues) fusedValues.rebuild(this.valueInputs(recK, prevV), blocks.map((b) => b.values), n, recV);
     else {
       const needsTmp = this.valuePredictor !== null && prevV !== null;
       this.predictValues(recV, recK, prevV, n, prevK ?? (needsTmp ? ws.get('codec.tmp', n * C) : new Float32Array(0)));
