@@ -602,6 +602,21 @@ ${scaledSweep('vec', '$vend', 'v128', 'f32x4', '$v', '$sv', 16)}${scaledSweep('t
  * bytes past the row, which the caller's memory holds).
  */
 function pointsRow(d: 2 | 4 | 0, bytewise: boolean, paired = false): string {
+  if (paired && bytewise) {
+    // 4-bit 2-D codes: each byte is a pair, its table entry read directly (no accumulator), two
+    // bytes a turn (perRow·d is a multiple of 4, so a row holds whole pairs; an odd count ends early)
+    const one = (at: string) => `
+            (v128.store (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $pairs) (i32.shl (i32.load8_u ${at}) (i32.const 4)))) (local.get $sv))
+                (v128.load (i32.add (local.get $u) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))`;
+    return `
+          (block $codes_done (loop $next
+            (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))${one('(local.get $b)')}
+            (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))${one('offset=1 (local.get $b)')}
+            (local.set $b (i32.add (local.get $b) (i32.const 2)))
+            (br $next)))`;
+  }
   if (paired) {
     // two 2-D codes at once: their 2·bits bits index a table of the pair's four coordinates
     return `
@@ -659,7 +674,9 @@ function pointsRow(d: 2 | 4 | 0, bytewise: boolean, paired = false): string {
 function pointsScaledKernel(): string {
   const rows = (d: 2 | 4 | 0) => `
         (if (i32.eq (local.get $bits) (i32.const 8)) (then${pointsRow(d, true)}) (else${d === 2 ? `
-          (if (local.get $pairs) (then${pointsRow(2, false, true)}) (else${pointsRow(2, false)}))` : pointsRow(d, false)}))`;
+          (if (local.get $pairs)
+            (then (if (i32.eq (local.get $bits) (i32.const 4)) (then${pointsRow(2, true, true)}) (else${pointsRow(2, false, true)})))
+            (else${pointsRow(2, false)}))` : pointsRow(d, false)}))`;
   return `
   (func (export "points_scaled") (param $codes i32) (param $rows i32) (param $rowBytes i32) (param $perRow i32) (param $bits i32)
     (param $d i32) (param $pts i32) (param $scales i32) (param $u i32) (param $out i32) (param $ld i32) (param $pairs i32)

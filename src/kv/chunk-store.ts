@@ -242,9 +242,9 @@ export class CompactStore implements ChunkStore {
    * The fused rebuild of layer `layer`, into attention's view, in blocks of whole chunks of about
    * FUSED_BLOCK_ROWS tokens (a block's operands stay in the core's cache, and its products run at
    * the rate of larger ones here). Per block: keys from [K̃_{l−1} | ŷ·s + u], then values from
-   * [K̃_l | Ṽ_{l−1} | ŷ·s + u]; the keys' output goes in one pass to the carry (the next layer's
-   * input, overwriting this one's, no longer needed for those rows), to the values' input and to
-   * the view (rotated); the values' output to the view, which is also the next layer's input
+   * [K̃_l | Ṽ_{l−1} | ŷ·s + u]; the keys' product writes its output into the carry (the next
+   * layer's input, over this one's, copied into the product's input already), from where one pass
+   * sends it to the values' input and to the view (rotated); the values' output goes to the view, which is also the next layer's input
    * (read back for a block before the block's new values overwrite it). Scratch: the views (one
    * layer's keys and values), the carry (one layer's keys), one block's operands, RoPE's tables.
    */
@@ -295,9 +295,10 @@ export class CompactStore implements ChunkStore {
       // keys
       if (pk.inDim > 0) k.fan_rows(carry, n, C, hd, at.a, pk.k, 0, 0, 0, 0, 0, 0);
       m.points(pk, chunks.map((c) => c.keys[layer]), at.a, pk.k);
-      gemmRowwise(m.f32(at.y, n * C), m.f32(at.a, n * pk.k), pk.weight, n, pk.k, C, true);
+      // the block's carry rows are in the product's input now: its output takes their place
+      gemmRowwise(m.f32(carry, n * C), m.f32(at.a, n * pk.k), pk.weight, n, pk.k, C, true);
       const pos = (firstPos + b.row) * half * 4;
-      k.fan_rows(at.y, n, C, hd, carry, C, at.a, pv.inDim > 0 ? pv.k : 0, at.kview + (nSink + b.row) * hd * 4, S, at.cos + pos, at.sin + pos);
+      k.fan_rows(carry, n, C, hd, at.a, pv.inDim > 0 ? pv.k : 0, 0, 0, at.kview + (nSink + b.row) * hd * 4, S, at.cos + pos, at.sin + pos);
       // values
       if (pv.inDim > 0) k.gather_rows(vview, S, n, C, hd, at.a + C * 4, pv.k);
       m.points(pv, chunks.map((c) => c.values[layer]), at.a, pv.k);

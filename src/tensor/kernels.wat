@@ -868,7 +868,21 @@
               (f32x4.add (f32x4.mul (v128.load64_lane 1 (local.get $src2) (v128.load64_zero (local.get $src))) (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
             (local.set $c (i32.add (local.get $c) (i32.const 16)))
             (br $next)))) (else
-          (if (local.get $pairs) (then
+          (if (local.get $pairs)
+            (then (if (i32.eq (local.get $bits) (i32.const 4)) (then
+          (block $codes_done (loop $next
+            (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
+            (v128.store (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $pairs) (i32.shl (i32.load8_u (local.get $b)) (i32.const 4)))) (local.get $sv))
+                (v128.load (i32.add (local.get $u) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
+            (v128.store (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $pairs) (i32.shl (i32.load8_u offset=1 (local.get $b)) (i32.const 4)))) (local.get $sv))
+                (v128.load (i32.add (local.get $u) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (local.set $b (i32.add (local.get $b) (i32.const 2)))
+            (br $next)))) (else
           (block $codes_done (loop $next
             (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
             (if (i32.lt_u (local.get $held) (local.get $bits2))
@@ -882,7 +896,8 @@
             (v128.store (i32.add (local.get $dst) (local.get $c))
               (f32x4.add (f32x4.mul (v128.load (local.get $src)) (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
             (local.set $c (i32.add (local.get $c) (i32.const 16)))
-            (br $next)))) (else
+            (br $next))))))
+            (else
           (block $codes_done (loop $next
             (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
             (if (i32.lt_u (local.get $held) (local.get $bits))
