@@ -5,7 +5,9 @@
  *   model  prefill and decode tokens/s on the embedded model (full-precision cache)
  *   quant  quantize and dequantize throughput (values/s) per quantizer, next to a plain copy
  *   cache  decode tokens/s at contexts 512–4096 for fp and AQUA-KV (materialized, compact),
- *          with each cache's resident and stored bytes
+ *          with each cache's resident and stored bytes; fp and materialized against the copy
+ *          bandwidth's bound, compact against its own floor (the products its step runs) and
+ *          the ceiling the model's own step leaves that ratio
  *   train  training tokens/s of the embedded model's architecture (forward + backward + AdamW)
  *          and the share of that time spent in matrix products
  *   threads  one thread against every core for products of decode and prefill sizes: where a
