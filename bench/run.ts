@@ -52,7 +52,6 @@ import { FullCache } from '../src/kv/full.js';
 import { parse, reportUserErrors } from '../src/cli/args.js';
 import { AquaError } from '../src/errors.js';
 import { gemmBackend, gemmNaive, gemmProfile, gemmRowwise, gemmTs, ortAvailable, ortGemmFn, setGemmBackend, type GemmFn } from '../src/tensor/gemm.js';
-import { FUSED_BLOCK_ROWS, rowGroups } from '../src/kv/fused-rebuild.js';
 import { sotuSplit } from '../src/eval/datasets.js';
 import { generate } from '../src/model/generate.js';
 import type { LlamaModel } from '../src/model/llama.js';
@@ -216,7 +215,7 @@ if (sections.has('cache') && model) {
   const rebuildFloor = (cache: CompressedCache): { seconds: number; macs: number } => {
     const parts = cache.setup.codecs.flatMap((c) => [c.fusedKeys(), c.fusedValues()]).filter((p) => p !== null);
     if (parts.length < 2 * cfg.nLayers) throw new Error('bench: a compact cache whose rebuild is not one product per part (is onnxruntime-node loaded?)');
-    const blocks = rowGroups(cache.state().chunks.map((c) => c.n), FUSED_BLOCK_ROWS);
+    const blocks = cache.rebuildSpans().map((rows) => ({ rows }));
     const rows = Math.max(0, ...blocks.map((b) => b.rows));
     const k = Math.max(...parts.map((p) => p.k));
     if (floorInput.length < rows * k) floorInput = new Rng(5).fillNormal(new Float32Array(rows * k));

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { calibrate, CompressedCache, createCache, loadModel, parseMethod } from '../src/index.js';
-import { FUSED_BLOCK_ROWS, FusedMemory, FusedPart } from '../src/kv/fused-rebuild.js';
+import { constsBytes, FUSED_BLOCK_ROWS, FusedMemory, FusedPart, rowSpans } from '../src/kv/fused-rebuild.js';
 import { LinearPredictor } from '../src/kv/linear-predictor.js';
 import { Rope } from '../src/model/rope.js';
 import { hadamardMatrix } from '../src/quant/hadamard.js';
@@ -34,9 +34,10 @@ test('points_scaled writes each token\'s grid points times its scale plus u (the
     const block = q.quantize(rng.fillNormal(new Float32Array(rows * C)), rows);
     const m = new FusedMemory();
     const ld = C + P + 8; // the points land at column inDim = C of rows of ld
-    m.layout({ carryRows: 0, blockRows: rows, kMax: ld, C, P, codeBytes: part.codeBytes, view: null, tables: 0 });
+    m.layout({ carryRows: 0, blockRows: rows, kMax: ld, C, P, codeBytes: part.codeBytes, consts: constsBytes([part]), view: null, tables: 0 });
     m.f32(m.at.a, rows * ld).fill(7);
-    m.points(part, [block], m.at.a, ld);
+    // rows [0, 12) and [12, rows) as two pieces: what a span that ends inside a block passes
+    m.points(part, [{ block, from: 0, to: 12 }, { block, from: 12, to: rows }], m.at.a, ld);
     const got = m.f32(m.at.a, rows * ld);
     const perRow = P / d;
     const idx = new Uint32Array(perRow);
@@ -68,15 +69,15 @@ test('fan_rows copies rows to two strided places and, head by head, into a view,
   const heads = 2, hd = 64, C = heads * hd, rows = 21, S = 40, at0 = 5;
   const rope = new Rope(hd, 10000, null);
   const m = new FusedMemory();
-  m.layout({ carryRows: rows, blockRows: rows, kMax: 3 * C, C, P: C, codeBytes: 64, view: { heads, T: S, hd, scratchBytes: 64 }, tables: (100 + rows) * (hd / 2) });
+  m.layout({ carryRows: rows, blockRows: rows, kMax: 3 * C, C, P: C, codeBytes: 64, consts: 0, view: { heads, T: S, hd, scratchBytes: 64 }, tables: rows * (hd / 2) });
   const tables = rope.tables(100 + rows);
-  m.holdTables(tables.cos, tables.sin, (100 + rows) * (hd / 2));
+  m.holdTables(tables.cos, tables.sin, 100 * (hd / 2), rows * (hd / 2)); // positions [100, 100 + rows)
   const x = rng.fillNormal(new Float32Array(rows * C)).map((v) => v * 30);
   m.f32(m.at.y, rows * C).set(x);
   const k = m.kernels;
   const pos0 = 100; // row t has position 100 + t
   const { at } = m;
-  k.fan_rows(at.y, rows, C, hd, at.carry, C, at.a + 8, 3 * C, at.kview + at0 * hd * 4, S, at.cos + pos0 * (hd / 2) * 4, at.sin + pos0 * (hd / 2) * 4);
+  k.fan_rows(at.y, rows, C, hd, at.carry, C, at.a + 8, 3 * C, at.kview + at0 * hd * 4, S, at.cos, at.sin);
   k.fan_rows(at.y, rows, C, hd, 0, 0, 0, 0, at.vview + at0 * hd * 4, S, 0, 0);
   const carry = m.f32(at.carry, rows * C);
   const a = m.f32(at.a, rows * 3 * C);
@@ -180,27 +181,51 @@ test('gemmRowwise: each row\'s result is independent of the rows beside it, also
   }
 });
 
-test('compact and materialized caches agree bit for bit over several rebuild blocks and products on both cores', () => {
-  const tokensN = FUSED_BLOCK_ROWS * 2 + 200;
-  const wide = loadModel(makeTinyModel({ layers: 3, hidden: 64, heads: 4, kvHeads: 2, headDim: 64, maxPositions: tokensN + 16 }));
+test('compact and materialized caches agree bit for bit over several rebuild spans and products on both cores, compact within two layers\' keys and values', () => {
+  const longest = FUSED_BLOCK_ROWS * 2 + 200;
+  const wide = loadModel(makeTinyModel({ layers: 3, hidden: 64, heads: 4, kvHeads: 2, headDim: 64, maxPositions: longest + 16 }));
   const AQUA = 'aquakv[q=higgs:2x8,first=higgs:2x256,k1=higgs:4x256,v2=higgs:2x64]';
   const p = calibrate(wide.model, randomWordsText(3000, 9), wide.tokenizer, { method: parseMethod(AQUA), samples: 8, seqLen: 128 }).set;
-  const tokens = Array.from({ length: tokensN + 6 }, (_, i) => (i * 37) % 300);
   const V = wide.model.config.vocabSize;
-  const run = (mode: 'materialized' | 'compact') => {
-    const cache = createCache(wide.model, parseMethod(AQUA), p, { mode });
-    wide.model.forward(tokens.slice(0, tokensN), cache, { logits: 'none' });
-    const out = new Float32Array(6 * V);
-    for (let i = 0; i < 6; i++) out.set(wide.model.forward([tokens[tokensN + i]], cache, { logits: 'last' }), i * V);
-    return { out, cache };
-  };
-  const compact = run('compact');
-  const materialized = run('materialized');
-  assert.ok((compact.cache as CompressedCache).compressedTokens > FUSED_BLOCK_ROWS * 2, 'more than two blocks rebuilt');
-  assert.deepEqual(compact.out, materialized.out);
-  const mem = compact.cache.memory();
-  const layer = tokensN * wide.model.config.kvDim * 4 * 2; // one layer's keys and values in f32
-  assert.ok(mem.components.working < 2 * layer + 2 ** 20 * 2, `compact scratch ${mem.components.working} bytes: two layers' worth (${2 * layer}) and bounded blocks`);
+  // 600 tokens: the bound leaves room for spans shorter than a chunk; 2 248: spans of ~750 rows
+  for (const tokensN of [600, longest]) {
+    const tokens = Array.from({ length: tokensN + 6 }, (_, i) => (i * 37) % 300);
+    const run = (mode: 'materialized' | 'compact') => {
+      const cache = createCache(wide.model, parseMethod(AQUA), p, { mode }) as CompressedCache;
+      wide.model.forward(tokens.slice(0, tokensN), cache, { logits: 'none' });
+      const out = new Float32Array(6 * V);
+      for (let i = 0; i < 6; i++) out.set(wide.model.forward([tokens[tokensN + i]], cache, { logits: 'last' }), i * V);
+      return { out, cache };
+    };
+    const compact = run('compact');
+    const materialized = run('materialized');
+    assert.deepEqual(compact.out, materialized.out, `${tokensN} tokens`);
+    const spans = compact.cache.rebuildSpans();
+    assert.equal(spans.reduce((s, n) => s + n, 0), compact.cache.compressedTokens, 'the spans cover every compressed token');
+    if (tokensN === longest) assert.ok(spans.length > 2 && compact.cache.compressedTokens > FUSED_BLOCK_ROWS * 2, `several spans: ${spans.join(', ')}`);
+    else assert.ok(Math.max(...spans) < 128, `spans shorter than a chunk: ${spans.join(', ')}`);
+    const mem = compact.cache.memory();
+    const twoLayers = 2 * compact.cache.length * wide.model.config.kvDim * 4 * 2; // two layers' keys and values in f32
+    assert.ok(mem.components.working <= twoLayers, `${tokensN} tokens: compact scratch ${mem.components.working} bytes, two layers' keys and values ${twoLayers}`);
+  }
+});
+
+test('rowSpans cuts blocks laid end to end into near-equal spans of at most the limit, each row once', () => {
+  for (const [sizes, limit] of [[[124, 128, 128, 128], 100], [[124, 128, 128], 1024], [[5, 0, 7, 128], 33], [[128], 1]] as [number[], number][]) {
+    const spans = rowSpans(sizes, limit);
+    const total = sizes.reduce((s, n) => s + n, 0);
+    assert.equal(spans.length, Math.ceil(total / limit));
+    const seen = sizes.map((n) => new Uint8Array(n));
+    let row = 0;
+    for (const span of spans) {
+      assert.equal(span.row, row);
+      assert.ok(span.rows <= limit && span.rows >= Math.floor(total / spans.length), `span of ${span.rows} rows, limit ${limit}`);
+      assert.equal(span.pieces.reduce((s, q) => s + q.to - q.from, 0), span.rows);
+      for (const q of span.pieces) for (let r = q.from; r < q.to; r++) seen[q.index][r]++;
+      row += span.rows;
+    }
+    assert.ok(seen.every((b) => b.every((x) => x === 1)), 'every row of every block in exactly one span, in order');
+  }
 });
 
 test('a compact cache whose backend changes between steps rebuilds the old way, then the fused way again (its memory laid out anew)', () => {

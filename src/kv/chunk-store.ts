@@ -12,7 +12,8 @@ import type { Rope } from '../model/rope.js';
 import type { LayerView } from '../model/kv-cache.js';
 import type { Workspace } from '../tensor/workspace.js';
 import type { LayerCodec } from './layer-codec.js';
-import { FUSED_BLOCK_ROWS, FusedMemory, rowGroups, type FusedPart } from './fused-rebuild.js';
+import { constsBytes, FUSED_BLOCK_ROWS, FusedMemory, rowSpans, type FusedLayout, type FusedPart, type RowSpan } from './fused-rebuild.js';
+import { PAGE } from '../tensor/wasm-arena.js';
 import { HeadRows, ropeHeads, scatterHeads } from './head-rows.js';
 import { gemmRowwise } from '../tensor/gemm.js';
 import type { RowBuffer } from './row-buffer.js';
@@ -59,8 +60,10 @@ export interface ChunkStore {
   memory(): { materialized: number; working: number };
   /** The cache was cut to its first n tokens (n does not split a chunk). */
   truncate(n: number): void;
-  /** An independent copy serving `regions` (a copy of this store's regions). */
-  clone(regions: CacheRegions, ws: Workspace): ChunkStore;
+  /** Rows of each product a layer's rebuild ran in the last step (compact, fused), for benchmarks; else empty. */
+  spans(): number[];
+  /** An independent copy serving `regions` (a copy of this store's regions); otherWorking: the new cache's other scratch bytes. */
+  clone(regions: CacheRegions, ws: Workspace, otherWorking: () => number): ChunkStore;
 }
 
 export class MaterializedStore implements ChunkStore {
@@ -151,6 +154,10 @@ export class MaterializedStore implements ChunkStore {
     return { materialized, working: spare };
   }
 
+  spans(): number[] {
+    return [];
+  }
+
   truncate(n: number): void {
     for (const b of [...this.viewK, ...this.viewV]) b.truncate(Math.min(n, b.rows));
     this.pending = this.pending.map((list) => list.filter((p) => p.start < n));
@@ -178,12 +185,14 @@ export class CompactStore implements ChunkStore {
     private readonly regions: CacheRegions,
     private readonly codecs: LayerCodec[], // [L]
     private readonly ws: Workspace,
+    /** Scratch bytes the cache holds besides this store (counted against the same bound). */
+    private readonly otherWorking: () => number = () => 0,
   ) {}
 
   // The rebuild as one product per part (./fused-rebuild.ts), in a memory of its own that attention
   // reads in place; null until a step finds every layer's parts fused (then the buffers above stay empty)
   private fusedMemory: FusedMemory | null = null;
-  private fusedShape = { rows: -1, capacity: 0 };
+  private fusedShape: { rows: number; T: number; spans: RowSpan[] } = { rows: -1, T: -1, spans: [] };
 
   /** Rebuilds every chunk of this layer and returns [sinks | chunks | buffer], head-major. */
   view(layer: number): LayerView {
@@ -239,14 +248,15 @@ export class CompactStore implements ChunkStore {
   }
 
   /**
-   * The fused rebuild of layer `layer`, into attention's view, in blocks of whole chunks of about
-   * FUSED_BLOCK_ROWS tokens (a block's operands stay in the core's cache, and its products run at
-   * the rate of larger ones here). Per block: keys from [K̃_{l−1} | ŷ·s + u], then values from
-   * [K̃_l | Ṽ_{l−1} | ŷ·s + u]; the keys' product writes its output into the carry (the next
-   * layer's input, over this one's, copied into the product's input already), from where one pass
-   * sends it to the values' input and to the view (rotated); the values' output goes to the view, which is also the next layer's input
-   * (read back for a block before the block's new values overwrite it). Scratch: the views (one
-   * layer's keys and values), the carry (one layer's keys), one block's operands, RoPE's tables.
+   * The fused rebuild of layer `layer`, into attention's view, in spans of at most
+   * FUSED_BLOCK_ROWS tokens, fewer where the memory bound leaves less room (`spanRows`). Per span:
+   * keys from [K̃_{l−1} | ŷ·s + u], then values from [K̃_l | Ṽ_{l−1} | ŷ·s + u]; the keys' product
+   * writes its output into the carry (the next layer's input, over this one's, copied into the
+   * product's input already), from where one pass sends it to the values' input and to the view
+   * (rotated); the values' output goes to the view, which is also the next layer's input (read
+   * back for a span before the span's new values overwrite it). Scratch: the views (one layer's
+   * keys and values), the carry (one layer's keys), one span's operands and RoPE's table rows,
+   * within two layers' keys and values in f32.
    */
   private fusedView(layer: number, parts: { keys: FusedPart; values: FusedPart }[]): LayerView {
     const { C, nKvHeads: KV, nHeads, rope } = this.s;
@@ -259,52 +269,50 @@ export class CompactStore implements ChunkStore {
     const T = nSink + R + nb;
     if (!this.fusedMemory) {
       this.fusedMemory = new FusedMemory();
-      this.fusedShape = { rows: -1, capacity: 0 }; // laid out below
+      this.fusedShape = { rows: -1, T: -1, spans: [] }; // laid out below
     }
     const m = this.fusedMemory;
-    const blocks = rowGroups(r.chunks.map((c) => c.n), FUSED_BLOCK_ROWS); // whole chunks: [first, end)
-    // laid out anew when the rows rebuilt change (a chunk joined) or the view outgrows its rows
-    // (grown 128 rows at a time); T is the same at every layer of a step, so never mid-step
-    if (R !== this.fusedShape.rows || T > this.fusedShape.capacity) {
-      const capacity = T + 128;
+    // laid out anew when the rows rebuilt or the tokens change, each step (every region is
+    // rewritten each step; the memory only grows); T and R are the same at every layer of a step
+    if (R !== this.fusedShape.rows || T !== this.fusedShape.T) {
       const all = parts.flatMap((p) => [p.keys, p.values]);
-      // attention's scratch per view: the group's queries and scores (keys), probabilities and outputs (values)
-      const scratchBytes = (nHeads / KV) * (hd + capacity + 4) * 4;
-      m.layout({
-        carryRows: R, blockRows: Math.max(1, ...blocks.map((b) => b.rows)), kMax: Math.max(...all.map((p) => p.k)), C,
-        P: Math.max(...all.map((p) => p.quantizer.paddedCols)), codeBytes: Math.max(...all.map((p) => p.codeBytes)),
-        view: { heads: KV, T: capacity, hd, scratchBytes }, tables: capacity * half,
+      const layoutFor = (rows: number): FusedLayout => ({
+        carryRows: R, blockRows: rows, kMax: Math.max(...all.map((p) => p.k)), C,
+        P: Math.max(...all.map((p) => p.quantizer.paddedCols)), codeBytes: Math.max(...all.map((p) => p.codeBytes)), consts: constsBytes(all),
+        // attention's scratch per view: the group's queries and scores (keys), probabilities and outputs (values)
+        view: { heads: KV, T, hd, scratchBytes: (nHeads / KV) * (hd + T + 4) * 4 }, tables: rows * half,
       });
-      this.fusedShape = { rows: R, capacity };
+      // within the bound of this step's T: the memory never shrinks, but T never falls (a truncated
+      // cache excepted), so what an earlier step grew it to is within this step's bound too
+      const spans = rowSpans(r.chunks.map((c) => c.n), spanRows(16 * T * C - this.otherWorking(), layoutFor));
+      m.layout(layoutFor(Math.max(1, ...spans.map((b) => b.rows))));
+      this.fusedShape = { rows: R, T, spans };
     }
-    const S = this.fusedShape.capacity; // rows per head in the view
     const at = m.at;
     const k = m.kernels;
     const firstPos = R > 0 ? r.chunks[0].start : 0;
     // the chunks' positions are [firstPos, firstPos + R) ⊂ [0, T)
-    if (m.tablesHeld < (firstPos + R) * half) {
-      const tables = rope.tables(firstPos + R);
-      m.holdTables(tables.cos, tables.sin, (firstPos + R) * half);
-    }
+    const tables = rope.tables(firstPos + R);
     const { keys: pk, values: pv } = parts[layer];
-    for (const b of blocks) {
+    const piecesOf = (b: RowSpan, part: 'keys' | 'values') => b.pieces.map((p) => ({ block: r.chunks[p.index][part][layer], from: p.from, to: p.to }));
+    for (const b of this.fusedShape.spans) {
       const n = b.rows;
-      const chunks = r.chunks.slice(b.first, b.end);
       const carry = at.carry + b.row * C * 4;
       const vview = at.vview + (nSink + b.row) * hd * 4;
       // keys
       if (pk.inDim > 0) k.fan_rows(carry, n, C, hd, at.a, pk.k, 0, 0, 0, 0, 0, 0);
-      m.points(pk, chunks.map((c) => c.keys[layer]), at.a, pk.k);
-      // the block's carry rows are in the product's input now: its output takes their place
+      m.points(pk, piecesOf(b, 'keys'), at.a, pk.k);
+      // the span's carry rows are in the product's input now: its output takes their place
       gemmRowwise(m.f32(carry, n * C), m.f32(at.a, n * pk.k), pk.weight, n, pk.k, C, true);
-      const pos = (firstPos + b.row) * half * 4;
-      k.fan_rows(carry, n, C, hd, at.a, pv.inDim > 0 ? pv.k : 0, 0, 0, at.kview + (nSink + b.row) * hd * 4, S, at.cos + pos, at.sin + pos);
+      m.holdTables(tables.cos, tables.sin, (firstPos + b.row) * half, n * half);
+      k.fan_rows(carry, n, C, hd, at.a, pv.inDim > 0 ? pv.k : 0, 0, 0, at.kview + (nSink + b.row) * hd * 4, T, at.cos, at.sin);
       // values
-      if (pv.inDim > 0) k.gather_rows(vview, S, n, C, hd, at.a + C * 4, pv.k);
-      m.points(pv, chunks.map((c) => c.values[layer]), at.a, pv.k);
+      if (pv.inDim > 0) k.gather_rows(vview, T, n, C, hd, at.a + C * 4, pv.k);
+      m.points(pv, piecesOf(b, 'values'), at.a, pv.k);
       gemmRowwise(m.f32(at.y, n * C), m.f32(at.a, n * pv.k), pv.weight, n, pv.k, C, true);
-      k.fan_rows(at.y, n, C, hd, 0, 0, 0, 0, vview, S, 0, 0);
+      k.fan_rows(at.y, n, C, hd, 0, 0, 0, 0, vview, T, 0, 0);
     }
+    const S = T; // rows per head in the view
     const K = m.f32(at.kview, KV * S * hd);
     const V = m.f32(at.vview, KV * S * hd);
     scatterHeads(K, S, 0, r.sinkK[layer].view(), nSink, KV, hd);
@@ -327,8 +335,12 @@ export class CompactStore implements ChunkStore {
     // nothing kept between steps
   }
 
-  clone(regions: CacheRegions, ws: Workspace): CompactStore {
-    return new CompactStore(this.s, regions, this.codecs, ws);
+  spans(): number[] {
+    return this.fusedMemory ? this.fusedShape.spans.map((b) => b.rows) : [];
+  }
+
+  clone(regions: CacheRegions, ws: Workspace, otherWorking: () => number): CompactStore {
+    return new CompactStore(this.s, regions, this.codecs, ws, otherWorking);
   }
 
   memory(): { materialized: number; working: number } {
@@ -337,3 +349,19 @@ export class CompactStore implements ChunkStore {
   }
 }
 
+/**
+ * The most rows per product that keep a compact cache's kernel memory, counted in whole
+ * WebAssembly pages, within `bound` bytes (two layers' keys and values in f32): FUSED_BLOCK_ROWS
+ * where they fit, else what the views, the carry, the constants and attention's scratch leave
+ * over what one row of a span takes (the product's input and output, RoPE's table rows, codes and
+ * scales). At least 32: below ~200 tokens the pages' rounding alone passes the bound.
+ */
+export function spanRows(bound: number, layoutFor: (rows: number) => FusedLayout): number {
+  const pages = (rows: number) => Math.ceil(FusedMemory.bytesFor(layoutFor(rows)) / PAGE) * PAGE;
+  if (pages(FUSED_BLOCK_ROWS) <= bound) return FUSED_BLOCK_ROWS;
+  const base = FusedMemory.bytesFor(layoutFor(0));
+  const perRow = (FusedMemory.bytesFor(layoutFor(FUSED_BLOCK_ROWS)) - base) / FUSED_BLOCK_ROWS;
+  let rows = Math.floor((Math.floor(bound / PAGE) * PAGE - base) / perRow);
+  while (rows > 32 && pages(rows) > bound) rows--; // the regions' alignment
+  return Math.max(32, Math.min(FUSED_BLOCK_ROWS, rows));
+}

@@ -72,6 +72,7 @@ export class CompressedCache implements KVCache {
   private readonly C: number;
   private readonly r: CacheRegions;
   private readonly store: ChunkStore;
+  private readonly otherWorking: () => number;
   private compressing: Chunk[] = []; // the chunks being compressed in this step
   // this step's reconstructions of layers l−1 and l for the chunks being compressed: [rows, C] each
   private prevRec = { k: new Float32Array(0), v: new Float32Array(0) };
@@ -86,7 +87,7 @@ export class CompressedCache implements KVCache {
    * A fresh cache, or one holding `state` (taken, not copied; from `state()` or a saved file,
    * whose blocks the caller has checked against the codecs). `store` is for `fork` only.
    */
-  constructor(readonly setup: CompressedCacheSetup, state?: CompressedCacheState, store?: (r: CacheRegions, ws: Workspace) => ChunkStore) {
+  constructor(readonly setup: CompressedCacheSetup, state?: CompressedCacheState, store?: (r: CacheRegions, ws: Workspace, otherWorking: () => number) => ChunkStore) {
     const { host, codecs, sinks, buffer, mode } = setup;
     const { nLayers, kvDim, nKvHeads } = host.config;
     if (codecs.length !== nLayers) throw new RangeError(`CompressedCache: ${codecs.length} codecs for ${nLayers} layers`);
@@ -109,14 +110,21 @@ export class CompressedCache implements KVCache {
       const rows = () => Array.from({ length: nLayers }, () => new RowBuffer(kvDim));
       this.r = { sinkK: rows(), sinkV: rows(), chunks: [], bufK: rows(), bufV: rows(), bufStart: 0 };
     }
-    if (store) this.store = store(this.r, this.ws);
-    else if (mode === 'compact') this.store = new CompactStore(this.context, this.r, codecs, this.ws);
+    // what the cache holds as scratch besides its store: a compact store keeps within its bound with it
+    this.otherWorking = () => this.ws.bytes() + this.prevRec.k.byteLength + this.prevRec.v.byteLength + this.curRec.k.byteLength + this.curRec.v.byteLength;
+    if (store) this.store = store(this.r, this.ws, this.otherWorking);
+    else if (mode === 'compact') this.store = new CompactStore(this.context, this.r, codecs, this.ws, this.otherWorking);
     else if (state) this.store = MaterializedStore.restore(this.context, this.r, codecs, this.ws);
     else this.store = new MaterializedStore(this.context);
   }
 
   get length(): number {
     return this.order.committed;
+  }
+
+  /** Rows of each product a compact cache's rebuild of one layer ran in the last step (empty otherwise): for benchmarks. */
+  rebuildSpans(): number[] {
+    return this.store.spans();
   }
 
   /** Tokens held in compressed chunks. */
@@ -233,7 +241,7 @@ export class CompressedCache implements KVCache {
     const sinks = sum(this.r.sinkK) + sum(this.r.sinkV);
     const buffer = sum(this.r.bufK) + sum(this.r.bufV);
     const held = this.store.memory();
-    const working = held.working + this.ws.bytes() + this.prevRec.k.byteLength + this.prevRec.v.byteLength + this.curRec.k.byteLength + this.curRec.v.byteLength;
+    const working = held.working + this.otherWorking();
     const quantized = keyCodes + valueCodes + scales;
     const stored = quantized + sinks + buffer;
     const values = this.compressedTokens * this.C * 2 * this.setup.host.config.nLayers;
@@ -266,7 +274,7 @@ export class CompressedCache implements KVCache {
     // stored blocks are written once and never changed, so the copy may share them
     const chunks = s.chunks.map((c) => ({ ...c, keys: [...c.keys], values: [...c.values] }));
     const state = { ...s, sinkK: copy(s.sinkK), sinkV: copy(s.sinkV), bufK: copy(s.bufK), bufV: copy(s.bufV), chunks };
-    return new CompressedCache(this.setup, state, (r, ws) => this.store.clone(r, ws));
+    return new CompressedCache(this.setup, state, (r, ws, otherWorking) => this.store.clone(r, ws, otherWorking));
   }
 
   /** Lengths a compressed cache can be cut to: within the sinks, at a chunk's end, or within the buffer. */

@@ -85,18 +85,18 @@ export class FusedPart {
     const { C, k } = this;
     if (inputs.length * C !== this.inDim) throw new RangeError(`FusedPart.rebuild: ${inputs.length} inputs of ${C} channels for a predictor of ${this.inDim}`);
     const m = scratchMemory();
-    // products of whole blocks of up to FUSED_BLOCK_ROWS tokens (a restored cache's thousands of
-    // tokens would otherwise leave that much scratch behind); rows do not depend on their group
-    for (const { first, end, row, rows } of rowGroups(blocks.map((b) => b.rows), FUSED_BLOCK_ROWS)) {
-      const group = blocks.slice(first, end);
-      if (row + rows > n) throw new RangeError(`FusedPart.rebuild: the blocks hold more than ${n} rows`);
-      m.layout({ carryRows: 0, blockRows: rows, kMax: k, C, P: this.quantizer.paddedCols, codeBytes: this.codeBytes, view: null, tables: 0 });
+    // products of up to FUSED_BLOCK_ROWS tokens (a restored cache's thousands of tokens would
+    // otherwise leave that much scratch behind); rows do not depend on their span
+    const total = blocks.reduce((s, b) => s + b.rows, 0);
+    if (total > n) throw new RangeError(`FusedPart.rebuild: the blocks hold more than ${n} rows`);
+    for (const { row, rows, pieces } of rowSpans(blocks.map((b) => b.rows), FUSED_BLOCK_ROWS)) {
+      m.layout({ carryRows: 0, blockRows: rows, kMax: k, C, P: this.quantizer.paddedCols, codeBytes: this.codeBytes, consts: constsBytes([this]), view: null, tables: 0 });
       // each input copied in (through the output's region), then into its columns by the kernel
       inputs.forEach((x, j) => {
         m.f32(m.at.y, rows * C).set(x.subarray(row * C, (row + rows) * C));
         m.kernels.fan_rows(m.at.y, rows, C, 4, m.at.a + j * C * 4, k, 0, 0, 0, 0, 0, 0);
       });
-      m.points(this, group, m.at.a, k);
+      m.points(this, pieces.map((p) => ({ block: blocks[p.index], from: p.from, to: p.to })), m.at.a, k);
       const y = m.f32(m.at.y, rows * C);
       gemmRowwise(y, m.f32(m.at.a, rows * k), this.weight, rows, k, C, true);
       out.set(y, row * C);
@@ -115,8 +115,8 @@ interface Regions {
   y: number; // [blockRows, C]: its output
   codes: number; // [blockRows] rows of codes
   scales: number; // [blockRows] f32, then [blockRows] f16 (as stored, widened into the first)
-  consts: number; // grid points, u, and for narrow 2-D codes their pair table
-  cos: number; // RoPE's tables, [positions, hd/2] each
+  consts: number; // grid points, u, and for 2-D codes of 3–4 bits their pair table
+  cos: number; // RoPE's tables for one block's positions, [blockRows, hd/2] each
   sin: number;
   end: number;
 }
@@ -128,52 +128,81 @@ export interface FusedLayout {
   C: number;
   P: number;
   codeBytes: number; // most bytes of one token's codes
+  consts: number; // most bytes of one part's constants (`constsBytes`)
   /** Attention's view: heads, rows per head (T), head dim and scratch bytes per view; null for none. */
   view: { heads: number; T: number; hd: number; scratchBytes: number } | null;
-  /** Floats of each RoPE table to hold (0: none). */
+  /** Floats of each RoPE table to hold, one block's positions (0: none). */
   tables: number;
 }
 
 /**
- * Tokens per product, in whole blocks (so a few fewer): compact decode and rebuilds of JavaScript
- * arrays (a restored cache) alike. At 4 096 tokens, compact decode with blocks of 1 024 ran 5–10%
- * faster than with 512 (three interleaved runs each: 33.7–35.1 against 35.9–39.2 ms a step; half
- * the product calls, each of which may find the product's second thread asleep), for 1 MB more
- * scratch; whole products (one per part) were no faster and their operands are the cache's size.
+ * The most tokens per product, compact decode and rebuilds of JavaScript arrays (a restored
+ * cache) alike. At 4 096 tokens, compact decode with blocks of 1 024 ran 5–10% faster than with
+ * 512 (three interleaved runs each: 33.7–35.1 against 35.9–39.2 ms a step; half the product
+ * calls); whole products (one per part) were no faster and their operands are the cache's size.
+ * A compact cache takes fewer where its memory bound leaves less room (kv/chunk-store.ts).
  */
 export const FUSED_BLOCK_ROWS = 1024;
 
-/**
- * Consecutive blocks of `sizes` rows grouped into runs of at most `limit` rows (a larger block
- * alone): blocks [first, end), starting at row `row`, `rows` in all.
- */
-export function rowGroups(sizes: number[], limit: number): { first: number; end: number; row: number; rows: number }[] {
-  const groups: { first: number; end: number; row: number; rows: number }[] = [];
-  for (let first = 0, row = 0; first < sizes.length;) {
-    let end = first + 1;
-    let rows = sizes[first];
-    while (end < sizes.length && rows + sizes[end] <= limit) rows += sizes[end++];
-    groups.push({ first, end, row, rows });
-    row += rows;
-    first = end;
-  }
-  return groups;
+/** Rows [row, row + rows) of blocks laid end to end, as pieces: rows [from, to) of block `index`. */
+export interface RowSpan {
+  row: number;
+  rows: number;
+  pieces: { index: number; from: number; to: number }[];
 }
 
-/** Bytes of the grid's points, u and a pair table: 64 KB of pairs (6-bit codes), P ≤ 8 192. */
-const CONSTS_BYTES = 1 << 17;
+/**
+ * Blocks of `sizes` rows, end to end, cut into spans of at most `limit` rows, as equal as whole
+ * rows allow (products of one shape); a span may end inside a block; rows do not depend on their
+ * span (tensor/gemm.ts `gemmRowwise`).
+ */
+export function rowSpans(sizes: number[], limit: number): RowSpan[] {
+  const total = sizes.reduce((s, n) => s + n, 0);
+  if (total === 0) return [];
+  const count = Math.ceil(total / Math.max(1, limit));
+  const spans: RowSpan[] = [];
+  let index = 0;
+  let from = 0; // next row of block `index`
+  for (let i = 0, row = 0; i < count; i++) {
+    const rows = Math.floor((total * (i + 1)) / count) - row;
+    const span: RowSpan = { row, rows, pieces: [] };
+    for (let left = rows; left > 0;) {
+      while (from === sizes[index]) {
+        index++;
+        from = 0;
+      }
+      const take = Math.min(left, sizes[index] - from);
+      span.pieces.push({ index, from, to: from + take });
+      from += take;
+      left -= take;
+    }
+    spans.push(span);
+    row += rows;
+  }
+  return spans;
+}
+
+/** Bytes the constants of the widest of `parts` take in kernel memory: grid points, u and a pair table (≤ 4 KB). */
+export function constsBytes(parts: FusedPart[]): number {
+  return Math.max(0, ...parts.map((p) => {
+    const { grid, paddedCols: P } = p.quantizer;
+    return align16(grid.points.byteLength) + align16(P * 4) + (pairTable(grid)?.byteLength ?? 0);
+  }));
+}
 
 const pairTables = new WeakMap<Grid, Float32Array | null>();
 
 /**
- * For a 2-D grid of codes under 8 bits: entry c₀ | c₁ << bits holds points c₀ and c₁ side by side
- * (4 floats), so the kernel reads two codes' coordinates at once; null for other grids.
+ * For a 2-D grid of codes of 3–4 bits: entry c₀ | c₁ << bits holds points c₀ and c₁ side by side
+ * (4 floats), so the kernel reads two codes' coordinates at once; null for other grids. Wider
+ * codes would take 64 KB (6 bits) or more of a compact cache's bounded scratch for ~0.3 µs per
+ * 16 tokens saved (points_scaled on 4 096 rows of 6-bit codes: 195 µs with a table, 271 without).
  */
 function pairTable(grid: Grid): Float32Array | null {
   let t = pairTables.get(grid);
   if (t !== undefined) return t;
   t = null;
-  if (grid.d === 2 && grid.bits < 8) {
+  if (grid.d === 2 && grid.bits <= 4) {
     const n = 1 << grid.bits;
     t = new Float32Array(n * n * 4);
     for (let c1 = 0; c1 < n; c1++) {
@@ -201,22 +230,23 @@ export class FusedMemory {
   private codesBytes = 0;
   private scaleRows = 0; // rows of scales room (a multiple of 8, as the widening kernel takes them)
   private tableRoom = 0;
-  /** Floats of the RoPE tables copied in since the last layout. */
-  tablesHeld = 0;
+  private constsRoom = 0;
 
-  /** Places the regions for `l`, growing the memory if needed (what the regions held is not kept). */
-  layout(l: FusedLayout): void {
+  /** Bytes a memory laid out for `l` takes (before rounding up to whole pages). */
+  static bytesFor(l: FusedLayout): number {
+    return FusedMemory.place(l).end;
+  }
+
+  private static place(l: FusedLayout): Regions {
     let top = 0;
     const take = (bytes: number) => {
       const at = top;
       top = align16(top + bytes);
       return at;
     };
-    this.codesBytes = l.blockRows * l.codeBytes + 16; // + what points_scaled may read past the last row
-    this.scaleRows = Math.ceil(l.blockRows / 8) * 8;
     const viewBytes = l.view ? l.view.heads * l.view.T * l.view.hd * 4 : 0;
     const scratchBytes = l.view?.scratchBytes ?? 0;
-    this.at = {
+    const at: Regions = {
       carry: take(l.carryRows * l.C * 4),
       kview: take(viewBytes),
       kScratch: take(scratchBytes),
@@ -224,26 +254,33 @@ export class FusedMemory {
       vScratch: take(scratchBytes),
       a: take(l.blockRows * l.kMax * 4),
       y: take(l.blockRows * l.C * 4),
-      codes: take(this.codesBytes),
-      scales: take(this.scaleRows * 6),
-      consts: take(CONSTS_BYTES),
+      codes: take(l.blockRows * l.codeBytes + 16), // + what points_scaled may read past the last row
+      scales: take(Math.ceil(l.blockRows / 8) * 8 * 6),
+      consts: take(l.consts),
       cos: take(l.tables * 4),
       sin: take(l.tables * 4),
       end: 0,
     };
-    this.at.end = top;
-    const have = this.memory.buffer.byteLength;
-    if (top > have) this.memory.grow(Math.ceil((top - have) / PAGE));
-    this.tableRoom = l.tables;
-    this.tablesHeld = 0;
+    at.end = top;
+    return at;
   }
 
-  /** Copies the first `floats` of RoPE's cos and sin tables in (where the layout left room). */
-  holdTables(cos: Float32Array, sin: Float32Array, floats: number): void {
+  /** Places the regions for `l`, growing the memory if needed (what the regions held is not kept). */
+  layout(l: FusedLayout): void {
+    this.at = FusedMemory.place(l);
+    this.codesBytes = l.blockRows * l.codeBytes + 16;
+    this.scaleRows = Math.ceil(l.blockRows / 8) * 8; // as the widening kernel takes them
+    const have = this.memory.buffer.byteLength;
+    if (this.at.end > have) this.memory.grow(Math.ceil((this.at.end - have) / PAGE));
+    this.tableRoom = l.tables;
+    this.constsRoom = l.consts;
+  }
+
+  /** Copies `floats` of RoPE's cos and sin tables from float `from` on into the tables' region. */
+  holdTables(cos: Float32Array, sin: Float32Array, from: number, floats: number): void {
     if (floats > this.tableRoom) throw new RangeError(`FusedMemory: ${floats} floats of RoPE tables, room for ${this.tableRoom}`);
-    this.f32(this.at.cos, floats).set(cos.subarray(0, floats));
-    this.f32(this.at.sin, floats).set(sin.subarray(0, floats));
-    this.tablesHeld = floats;
+    this.f32(this.at.cos, floats).set(cos.subarray(from, from + floats));
+    this.f32(this.at.sin, floats).set(sin.subarray(from, from + floats));
   }
 
   f32(at: number, length: number): Float32Array {
@@ -256,34 +293,34 @@ export class FusedMemory {
   }
 
   /**
-   * Writes ŷ·s + u of the blocks' tokens (end to end) into columns [inDim, inDim + P) of the rows
-   * at byte offset `dst`, rows of `ld` floats: the blocks' codes and scales are copied in, the
-   * scales widened to f32, then one kernel call writes every row.
+   * Writes ŷ·s + u of the pieces' tokens (rows [from, to) of each block, end to end) into columns
+   * [inDim, inDim + P) of the rows at byte offset `dst`, rows of `ld` floats: the codes and scales
+   * are copied in, the scales widened to f32, then one kernel call writes every row.
    */
-  points(part: FusedPart, blocks: QuantizedBlock[], dst: number, ld: number): void {
+  points(part: FusedPart, pieces: { block: QuantizedBlock; from: number; to: number }[], dst: number, ld: number): void {
     const q = part.quantizer;
     const { grid, paddedCols: P } = q;
     const k = this.kernels;
     const rowBytes = part.codeBytes;
-    const rows = blocks.reduce((s, b) => s + b.rows, 0);
+    const rows = pieces.reduce((s, p) => s + p.to - p.from, 0);
     if (rows * rowBytes + 16 > this.codesBytes || rows > this.scaleRows) throw new RangeError(`FusedMemory: ${rows} rows of codes, laid out for fewer`);
-    // the grid's points, u, and for 2-D codes under 8 bits the table of pairs
+    // the grid's points, u, and for 2-D codes of 3–4 bits the table of pairs
     const table = pairTable(grid);
     const pts = this.at.consts;
     const u = align16(pts + grid.points.byteLength);
     const pairs = table ? align16(u + P * 4) : 0;
-    if ((table ? pairs + table.byteLength : u + P * 4) > this.at.consts + CONSTS_BYTES) throw new RangeError(`FusedMemory: grid ${q.spec} too large for its constants`);
+    if (constsBytes([part]) > this.constsRoom) throw new RangeError(`FusedMemory: grid ${q.spec} too large for its constants`);
     this.f32(pts, grid.points.length).set(grid.points);
     this.f32(u, P).set(part.u);
     if (table) this.f32(pairs, table.length).set(table);
-    // codes and fp16 scales of every block, end to end; the scales widened to f32
+    // codes and fp16 scales of every piece, end to end; the scales widened to f32
     const { codes, scales } = this.at;
     const half = scales + this.scaleRows * 4;
     let row = 0;
-    for (const b of blocks) {
-      new Uint8Array(this.memory.buffer, codes + row * rowBytes, b.rows * rowBytes).set(b.codes.subarray(0, b.rows * rowBytes));
-      new Uint16Array(this.memory.buffer, half + row * 2, b.rows).set(b.scales.subarray(0, b.rows));
-      row += b.rows;
+    for (const { block, from, to } of pieces) {
+      new Uint8Array(this.memory.buffer, codes + row * rowBytes, (to - from) * rowBytes).set(block.codes.subarray(from * rowBytes, to * rowBytes));
+      new Uint16Array(this.memory.buffer, half + row * 2, to - from).set(block.scales.subarray(from, to));
+      row += to - from;
     }
     k.widen_f16(half, scales, Math.ceil(rows / 8) * 8);
     k.points_scaled(codes, rows, rowBytes, P / grid.d, grid.bits, grid.d, pts, scales, u, dst + part.inDim * 4, ld, pairs);
