@@ -15,7 +15,7 @@ import type { LayerCodec } from './layer-codec.js';
 import { constsBytes, FUSED_BLOCK_ROWS, FusedMemory, rowSpans, type FusedLayout, type FusedPart, type RowSpan } from './fused-rebuild.js';
 import { PAGE } from '../tensor/wasm-arena.js';
 import { HeadRows, ropeHeads, scatterHeads } from './head-rows.js';
-import { gemmRowwise } from '../tensor/gemm.js';
+import { gemmRowwise, rowwiseOnEveryCoreFrom } from '../tensor/gemm.js';
 import type { RowBuffer } from './row-buffer.js';
 
 /** Tokens [start, start + n) compressed together: one stored block per layer for keys and for values. */
@@ -284,7 +284,10 @@ export class CompactStore implements ChunkStore {
       });
       // within the bound of this step's T: the memory never shrinks, but T never falls (a truncated
       // cache excepted), so what an earlier step grew it to is within this step's bound too
-      const spans = rowSpans(r.chunks.map((c) => c.n), spanRows(16 * T * C - this.otherWorking(), layoutFor));
+      // spans no shorter than keep the predictors' products on every core, where the bound is tighter
+      const least = Math.max(...all.filter((p) => p.inDim > 0).map((p) => rowwiseOnEveryCoreFrom(p.k, C)), 0);
+      const fewest = Math.min(FUSED_BLOCK_ROWS, Number.isFinite(least) ? least : 32);
+      const spans = rowSpans(r.chunks.map((c) => c.n), spanRows(16 * T * C - this.otherWorking(), layoutFor, fewest), fewest);
       m.layout(layoutFor(Math.max(1, ...spans.map((b) => b.rows))));
       this.fusedShape = { rows: R, T, spans };
     }
@@ -354,14 +357,16 @@ export class CompactStore implements ChunkStore {
  * WebAssembly pages, within `bound` bytes (two layers' keys and values in f32): FUSED_BLOCK_ROWS
  * where they fit, else what the views, the carry, the constants and attention's scratch leave
  * over what one row of a span takes (the product's input and output, RoPE's table rows, codes and
- * scales). At least 32: below ~200 tokens the pages' rounding alone passes the bound.
+ * scales); never fewer than `least` (products that fewer rows would leave on one core, about 40%
+ * slower a step at 512 tokens here, for ~0.2 MB; or below ~200 tokens, where the pages' rounding
+ * alone passes the bound).
  */
-export function spanRows(bound: number, layoutFor: (rows: number) => FusedLayout): number {
+export function spanRows(bound: number, layoutFor: (rows: number) => FusedLayout, least: number): number {
   const pages = (rows: number) => Math.ceil(FusedMemory.bytesFor(layoutFor(rows)) / PAGE) * PAGE;
   if (pages(FUSED_BLOCK_ROWS) <= bound) return FUSED_BLOCK_ROWS;
   const base = FusedMemory.bytesFor(layoutFor(0));
   const perRow = (FusedMemory.bytesFor(layoutFor(FUSED_BLOCK_ROWS)) - base) / FUSED_BLOCK_ROWS;
   let rows = Math.floor((Math.floor(bound / PAGE) * PAGE - base) / perRow);
-  while (rows > 32 && pages(rows) > bound) rows--; // the regions' alignment
-  return Math.max(32, Math.min(FUSED_BLOCK_ROWS, rows));
+  while (rows > least && pages(rows) > bound) rows--; // the regions' alignment
+  return Math.max(Math.min(least, FUSED_BLOCK_ROWS), Math.min(FUSED_BLOCK_ROWS, rows));
 }

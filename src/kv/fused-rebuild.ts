@@ -112,7 +112,7 @@ interface Regions {
   vview: number; // [KV][T, hd]: attention's values
   vScratch: number;
   a: number; // [blockRows, kMax]: a product's input
-  y: number; // [blockRows, C]: its output
+  y: number; // [blockRows, C]: its output (over codes, scales, cos and sin, done with by then)
   codes: number; // [blockRows] rows of codes
   scales: number; // [blockRows] f32, then [blockRows] f16 (as stored, widened into the first)
   consts: number; // grid points, u, and for 2-D codes of 3–4 bits their pair table
@@ -152,14 +152,15 @@ export interface RowSpan {
 }
 
 /**
- * Blocks of `sizes` rows, end to end, cut into spans of at most `limit` rows, as equal as whole
- * rows allow (products of one shape); a span may end inside a block; rows do not depend on their
- * span (tensor/gemm.ts `gemmRowwise`).
+ * Blocks of `sizes` rows, end to end, cut into spans of at most `limit` rows and at least `least`
+ * (the one span of fewer rows in all excepted; `least` wins where the two disagree), as equal as
+ * whole rows allow (products of one shape); a span may end inside a block; rows do not depend on
+ * their span (tensor/gemm.ts `gemmRowwise`).
  */
-export function rowSpans(sizes: number[], limit: number): RowSpan[] {
+export function rowSpans(sizes: number[], limit: number, least = 1): RowSpan[] {
   const total = sizes.reduce((s, n) => s + n, 0);
   if (total === 0) return [];
-  const count = Math.ceil(total / Math.max(1, limit));
+  const count = Math.max(1, Math.min(Math.ceil(total / Math.max(1, limit)), Math.floor(total / Math.max(1, least))));
   const spans: RowSpan[] = [];
   let index = 0;
   let from = 0; // next row of block `index`
@@ -246,23 +247,25 @@ export class FusedMemory {
     };
     const viewBytes = l.view ? l.view.heads * l.view.T * l.view.hd * 4 : 0;
     const scratchBytes = l.view?.scratchBytes ?? 0;
-    const at: Regions = {
-      carry: take(l.carryRows * l.C * 4),
-      kview: take(viewBytes),
-      kScratch: take(scratchBytes),
-      vview: take(viewBytes),
-      vScratch: take(scratchBytes),
-      a: take(l.blockRows * l.kMax * 4),
-      y: take(l.blockRows * l.C * 4),
-      codes: take(l.blockRows * l.codeBytes + 16), // + what points_scaled may read past the last row
-      scales: take(Math.ceil(l.blockRows / 8) * 8 * 6),
-      consts: take(l.consts),
-      cos: take(l.tables * 4),
-      sin: take(l.tables * 4),
-      end: 0,
-    };
-    at.end = top;
-    return at;
+    const carry = take(l.carryRows * l.C * 4);
+    const kview = take(viewBytes);
+    const kScratch = take(scratchBytes);
+    const vview = take(viewBytes);
+    const vScratch = take(scratchBytes);
+    const a = take(l.blockRows * l.kMax * 4);
+    const consts = take(l.consts);
+    // a product's output shares its room with the codes, scales and RoPE rows, which are read
+    // before it is written: points before the product, the table rows by the keys' fan-out, which
+    // comes before the values' points (13% more rows within a compact cache's bound)
+    const shared = top;
+    const y = take(l.blockRows * l.C * 4);
+    const yEnd = top;
+    top = shared;
+    const codes = take(l.blockRows * l.codeBytes + 16); // + what points_scaled may read past the last row
+    const scales = take(Math.ceil(l.blockRows / 8) * 8 * 6);
+    const cos = take(l.tables * 4);
+    const sin = take(l.tables * 4);
+    return { carry, kview, kScratch, vview, vScratch, a, y, codes, scales, consts, cos, sin, end: Math.max(top, yEnd) };
   }
 
   /** Places the regions for `l`, growing the memory if needed (what the regions held is not kept). */

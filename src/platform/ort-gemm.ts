@@ -102,5 +102,10 @@ export function loadOrtGemm(threads = availableParallelism(), parallelMin = PARA
   } catch (e) {
     return { fn: null, reason: `onnxruntime-node failed a probe product (${(e as Error).message.split('\n')[0]})` };
   }
-  return { fn: gemmOrt, name: 'ort' };
+  const rowsOnEveryCore = (k: number, n: number): number => {
+    if (threads <= 1) return Infinity;
+    const enough = Math.ceil(parallelMin / (k * n)); // the thread policy's threshold
+    return Math.max(enough, splitKeepsRows(1, k, n, threads) ? 1 : n); // else rows must split: m ≥ n
+  };
+  return { fn: gemmOrt, name: 'ort', rowsOnEveryCore };
 }

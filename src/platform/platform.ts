@@ -23,7 +23,11 @@ export interface Hasher {
 }
 
 /** A native matrix product, or why there is none. */
-export type FastGemm = { fn: GemmFn; name: string } | { fn: null; reason: string; quiet?: boolean };
+/**
+ * A native matrix product, or why there is none. rowsOnEveryCore(k, n): the fewest rows from which
+ * a row-exact product [m, k]·[k, n] (GemmFn's `rowwise`) runs on every core (Infinity: never).
+ */
+export type FastGemm = { fn: GemmFn; name: string; rowsOnEveryCore?: (k: number, n: number) => number } | { fn: null; reason: string; quiet?: boolean };
 
 /**
  * Helper threads that run the WebAssembly kernels (tensor/kernels.wat) on shared memory, so one

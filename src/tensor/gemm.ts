@@ -179,6 +179,7 @@ function rowsWasm(out: Float32Array, a: Float32Array, b: Float32Array, m: number
 
 export type GemmBackendName = 'ort' | 'ts';
 let fast: GemmFn | null | undefined; // undefined: not looked up yet
+let fastRowsOnEveryCore: (k: number, n: number) => number = () => Infinity;
 let active: GemmFn | null = null;
 let activeName: GemmBackendName = 'ts';
 
@@ -186,6 +187,7 @@ function nativeProduct(): GemmFn | null {
   if (fast === undefined) {
     const f = platform.fastGemm();
     fast = f.fn;
+    if (f.fn && f.rowsOnEveryCore) fastRowsOnEveryCore = f.rowsOnEveryCore;
     if (!f.fn && !f.quiet) {
       platform.warn(`${f.reason}; matrix products run in portable TypeScript, ~100× slower (npm install onnxruntime-node for the native one; offline, add --onnxruntime-node-install=skip)`);
     }
@@ -206,6 +208,14 @@ function activeProduct(): GemmFn {
 export function gemmBackend(): GemmBackendName {
   activeProduct();
   return activeName;
+}
+
+/**
+ * The fewest rows from which `gemmRowwise` runs [m, k]·[k, n] on every core: Infinity where it
+ * never does (the portable product, or one thread).
+ */
+export function rowwiseOnEveryCoreFrom(k: number, n: number): number {
+  return gemmBackend() === 'ort' ? fastRowsOnEveryCore(k, n) : Infinity;
 }
 
 /** True when the native backend loaded. */
