@@ -282,11 +282,13 @@ export class CompactStore implements ChunkStore {
         // attention's scratch per view: the group's queries and scores (keys), probabilities and outputs (values)
         view: { heads: KV, T, hd, scratchBytes: (nHeads / KV) * (hd + T + 4) * 4 }, tables: rows * half,
       });
+      // spans no shorter than keep the predictors' products (the parts' products, without
+      // predictors) on every core, where the bound is tighter; 32 rows where none ever does
+      const predicting = all.filter((p) => p.inDim > 0);
+      const least = Math.max(...(predicting.length > 0 ? predicting : all).map((p) => rowwiseOnEveryCoreFrom(p.k, C)));
+      const fewest = Math.min(FUSED_BLOCK_ROWS, Number.isFinite(least) ? least : 32);
       // within the bound of this step's T: the memory never shrinks, but T never falls (a truncated
       // cache excepted), so what an earlier step grew it to is within this step's bound too
-      // spans no shorter than keep the predictors' products on every core, where the bound is tighter
-      const least = Math.max(...all.filter((p) => p.inDim > 0).map((p) => rowwiseOnEveryCoreFrom(p.k, C)), 0);
-      const fewest = Math.min(FUSED_BLOCK_ROWS, Number.isFinite(least) ? least : 32);
       const spans = rowSpans(r.chunks.map((c) => c.n), spanRows(16 * T * C - this.otherWorking(), layoutFor, fewest), fewest);
       m.layout(layoutFor(Math.max(1, ...spans.map((b) => b.rows))));
       this.fusedShape = { rows: R, T, spans };
@@ -357,9 +359,8 @@ export class CompactStore implements ChunkStore {
  * WebAssembly pages, within `bound` bytes (two layers' keys and values in f32): FUSED_BLOCK_ROWS
  * where they fit, else what the views, the carry, the constants and attention's scratch leave
  * over what one row of a span takes (the product's input and output, RoPE's table rows, codes and
- * scales); never fewer than `least` (products that fewer rows would leave on one core, about 40%
- * slower a step at 512 tokens here, for ~0.2 MB; or below ~200 tokens, where the pages' rounding
- * alone passes the bound).
+ * scales). Never fewer than `least`, even past the bound: spans of fewer rows would leave their
+ * products on one core (at 512 tokens here, steps of 7.5–7.7 ms against 5.5–5.6, for ~0.1 MB).
  */
 export function spanRows(bound: number, layoutFor: (rows: number) => FusedLayout, least: number): number {
   const pages = (rows: number) => Math.ceil(FusedMemory.bytesFor(layoutFor(rows)) / PAGE) * PAGE;
