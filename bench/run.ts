@@ -206,25 +206,25 @@ if (sections.has('cache') && model) {
   // the fp limit: every weight and every cached key and value is read once per step
   const bandwidth = copyBandwidth();
   const weightBytes = heldWeightBytes(model.weights);
-  // compact's floor: the products its step runs, and nothing else. Per layer and block of whole
-  // chunks (kv/fused-rebuild.ts): a keys product [rows, C + G]·[C + G, C] and a values product
+  // compact's floor: the products its step runs, and nothing else. Per layer and span of its last
+  // step (kv/chunk-store.ts): a keys product [rows, C + G]·[C + G, C] and a values product
   // [rows, 2C + G]·[2C + G, C] (G alone in layer 0), with the cache's own weights, on operands of
-  // the block's shape, run back to back; the median of 3 passes, taken again before each run
+  // the span's shape, run back to back; the median of 3 passes, taken again before each run
   let floorInput: Float32Array = new Float32Array(0);
   let floorOutput = new Float32Array(0);
   const rebuildFloor = (cache: CompressedCache): { seconds: number; macs: number } => {
     const parts = cache.setup.codecs.flatMap((c) => [c.fusedKeys(), c.fusedValues()]).filter((p) => p !== null);
     if (parts.length < 2 * cfg.nLayers) throw new Error('bench: a compact cache whose rebuild is not one product per part (is onnxruntime-node loaded?)');
-    const blocks = cache.rebuildSpans().map((rows) => ({ rows }));
-    const rows = Math.max(0, ...blocks.map((b) => b.rows));
+    const spans = cache.rebuildSpans();
+    const rows = Math.max(0, ...spans);
     const k = Math.max(...parts.map((p) => p.k));
     if (floorInput.length < rows * k) floorInput = new Rng(5).fillNormal(new Float32Array(rows * k));
     if (floorOutput.length < rows * C) floorOutput = new Float32Array(rows * C);
     let macs = 0;
-    for (const b of blocks) for (const p of parts) macs += b.rows * p.k * C;
+    for (const n of spans) for (const p of parts) macs += n * p.k * C;
     const pass = () => {
       const t0 = performance.now();
-      for (const b of blocks) for (const p of parts) gemmRowwise(floorOutput, floorInput, p.weight, b.rows, p.k, C, true);
+      for (const n of spans) for (const p of parts) gemmRowwise(floorOutput, floorInput, p.weight, n, p.k, C, true);
       return (performance.now() - t0) / 1000;
     };
     pass();

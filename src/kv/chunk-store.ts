@@ -276,12 +276,12 @@ export class CompactStore implements ChunkStore {
     // rewritten each step; the memory only grows); T and R are the same at every layer of a step
     if (R !== this.fusedShape.rows || T !== this.fusedShape.T) {
       const all = parts.flatMap((p) => [p.keys, p.values]);
-      const layoutFor = (rows: number): FusedLayout => ({
-        carryRows: R, blockRows: rows, kMax: Math.max(...all.map((p) => p.k)), C,
-        P: Math.max(...all.map((p) => p.quantizer.paddedCols)), codeBytes: Math.max(...all.map((p) => p.codeBytes)), consts: constsBytes(all),
+      const widest = {
+        kMax: Math.max(...all.map((p) => p.k)), codeBytes: Math.max(...all.map((p) => p.codeBytes)), consts: constsBytes(all),
         // attention's scratch per view: the group's queries and scores (keys), probabilities and outputs (values)
-        view: { heads: KV, T, hd, scratchBytes: (nHeads / KV) * (hd + T + 4) * 4 }, tables: rows * half,
-      });
+        view: { heads: KV, T, hd, scratchBytes: (nHeads / KV) * (hd + T + 4) * 4 },
+      };
+      const layoutFor = (rows: number): FusedLayout => ({ ...widest, carryRows: R, blockRows: rows, C, tables: rows * half });
       // spans no shorter than keep the predictors' products (the parts' products, without
       // predictors) on every core, where the bound is tighter; 32 rows where none ever does
       const predicting = all.filter((p) => p.inDim > 0);

@@ -90,7 +90,7 @@ export class FusedPart {
     const total = blocks.reduce((s, b) => s + b.rows, 0);
     if (total > n) throw new RangeError(`FusedPart.rebuild: the blocks hold more than ${n} rows`);
     for (const { row, rows, pieces } of rowSpans(blocks.map((b) => b.rows), FUSED_BLOCK_ROWS)) {
-      m.layout({ carryRows: 0, blockRows: rows, kMax: k, C, P: this.quantizer.paddedCols, codeBytes: this.codeBytes, consts: constsBytes([this]), view: null, tables: 0 });
+      m.layout({ carryRows: 0, blockRows: rows, kMax: k, C, codeBytes: this.codeBytes, consts: constsBytes([this]), view: null, tables: 0 });
       // each input copied in (through the output's region), then into its columns by the kernel
       inputs.forEach((x, j) => {
         m.f32(m.at.y, rows * C).set(x.subarray(row * C, (row + rows) * C));
@@ -126,7 +126,6 @@ export interface FusedLayout {
   blockRows: number; // tokens per product
   kMax: number; // widest product input
   C: number;
-  P: number;
   codeBytes: number; // most bytes of one token's codes
   consts: number; // most bytes of one part's constants (`constsBytes`)
   /** Attention's view: heads, rows per head (T), head dim and scratch bytes per view; null for none. */
@@ -220,6 +219,11 @@ function pairTable(grid: Grid): Float32Array | null {
   return t;
 }
 
+/** Rows of room for a block's scales: a multiple of 8, as the widening kernel takes them. */
+function scaleRows(rows: number): number {
+  return Math.ceil(rows / 8) * 8;
+}
+
 /**
  * One WebAssembly memory of the kernels' (private: the native product refuses shared memory),
  * grown in place when a layout needs more.
@@ -228,10 +232,7 @@ export class FusedMemory {
   private memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES });
   readonly kernels: KernelExports = kernelsOver(this.memory);
   at: Regions = { carry: 0, kview: 0, kScratch: 0, vview: 0, vScratch: 0, a: 0, y: 0, codes: 0, scales: 0, consts: 0, cos: 0, sin: 0, end: 0 };
-  private codesBytes = 0;
-  private scaleRows = 0; // rows of scales room (a multiple of 8, as the widening kernel takes them)
-  private tableRoom = 0;
-  private constsRoom = 0;
+  private laid: FusedLayout | null = null;
 
   /** Bytes a memory laid out for `l` takes (before rounding up to whole pages). */
   static bytesFor(l: FusedLayout): number {
@@ -262,7 +263,7 @@ export class FusedMemory {
     const yEnd = top;
     top = shared;
     const codes = take(l.blockRows * l.codeBytes + 16); // + what points_scaled may read past the last row
-    const scales = take(Math.ceil(l.blockRows / 8) * 8 * 6);
+    const scales = take(scaleRows(l.blockRows) * 6);
     const cos = take(l.tables * 4);
     const sin = take(l.tables * 4);
     return { carry, kview, kScratch, vview, vScratch, a, y, codes, scales, consts, cos, sin, end: Math.max(top, yEnd) };
@@ -271,17 +272,15 @@ export class FusedMemory {
   /** Places the regions for `l`, growing the memory if needed (what the regions held is not kept). */
   layout(l: FusedLayout): void {
     this.at = FusedMemory.place(l);
-    this.codesBytes = l.blockRows * l.codeBytes + 16;
-    this.scaleRows = Math.ceil(l.blockRows / 8) * 8; // as the widening kernel takes them
+    this.laid = l;
     const have = this.memory.buffer.byteLength;
     if (this.at.end > have) this.memory.grow(Math.ceil((this.at.end - have) / PAGE));
-    this.tableRoom = l.tables;
-    this.constsRoom = l.consts;
   }
 
   /** Copies `floats` of RoPE's cos and sin tables from float `from` on into the tables' region. */
   holdTables(cos: Float32Array, sin: Float32Array, from: number, floats: number): void {
-    if (floats > this.tableRoom) throw new RangeError(`FusedMemory: ${floats} floats of RoPE tables, room for ${this.tableRoom}`);
+    const room = this.laid?.tables ?? 0;
+    if (floats > room) throw new RangeError(`FusedMemory: ${floats} floats of RoPE tables, room for ${room}`);
     this.f32(this.at.cos, floats).set(cos.subarray(from, from + floats));
     this.f32(this.at.sin, floats).set(sin.subarray(from, from + floats));
   }
@@ -306,26 +305,27 @@ export class FusedMemory {
     const k = this.kernels;
     const rowBytes = part.codeBytes;
     const rows = pieces.reduce((s, p) => s + p.to - p.from, 0);
-    if (rows * rowBytes + 16 > this.codesBytes || rows > this.scaleRows) throw new RangeError(`FusedMemory: ${rows} rows of codes, laid out for fewer`);
+    const l = this.laid;
+    if (!l || rows * rowBytes > l.blockRows * l.codeBytes || rows > scaleRows(l.blockRows)) throw new RangeError(`FusedMemory: ${rows} rows of codes, laid out for fewer`);
     // the grid's points, u, and for 2-D codes of 3–4 bits the table of pairs
     const table = pairTable(grid);
     const pts = this.at.consts;
     const u = align16(pts + grid.points.byteLength);
     const pairs = table ? align16(u + P * 4) : 0;
-    if (constsBytes([part]) > this.constsRoom) throw new RangeError(`FusedMemory: grid ${q.spec} too large for its constants`);
+    if (constsBytes([part]) > l.consts) throw new RangeError(`FusedMemory: grid ${q.spec} too large for its constants`);
     this.f32(pts, grid.points.length).set(grid.points);
     this.f32(u, P).set(part.u);
     if (table) this.f32(pairs, table.length).set(table);
     // codes and fp16 scales of every piece, end to end; the scales widened to f32
     const { codes, scales } = this.at;
-    const half = scales + this.scaleRows * 4;
+    const half = scales + scaleRows(l.blockRows) * 4;
     let row = 0;
     for (const { block, from, to } of pieces) {
       new Uint8Array(this.memory.buffer, codes + row * rowBytes, (to - from) * rowBytes).set(block.codes.subarray(from * rowBytes, to * rowBytes));
       new Uint16Array(this.memory.buffer, half + row * 2, to - from).set(block.scales.subarray(from, to));
       row += to - from;
     }
-    k.widen_f16(half, scales, Math.ceil(rows / 8) * 8);
+    k.widen_f16(half, scales, scaleRows(rows));
     k.points_scaled(codes, rows, rowBytes, P / grid.d, grid.bits, grid.d, pts, scales, u, dst + part.inDim * 4, ld, pairs);
   }
 

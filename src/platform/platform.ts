@@ -22,7 +22,6 @@ export interface Hasher {
   digest(): string;
 }
 
-/** A native matrix product, or why there is none. */
 /**
  * A native matrix product, or why there is none. rowsOnEveryCore(k, n): the fewest rows from which
  * a row-exact product [m, k]·[k, n] (GemmFn's `rowwise`) runs on every core (Infinity: never).
