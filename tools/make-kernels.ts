@@ -69,7 +69,7 @@
  *   fan_rows(src, rows, C, hd, dst1, ld1, dst2, ld2, view, S, cos, sin)   each row t of src [rows, C]
  *       copied to dst1 and dst2 (rows of ld1, ld2 floats; ld 0: none) and, head by head, to
  *       view [C/hd][S, hd] row t (S 0: none), rotated there when cos is given: pair (c, c + hd/2) by
- *       cos/sin[t·hd/2 + c] (hd a multiple of 4), x₁·cos − x₂·sin and x₂·cos + x₁·sin, each product
+ *       cos/sin[t·hd/2 + c] (hd a multiple of 8), x₁·cos − x₂·sin and x₂·cos + x₁·sin, each product
  *       and the difference in f64 rounded to f32 once, which is what model/rope.ts's JavaScript
  *       computes, so the two agree bit for bit. A compact cache's rebuild sends each product's
  *       output to the next products' inputs and to attention's view in one pass (kv/fused-rebuild.ts).
@@ -708,48 +708,64 @@ function fanRowsKernel(): string {
       (if (local.get ${ld})
         (then
           (local.set $o (i32.const 0))
+          (local.set $out (i32.add (local.get ${dst}) (i32.mul (local.get $t) (i32.shl (local.get ${ld}) (i32.const 2)))))
           (block $${dst}_done (loop $${dst}_vec
             (br_if $${dst}_done (i32.ge_u (local.get $o) (local.get $rowBytes)))
-            (v128.store (i32.add (i32.add (local.get ${dst}) (i32.mul (local.get $t) (i32.shl (local.get ${ld}) (i32.const 2)))) (local.get $o))
-              (v128.load (i32.add (local.get $row) (local.get $o))))
+            (v128.store (i32.add (local.get $out) (local.get $o)) (v128.load (i32.add (local.get $row) (local.get $o))))
             (local.set $o (i32.add (local.get $o) (i32.const 16)))
             (br $${dst}_vec)))))`;
+  // f64 lanes of the f32 pairs at byte offset `at` and `at` + 8
+  const lo = (at: string) => `(f64x2.promote_low_f32x4 (v128.load64_zero ${at}))`;
+  const hi = (at: string) => `(f64x2.promote_low_f32x4 (v128.load64_zero offset=8 ${at}))`;
+  // two f64x2 results, each rounded to f32 once, as one vector of four
+  const joined = (a: string, b: string) => `(i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero ${a}) (f32x4.demote_f64x2_zero ${b}))`;
+  const x1 = '(i32.add (local.get $in) (local.get $o))';
+  const x2 = '(i32.add (local.get $in2) (local.get $o))';
+  const cs = '(i32.add (local.get $c) (local.get $o))';
+  const sn = '(i32.add (local.get $s) (local.get $o))';
   return `
   (func (export "fan_rows") (param $src i32) (param $rows i32) (param $C i32) (param $hd i32) (param $dst1 i32) (param $ld1 i32)
     (param $dst2 i32) (param $ld2 i32) (param $view i32) (param $S i32) (param $cos i32) (param $sin i32)
     (local $t i32) (local $o i32) (local $h i32) (local $row i32) (local $rowBytes i32) (local $hb i32) (local $half i32)
-    (local $in i32) (local $out i32) (local $c i32) (local $s i32)
-    (local $x1 v128) (local $x2 v128) (local $cv v128) (local $sv v128)
+    (local $in i32) (local $in2 i32) (local $out i32) (local $c i32) (local $s i32) (local $headStride i32) (local $vrow i32)
+    (local $a1 v128) (local $a2 v128) (local $b1 v128) (local $b2 v128) (local $c1 v128) (local $c2 v128) (local $s1 v128) (local $s2 v128)
     (local.set $rowBytes (i32.shl (local.get $C) (i32.const 2)))
     (local.set $hb (i32.shl (local.get $hd) (i32.const 2)))
     (local.set $half (i32.shr_u (local.get $hb) (i32.const 1)))
+    (local.set $headStride (i32.mul (local.get $S) (local.get $hb)))
     (block $rows_done (loop $next_row
       (br_if $rows_done (i32.ge_u (local.get $t) (local.get $rows)))
       (local.set $row (i32.add (local.get $src) (i32.mul (local.get $t) (local.get $rowBytes))))${copy('$dst1', '$ld1')}${copy('$dst2', '$ld2')}
-      ;; each head's slice into its rows of the view (S 0: none): rotated (cos given) or copied
+      ;; each head's slice into its rows of the view (S 0: none): rotated (cos given) or copied;
+      ;; head h's row t lies at view + h·S·hd + t·hd floats
       (local.set $h (select (i32.const 0) (local.get $rowBytes) (local.get $S)))
+      (local.set $vrow (i32.add (local.get $view) (i32.mul (local.get $t) (local.get $hb))))
       (block $heads_done (loop $head
         (br_if $heads_done (i32.ge_u (local.get $h) (local.get $rowBytes)))
         (local.set $in (i32.add (local.get $row) (local.get $h)))
-        (local.set $out (i32.add (local.get $view) (i32.add (i32.mul (i32.div_u (local.get $h) (local.get $hb)) (i32.mul (local.get $S) (local.get $hb)))
-                                                          (i32.mul (local.get $t) (local.get $hb)))))
+        (local.set $out (local.get $vrow))
         (local.set $o (i32.const 0))
         (if (local.get $cos)
           (then
+            (local.set $in2 (i32.add (local.get $in) (local.get $half)))
             (local.set $c (i32.add (local.get $cos) (i32.mul (local.get $t) (local.get $half))))
             (local.set $s (i32.add (local.get $sin) (i32.mul (local.get $t) (local.get $half))))
             (block $pairs_done (loop $pair
               (br_if $pairs_done (i32.ge_u (local.get $o) (local.get $half)))
-              ;; two channels of each half at a time, in f64 as the JavaScript rotation computes them
-              (local.set $x1 (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $in) (local.get $o)))))
-              (local.set $x2 (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (i32.add (local.get $in) (local.get $half)) (local.get $o)))))
-              (local.set $cv (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $c) (local.get $o)))))
-              (local.set $sv (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $s) (local.get $o)))))
-              (v128.store64_lane 0 (i32.add (local.get $out) (local.get $o))
-                (f32x4.demote_f64x2_zero (f64x2.sub (f64x2.mul (local.get $x1) (local.get $cv)) (f64x2.mul (local.get $x2) (local.get $sv)))))
-              (v128.store64_lane 0 (i32.add (i32.add (local.get $out) (local.get $half)) (local.get $o))
-                (f32x4.demote_f64x2_zero (f64x2.add (f64x2.mul (local.get $x2) (local.get $cv)) (f64x2.mul (local.get $x1) (local.get $sv)))))
-              (local.set $o (i32.add (local.get $o) (i32.const 8)))
+              ;; four channels of each half at a time, in f64 as the JavaScript rotation computes them
+              (local.set $a1 ${lo(x1)})
+              (local.set $a2 ${hi(x1)})
+              (local.set $b1 ${lo(x2)})
+              (local.set $b2 ${hi(x2)})
+              (local.set $c1 ${lo(cs)})
+              (local.set $c2 ${hi(cs)})
+              (local.set $s1 ${lo(sn)})
+              (local.set $s2 ${hi(sn)})
+              (v128.store (i32.add (local.get $out) (local.get $o))
+                ${joined('(f64x2.sub (f64x2.mul (local.get $a1) (local.get $c1)) (f64x2.mul (local.get $b1) (local.get $s1)))', '(f64x2.sub (f64x2.mul (local.get $a2) (local.get $c2)) (f64x2.mul (local.get $b2) (local.get $s2)))')})
+              (v128.store (i32.add (i32.add (local.get $out) (local.get $half)) (local.get $o))
+                ${joined('(f64x2.add (f64x2.mul (local.get $b1) (local.get $c1)) (f64x2.mul (local.get $a1) (local.get $s1)))', '(f64x2.add (f64x2.mul (local.get $b2) (local.get $c2)) (f64x2.mul (local.get $a2) (local.get $s2)))')})
+              (local.set $o (i32.add (local.get $o) (i32.const 16)))
               (br $pair))))
           (else
             (block $copied (loop $copy
@@ -758,6 +774,7 @@ function fanRowsKernel(): string {
               (local.set $o (i32.add (local.get $o) (i32.const 16)))
               (br $copy)))))
         (local.set $h (i32.add (local.get $h) (local.get $hb)))
+        (local.set $vrow (i32.add (local.get $vrow) (local.get $headStride)))
         (br $head)))
       (local.set $t (i32.add (local.get $t) (i32.const 1)))
       (br $next_row))))`;
@@ -766,24 +783,27 @@ function fanRowsKernel(): string {
 function gatherRowsKernel(): string {
   return `
   (func (export "gather_rows") (param $view i32) (param $S i32) (param $rows i32) (param $C i32) (param $hd i32) (param $dst i32) (param $ld i32)
-    (local $t i32) (local $h i32) (local $o i32) (local $hb i32) (local $rowBytes i32) (local $in i32) (local $out i32)
+    (local $t i32) (local $h i32) (local $o i32) (local $hb i32) (local $rowBytes i32) (local $in i32) (local $out i32) (local $headStride i32)
     (local.set $hb (i32.shl (local.get $hd) (i32.const 2)))
     (local.set $rowBytes (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $headStride (i32.mul (local.get $S) (local.get $hb)))
     (block $rows_done (loop $row
       (br_if $rows_done (i32.ge_u (local.get $t) (local.get $rows)))
       (local.set $out (i32.add (local.get $dst) (i32.mul (local.get $t) (i32.shl (local.get $ld) (i32.const 2)))))
+      ;; head h's row t lies at view + h·S·hd + t·hd floats
+      (local.set $in (i32.add (local.get $view) (i32.mul (local.get $t) (local.get $hb))))
       (local.set $h (i32.const 0))
       (block $heads_done (loop $head
         (br_if $heads_done (i32.ge_u (local.get $h) (local.get $rowBytes)))
-        (local.set $in (i32.add (local.get $view) (i32.add (i32.mul (i32.div_u (local.get $h) (local.get $hb)) (i32.mul (local.get $S) (local.get $hb)))
-                                                           (i32.mul (local.get $t) (local.get $hb)))))
         (local.set $o (i32.const 0))
         (block $copied (loop $copy
           (br_if $copied (i32.ge_u (local.get $o) (local.get $hb)))
-          (v128.store (i32.add (i32.add (local.get $out) (local.get $h)) (local.get $o)) (v128.load (i32.add (local.get $in) (local.get $o))))
+          (v128.store (i32.add (local.get $out) (local.get $o)) (v128.load (i32.add (local.get $in) (local.get $o))))
           (local.set $o (i32.add (local.get $o) (i32.const 16)))
           (br $copy)))
         (local.set $h (i32.add (local.get $h) (local.get $hb)))
+        (local.set $out (i32.add (local.get $out) (local.get $hb)))
+        (local.set $in (i32.add (local.get $in) (local.get $headStride)))
         (br $head)))
       (local.set $t (i32.add (local.get $t) (i32.const 1)))
       (br $row))))`;

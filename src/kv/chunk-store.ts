@@ -234,9 +234,12 @@ export class CompactStore implements ChunkStore {
     return { keys: K, values: V, length: T, stride: T };
   }
 
-  /** Every layer's fused parts, when each layer's keys and values take that form now (keys stored before RoPE). */
+  /**
+   * Every layer's fused parts, when each layer's keys and values take that form now (keys stored
+   * before RoPE, heads of a multiple of 8 channels, as the fan-out's rotation takes them).
+   */
   private fusedParts(): { keys: FusedPart; values: FusedPart }[] | null {
-    if (this.s.keysAfterRope || (this.s.C / this.s.nKvHeads) % 4 !== 0) return null;
+    if (this.s.keysAfterRope || (this.s.C / this.s.nKvHeads) % 8 !== 0) return null;
     const parts: { keys: FusedPart; values: FusedPart }[] = [];
     for (const c of this.codecs) {
       const keys = c.fusedKeys();
@@ -368,6 +371,17 @@ export function spanRows(bound: number, layoutFor: (rows: number) => FusedLayout
   const base = FusedMemory.bytesFor(layoutFor(0));
   const perRow = (FusedMemory.bytesFor(layoutFor(FUSED_BLOCK_ROWS)) - base) / FUSED_BLOCK_ROWS;
   let rows = Math.floor((Math.floor(bound / PAGE) * PAGE - base) / perRow);
-  while (rows > least && pages(rows) > bound) rows--; // the regions' alignment
+  // the regions' alignment may take a few rows more than the estimate: the most rows in
+  // [least, rows] whose pages fit, by bisection (pages grow with rows; this runs every step)
+  if (rows > least && pages(rows) > bound) {
+    let lo = least; // fits, or is the floor anyway
+    let hi = rows; // does not fit
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (pages(mid) <= bound) lo = mid;
+      else hi = mid;
+    }
+    rows = lo;
+  }
   return Math.max(Math.min(least, FUSED_BLOCK_ROWS), Math.min(FUSED_BLOCK_ROWS, rows));
 }
