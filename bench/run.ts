@@ -29,6 +29,7 @@
  *          searched with its bucket table) against the 2-D grid (higgs:2x16), same bits
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { normaliseConfig } from '../src/io/config.js';
 import { saveCheckpoint } from '../src/io/checkpoint.js';
 import { heldWeightBytes, layerShapes, type ModelWeights } from '../src/model/weights.js';
@@ -230,6 +231,28 @@ if (sections.has('cache') && model) {
     pass();
     return { seconds: [pass(), pass(), pass()].sort((a, b) => a - b)[1], macs };
   };
+  // garbage collection's pauses (their entries arrive once the event loop turns, after each context)
+  const collections: { start: number; ms: number }[] = [];
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) collections.push({ start: e.startTime, ms: e.duration });
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
+  // the collections that began inside any of `windows` (sorted, apart), in ms
+  const collectedIn = (windows: [number, number][]) => {
+    let ms = 0;
+    for (const c of collections) {
+      // the last window starting at or before the collection
+      let lo = 0;
+      let hi = windows.length;
+      while (hi - lo > 1) {
+        const mid = (lo + hi) >> 1;
+        if (windows[mid][0] <= c.start) lo = mid;
+        else hi = mid;
+      }
+      if (windows.length > 0 && c.start >= windows[lo][0] && c.start < windows[lo][1]) ms += c.ms;
+    }
+    return ms;
+  };
   const rows: Record<string, number | string>[] = [];
   say(`\n## Decode with compressed caches (medians of 3 runs of ${DEFAULT_CACHE_OPTIONS.buffer} steps, compact 5 of 8; copy bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s)\n` +
     'context  cache                     tokens/s   to fp   bound tokens/s   of bound   resident bytes   to fp   stored bytes');
@@ -252,7 +275,7 @@ if (sections.has('cache') && model) {
     // compact runs on both cores (its products), so a busy moment of the shared machine moves it
     // more than single-threaded fp; its floor is measured again just before each of its runs, and
     // it takes 5 runs, its ratio the median of the runs' ratios
-    const finished: { label: string; rates: number[]; floors: number[]; floorRates: number[]; mem: ReturnType<KVCache['memory']>; isFp: boolean }[] = [];
+    const finished: { label: string; rates: number[]; floors: number[]; floorRates: number[]; productMs: number[]; productShares: number[]; collectionMs: number; collectionInProductsMs: number; mem: ReturnType<KVCache['memory']>; isFp: boolean }[] = [];
     // fp and materialized, then compact, each group's caches made, timed, measured and dropped:
     // compact's products return copies of their outputs (onnxruntime-node's binding), which make
     // the process collect about once a step, at a cost that grows with what the process holds
@@ -264,7 +287,11 @@ if (sections.has('cache') && model) {
         model.forward([ids[context]], cache, { logits: 'last' });
         // 128 steps a repetition: a materialized cache compresses its buffer once per 128 tokens, so
         // each repetition pays that once, as decode does on average (compact: 8 steps, ≤ 50 ms each)
-        return { label, cache, steps: label.includes('compact') ? 8 : DEFAULT_CACHE_OPTIONS.buffer, rates: [] as number[], floors: [] as number[], floorRates: [] as number[] };
+        return {
+          label, cache, steps: label.includes('compact') ? 8 : DEFAULT_CACHE_OPTIONS.buffer,
+          rates: [] as number[], floors: [] as number[], floorRates: [] as number[], productMs: [] as number[], productShares: [] as number[],
+          windows: [] as [number, number][], products: [] as [number, number][],
+        };
       });
       const compact = runs[0].label.includes('compact');
       for (let rep = 0; rep < (compact ? 5 : 3); rep++) {
@@ -274,17 +301,35 @@ if (sections.has('cache') && model) {
             r.floors.push(1 / floor.seconds);
             r.floorRates.push(2 * floor.macs / floor.seconds);
           }
+          // compact: the time its steps spend in the products too (the rest is the model's own
+          // step, the kernels around the products, collection and JavaScript)
+          gemmProfile.enabled = compact;
+          gemmProfile.seconds = 0;
+          gemmProfile.spans = compact ? r.products : null;
           const t0 = performance.now();
           for (let i = 0; i < r.steps; i++) model.forward([ids[context + 1 + rep * r.steps + i]], r.cache, { logits: 'last' });
           r.rates.push(r.steps / ((performance.now() - t0) / 1000));
+          r.windows.push([t0, performance.now()]);
+          gemmProfile.enabled = false;
+          gemmProfile.spans = null;
+          if (compact) r.productMs.push((gemmProfile.seconds * 1000) / r.steps);
+          if (compact) r.productShares.push(gemmProfile.seconds / ((r.windows[r.windows.length - 1][1] - r.windows[r.windows.length - 1][0]) / 1000));
         }
       }
-      for (const r of runs) finished.push({ label: r.label, rates: r.rates, floors: r.floors, floorRates: r.floorRates, mem: r.cache.memory(), isFp: r.cache instanceof FullCache });
+      await new Promise((done) => setTimeout(done, 50)); // the collections' entries arrive on a later task
+      for (const r of runs) {
+        const steps = r.steps * r.windows.length;
+        finished.push({
+          label: r.label, rates: r.rates, floors: r.floors, floorRates: r.floorRates, productMs: r.productMs, productShares: r.productShares,
+          collectionMs: collectedIn(r.windows) / steps, collectionInProductsMs: collectedIn(r.products) / steps,
+          mem: r.cache.memory(), isFp: r.cache instanceof FullCache,
+        });
+      }
     }
     let fp = { tps: NaN, resident: NaN }; // the fp row of this context, first in the list
     const median = (x: number[]) => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)];
     const notes: string[] = [];
-    for (const { label, rates, floors, floorRates, mem, isFp } of finished) {
+    for (const { label, rates, floors, floorRates, productMs, productShares, collectionMs, collectionInProductsMs, mem, isFp } of finished) {
       const tps = median(rates);
       const compact = floors.length > 0;
       const bound = compact ? median(floors) : fpLimit;
@@ -294,13 +339,17 @@ if (sections.has('cache') && model) {
       // rebuild exactly its products, the step would reach this share of its floor and no more
       const floorMs = 1000 / bound;
       const ceiling = compact ? floorMs / (floorMs + 1000 / fp.tps) : NaN;
-      const compactFields: Record<string, number> = compact ? { floorMs, floorGflops: median(floorRates) / 1e9, ofBoundCeiling: ceiling } : {};
+      const stepMs = 1000 / tps;
+      const productsMs = compact ? median(productMs) : NaN;
+      const compactFields: Record<string, number> = compact ? { floorMs, floorGflops: median(floorRates) / 1e9, ofBoundCeiling: ceiling, productsMs, productShare: median(productShares), collectionMs, collectionInProductsMs, restMs: stepMs - productsMs } : { collectionMs };
       const row = { context, cache: label, decodeTokensPerSecond: tps, toFp: tps / fp.tps, boundTokensPerSecond: bound, ofBound, ...compactFields, residentBytes: mem.total, residentToFp: mem.total / fp.resident, storedBytes: mem.stored };
       rows.push(row);
       say(`${String(context).padStart(7)}  ${label.padEnd(24)} ${tps.toFixed(1).padStart(9)} ${row.toFp.toFixed(2).padStart(7)} ${bound.toFixed(1).padStart(16)} ${ofBound.toFixed(3).padStart(10)} ${String(mem.total).padStart(16)} ${row.residentToFp.toFixed(2).padStart(7)} ${String(mem.stored).padStart(14)}`);
       if (compact) {
-        notes.push(`         compact: step ${(1000 / tps).toFixed(2)} ms, its floor ${floorMs.toFixed(2)} ms (products at ${(median(floorRates) / 1e9).toFixed(0)} GFLOP/s), ` +
-          `fp's step ${(1000 / fp.tps).toFixed(2)} ms: floor ÷ (floor + fp's step) = ${ceiling.toFixed(3)}, the most "of bound" can be`);
+        notes.push(`         compact: step ${stepMs.toFixed(2)} ms, its floor ${floorMs.toFixed(2)} ms (products at ${(median(floorRates) / 1e9).toFixed(0)} GFLOP/s), ` +
+          `fp's step ${(1000 / fp.tps).toFixed(2)} ms: floor ÷ (floor + fp's step) = ${ceiling.toFixed(3)}, the most "of bound" can be;\n` +
+          `                  in the step: products ${productsMs.toFixed(2)} ms (${collectionInProductsMs.toFixed(2)} ms of it collection; ${median(productShares).toFixed(3)} of the step, run by run), the rest ${(stepMs - productsMs).toFixed(2)} ms: ` +
+          `fp's step, ${(collectionMs - collectionInProductsMs).toFixed(2)} ms of collection, and ${(stepMs - productsMs - (collectionMs - collectionInProductsMs) - 1000 / fp.tps).toFixed(2)} ms of kernels and JavaScript`);
       }
     }
     for (const n of notes) say(n);

@@ -246,8 +246,13 @@ export function ortGemmFn(): GemmFn | null {
  */
 export const SMALL_PRODUCT = 8192;
 
-/** Time spent in `gemm`, for benchmarks: off by default, one clock read per call when on. */
-export const gemmProfile = { enabled: false, calls: 0, seconds: 0, flops: 0 };
+/**
+ * Time spent in `gemm`, for benchmarks: off by default, two clock reads per call when on; `spans`,
+ * when given, receives each call's [start, end] (performance.now()).
+ */
+export const gemmProfile: { enabled: boolean; calls: number; seconds: number; flops: number; spans: [number, number][] | null } = {
+  enabled: false, calls: 0, seconds: 0, flops: 0, spans: null,
+};
 
 /**
  * The product every layer uses. The backend is chosen by the size of an output row (k·n), never
@@ -262,7 +267,9 @@ export const gemm: GemmFn = (out, a, b, m, k, n, transA, transB, rowwise = false
   if (!gemmProfile.enabled) return fn(out, a, b, m, k, n, transA, transB, rowwise);
   const t0 = performance.now();
   fn(out, a, b, m, k, n, transA, transB, rowwise);
-  gemmProfile.seconds += (performance.now() - t0) / 1000;
+  const t1 = performance.now();
+  gemmProfile.seconds += (t1 - t0) / 1000;
+  gemmProfile.spans?.push([t0, t1]);
   gemmProfile.calls++;
   gemmProfile.flops += 2 * m * k * n;
 };
