@@ -1,8 +1,13 @@
 /**
- * The runtime against an independent implementation: checkpoints written by NumPy (not by
- * aquakv's saveCheckpoint) and logits from tools/reference_llama.py's float64 forward pass, both
- * committed in tests/golden/ by tools/make_golden.py. Covers BF16 sharded weights with llama3
- * RoPE scaling and GQA, Qwen2's q/k/v biases in F16, and Llama's attention_bias in F32.
+ * The runtime against independent implementations, from checkpoints aquakv did not write:
+ *  - NumPy-written checkpoints with logits from tools/reference_llama.py's float64 forward pass
+ *    (tools/make_golden.py): BF16 sharded weights with llama3 RoPE scaling and GQA, Qwen2's q/k/v
+ *    biases in F16, Llama's attention_bias in F32;
+ *  - hf-*: checkpoints written by Hugging Face transformers 5.17 itself (`save_pretrained`: its
+ *    config.json, with RoPE in "rope_parameters", and its safetensors, sharded BF16, F16, F32),
+ *    with the float64 logits transformers computes from them (tools/check_transformers.py, run
+ *    on a machine with transformers; that run also checked the NumPy reference's logits against
+ *    transformers, within 1.1e-7 of the largest logit).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +19,7 @@ import { FullCache, LlamaModel, loadModelDir } from '../src/index.js';
 const GOLDEN = resolve(fileURLToPath(import.meta.url), '../../../tests/golden');
 
 for (const name of readdirSync(GOLDEN).sort()) {
-  test(`golden logits: ${name} matches the float64 reference`, () => {
+  test(`golden logits: ${name} matches its float64 reference`, () => {
     const dir = join(GOLDEN, name);
     const golden = JSON.parse(readFileSync(join(dir, 'golden.json'), 'utf8')) as { ids: number[]; logits: number[][] };
     const { config, weights } = loadModelDir(dir);

@@ -3,6 +3,8 @@ import { HeadRows } from '../src/kv/head-rows.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModelDir } from '../src/io/checkpoint.js';
+import { normaliseConfig } from '../src/io/config.js';
+import { AquaError } from '../src/errors.js';
 import { LlamaModel } from '../src/model/llama.js';
 import { attention, attentionNaive } from '../src/model/attention.js';
 import { setGemmBackend, gemmBackend } from '../src/tensor/gemm.js';
@@ -167,4 +169,33 @@ test('the sampler always picks a token: top-p 0 and vanishing temperatures are g
   // ordinary settings still sample: more than one token over many draws
   const s = new Sampler({ temperature: 1, topP: 1, seed: 2 });
   assert.ok(new Set(Array.from({ length: 50 }, () => s.sample(logits))).size > 1);
+});
+
+test('RoPE from transformers 5\'s "rope_parameters" reads as from "rope_theta" and "rope_scaling" (same fingerprint); disagreements and mixed layer types are refused in one line', () => {
+  const base = {
+    architectures: ['LlamaForCausalLM'], hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,
+    num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 96, max_position_embeddings: 256,
+  };
+  const llama3 = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 32 };
+  const legacy = normaliseConfig({ ...base, rope_theta: 500000, rope_scaling: llama3 });
+  const v5 = normaliseConfig({ ...base, rope_parameters: { ...llama3, rope_theta: 500000 } });
+  assert.equal(v5.ropeTheta, 500000);
+  assert.deepEqual(v5.ropeScaling, legacy.ropeScaling);
+  assert.equal(v5.fingerprint, legacy.fingerprint, 'the same model whichever way its config says it');
+  // one object per layer type, all alike; the default type means no scaling
+  const perType = normaliseConfig({ ...base, rope_parameters: { full_attention: { rope_type: 'default', rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 1e6 } } });
+  assert.equal(perType.ropeTheta, 1e6);
+  assert.equal(perType.ropeScaling, null);
+  assert.equal(normaliseConfig({ ...base, rope_parameters: { rope_type: 'default' } }).ropeTheta, 10000, 'no theta anywhere: the default');
+  const refused: [object, RegExp][] = [
+    [{ rope_parameters: { full_attention: { rope_theta: 1e4 }, sliding_attention: { rope_theta: 1e6 } } }, /different RoPE per layer type is not supported/],
+    [{ rope_theta: 10000, rope_parameters: { rope_type: 'default', rope_theta: 500000 } }, /"rope_theta" 10000 and rope_parameters.rope_theta 500000 disagree/],
+    [{ rope_scaling: llama3, rope_parameters: { rope_type: 'default', rope_theta: 500000 } }, /"rope_scaling" and "rope_parameters" disagree/],
+    [{ rope_parameters: { rope_type: 'yarn', rope_theta: 10000, factor: 4 } }, /rope type "yarn" is not supported/],
+    [{ rope_parameters: { ...llama3, rope_theta: 10000, factor: 0 } }, /rope_parameters: field "factor" must be positive/],
+    [{ rope_parameters: 'llama3' }, /rope_parameters: expected an object/],
+  ];
+  for (const [fields, message] of refused) {
+    assert.throws(() => normaliseConfig({ ...base, ...fields }), (e: unknown) => e instanceof AquaError && message.test(e.message) && !e.message.includes('\n'), JSON.stringify(fields));
+  }
 });

@@ -50,25 +50,8 @@ export function normaliseConfig(cfg: Json, where = 'config.json'): ModelConfig {
   if (cfg.mlp_bias === true) throw new AquaError(`${where}: mlp_bias=true is not supported`);
   if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu') throw new AquaError(`${where}: hidden_act ${JSON.stringify(cfg.hidden_act)} is not supported (only silu)`);
 
-  let ropeScaling: Llama3RopeScaling | null = null;
-  const rs = cfg.rope_scaling as Json | null | undefined;
-  if (rs) {
-    const type = rs.rope_type ?? rs.type;
-    if (type === 'llama3') {
-      ropeScaling = {
-        type: 'llama3',
-        factor: positive(rs, 'factor', `${where} rope_scaling`),
-        lowFreqFactor: positive(rs, 'low_freq_factor', `${where} rope_scaling`),
-        highFreqFactor: positive(rs, 'high_freq_factor', `${where} rope_scaling`),
-        originalMaxPositionEmbeddings: posInt(rs, 'original_max_position_embeddings', `${where} rope_scaling`),
-      };
-      if (!(ropeScaling.highFreqFactor > ropeScaling.lowFreqFactor)) {
-        throw new AquaError(`${where} rope_scaling: high_freq_factor ${ropeScaling.highFreqFactor} must exceed low_freq_factor ${ropeScaling.lowFreqFactor}`);
-      }
-    } else if (type !== 'default') {
-      throw new AquaError(`${where}: rope_scaling type ${JSON.stringify(type)} is not supported`, 'supported: none, "default", "llama3"');
-    }
-  }
+  const rope = ropeFields(cfg, where);
+  const ropeScaling = rope.scaling;
   const attentionBias = cfg.attention_bias === true;
   const eos = cfg.eos_token_id;
   const eosTokenIds = Array.isArray(eos) ? (eos as number[]) : typeof eos === 'number' ? [eos] : [];
@@ -90,7 +73,7 @@ export function normaliseConfig(cfg: Json, where = 'config.json'): ModelConfig {
     kvDim: nKvHeads * headDim,
     vocabSize: posInt(cfg, 'vocab_size', where),
     rmsNormEps: positive(cfg, 'rms_norm_eps', where, 1e-6),
-    ropeTheta: positive(cfg, 'rope_theta', where, 10000),
+    ropeTheta: rope.theta,
     ropeScaling,
     tieWordEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: arch === 'Qwen2ForCausalLM' ? true : attentionBias,
@@ -104,6 +87,56 @@ export function normaliseConfig(cfg: Json, where = 'config.json'): ModelConfig {
   };
   const fingerprint = platform.sha256().update(JSON.stringify(fields)).digest();
   return Object.freeze({ ...fields, fingerprint });
+}
+
+/**
+ * RoPE's base and scaling. transformers before 5 writes them as "rope_theta" and "rope_scaling";
+ * 5 writes one "rope_parameters" (rope_type, rope_theta and the scaling's fields together, or one
+ * such object per layer type). Both are read; where a config has both, they must agree.
+ */
+function ropeFields(cfg: Json, where: string): { theta: number; scaling: Llama3RopeScaling | null } {
+  let params = cfg.rope_parameters as Json | null | undefined;
+  const at = `${where} rope_parameters`;
+  if (params !== undefined && params !== null) {
+    if (typeof params !== 'object' || Array.isArray(params)) throw new AquaError(`${at}: expected an object, got ${JSON.stringify(params)}`);
+    // one object per layer type ({"full_attention": {...}, "sliding_attention": {...}}): served when they are all the same
+    if (!('rope_type' in params) && !('rope_theta' in params)) {
+      const kinds = Object.values(params);
+      if (kinds.length === 0 || kinds.some((k) => typeof k !== 'object' || k === null || JSON.stringify(k) !== JSON.stringify(kinds[0]))) {
+        throw new AquaError(`${at}: different RoPE per layer type is not supported`, `got ${JSON.stringify(params)}`);
+      }
+      params = kinds[0] as Json;
+    }
+  }
+  const theta = params ? positive(params, 'rope_theta', at, positive(cfg, 'rope_theta', where, 10000)) : positive(cfg, 'rope_theta', where, 10000);
+  if (params && cfg.rope_theta !== undefined && cfg.rope_theta !== null && positive(cfg, 'rope_theta', where) !== theta) {
+    throw new AquaError(`${where}: "rope_theta" ${cfg.rope_theta} and rope_parameters.rope_theta ${theta} disagree`);
+  }
+  const legacy = cfg.rope_scaling as Json | null | undefined;
+  const fromParams = params ? ropeScalingOf(params, at) : null;
+  const fromLegacy = legacy ? ropeScalingOf(legacy, `${where} rope_scaling`) : null;
+  if (params && legacy && JSON.stringify(fromParams) !== JSON.stringify(fromLegacy)) {
+    throw new AquaError(`${where}: "rope_scaling" and "rope_parameters" disagree`, `rope_scaling ${JSON.stringify(legacy)}, rope_parameters ${JSON.stringify(params)}`);
+  }
+  return { theta, scaling: params ? fromParams : fromLegacy };
+}
+
+/** The scaling an object of RoPE fields describes: null for the default (none), else llama3's. */
+function ropeScalingOf(rs: Json, at: string): Llama3RopeScaling | null {
+  const type = rs.rope_type ?? rs.type ?? 'default';
+  if (type === 'default') return null;
+  if (type !== 'llama3') throw new AquaError(`${at}: rope type ${JSON.stringify(type)} is not supported`, 'supported: none, "default", "llama3"');
+  const scaling: Llama3RopeScaling = {
+    type: 'llama3',
+    factor: positive(rs, 'factor', at),
+    lowFreqFactor: positive(rs, 'low_freq_factor', at),
+    highFreqFactor: positive(rs, 'high_freq_factor', at),
+    originalMaxPositionEmbeddings: posInt(rs, 'original_max_position_embeddings', at),
+  };
+  if (!(scaling.highFreqFactor > scaling.lowFreqFactor)) {
+    throw new AquaError(`${at}: high_freq_factor ${scaling.highFreqFactor} must exceed low_freq_factor ${scaling.lowFreqFactor}`);
+  }
+  return scaling;
 }
 
 export function readConfig(path: string): ModelConfig {
