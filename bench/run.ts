@@ -7,7 +7,8 @@
  *   cache  decode tokens/s at contexts 512–4096 for fp and AQUA-KV (materialized, compact),
  *          with each cache's resident and stored bytes; fp and materialized against the copy
  *          bandwidth's bound, compact against its own floor (the products its step runs) and
- *          the ceiling the model's own step leaves that ratio
+ *          the ceiling the model's own step leaves that ratio, its step taken apart (products,
+ *          garbage collection, the rest)
  *   train  training tokens/s of the embedded model's architecture (forward + backward + AdamW)
  *          and the share of that time spent in matrix products
  *   threads  one thread against every core for products of decode and prefill sizes: where a
@@ -210,10 +211,10 @@ if (sections.has('cache') && model) {
   // compact's floor: the products its step runs, and nothing else. Per layer and span of its last
   // step (kv/chunk-store.ts): a keys product [rows, C + G]·[C + G, C] and a values product
   // [rows, 2C + G]·[2C + G, C] (G alone in layer 0), with the cache's own weights, on operands of
-  // the span's shape, run back to back; the median of 3 passes, taken again before each run
+  // the span's shape, run back to back; one pass right before each of its steps
   let floorInput: Float32Array = new Float32Array(0);
   let floorOutput = new Float32Array(0);
-  const rebuildFloor = (cache: CompressedCache): { seconds: number; macs: number } => {
+  const rebuildFloor = (cache: CompressedCache): { pass: () => number; macs: number } => {
     const parts = cache.setup.codecs.flatMap((c) => [c.fusedKeys(), c.fusedValues()]).filter((p) => p !== null);
     if (parts.length < 2 * cfg.nLayers) throw new Error('bench: a compact cache whose rebuild is not one product per part (is onnxruntime-node loaded?)');
     const spans = cache.rebuildSpans();
@@ -229,7 +230,7 @@ if (sections.has('cache') && model) {
       return (performance.now() - t0) / 1000;
     };
     pass();
-    return { seconds: [pass(), pass(), pass()].sort((a, b) => a - b)[1], macs };
+    return { pass, macs };
   };
   // garbage collection's pauses (their entries arrive once the event loop turns, after each context)
   const collections: { start: number; ms: number }[] = [];
@@ -264,17 +265,16 @@ if (sections.has('cache') && model) {
   }
   for (const context of [512, 1024, 2048, 4096]) {
     const fpLimit = bandwidth / (weightBytes + 2 * cfg.nLayers * context * C * 4);
-    // fp and materialized run their repetitions in turn (fp, materialized, fp, …), so a slow
-    // moment of this shared machine falls on both and their ratio holds; compact runs after them,
-    // alone
+    // fp and materialized take their steps in turn (fp, materialized, fp, …), so a slow moment of
+    // this shared machine falls on both and their ratio holds; compact runs after them, alone
     const kinds: [string, () => KVCache][] = [
       ['fp (FullCache)', () => new FullCache(model)],
       ['aquakv materialized', () => createCache(model, parseMethod('aquakv'), set, { mode: 'materialized' })],
       ['aquakv compact', () => createCache(model, parseMethod('aquakv'), set, { mode: 'compact' })],
     ];
     // compact runs on both cores (its products), so a busy moment of the shared machine moves it
-    // more than single-threaded fp; its floor is measured again just before each of its runs, and
-    // it takes 5 runs, its ratio the median of the runs' ratios
+    // more than single-threaded fp; a pass of its floor runs right before each of its steps, and
+    // it takes 5 runs, its ratio the median of the runs' ratios (run time over floor time)
     const finished: { label: string; rates: number[]; floors: number[]; floorRates: number[]; productMs: number[]; productShares: number[]; collectionMs: number; collectionInProductsMs: number; mem: ReturnType<KVCache['memory']>; isFp: boolean }[] = [];
     // fp and materialized, then compact, each group's caches made, timed, measured and dropped:
     // compact's products return copies of their outputs (onnxruntime-node's binding), which make
@@ -295,30 +295,47 @@ if (sections.has('cache') && model) {
       });
       const compact = runs[0].label.includes('compact');
       for (let rep = 0; rep < (compact ? 5 : 3); rep++) {
-        for (const r of runs) {
-          if (compact) {
-            const floor = rebuildFloor(r.cache as CompressedCache);
-            r.floors.push(1 / floor.seconds);
-            r.floorRates.push(2 * floor.macs / floor.seconds);
-          }
-          // compact: the time its steps spend in the products too (the rest is the model's own
-          // step, the kernels around the products, collection and JavaScript)
-          gemmProfile.enabled = compact;
-          gemmProfile.seconds = 0;
-          gemmProfile.spans = compact ? r.products : null;
-          const t0 = performance.now();
-          for (let i = 0; i < r.steps; i++) model.forward([ids[context + 1 + rep * r.steps + i]], r.cache, { logits: 'last' });
-          r.rates.push(r.steps / ((performance.now() - t0) / 1000));
-          r.windows.push([t0, performance.now()]);
-          gemmProfile.enabled = false;
-          gemmProfile.spans = null;
-          if (compact) r.productMs.push((gemmProfile.seconds * 1000) / r.steps);
-          if (compact) r.productShares.push(gemmProfile.seconds / ((r.windows[r.windows.length - 1][1] - r.windows[r.windows.length - 1][0]) / 1000));
+        // step by step in turn (fp, materialized, fp, …), so that the machine's moments fall on
+        // both alike; compact: one pass of its floor right before each step, for the same reason
+        // (the machine's speed swings 2× within seconds), and the time its steps spend in the
+        // products (the rest is the model's own step, the kernels around the products,
+        // collection and JavaScript)
+        const floors = runs.map((r) => (compact ? rebuildFloor(r.cache as CompressedCache) : null));
+        const floorSeconds = runs.map(() => 0);
+        const stepSeconds = runs.map(() => 0);
+        const productSeconds = runs.map(() => 0);
+        const steps = runs[0].steps;
+        for (let i = 0; i < steps; i++) {
+          runs.forEach((r, j) => {
+            const floor = floors[j];
+            if (floor) floorSeconds[j] += floor.pass();
+            gemmProfile.seconds = 0;
+            gemmProfile.enabled = compact;
+            gemmProfile.spans = compact ? r.products : null;
+            const t0 = performance.now();
+            model.forward([ids[context + 1 + rep * steps + i]], r.cache, { logits: 'last' });
+            const t1 = performance.now();
+            gemmProfile.enabled = false;
+            gemmProfile.spans = null;
+            stepSeconds[j] += (t1 - t0) / 1000;
+            productSeconds[j] += gemmProfile.seconds;
+            r.windows.push([t0, t1]);
+          });
         }
+        runs.forEach((r, j) => {
+          r.rates.push(steps / stepSeconds[j]);
+          const floor = floors[j];
+          if (floor) {
+            r.floors.push(steps / floorSeconds[j]);
+            r.floorRates.push((2 * floor.macs * steps) / floorSeconds[j]);
+            r.productMs.push((productSeconds[j] * 1000) / steps);
+            r.productShares.push(productSeconds[j] / stepSeconds[j]);
+          }
+        });
       }
       await new Promise((done) => setTimeout(done, 50)); // the collections' entries arrive on a later task
       for (const r of runs) {
-        const steps = r.steps * r.windows.length;
+        const steps = r.windows.length;
         finished.push({
           label: r.label, rates: r.rates, floors: r.floors, floorRates: r.floorRates, productMs: r.productMs, productShares: r.productShares,
           collectionMs: collectedIn(r.windows) / steps, collectionInProductsMs: collectedIn(r.products) / steps,
@@ -354,7 +371,7 @@ if (sections.has('cache') && model) {
     }
     for (const n of notes) say(n);
   }
-  say('bound: fp and materialized, the copy bandwidth over the bytes a step reads (weights + cached keys and values);\n       compact, its own floor: the products its step runs (each layer\'s keys and values, per block of chunks, with its weights), back to back, measured before each of its runs (of bound: the median ratio over its runs)');
+  say('bound: fp and materialized, the copy bandwidth over the bytes a step reads (weights + cached keys and values);\n       compact, its own floor: the products its step runs (each layer\'s keys and values, per block of chunks, with its weights), back to back, a pass right before each of its steps (of bound: the median over its runs of floor time ÷ step time)');
   results.cache = rows;
 }
 
