@@ -211,10 +211,14 @@ if (sections.has('cache') && model) {
   // compact's floor: the products its step runs, and nothing else. Per layer and span of its last
   // step (kv/chunk-store.ts): a keys product [rows, C + G]·[C + G, C] and a values product
   // [rows, 2C + G]·[2C + G, C] (G alone in layer 0), with the cache's own weights, on operands of
-  // the span's shape, run back to back; one pass right before each of its steps
+  // the span's shape. Measured two ways: as the step runs them (timed around each call, less the
+  // collection pauses inside the calls: the same products at the same moment, undisturbed), the
+  // ratio reported; and back to back on operands of their shapes, after the runs (a pass before
+  // every step disturbed the small steps it preceded, 8.2 against 6.8 ms at 512 tokens, and passes
+  // before each run met another moment of the machine than the steps and left them collection)
   let floorInput: Float32Array = new Float32Array(0);
   let floorOutput = new Float32Array(0);
-  const rebuildFloor = (cache: CompressedCache): { pass: () => number; macs: number } => {
+  const rebuildFloor = (cache: CompressedCache): { seconds: number; macs: number } => {
     const parts = cache.setup.codecs.flatMap((c) => [c.fusedKeys(), c.fusedValues()]).filter((p) => p !== null);
     if (parts.length < 2 * cfg.nLayers) throw new Error('bench: a compact cache whose rebuild is not one product per part (is onnxruntime-node loaded?)');
     const spans = cache.rebuildSpans();
@@ -230,7 +234,7 @@ if (sections.has('cache') && model) {
       return (performance.now() - t0) / 1000;
     };
     pass();
-    return { pass, macs };
+    return { seconds: [pass(), pass(), pass()].sort((a, b) => a - b)[1], macs };
   };
   // garbage collection's pauses (their entries arrive once the event loop turns, after each context)
   const collections: { start: number; ms: number }[] = [];
@@ -275,7 +279,10 @@ if (sections.has('cache') && model) {
     // compact runs on both cores (its products), so a busy moment of the shared machine moves it
     // more than single-threaded fp; a pass of its floor runs right before each of its steps, and
     // it takes 5 runs, its ratio the median of the runs' ratios (run time over floor time)
-    const finished: { label: string; rates: number[]; floors: number[]; floorRates: number[]; productMs: number[]; productShares: number[]; collectionMs: number; collectionInProductsMs: number; mem: ReturnType<KVCache['memory']>; isFp: boolean }[] = [];
+    const finished: {
+      label: string; rates: number[]; collectionMs: number; mem: ReturnType<KVCache['memory']>; isFp: boolean;
+      compact: { floorSeconds: number[]; shares: number[]; productMs: number[]; collectionInProductsMs: number; backToBack: number[]; macs: number } | null;
+    }[] = [];
     // fp and materialized, then compact, each group's caches made, timed, measured and dropped:
     // compact's products return copies of their outputs (onnxruntime-node's binding), which make
     // the process collect about once a step, at a cost that grows with what the process holds
@@ -288,30 +295,26 @@ if (sections.has('cache') && model) {
         // 128 steps a repetition: a materialized cache compresses its buffer once per 128 tokens, so
         // each repetition pays that once, as decode does on average (compact: 8 steps, ≤ 50 ms each)
         return {
-          label, cache, steps: label.includes('compact') ? 8 : DEFAULT_CACHE_OPTIONS.buffer,
-          rates: [] as number[], floors: [] as number[], floorRates: [] as number[], productMs: [] as number[], productShares: [] as number[],
-          windows: [] as [number, number][], products: [] as [number, number][],
+          label, cache, steps: label.includes('compact') ? 8 : DEFAULT_CACHE_OPTIONS.buffer, rates: [] as number[],
+          windows: [] as [number, number][], // every step's [start, end]
+          // compact, run by run: its steps' time, its products' time and calls, its back-to-back floor
+          reps: [] as { steps: number; stepSeconds: number; productSeconds: number; calls: [number, number][] }[],
         };
       });
       const compact = runs[0].label.includes('compact');
       for (let rep = 0; rep < (compact ? 5 : 3); rep++) {
         // step by step in turn (fp, materialized, fp, …), so that the machine's moments fall on
-        // both alike; compact: one pass of its floor right before each step, for the same reason
-        // (the machine's speed swings 2× within seconds), and the time its steps spend in the
-        // products (the rest is the model's own step, the kernels around the products,
-        // collection and JavaScript)
-        const floors = runs.map((r) => (compact ? rebuildFloor(r.cache as CompressedCache) : null));
-        const floorSeconds = runs.map(() => 0);
+        // both alike; compact: the time its steps spend in the products too (the rest is the
+        // model's own step, the kernels around the products, collection and JavaScript)
         const stepSeconds = runs.map(() => 0);
         const productSeconds = runs.map(() => 0);
+        const calls = runs.map(() => [] as [number, number][]);
         const steps = runs[0].steps;
         for (let i = 0; i < steps; i++) {
           runs.forEach((r, j) => {
-            const floor = floors[j];
-            if (floor) floorSeconds[j] += floor.pass();
             gemmProfile.seconds = 0;
             gemmProfile.enabled = compact;
-            gemmProfile.spans = compact ? r.products : null;
+            gemmProfile.spans = compact ? calls[j] : null;
             const t0 = performance.now();
             model.forward([ids[context + 1 + rep * steps + i]], r.cache, { logits: 'last' });
             const t1 = performance.now();
@@ -324,54 +327,70 @@ if (sections.has('cache') && model) {
         }
         runs.forEach((r, j) => {
           r.rates.push(steps / stepSeconds[j]);
-          const floor = floors[j];
-          if (floor) {
-            r.floors.push(steps / floorSeconds[j]);
-            r.floorRates.push((2 * floor.macs * steps) / floorSeconds[j]);
-            r.productMs.push((productSeconds[j] * 1000) / steps);
-            r.productShares.push(productSeconds[j] / stepSeconds[j]);
-          }
+          if (compact) r.reps.push({ steps, stepSeconds: stepSeconds[j], productSeconds: productSeconds[j], calls: calls[j] });
         });
       }
+      // the back-to-back floor after every run (its products' output copies, ~25 MB a pass at 4 096
+      // tokens, leave collection to whatever runs next: before each run, they doubled the steps'
+      // collection), the median of 5 medians
+      const backToBack = runs.map((r) => (compact ? Array.from({ length: 5 }, () => rebuildFloor(r.cache as CompressedCache)) : []));
       await new Promise((done) => setTimeout(done, 50)); // the collections' entries arrive on a later task
-      for (const r of runs) {
+      for (const [j, r] of runs.entries()) {
         const steps = r.windows.length;
+        const floor = backToBack[j];
+        // the products' own time per step in each run: timed around the calls, less collection inside them
+        const own = r.reps.map((x) => (x.productSeconds - collectedIn(x.calls) / 1000) / x.steps);
         finished.push({
-          label: r.label, rates: r.rates, floors: r.floors, floorRates: r.floorRates, productMs: r.productMs, productShares: r.productShares,
-          collectionMs: collectedIn(r.windows) / steps, collectionInProductsMs: collectedIn(r.products) / steps,
-          mem: r.cache.memory(), isFp: r.cache instanceof FullCache,
+          label: r.label, rates: r.rates, isFp: r.cache instanceof FullCache, mem: r.cache.memory(),
+          collectionMs: collectedIn(r.windows) / steps,
+          compact: r.reps.length === 0 ? null : {
+            floorSeconds: own, // per step, run by run
+            shares: r.reps.map((x, i) => own[i] / (x.stepSeconds / x.steps)),
+            productMs: r.reps.map((x) => (1000 * x.productSeconds) / x.steps),
+            collectionInProductsMs: r.reps.reduce((sum, x) => sum + collectedIn(x.calls), 0) / steps,
+            backToBack: floor.map((f) => f.seconds),
+            macs: floor[0].macs,
+          },
         });
       }
     }
     let fp = { tps: NaN, resident: NaN }; // the fp row of this context, first in the list
     const median = (x: number[]) => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)];
     const notes: string[] = [];
-    for (const { label, rates, floors, floorRates, productMs, productShares, collectionMs, collectionInProductsMs, mem, isFp } of finished) {
+    for (const { label, rates, collectionMs, mem, isFp, compact } of finished) {
       const tps = median(rates);
-      const compact = floors.length > 0;
-      const bound = compact ? median(floors) : fpLimit;
-      const ofBound = compact ? median(rates.map((r, i) => r / floors[i])) : tps / bound;
-      if (isFp) fp = { tps, resident: mem.total };
-      // a compact step is the model's own step (fp's, measured above) plus its rebuild: were the
-      // rebuild exactly its products, the step would reach this share of its floor and no more
-      const floorMs = 1000 / bound;
-      const ceiling = compact ? floorMs / (floorMs + 1000 / fp.tps) : NaN;
       const stepMs = 1000 / tps;
-      const productsMs = compact ? median(productMs) : NaN;
-      const compactFields: Record<string, number> = compact ? { floorMs, floorGflops: median(floorRates) / 1e9, ofBoundCeiling: ceiling, productsMs, productShare: median(productShares), collectionMs, collectionInProductsMs, restMs: stepMs - productsMs } : { collectionMs };
+      // compact: its floor is its products' own time in its steps; the ratio, run by run
+      const floorMs = compact ? 1000 * median(compact.floorSeconds) : NaN;
+      const bound = compact ? 1000 / floorMs : fpLimit;
+      const ofBound = compact ? median(compact.shares) : tps / bound;
+      if (isFp) fp = { tps, resident: mem.total };
+      let compactFields: Record<string, number> = { collectionMs };
+      if (compact) {
+        // a compact step is the model's own step (fp's, measured above) plus its rebuild: were the
+        // rebuild exactly its products, the step would reach this share of its floor and no more
+        const ceiling = floorMs / (floorMs + 1000 / fp.tps);
+        const productsMs = median(compact.productMs);
+        const backToBackMs = 1000 * median(compact.backToBack);
+        const gflops = (2 * compact.macs) / (floorMs / 1000) / 1e9;
+        compactFields = {
+          floorMs, floorGflops: gflops, ofBoundCeiling: ceiling, productsMs, collectionMs, collectionInProductsMs: compact.collectionInProductsMs,
+          restMs: stepMs - productsMs, backToBackFloorMs: backToBackMs, ofBackToBackFloor: backToBackMs / stepMs,
+        };
+        const outside = collectionMs - compact.collectionInProductsMs;
+        notes.push(`         compact: step ${stepMs.toFixed(2)} ms; its floor, its products' own time in its steps, ${floorMs.toFixed(2)} ms (${gflops.toFixed(0)} GFLOP/s); ` +
+          `back to back, after the runs, ${backToBackMs.toFixed(2)} ms (${(backToBackMs / stepMs).toFixed(3)} of the median step); fp's step ${(1000 / fp.tps).toFixed(2)} ms: ` +
+          `floor ÷ (floor + fp's step) = ${ceiling.toFixed(3)}, the most "of bound" can be;\n` +
+          `                  the step: products ${productsMs.toFixed(2)} ms (${compact.collectionInProductsMs.toFixed(2)} of it collection), and ${(stepMs - productsMs).toFixed(2)} ms beside them: ` +
+          `fp's step, ${outside.toFixed(2)} ms of collection, ${(stepMs - productsMs - outside - 1000 / fp.tps).toFixed(2)} ms of kernels and JavaScript`);
+      }
       const row = { context, cache: label, decodeTokensPerSecond: tps, toFp: tps / fp.tps, boundTokensPerSecond: bound, ofBound, ...compactFields, residentBytes: mem.total, residentToFp: mem.total / fp.resident, storedBytes: mem.stored };
       rows.push(row);
       say(`${String(context).padStart(7)}  ${label.padEnd(24)} ${tps.toFixed(1).padStart(9)} ${row.toFp.toFixed(2).padStart(7)} ${bound.toFixed(1).padStart(16)} ${ofBound.toFixed(3).padStart(10)} ${String(mem.total).padStart(16)} ${row.residentToFp.toFixed(2).padStart(7)} ${String(mem.stored).padStart(14)}`);
-      if (compact) {
-        notes.push(`         compact: step ${stepMs.toFixed(2)} ms, its floor ${floorMs.toFixed(2)} ms (products at ${(median(floorRates) / 1e9).toFixed(0)} GFLOP/s), ` +
-          `fp's step ${(1000 / fp.tps).toFixed(2)} ms: floor ÷ (floor + fp's step) = ${ceiling.toFixed(3)}, the most "of bound" can be;\n` +
-          `                  in the step: products ${productsMs.toFixed(2)} ms (${collectionInProductsMs.toFixed(2)} ms of it collection; ${median(productShares).toFixed(3)} of the step, run by run), the rest ${(stepMs - productsMs).toFixed(2)} ms: ` +
-          `fp's step, ${(collectionMs - collectionInProductsMs).toFixed(2)} ms of collection, and ${(stepMs - productsMs - (collectionMs - collectionInProductsMs) - 1000 / fp.tps).toFixed(2)} ms of kernels and JavaScript`);
-      }
     }
     for (const n of notes) say(n);
   }
-  say('bound: fp and materialized, the copy bandwidth over the bytes a step reads (weights + cached keys and values);\n       compact, its own floor: the products its step runs (each layer\'s keys and values, per block of chunks, with its weights), back to back, a pass right before each of its steps (of bound: the median over its runs of floor time ÷ step time)');
+  say('bound: fp and materialized, the copy bandwidth over the bytes a step reads (weights + cached keys and values);\n       compact, its own floor: the products its step runs (each layer\'s keys and values, per block of chunks, with its weights), as its steps run them, timed around each call less the collection inside (of bound: the median over its 5 runs of that time ÷ the steps\' time)');
   results.cache = rows;
 }
 
