@@ -194,6 +194,8 @@ test('RoPE from transformers 5\'s "rope_parameters" reads as from "rope_theta" a
     [{ rope_parameters: { rope_type: 'yarn', rope_theta: 10000, factor: 4 } }, /rope type "yarn" is not supported/],
     [{ rope_parameters: { ...llama3, rope_theta: 10000, factor: 0 } }, /rope_parameters: field "factor" must be positive/],
     [{ rope_parameters: 'llama3' }, /rope_parameters: expected an object/],
+    [{ rope_parameters: {} }, /rope_parameters: expected "rope_type" and "rope_theta", or one such object per layer type/],
+    [{ rope_parameters: { full_attention: 3 } }, /rope_parameters: expected "rope_type" and "rope_theta", or one such object per layer type/],
   ];
   for (const [fields, message] of refused) {
     assert.throws(() => normaliseConfig({ ...base, ...fields }), (e: unknown) => e instanceof AquaError && message.test(e.message) && !e.message.includes('\n'), JSON.stringify(fields));

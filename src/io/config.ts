@@ -102,7 +102,10 @@ function ropeFields(cfg: Json, where: string): { theta: number; scaling: Llama3R
     // one object per layer type ({"full_attention": {...}, "sliding_attention": {...}}): served when they are all the same
     if (!('rope_type' in params) && !('rope_theta' in params)) {
       const kinds = Object.values(params);
-      if (kinds.length === 0 || kinds.some((k) => typeof k !== 'object' || k === null || JSON.stringify(k) !== JSON.stringify(kinds[0]))) {
+      if (kinds.length === 0 || kinds.some((k) => typeof k !== 'object' || k === null || Array.isArray(k))) {
+        throw new AquaError(`${at}: expected "rope_type" and "rope_theta", or one such object per layer type`, `got ${JSON.stringify(params)}`);
+      }
+      if (kinds.some((k) => JSON.stringify(k) !== JSON.stringify(kinds[0]))) {
         throw new AquaError(`${at}: different RoPE per layer type is not supported`, `got ${JSON.stringify(params)}`);
       }
       params = kinds[0] as Json;
