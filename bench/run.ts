@@ -277,8 +277,8 @@ if (sections.has('cache') && model) {
       ['aquakv compact', () => createCache(model, parseMethod('aquakv'), set, { mode: 'compact' })],
     ];
     // compact runs on both cores (its products), so a busy moment of the shared machine moves it
-    // more than single-threaded fp; a pass of its floor runs right before each of its steps, and
-    // it takes 5 runs, its ratio the median of the runs' ratios (run time over floor time)
+    // more than single-threaded fp: it takes 5 runs, its ratio the median over them of its
+    // products' own time over its steps' time
     const finished: {
       label: string; rates: number[]; collectionMs: number; mem: ReturnType<KVCache['memory']>; isFp: boolean;
       compact: { floorSeconds: number[]; shares: number[]; productMs: number[]; collectionInProductsMs: number; backToBack: number[]; macs: number } | null;
@@ -390,6 +390,7 @@ if (sections.has('cache') && model) {
     }
     for (const n of notes) say(n);
   }
+  gcObserver.disconnect();
   say('bound: fp and materialized, the copy bandwidth over the bytes a step reads (weights + cached keys and values);\n       compact, its own floor: the products its step runs (each layer\'s keys and values, per block of chunks, with its weights), as its steps run them, timed around each call less the collection inside (of bound: the median over its 5 runs of that time ÷ the steps\' time)');
   results.cache = rows;
 }
