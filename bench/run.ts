@@ -48,7 +48,7 @@ import { fileURLToPath } from 'node:url';
 import { loadCache, saveCache } from '../src/kv/cache-file.js';
 import { fp16CacheBytes, type KVCache } from '../src/model/kv-cache.js';
 import { cachedPredictors, DEFAULT_PREDICTOR_CACHE_DIR } from '../src/predictors/cache-dir.js';
-import { copyBandwidth } from './bandwidth.js';
+import { bandwidthProbe, copyBandwidth } from './bandwidth.js';
 import { DEFAULT_DEMO } from '../src/demo/run-demo.js';
 import { FullCache } from '../src/kv/full.js';
 import { parse, reportUserErrors } from '../src/cli/args.js';
@@ -206,7 +206,8 @@ if (sections.has('cache') && model) {
   const cfg = model.config;
   const C = cfg.kvDim;
   // the fp limit: every weight and every cached key and value is read once per step
-  const bandwidth = copyBandwidth();
+  // measured again right before each context's runs (the machine's speed swings within seconds)
+  let measureBandwidth: (() => number) | null = bandwidthProbe();
   const weightBytes = heldWeightBytes(model.weights);
   // compact's floor: the products its step runs, and nothing else. Per layer and span of its last
   // step (kv/chunk-store.ts): a keys product [rows, C + G]·[C + G, C] and a values product
@@ -259,7 +260,7 @@ if (sections.has('cache') && model) {
     return ms;
   };
   const rows: Record<string, number | string>[] = [];
-  say(`\n## Decode with compressed caches (medians of 3 runs of ${DEFAULT_CACHE_OPTIONS.buffer} steps, compact 5 of 8; copy bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s)\n` +
+  say(`\n## Decode with compressed caches (medians of 3 runs of ${DEFAULT_CACHE_OPTIONS.buffer} steps, compact 5 of 8; copy bandwidth measured before each context)\n` +
     'context  cache                     tokens/s   to fp   bound tokens/s   of bound   resident bytes   to fp   stored bytes');
   // the decode path compiled before anything is timed (the first context would pay it otherwise)
   for (const make of [() => new FullCache(model), () => createCache(model, parseMethod('aquakv'), set, { mode: 'materialized' })]) {
@@ -268,6 +269,7 @@ if (sections.has('cache') && model) {
     for (let i = 0; i < 160; i++) model.forward([ids[256 + i]], cache, { logits: 'last' });
   }
   for (const context of [512, 1024, 2048, 4096]) {
+    const bandwidth = measureBandwidth();
     const fpLimit = bandwidth / (weightBytes + 2 * cfg.nLayers * context * C * 4);
     // fp and materialized take their steps in turn (fp, materialized, fp, …), so a slow moment of
     // this shared machine falls on both and their ratio holds; compact runs after them, alone
@@ -365,7 +367,7 @@ if (sections.has('cache') && model) {
       const bound = compact ? 1000 / floorMs : fpLimit;
       const ofBound = compact ? median(compact.shares) : tps / bound;
       if (isFp) fp = { tps, resident: mem.total };
-      let compactFields: Record<string, number> = { collectionMs };
+      let compactFields: Record<string, number> = { collectionMs, copyBandwidth: bandwidth };
       if (compact) {
         // a compact step is the model's own step (fp's, measured above) plus its rebuild: were the
         // rebuild exactly its products, the step would reach this share of its floor and no more
@@ -388,8 +390,10 @@ if (sections.has('cache') && model) {
       rows.push(row);
       say(`${String(context).padStart(7)}  ${label.padEnd(24)} ${tps.toFixed(1).padStart(9)} ${row.toFp.toFixed(2).padStart(7)} ${bound.toFixed(1).padStart(16)} ${ofBound.toFixed(3).padStart(10)} ${String(mem.total).padStart(16)} ${row.residentToFp.toFixed(2).padStart(7)} ${String(mem.stored).padStart(14)}`);
     }
+    notes.push(`         fp and materialized: the copy bandwidth measured right before this context, ${(bandwidth / 1e9).toFixed(1)} GB/s`);
     for (const n of notes) say(n);
   }
+  measureBandwidth = null; // its 128 MiB go
   gcObserver.disconnect();
   say('bound: fp and materialized, the copy bandwidth over the bytes a step reads (weights + cached keys and values);\n       compact, its own floor: the products its step runs (each layer\'s keys and values, per block of chunks, with its weights), as its steps run them, timed around each call less the collection inside (of bound: the median over its 5 runs of that time ÷ the steps\' time)');
   results.cache = rows;
