@@ -111,8 +111,9 @@ function ropeFields(cfg: Json, where: string): { theta: number; scaling: Llama3R
       params = kinds[0] as Json;
     }
   }
-  const theta = params ? positive(params, 'rope_theta', at, positive(cfg, 'rope_theta', where, 10000)) : positive(cfg, 'rope_theta', where, 10000);
-  if (params && cfg.rope_theta !== undefined && cfg.rope_theta !== null && positive(cfg, 'rope_theta', where) !== theta) {
+  const legacyTheta = positive(cfg, 'rope_theta', where, 10000);
+  const theta = params ? positive(params, 'rope_theta', at, legacyTheta) : legacyTheta;
+  if (params && cfg.rope_theta !== undefined && cfg.rope_theta !== null && legacyTheta !== theta) {
     throw new AquaError(`${where}: "rope_theta" ${cfg.rope_theta} and rope_parameters.rope_theta ${theta} disagree`);
   }
   const legacy = cfg.rope_scaling as Json | null | undefined;

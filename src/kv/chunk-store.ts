@@ -320,15 +320,15 @@ export class CompactStore implements ChunkStore {
       gemmRowwise(m.f32(at.y, n * C), m.f32(at.a, n * pv.k), pv.weight, n, pv.k, C, true);
       k.fan_rows(at.y, n, C, hd, 0, 0, 0, 0, vview, T, 0, 0);
     }
-    const S = T; // rows per head in the view
-    const K = m.f32(at.kview, KV * S * hd);
-    const V = m.f32(at.vview, KV * S * hd);
-    scatterHeads(K, S, 0, r.sinkK[layer].view(), nSink, KV, hd);
-    scatterHeads(V, S, 0, r.sinkV[layer].view(), nSink, KV, hd);
-    scatterHeads(K, S, nSink + R, r.bufK[layer].view(), nb, KV, hd);
-    scatterHeads(V, S, nSink + R, r.bufV[layer].view(), nb, KV, hd);
-    ropeHeads(rope, K, S, nSink + R, nb, KV, r.bufStart);
-    return { keys: K, values: V, length: T, stride: S, inPlace: { keys: m.viewMemory('k'), values: m.viewMemory('v') } };
+    // the view holds T rows per head
+    const K = m.f32(at.kview, KV * T * hd);
+    const V = m.f32(at.vview, KV * T * hd);
+    scatterHeads(K, T, 0, r.sinkK[layer].view(), nSink, KV, hd);
+    scatterHeads(V, T, 0, r.sinkV[layer].view(), nSink, KV, hd);
+    scatterHeads(K, T, nSink + R, r.bufK[layer].view(), nb, KV, hd);
+    scatterHeads(V, T, nSink + R, r.bufV[layer].view(), nb, KV, hd);
+    ropeHeads(rope, K, T, nSink + R, nb, KV, r.bufStart);
+    return { keys: K, values: V, length: T, stride: T, inPlace: { keys: m.viewMemory('k'), values: m.viewMemory('v') } };
   }
 
   compressed(): void {

@@ -5,8 +5,9 @@
  * (~13 µs overhead measured here). The binding (1.30) also returns a copy of the output in a new
  * ArrayBuffer, which is dropped: garbage outside the heap, the size of the output, that makes V8
  * collect more often in a product-heavy loop (README, compact decode). That binding is not part
- * of onnxruntime-node's public API, hence the version pin in package.json and the probe below: any change that breaks
- * it makes this loader report why, and the caller falls back to TypeScript with one line saying so.
+ * of onnxruntime-node's public API, hence the version pin in package.json and the probe below:
+ * any change that breaks it makes this loader report why, and the caller falls back to
+ * TypeScript with one line saying so.
  */
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
