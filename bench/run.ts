@@ -58,7 +58,7 @@ import { sotuSplit } from '../src/eval/datasets.js';
 import { generate } from '../src/model/generate.js';
 import type { LlamaModel } from '../src/model/llama.js';
 import type { TextTokenizer } from '../src/io/tokenizer.js';
-import type { CompressedCache } from '../src/kv/compressed.js';
+import { CompressedCache } from '../src/kv/compressed.js';
 import { ParamArena } from '../src/train/params.js';
 import { TrainableLlama } from '../src/train/trainable.js';
 import { AdamW } from '../src/train/adamw.js';
@@ -284,6 +284,7 @@ if (sections.has('cache') && model) {
     const finished: {
       label: string; rates: number[]; collectionMs: number; mem: ReturnType<KVCache['memory']>; isFp: boolean;
       compact: { floorSeconds: number[]; shares: number[]; productMs: number[]; collectionInProductsMs: number; backToBack: number[]; macs: number } | null;
+      filling: number[]; others: number[]; background: { rows: number; of: number } | null;
     }[] = [];
     // fp and materialized, then compact, each group's caches made, timed, measured and dropped:
     // compact's products return copies of their outputs (onnxruntime-node's binding), which make
@@ -299,6 +300,8 @@ if (sections.has('cache') && model) {
         return {
           label, cache, steps: label.includes('compact') ? 8 : DEFAULT_CACHE_OPTIONS.buffer, rates: [] as number[],
           windows: [] as [number, number][], // every step's [start, end]
+          // every step's ms, split by whether it filled a chunk (compressed one; materialized's measure)
+          filling: [] as number[], others: [] as number[],
           // compact, run by run: its steps' time, its products' time and calls, its back-to-back floor
           reps: [] as { steps: number; stepSeconds: number; productSeconds: number; calls: [number, number][] }[],
         };
@@ -325,6 +328,7 @@ if (sections.has('cache') && model) {
             stepSeconds[j] += (t1 - t0) / 1000;
             productSeconds[j] += gemmProfile.seconds;
             r.windows.push([t0, t1]);
+            (r.cache.length % DEFAULT_CACHE_OPTIONS.buffer === 0 ? r.filling : r.others).push(t1 - t0);
           });
         }
         runs.forEach((r, j) => {
@@ -343,7 +347,8 @@ if (sections.has('cache') && model) {
         // the products' own time per step in each run: timed around the calls, less collection inside them
         const own = r.reps.map((x) => (x.productSeconds - collectedIn(x.calls) / 1000) / x.steps);
         finished.push({
-          label: r.label, rates: r.rates, isFp: r.cache instanceof FullCache, mem: r.cache.memory(),
+          label: r.label, rates: r.rates, isFp: r.cache instanceof FullCache, mem: r.cache.memory(), filling: r.filling, others: r.others,
+          background: r.cache instanceof CompressedCache ? { rows: r.cache.backgroundRows, of: r.cache.compressedTokens } : null,
           collectionMs: collectedIn(r.windows) / steps,
           compact: r.reps.length === 0 ? null : {
             floorSeconds: own, // per step, run by run
@@ -359,7 +364,7 @@ if (sections.has('cache') && model) {
     let fp = { tps: NaN, resident: NaN }; // the fp row of this context, first in the list
     const median = (x: number[]) => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)];
     const notes: string[] = [];
-    for (const { label, rates, collectionMs, mem, isFp, compact } of finished) {
+    for (const { label, rates, collectionMs, mem, isFp, compact, filling, others, background } of finished) {
       const tps = median(rates);
       const stepMs = 1000 / tps;
       // compact: its floor is its products' own time in its steps; the ratio, run by run
@@ -368,6 +373,12 @@ if (sections.has('cache') && model) {
       const ofBound = compact ? median(compact.shares) : tps / bound;
       if (isFp) fp = { tps, resident: mem.total };
       let compactFields: Record<string, number> = { collectionMs, copyBandwidth: bandwidth };
+      if (!isFp && !compact && background) {
+        // the step that fills a chunk compresses it: on the background thread, all but its last rows
+        compactFields = { ...compactFields, fillingStepMs: median(filling), otherStepMs: median(others), backgroundRows: background.rows, compressedRows: background.of };
+        notes.push(`         materialized: a step that fills a chunk ${median(filling).toFixed(2)} ms (median of ${filling.length}), the others ${median(others).toFixed(2)} ms; ` +
+          `${background.rows} of its ${background.of} compressed tokens were compressed on the background thread`);
+      }
       if (compact) {
         // a compact step is the model's own step (fp's, measured above) plus its rebuild: were the
         // rebuild exactly its products, the step would reach this share of its floor and no more

@@ -23,7 +23,7 @@ const lm = loadModel(dir);
 const { model, tokenizer } = lm;
 const AQUA = 'aquakv[q=higgs:2x16,first=higgs:2x256]';
 const predictors = calibrate(model, randomWordsText(3000, 9), tokenizer, { method: parseMethod(AQUA), samples: 8, seqLen: 128 }).set;
-const options = (mode: CacheOptions['mode']): CacheOptions => ({ sinks: 3, buffer: 16, mode });
+const options = (mode: CacheOptions['mode']): CacheOptions => ({ sinks: 3, buffer: 16, mode, background: true });
 const words = (n: number, seed: number) => randomWordsText(n, seed);
 const children: ChildProcess[] = [];
 after(() => {

@@ -46,7 +46,7 @@ export const serveCommand: Command = {
     const maxTokens = intOpt(o['max-tokens'], 'max-tokens', DEFAULT_SERVE.maxTokens, 1);
     const mode = (o.mode ?? DEFAULT_CACHE_OPTIONS.mode) as CacheMode;
     if (mode !== 'materialized' && mode !== 'compact') throw new AquaError(`--mode must be materialized or compact, got '${o.mode}'`);
-    const cacheOptions = { sinks: intOpt(o.sinks, 'sinks', DEFAULT_CACHE_OPTIONS.sinks, 0), buffer: intOpt(o.buffer, 'buffer', DEFAULT_CACHE_OPTIONS.buffer, 1), mode };
+    const cacheOptions = { sinks: intOpt(o.sinks, 'sinks', DEFAULT_CACHE_OPTIONS.sinks, 0), buffer: intOpt(o.buffer, 'buffer', DEFAULT_CACHE_OPTIONS.buffer, 1), mode, background: DEFAULT_CACHE_OPTIONS.background };
     const dir = resolveModelDir(o.model);
     const tokenizer = loadTokenizer(dir);
     const model = openModel(dir);

@@ -52,8 +52,13 @@ export interface ChunkStore {
    * [n, C]; first position `start`) have just joined the sinks or the buffer.
    */
   view(layer: number, k: Float32Array, v: Float32Array, n: number, start: number): LayerView;
-  /** Layer `layer` of `chunk` was compressed this step; recK, recV [n, C]: its reconstruction (keys as stored). */
-  compressed(layer: number, chunk: Chunk, recK: Float32Array, recV: Float32Array): void;
+  /** Whether `compressed` reads the reconstruction (rows whose codes were made elsewhere are then rebuilt for it). */
+  readonly needsRebuild: boolean;
+  /**
+   * Rows [start, start + rows) of layer `layer` were compressed this step (a chunk, or a piece of
+   * one); recK, recV [rows, C]: their reconstruction (keys as stored).
+   */
+  compressed(layer: number, start: number, rows: number, recK: Float32Array, recV: Float32Array): void;
   /** Attention is done with layer `layer`'s view of this step. */
   attended(layer: number): void;
   /** Bytes held besides the stored form: rebuilt rows kept for reading, and working scratch. */
@@ -67,6 +72,7 @@ export interface ChunkStore {
 }
 
 export class MaterializedStore implements ChunkStore {
+  readonly needsRebuild = true;
   private viewK: HeadRows[]; // [L] of [KV][T, hd]: every token, rotated, in position order
   private viewV: HeadRows[];
   private pending: { start: number; k: Float32Array; v: Float32Array }[][]; // [L] reconstructions for the next step, [n, C]
@@ -135,11 +141,11 @@ export class MaterializedStore implements ChunkStore {
     this.pending[layer] = [];
   }
 
-  compressed(layer: number, chunk: Chunk, recK: Float32Array, recV: Float32Array): void {
-    const size = chunk.n * this.s.C;
+  compressed(layer: number, start: number, rows: number, recK: Float32Array, recV: Float32Array): void {
+    const size = rows * this.s.C;
     const k = recK.slice(0, size);
-    if (!this.s.keysAfterRope) this.s.rope.apply(k, chunk.n, this.s.nKvHeads, chunk.start);
-    this.pending[layer].push({ start: chunk.start, k, v: recV.slice(0, size) });
+    if (!this.s.keysAfterRope) this.s.rope.apply(k, rows, this.s.nKvHeads, start);
+    this.pending[layer].push({ start, k, v: recV.slice(0, size) });
   }
 
   memory(): { materialized: number; working: number } {
@@ -173,6 +179,7 @@ export class MaterializedStore implements ChunkStore {
 }
 
 export class CompactStore implements ChunkStore {
+  readonly needsRebuild = false;
   // Two pairs of [T, C] buffers serve every layer in turn. At layer l, `prev` holds layer l−1's
   // rebuild of the chunks (token-major) and `cur` receives layer l's; once l's keys are rebuilt,
   // prev's keys are scratch, and once both are rebuilt prev holds this layer's attention view

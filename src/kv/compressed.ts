@@ -18,8 +18,9 @@
  * after RoPE (KIVI, which quantizes the rotated keys HF caches hold).
  */
 import type { CacheHost, CacheMemory, KVCache, LayerView } from '../model/kv-cache.js';
-import { blockBytes, type QuantizedBlock } from '../quant/quantizer.js';
+import { blockBytes, concatRows, type QuantizedBlock } from '../quant/quantizer.js';
 import { Workspace } from '../tensor/workspace.js';
+import { BackgroundCompression, JOB_ROWS, type TakenRows } from './background-compression.js';
 import { CompactStore, MaterializedStore, type CacheRegions, type Chunk, type ChunkStore, type StoreContext } from './chunk-store.js';
 import { checkCut } from './full.js';
 import type { LayerCodec } from './layer-codec.js';
@@ -35,9 +36,15 @@ export interface CacheOptions {
   sinks: number; // P: first tokens kept in full precision (attention sinks)
   buffer: number; // B: full-precision tokens that trigger compression of the buffer as a chunk
   mode: CacheMode;
+  /**
+   * Compress buffered tokens on a background thread while decoding, where the host has one and
+   * the method quantizes each token alone (./background-compression.ts): the same bits, a shorter
+   * step when a chunk fills. Not saved with a cache: a choice of how this process runs.
+   */
+  background: boolean;
 }
 
-export const DEFAULT_CACHE_OPTIONS: Readonly<CacheOptions> = Object.freeze({ sinks: 4, buffer: 128, mode: 'materialized' });
+export const DEFAULT_CACHE_OPTIONS: Readonly<CacheOptions> = Object.freeze({ sinks: 4, buffer: 128, mode: 'materialized', background: true });
 
 export interface CompressedCacheSetup extends CacheOptions {
   host: CacheHost;
@@ -74,6 +81,11 @@ export class CompressedCache implements KVCache {
   private readonly store: ChunkStore;
   private readonly otherWorking: () => number;
   private compressing: Chunk[] = []; // the chunks being compressed in this step
+  // of those, the first rows whose codes the background thread made (taken at the first layer)
+  private taken = new Map<Chunk, TakenRows>();
+  private readonly background: BackgroundCompression | null;
+  // this step's chunks are compressed at its last layer, through the thread (a decode step)
+  private atLastLayer = false;
   // this step's reconstructions of layers l−1 and l for the chunks being compressed: [rows, C] each
   private prevRec = { k: new Float32Array(0), v: new Float32Array(0) };
   private curRec = { k: new Float32Array(0), v: new Float32Array(0) };
@@ -88,13 +100,13 @@ export class CompressedCache implements KVCache {
    * whose blocks the caller has checked against the codecs). `store` is for `fork` only.
    */
   constructor(readonly setup: CompressedCacheSetup, state?: CompressedCacheState, store?: (r: CacheRegions, ws: Workspace, otherWorking: () => number) => ChunkStore) {
-    const { host, codecs, sinks, buffer, mode } = setup;
+    const { host, codecs, sinks, buffer, mode, background } = setup;
     const { nLayers, kvDim, nKvHeads } = host.config;
     if (codecs.length !== nLayers) throw new RangeError(`CompressedCache: ${codecs.length} codecs for ${nLayers} layers`);
     if (!(Number.isInteger(buffer) && buffer >= 1) || !(Number.isInteger(sinks) && sinks >= 0)) {
       throw new RangeError(`CompressedCache: need integers buffer ≥ 1 and sinks ≥ 0, got ${buffer}, ${sinks}`);
     }
-    this.options = { sinks, buffer, mode };
+    this.options = { sinks, buffer, mode, background };
     this.C = kvDim;
     this.first = setup.firstLayer ?? 0;
     if (!(Number.isInteger(this.first) && this.first >= 0 && this.first < nLayers)) throw new RangeError(`CompressedCache: firstLayer ${this.first} outside [0, ${nLayers})`);
@@ -116,6 +128,12 @@ export class CompressedCache implements KVCache {
     else if (mode === 'compact') this.store = new CompactStore(this.context, this.r, codecs, this.ws, this.otherWorking);
     else if (state) this.store = MaterializedStore.restore(this.context, this.r, codecs, this.ws);
     else this.store = new MaterializedStore(this.context);
+    this.background = background && this.first === 0 ? BackgroundCompression.for(setup.plan, codecs, setup.predictors, kvDim) : null;
+  }
+
+  /** Tokens whose codes the background thread made, so far (see CacheOptions.background). */
+  get backgroundRows(): number {
+    return this.background?.rowsTaken ?? 0;
   }
 
   get length(): number {
@@ -139,7 +157,12 @@ export class CompressedCache implements KVCache {
     const r = this.r;
     const start = this.length; // position of this step's first token
     const nSink = Math.max(0, Math.min(n, this.options.sinks - start));
-    if (layer === this.first) this.planChunks(start + nSink, start + n);
+    if (layer === this.first) {
+      this.planChunks(start + nSink, start + n);
+      // a decode-sized step that fills a chunk sends the chunk's rows no job holds to the thread,
+      // once every layer of them is in; a longer step (a prompt) compresses its chunks layer by layer
+      this.atLastLayer = this.compressing.length > 0 && (this.background?.running ?? false) && n <= JOB_ROWS;
+    }
     // sinks: rotated at once, kept forever
     if (nSink > 0) {
       const k = r.sinkK[layer];
@@ -156,11 +179,15 @@ export class CompressedCache implements KVCache {
       r.bufV[layer].append(values.subarray(nSink * C), nBuf);
     }
     const view = this.store.view(layer, keysPreRope, values, n, start);
-    if (this.compressing.length > 0) this.compressLayer(layer);
+    if (this.compressing.length > 0 && !this.atLastLayer) this.compressLayer(layer);
     this.order.leave(layer);
     if (layer === config.nLayers - 1) {
+      if (this.atLastLayer) for (const chunk of this.compressing) this.compressThroughThread(chunk);
       r.chunks.push(...this.compressing);
       this.compressing = [];
+      this.taken.clear();
+      // every layer of this step's tokens is in: the buffer's unsent rows may go to the thread
+      this.background?.send(r.bufK, r.bufV, r.bufStart, start + n);
       // a long prefill compresses many chunks at once; decode compresses one block at a time, so
       // keep no more reconstruction scratch than one block needs. A materialized cache keeps none:
       // it compresses once per block of tokens, and between times the scratch would only add to
@@ -201,6 +228,7 @@ export class CompressedCache implements KVCache {
     const rows = this.compressing.reduce((s, c) => s + c.n, 0);
     [this.prevRec, this.curRec] = [this.curRec, this.prevRec];
     if (this.curRec.k.length < rows * C) this.curRec = { k: new Float32Array(rows * C), v: new Float32Array(rows * C) };
+    const codec = this.setup.codecs[layer];
     let offset = 0;
     for (const chunk of this.compressing) {
       const n = chunk.n;
@@ -208,15 +236,90 @@ export class CompressedCache implements KVCache {
       const prevV = layer === 0 ? null : this.prevRec.v.subarray(offset * C);
       const recK = this.curRec.k.subarray(offset * C);
       const recV = this.curRec.v.subarray(offset * C);
-      const stored = this.setup.codecs[layer].compress(r.bufK[layer].view(), r.bufV[layer].view(), prevK, prevV, n, recK, recV, this.ws);
-      chunk.keys[layer] = stored.keys;
-      chunk.values[layer] = stored.values;
-      this.store.compressed(layer, chunk, recK, recV);
+      if (layer === this.first && this.background) {
+        const taken = this.background.take(chunk.start, n);
+        if (taken) this.taken.set(chunk, taken);
+      }
+      // the first w rows' codes came from the thread; the store may want their rebuild
+      const taken = this.taken.get(chunk);
+      const w = taken?.rows ?? 0;
+      const keys: QuantizedBlock[] = taken?.keys[layer] ?? [];
+      const values: QuantizedBlock[] = taken?.values[layer] ?? [];
+      if (w > 0 && this.store.needsRebuild) {
+        codec.reconstructBlocks(keys.map((k, i) => ({ keys: k, values: values[i] })), prevK, prevV, w, recK, recV, this.ws);
+      }
+      if (w < n) {
+        const at = (x: Float32Array | null) => x && x.subarray(w * C);
+        const rest = codec.compress(r.bufK[layer].view().subarray(w * C), r.bufV[layer].view().subarray(w * C), at(prevK), at(prevV), n - w, recK.subarray(w * C), recV.subarray(w * C), this.ws);
+        keys.push(rest.keys);
+        values.push(rest.values);
+      }
+      chunk.keys[layer] = concatRows(keys);
+      chunk.values[layer] = concatRows(values);
+      this.store.compressed(layer, chunk.start, n, recK, recV);
       r.bufK[layer].dropFront(n);
       r.bufV[layer].dropFront(n);
       if (layer === this.setup.host.config.nLayers - 1) r.bufStart = chunk.start + n;
       offset += n;
     }
+  }
+
+  /**
+   * Compresses `chunk` (at the front of the buffer) at the last layer of a decode step, every layer
+   * at once: the codes of the rows jobs hold are taken; the rest go to the thread now, which
+   * compresses them while this thread rebuilds the taken rows, if the store wants a rebuild (a
+   * materialized cache); the rebuild of the rest comes back with their codes. The same bits as
+   * `compressLayer` (./background-compression.ts); rows the thread cannot do are compressed here.
+   */
+  private compressThroughThread(chunk: Chunk): void {
+    const C = this.C;
+    const r = this.r;
+    const bg = this.background!;
+    const { codecs } = this.setup;
+    const L = codecs.length;
+    const n = chunk.n;
+    const taken = bg.take(chunk.start, n);
+    const w = taken?.rows ?? 0;
+    const wantRebuild = this.store.needsRebuild;
+    const seq = w < n ? bg.sendNow(r.bufK, r.bufV, r.bufStart, chunk.start + w, chunk.start + n, wantRebuild) : null;
+    const keys: QuantizedBlock[][] = taken?.keys ?? Array.from({ length: L }, () => []);
+    const values: QuantizedBlock[][] = taken?.values ?? Array.from({ length: L }, () => []);
+    if (w > 0 && wantRebuild) {
+      let prev = { k: new Float32Array(w * C), v: new Float32Array(w * C) };
+      let cur = { k: new Float32Array(w * C), v: new Float32Array(w * C) };
+      for (let l = 0; l < L; l++) {
+        codecs[l].reconstructBlocks(keys[l].map((k, i) => ({ keys: k, values: values[l][i] })), l === 0 ? null : prev.k, l === 0 ? null : prev.v, w, cur.k, cur.v, this.ws);
+        this.store.compressed(l, chunk.start, w, cur.k, cur.v);
+        [prev, cur] = [cur, prev];
+      }
+    }
+    const rest = seq === null ? null : bg.result(seq);
+    if (w < n) {
+      let prev: { k: Float32Array; v: Float32Array } | null = null;
+      for (let l = 0; l < L; l++) {
+        let rec = rest?.rebuilt?.[l] ?? null;
+        if (rest) {
+          keys[l].push(rest.keys[l]);
+          values[l].push(rest.values[l]);
+        } else {
+          // no answer: these rows are compressed here, layer after layer
+          rec = { k: new Float32Array((n - w) * C), v: new Float32Array((n - w) * C) };
+          const at = (b: RowBuffer) => b.view().subarray(w * C, n * C);
+          const stored = codecs[l].compress(at(r.bufK[l]), at(r.bufV[l]), prev?.k ?? null, prev?.v ?? null, n - w, rec.k, rec.v, this.ws);
+          keys[l].push(stored.keys);
+          values[l].push(stored.values);
+          prev = rec;
+        }
+        if (wantRebuild && rec) this.store.compressed(l, chunk.start + w, n - w, rec.k, rec.v);
+      }
+    }
+    for (let l = 0; l < L; l++) {
+      chunk.keys[l] = concatRows(keys[l]);
+      chunk.values[l] = concatRows(values[l]);
+      r.bufK[l].dropFront(n);
+      r.bufV[l].dropFront(n);
+    }
+    r.bufStart = chunk.start + n;
   }
 
   /** Throws for a cache of the last layers only, whose regions hold nothing of the first ones. */
@@ -301,6 +404,8 @@ export class CompressedCache implements KVCache {
       for (const b of [...r.bufK, ...r.bufV]) b.clear();
       r.bufStart = n;
     }
+    // jobs sent for the buffer may hold cut rows: the buffer's rows are sent again
+    this.background?.reset(r.bufStart);
     this.store.truncate(n);
     this.order.committed = n;
   }

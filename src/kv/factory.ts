@@ -3,9 +3,12 @@ import { AquaError } from '../errors.js';
 import type { CacheHost, KVCache } from '../model/kv-cache.js';
 import { CompressedCache, DEFAULT_CACHE_OPTIONS, type CacheOptions, type CompressedCacheState } from './compressed.js';
 import { FullCache, type FullCacheState } from './full.js';
-import { LayerCodec } from './layer-codec.js';
+import { layerCodecs } from './layer-codec.js';
 import type { PredictorSet } from './linear-predictor.js';
-import { formatMethod, layerQuantizers, methodKey, parseMethod, type CacheMethod } from './method.js';
+import { formatMethod, methodKey, parseMethod, type CacheMethod } from './method.js';
+
+// the codecs live beside LayerCodec (the background thread builds them without the caches)
+export { layerCodecs };
 
 /**
  * Checks that `predictors` were fitted for `method` on this model (predictors learn to undo the
@@ -24,12 +27,6 @@ export function resolvePlan(method: CacheMethod, predictors: PredictorSet | null
   return method.budget !== null ? { ...parseMethod(predictors.method), name: method.name } : method;
 }
 
-/** The per-layer codecs of a plan (`resolvePlan`'s result; quantizers are shared between slots of the same spec). */
-export function layerCodecs(plan: CacheMethod, nLayers: number, C: number, predictors: PredictorSet | null): LayerCodec[] {
-  const q = layerQuantizers(plan, C, nLayers);
-  const p = plan.usesPredictors ? predictors : null;
-  return Array.from({ length: nLayers }, (_, l) => new LayerCodec(C, q.keys[l], q.values[l], p?.keys[l] ?? null, p?.values[l] ?? null));
-}
 
 /**
  * A fresh cache of `method` for `model`. `predictors` (AQUA-KV only) must have been calibrated

@@ -13,7 +13,8 @@
 import type { QuantizedBlock, Quantizer } from '../quant/quantizer.js';
 import type { Workspace } from '../tensor/workspace.js';
 import { FusedPart } from './fused-rebuild.js';
-import type { LinearPredictor } from './linear-predictor.js';
+import type { LinearPredictor, PredictorSet } from './linear-predictor.js';
+import { layerQuantizers, type CacheMethod } from './method.js';
 
 export class LayerCodec {
   constructor(
@@ -161,4 +162,11 @@ export class LayerCodec {
       row += b.rows;
     }
   }
+}
+
+/** The per-layer codecs of a plan (factory.ts `resolvePlan`'s result; quantizers are shared between slots of the same spec). */
+export function layerCodecs(plan: CacheMethod, nLayers: number, C: number, predictors: PredictorSet | null): LayerCodec[] {
+  const q = layerQuantizers(plan, C, nLayers);
+  const p = plan.usesPredictors ? predictors : null;
+  return Array.from({ length: nLayers }, (_, l) => new LayerCodec(C, q.keys[l], q.values[l], p?.keys[l] ?? null, p?.values[l] ?? null));
 }

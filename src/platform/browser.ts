@@ -27,6 +27,8 @@ export const platform: Platform = {
   fastGemm: () => ({ fn: null, reason: 'no native matrix product in the browser', quiet: true }),
   // the page's model runs in one worker; kernels run on it alone
   kernelPool: () => null,
+  // the page's cache compresses in its step: the model already runs in a worker of its own
+  backgroundThread: () => null,
   scratchStore(): ScratchStore {
     // no file system: pieces kept in memory, found by offset
     const pieces: { at: number; data: Uint8Array }[] = [];

@@ -3,4 +3,4 @@
  * module by `./browser.js` (package.json "browser" field), so nothing else changes.
  */
 export { platform } from './node.js';
-export type { Platform, Hasher, GemmFn, FastGemm, KernelPool, ScratchStore } from './platform.js';
+export type { Platform, Hasher, GemmFn, FastGemm, KernelPool, ScratchStore, BackgroundThread } from './platform.js';

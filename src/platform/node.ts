@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { AquaError } from '../errors.js';
 import { loadOrtGemm } from './ort-gemm.js';
 import { createKernelPool } from './kernel-pool.js';
-import type { Hasher, KernelPool, Platform, ScratchStore } from './platform.js';
+import { startBackgroundThread } from './background-thread.js';
+import type { BackgroundThread, Hasher, KernelPool, Platform, ScratchStore } from './platform.js';
 
 /**
  * The package root: the nearest directory above this file whose package.json is aquakv's. The
@@ -131,6 +132,15 @@ export const platform: Platform = {
     if (pool === undefined) pool = createKernelPool(Math.max(0, threads - 1));
     return pool;
   },
+  backgroundThread(moduleUrl) {
+    if (process.env.AQUAKV_BACKGROUND === '0' || availableParallelism() < 2) return null;
+    let t = background.get(moduleUrl);
+    if (t === undefined) {
+      t = startBackgroundThread(moduleUrl);
+      background.set(moduleUrl, t);
+    }
+    return t;
+  },
   scratchStore(): ScratchStore {
     const dir = mkdtempSync(join(tmpdir(), 'aquakv-scratch-'));
     const path = join(dir, 'data');
@@ -171,3 +181,4 @@ export const platform: Platform = {
 };
 
 let pool: KernelPool | null | undefined;
+const background = new Map<string, BackgroundThread | null>();

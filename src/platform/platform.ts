@@ -62,6 +62,23 @@ export interface ScratchStore {
   close(): void;
 }
 
+/**
+ * A thread of the host's that runs one module's `handle(message)` for each message sent to it, in
+ * order, while the caller goes on (a compressed cache compresses its buffer there while decoding).
+ * Replies are taken synchronously, waiting where needed, so synchronous code can use it.
+ */
+export interface BackgroundThread {
+  /** Sends `message` (structured-cloned; `transfer` moves those buffers instead) and returns its number. */
+  send(message: unknown, transfer?: ArrayBuffer[]): number;
+  /**
+   * The handler's return value for message `seq`, waiting at most `timeoutMs` for it. Throws where
+   * the handler threw, the thread is gone, or time ran out; the caller then does the work itself.
+   */
+  reply(seq: number, timeoutMs: number): unknown;
+  /** Forgets the reply to `seq` (taken or not): the caller no longer wants it. */
+  drop(seq: number): void;
+}
+
 export interface Platform {
   readonly name: 'node' | 'browser';
   /** Throws an AquaError unless `path` is a regular file (a FIFO would hang a reader; a directory fails late). */
@@ -87,6 +104,11 @@ export interface Platform {
   fastGemm(): FastGemm;
   /** Helper threads for the WebAssembly kernels, or null (one core, threads off, or none in this host). */
   kernelPool(): KernelPool | null;
+  /**
+   * The background thread running the module at `moduleUrl` (one per module and process, started
+   * on first use), or null: one core, AQUAKV_BACKGROUND=0, or a host without threads here.
+   */
+  backgroundThread(moduleUrl: string): BackgroundThread | null;
   /** A new scratch store (see ScratchStore). */
   scratchStore(): ScratchStore;
   /** A one-line notice for the user (stderr under Node). */

@@ -44,6 +44,11 @@ export function setHiggsKernels(on: boolean): boolean {
   return was;
 }
 
+/** Whether the kernels are on (`setHiggsKernels`). */
+export function higgsKernelsOn(): boolean {
+  return enabled;
+}
+
 /** Whether blocks of this grid and group size are encoded by the kernels. */
 export function encodesWithKernels(grid: Grid, groupSize: number): boolean {
   return enabled && (grid.d === 2 || grid.d === 4) && groupSize % 4 === 0 && grid.searchTable() !== null;

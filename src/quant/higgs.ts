@@ -46,6 +46,9 @@ export class HiggsQuantizer implements Quantizer {
     return new HiggsQuantizer(loadGrid(d, n), cols, groupSize);
   }
 
+  /** Each token alone: its groups' norms and codes, rows of whole bytes. */
+  readonly rowwise = true;
+
   get spec(): string {
     return `higgs:${this.grid.d}x${this.grid.n}:g${this.groupSize}`;
   }

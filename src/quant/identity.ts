@@ -8,6 +8,7 @@ import { checkInput, type BlockSize, type QuantizedBlock, type Quantizer } from 
 
 export class IdentityQuantizer implements Quantizer {
   readonly spec = 'none';
+  readonly rowwise = true;
 
   constructor(readonly cols: number) {}
 

@@ -23,6 +23,33 @@ export interface Quantizer {
   dequantizeAdd?(block: QuantizedBlock, out: Float32Array): void;
   /** The lengths (elements) of the arrays of a block of `rows` tokens: what a stored block must have. */
   blockSize(rows: number): BlockSize;
+  /**
+   * True where each token is quantized alone, so a block of rows is its rows' blocks end to end
+   * (`concatRows`) and rows may be quantized apart, in any groups, with the same result.
+   */
+  readonly rowwise?: boolean;
+}
+
+/** Blocks of a rowwise quantizer (`Quantizer.rowwise`), end to end: the block of all their rows. */
+export function concatRows(blocks: QuantizedBlock[]): QuantizedBlock {
+  if (blocks.length === 1) return blocks[0];
+  const join = <T extends Uint8Array | Uint16Array>(parts: T[], make: (n: number) => T): T => {
+    const out = make(parts.reduce((s, p) => s + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  };
+  const zeros = blocks.map((b) => b.zeros);
+  return {
+    rows: blocks.reduce((s, b) => s + b.rows, 0),
+    cols: blocks[0].cols,
+    codes: join(blocks.map((b) => b.codes), (n) => new Uint8Array(n)),
+    scales: join(blocks.map((b) => b.scales), (n) => new Uint16Array(n)),
+    zeros: zeros.every((z) => z === null) ? null : join(zeros.map((z) => z ?? new Uint16Array(0)), (n) => new Uint16Array(n)),
+  };
 }
 
 export interface BlockSize {

@@ -1,0 +1,236 @@
+/**
+ * Compression of a cache's buffer on a background thread, while decode goes on.
+ *
+ * A token's compressed form depends on that token alone: its residual is quantized per token
+ * (HIGGS, or none) and the predictors' products give each row the sums it gets with any other rows
+ * (tensor/gemm.ts `gemmRowwise`). So a buffered token can be compressed as soon as every layer of
+ * it is in, long before its chunk is full, and the result is the same bit for bit. Decode leaves
+ * the machine's second core idle (its products run on one thread), so a cache sends its buffered
+ * tokens there in jobs of JOB_ROWS and, in the step that fills a chunk, takes back the jobs' codes
+ * and compresses only the tokens no job holds: the step's own and the few since the last job.
+ * What a chunk stores, and when attention sees it, are exactly as without the thread; a
+ * materialized cache still rebuilds the chunk's tokens from their codes in that step (a product
+ * per part and layer, ~2 ms a chunk here), since holding the thread's rebuilt rows until the
+ * chunk fills would add up to a chunk of f32 rows to what the cache holds.
+ *
+ * The module has two sides: `BackgroundCompression`, a cache's side, and `handle`, what the thread
+ * runs (platform.ts `BackgroundThread` imports this module there). Methods whose quantizers are
+ * not per token (KIVI's) compress in the step, as do hosts without threads (browsers).
+ */
+import { platform, type BackgroundThread } from '../platform/index.js';
+import { higgsKernelsOn, setHiggsKernels } from '../quant/higgs-wasm.js';
+import type { QuantizedBlock } from '../quant/quantizer.js';
+import { gemmBackend, setGemmBackend, type GemmBackendName } from '../tensor/gemm.js';
+import { Workspace } from '../tensor/workspace.js';
+import { layerCodecs, type LayerCodec } from './layer-codec.js';
+import { LinearPredictor, predictorsDigest, type PredictorSet } from './linear-predictor.js';
+import { methodKey, parseMethod, type CacheMethod } from './method.js';
+import type { RowBuffer } from './row-buffer.js';
+
+/**
+ * Tokens per job. A job costs the step that sends it a copy of its rows (6 KB a token on the
+ * shipped model); the step that fills a chunk compresses the fewer than JOB_ROWS tokens no job
+ * holds yet (the shipped model, 8 rows: ~0.5 ms, against ~10 ms for a whole chunk).
+ */
+export const JOB_ROWS = 8;
+
+/** How long a step waits for the thread before it compresses the rows itself (and stops using it). */
+const REPLY_TIMEOUT_MS = 30_000;
+
+interface CodecsMessage {
+  kind: 'codecs';
+  key: string;
+  plan: string; // methodKey: every quantizer resolved
+  nLayers: number;
+  C: number;
+  predictors: { keys: PredictorData[]; values: PredictorData[] } | null;
+}
+type PredictorData = { weight: Float32Array; bias: Float32Array; inDim: number; outDim: number } | null;
+
+interface CompressMessage {
+  kind: 'compress';
+  key: string;
+  rows: number;
+  /** [2][L][rows, C]: every layer's keys (as stored: before RoPE unless the plan rotates first), then values. */
+  kv: Float32Array;
+  /** Whether to send the rows' rebuild back too (a materialized cache's last rows of a chunk). */
+  rebuild: boolean;
+  // the caller's arithmetic, so the thread's results are its own bit for bit
+  backend: GemmBackendName;
+  higgsKernels: boolean;
+}
+
+/** What a job gives back: each layer's blocks of its rows, and where asked their rebuild ([rows, C] each). */
+export interface CompressedRows {
+  keys: QuantizedBlock[]; // [L]
+  values: QuantizedBlock[];
+  rebuilt: { k: Float32Array; v: Float32Array }[] | null; // [L]
+}
+
+/** Rows [from, from + rows) taken back from the thread: per layer, the blocks of its jobs in order. */
+export interface TakenRows {
+  rows: number;
+  keys: QuantizedBlock[][]; // [L] of blocks
+  values: QuantizedBlock[][];
+}
+
+const registered = new WeakMap<BackgroundThread, Set<string>>();
+
+/** A cache's side: which of its buffered rows the thread holds, and taking them back. */
+export class BackgroundCompression {
+  private jobs: { seq: number; from: number; rows: number }[] = [];
+  private sentTo = 0; // position: rows before it are sent (or were compressed in the step)
+  /** Tokens whose codes came from the thread (for benchmarks and tests). */
+  rowsTaken = 0;
+
+  private constructor(private thread: BackgroundThread | null, private readonly key: string, private readonly L: number, private readonly C: number) {}
+
+  /**
+   * The background side of a cache of `plan`'s codecs, or null where compression stays in the
+   * step: a quantizer that is not per token, or no thread on this host.
+   */
+  static for(plan: CacheMethod, codecs: LayerCodec[], predictors: PredictorSet | null, C: number): BackgroundCompression | null {
+    if (!codecs.every((c) => c.keyQuantizer.rowwise && c.valueQuantizer.rowwise)) return null;
+    const thread = platform.backgroundThread(import.meta.url);
+    if (!thread) return null;
+    const plain = methodKey(plan, C);
+    const usesPredictors = plan.usesPredictors && predictors !== null;
+    const key = usesPredictors ? `${plain}#${predictorsDigest(predictors)}` : plain;
+    let known = registered.get(thread);
+    if (!known) registered.set(thread, (known = new Set()));
+    if (!known.has(key)) {
+      const data = (list: (LinearPredictor | null)[]): PredictorData[] => list.map((p) => (p ? { weight: p.weight, bias: p.bias, inDim: p.inDim, outDim: p.outDim } : null));
+      const message: CodecsMessage = { kind: 'codecs', key, plan: plain, nLayers: codecs.length, C, predictors: usesPredictors ? { keys: data(predictors.keys), values: data(predictors.values) } : null };
+      thread.drop(thread.send(message));
+      known.add(key);
+    }
+    return new BackgroundCompression(thread, key, codecs.length, C);
+  }
+
+  /** Whether jobs go to the thread (false once it failed). */
+  get running(): boolean {
+    return this.thread !== null;
+  }
+
+  /**
+   * At the end of a step: sends the buffered rows not yet sent, [max(sent, bufStart), end), once
+   * there are JOB_ROWS of them (every row of the buffer is in, each layer's row `end − bufStart` last).
+   */
+  send(bufK: RowBuffer[], bufV: RowBuffer[], bufStart: number, end: number): void {
+    const from = Math.max(this.sentTo, bufStart);
+    if (!this.thread || end - from < JOB_ROWS) return;
+    const seq = this.post(bufK, bufV, bufStart, from, end, false);
+    this.jobs.push({ seq, from, rows: end - from });
+    this.sentTo = end;
+  }
+
+  /**
+   * Sends buffered rows [from, to) now, whatever their number (the rows of a filling chunk no job
+   * holds), with their rebuild where asked; `result` takes the answer. Null once the thread failed.
+   */
+  sendNow(bufK: RowBuffer[], bufV: RowBuffer[], bufStart: number, from: number, to: number, rebuild: boolean): number | null {
+    if (!this.thread) return null;
+    this.sentTo = Math.max(this.sentTo, to);
+    return this.post(bufK, bufV, bufStart, from, to, rebuild);
+  }
+
+  /** The answer to `sendNow`'s job, waiting for it; null where the thread failed (the caller compresses them). */
+  result(seq: number): CompressedRows | null {
+    return this.wait(seq);
+  }
+
+  /** One message of rows [from, to) of every layer's buffer, in one transferred array. */
+  private post(bufK: RowBuffer[], bufV: RowBuffer[], bufStart: number, from: number, to: number, rebuild: boolean): number {
+    const C = this.C;
+    const size = (to - from) * C;
+    const kv = new Float32Array(2 * this.L * size);
+    [...bufK, ...bufV].forEach((b, i) => kv.set(b.data.subarray((from - bufStart) * C, (to - bufStart) * C), i * size));
+    const message: CompressMessage = { kind: 'compress', key: this.key, rows: to - from, kv, rebuild, backend: gemmBackend(), higgsKernels: higgsKernelsOn() };
+    return this.thread!.send(message, [kv.buffer as ArrayBuffer]);
+  }
+
+  private wait(seq: number): CompressedRows | null {
+    try {
+      return this.thread!.reply(seq, REPLY_TIMEOUT_MS) as CompressedRows;
+    } catch (e) {
+      platform.warn(`compressing on a background thread failed (${(e as Error).message}); compressing in the decode step from now on`);
+      this.stop();
+      return null;
+    }
+  }
+
+  /**
+   * The codes of the chunk [start, start + n)'s first rows that jobs hold, waiting for them: the
+   * jobs that start at `start` and follow on within the chunk. Rows no job holds (and every row,
+   * where the thread fails) are the caller's to compress.
+   */
+  take(start: number, n: number): TakenRows | null {
+    const taken: TakenRows = { rows: 0, keys: Array.from({ length: this.L }, () => []), values: Array.from({ length: this.L }, () => []) };
+    const end = start + n;
+    while (this.jobs.length > 0 && this.jobs[0].from < end) {
+      const job = this.jobs.shift()!;
+      const usable = this.thread !== null && job.from === start + taken.rows && job.from + job.rows <= end;
+      if (!usable) {
+        this.thread?.drop(job.seq);
+        continue;
+      }
+      const reply = this.wait(job.seq);
+      if (!reply) return null;
+      for (let l = 0; l < this.L; l++) {
+        taken.keys[l].push(reply.keys[l]);
+        taken.values[l].push(reply.values[l]);
+      }
+      taken.rows += job.rows;
+    }
+    this.rowsTaken += taken.rows;
+    return taken.rows > 0 ? taken : null;
+  }
+
+  /** The cache was cut or restored: what was sent no longer stands; rows from `position` on are unsent. */
+  reset(position: number): void {
+    for (const job of this.jobs) this.thread?.drop(job.seq);
+    this.jobs = [];
+    this.sentTo = position;
+  }
+
+  private stop(): void {
+    this.reset(0);
+    this.thread = null;
+  }
+}
+
+// ---- the thread's side ----
+
+const codecsByKey = new Map<string, LayerCodec[]>();
+const workspace = new Workspace();
+
+/** Runs one message on the background thread (see BackgroundThread). */
+export function handle(message: CodecsMessage | CompressMessage): CompressedRows | null {
+  if (message.kind === 'codecs') {
+    const { key, plan, nLayers, C, predictors } = message;
+    const make = (list: PredictorData[]) => list.map((p) => (p ? new LinearPredictor(p.weight, p.bias, p.inDim, p.outDim) : null));
+    const set: PredictorSet | null = predictors ? { method: plan, methodKey: plan, budget: null, keys: make(predictors.keys), values: make(predictors.values) } : null;
+    codecsByKey.set(key, layerCodecs(parseMethod(plan), nLayers, C, set));
+    return null;
+  }
+  const codecs = codecsByKey.get(message.key);
+  if (!codecs) throw new Error(`no codecs for ${message.key}`);
+  if (gemmBackend() !== message.backend) setGemmBackend(message.backend);
+  setHiggsKernels(message.higgsKernels);
+  const { rows: n, kv } = message;
+  const L = codecs.length;
+  const size = n * codecs[0].C;
+  let prev: { k: Float32Array; v: Float32Array } | null = null;
+  const out: CompressedRows = { keys: [], values: [], rebuilt: message.rebuild ? [] : null };
+  for (let l = 0; l < L; l++) {
+    const rec = { k: new Float32Array(size), v: new Float32Array(size) };
+    const K = kv.subarray(l * size, (l + 1) * size);
+    const V = kv.subarray((L + l) * size, (L + l + 1) * size);
+    const stored = codecs[l].compress(K, V, prev?.k ?? null, prev?.v ?? null, n, rec.k, rec.v, workspace);
+    out.keys.push(stored.keys);
+    out.values.push(stored.values);
+    out.rebuilt?.push(rec);
+    prev = rec;
+  }
+  return out;
+}

@@ -1,0 +1,136 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
+import { calibrate, CompressedCache, createCache, loadModel, parseMethod } from '../src/index.js';
+import { JOB_ROWS } from '../src/kv/background-compression.js';
+import { concatRows, type QuantizedBlock } from '../src/quant/quantizer.js';
+import { HiggsQuantizer } from '../src/quant/higgs.js';
+import { startBackgroundThread } from '../src/platform/background-thread.js';
+import { gemmBackend, ortAvailable, setGemmBackend } from '../src/tensor/gemm.js';
+import { makeTinyModel, randomWordsText } from './fixture.js';
+
+const lm = loadModel(makeTinyModel({ layers: 3, hidden: 64, heads: 4, kvHeads: 2, headDim: 64, maxPositions: 512 }));
+const { model, tokenizer } = lm;
+const AQUA = 'aquakv[q=higgs:2x8,first=higgs:2x256,k1=higgs:4x256,v2=higgs:2x64]';
+const predictors = calibrate(model, randomWordsText(3000, 9), tokenizer, { method: parseMethod(AQUA), samples: 8, seqLen: 128 }).set;
+const V = model.config.vocabSize;
+const threads = availableParallelism() >= 2 && process.env.AQUAKV_BACKGROUND !== '0';
+
+/** Runs `steps` (token counts fed at once) through a cache; its logits, end to end, and the cache. */
+function run(method: string, mode: 'materialized' | 'compact', background: boolean, steps: number[], edit?: (c: CompressedCache, at: number) => void) {
+  const cache = createCache(model, parseMethod(method), method.startsWith('aquakv') ? predictors : null, { mode, background, buffer: 32 }) as CompressedCache;
+  const logits: number[] = [];
+  let at = 0;
+  steps.forEach((n, i) => {
+    const tokens = Array.from({ length: n }, (_, j) => ((at + j) * 37 + 11) % 300);
+    for (const x of model.forward(tokens, cache, { logits: 'last' })) logits.push(x);
+    at += n;
+    edit?.(cache, i);
+    at = cache.length;
+  });
+  return { logits: Float32Array.from(logits), cache };
+}
+
+function sameBlocks(a: CompressedCache, b: CompressedCache): void {
+  const ca = a.state().chunks;
+  const cb = b.state().chunks;
+  assert.deepEqual(ca.map((c) => [c.start, c.n]), cb.map((c) => [c.start, c.n]));
+  ca.forEach((c, i) => {
+    for (const part of ['keys', 'values'] as const) {
+      c[part].forEach((blk, l) => {
+        assert.deepEqual(blk.codes, cb[i][part][l].codes, `chunk ${c.start} ${part} ${l}: codes`);
+        assert.deepEqual(blk.scales, cb[i][part][l].scales, `chunk ${c.start} ${part} ${l}: scales`);
+      });
+    }
+  });
+}
+
+// a prompt, then decode one token at a time (jobs of JOB_ROWS go to the thread, the filling step
+// takes them back), then a step of 40 that fills a chunk whose first rows a job holds (taken
+// layer by layer), then decode again
+const STEPS = [20, ...Array(70).fill(1), 40, ...Array(45).fill(1)];
+
+for (const mode of ['materialized', 'compact'] as const) {
+  test(`a ${mode} cache compressing on the background thread gives the logits and codes of one compressing in its steps, bit for bit`, () => {
+    const inStep = run(AQUA, mode, false, STEPS);
+    const background = run(AQUA, mode, true, STEPS);
+    assert.deepEqual(background.logits, inStep.logits);
+    sameBlocks(background.cache, inStep.cache);
+    assert.equal(inStep.cache.backgroundRows, 0);
+    if (threads) {
+      // most compressed tokens came from the thread: all but the rows of the steps that filled a chunk
+      assert.ok(background.cache.backgroundRows >= background.cache.compressedTokens / 2, `${background.cache.backgroundRows} of ${background.cache.compressedTokens} rows from the thread`);
+    } else {
+      assert.equal(background.cache.backgroundRows, 0, 'one core: no thread');
+    }
+  });
+}
+
+test('cutting and forking a cache with jobs on the thread keeps it equal to one compressing in its steps', () => {
+  // cut inside the buffer after 50 decode steps (rows sent, some cut), then again to a chunk boundary; fork midway
+  const edit = (c: CompressedCache, i: number) => {
+    if (i === 50) c.truncate(c.length - 5);
+    if (i === 80) c.truncate(c.cutPoint(c.length - 20));
+  };
+  const steps = [20, ...Array(120).fill(1)];
+  const inStep = run(AQUA, 'materialized', false, steps, edit);
+  const background = run(AQUA, 'materialized', true, steps, edit);
+  assert.deepEqual(background.logits, inStep.logits);
+  sameBlocks(background.cache, inStep.cache);
+  const forks = [inStep.cache.fork(), background.cache.fork()];
+  const out = forks.map((c) => {
+    const o: number[] = [];
+    for (let i = 0; i < 40; i++) for (const x of model.forward([(i * 13) % 300], c, { logits: 'last' })) o.push(x);
+    return Float32Array.from(o);
+  });
+  assert.deepEqual(out[1], out[0]);
+  sameBlocks(forks[1], forks[0]);
+  assert.equal(out[0].length, 40 * V);
+});
+
+test('the thread uses the caller\'s arithmetic: with the portable product the results are that product\'s, bit for bit', () => {
+  if (!ortAvailable()) return assert.equal(gemmBackend(), 'ts');
+  const was = gemmBackend();
+  setGemmBackend('ts');
+  try {
+    const steps = [10, ...Array(60).fill(1)];
+    const inStep = run(AQUA, 'materialized', false, steps);
+    const background = run(AQUA, 'materialized', true, steps);
+    assert.deepEqual(background.logits, inStep.logits);
+    sameBlocks(background.cache, inStep.cache);
+    if (threads) assert.ok(background.cache.backgroundRows > 0);
+  } finally {
+    setGemmBackend(was);
+  }
+});
+
+test('a method whose quantizer is not per token (KIVI) compresses in its steps', () => {
+  const r = run('kivi2', 'materialized', true, [10, ...Array(40).fill(1)]);
+  assert.ok(r.cache.compressedTokens > 0);
+  assert.equal(r.cache.backgroundRows, 0);
+});
+
+test('concatRows joins per-token blocks into the block of all their rows', () => {
+  const q = HiggsQuantizer.fromGrid(2, 16, 96, 64); // two groups per token, padded to 128
+  const x = Float32Array.from({ length: 7 * 96 }, (_, i) => Math.sin(i * 0.7) * (1 + (i % 5)));
+  const whole = q.quantize(x, 7);
+  const parts: QuantizedBlock[] = [q.quantize(x.subarray(0, 3 * 96), 3), q.quantize(x.subarray(3 * 96), 4)];
+  assert.ok(q.rowwise);
+  assert.deepEqual(concatRows(parts), whole);
+  assert.equal(concatRows([whole]), whole);
+  assert.ok(JOB_ROWS >= 1);
+});
+
+test('the background thread answers in order, reports what its handler threw, and forgets dropped replies', () => {
+  const thread = startBackgroundThread(new URL('./fixtures/echo-handler.js', import.meta.url).href);
+  assert.ok(thread);
+  const a = thread.send({ double: 21 });
+  const b = thread.send({ fail: 'no such codecs' });
+  const c = thread.send({ double: 2 });
+  const d = thread.send({ double: 5 });
+  thread.drop(c);
+  assert.equal(thread.reply(d, 10_000), 10, 'a later reply first');
+  assert.equal(thread.reply(a, 10_000), 42);
+  assert.throws(() => thread.reply(b, 10_000), /no such codecs/);
+  assert.throws(() => thread.reply(c, 50), /did not answer in 50 ms/, 'a dropped reply is never given');
+});
