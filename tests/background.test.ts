@@ -16,8 +16,12 @@ const predictors = calibrate(model, randomWordsText(3000, 9), tokenizer, { metho
 const V = model.config.vocabSize;
 const threads = availableParallelism() >= 2 && process.env.AQUAKV_BACKGROUND !== '0';
 
-/** Runs `steps` (token counts fed at once) through a cache; its logits, end to end, and the cache. */
-function run(method: string, mode: 'materialized' | 'compact', background: boolean, steps: number[], edit?: (c: CompressedCache, at: number) => void) {
+/**
+ * Runs `steps` (token counts fed at once) through a cache; its logits, end to end, and the cache.
+ * `settle`: after each step, wait for the thread's jobs (so the steps that fill chunks find them
+ * done, rather than whatever the thread managed meanwhile).
+ */
+function run(method: string, mode: 'materialized' | 'compact', background: boolean, steps: number[], edit?: (c: CompressedCache, at: number) => void, settle = true) {
   const cache = createCache(model, parseMethod(method), method.startsWith('aquakv') ? predictors : null, { mode, background, buffer: 32 }) as CompressedCache;
   const logits: number[] = [];
   let at = 0;
@@ -25,6 +29,7 @@ function run(method: string, mode: 'materialized' | 'compact', background: boole
     const tokens = Array.from({ length: n }, (_, j) => ((at + j) * 37 + 11) % 300);
     for (const x of model.forward(tokens, cache, { logits: 'last' })) logits.push(x);
     at += n;
+    if (settle) cache.settleBackground();
     edit?.(cache, i);
     at = cache.length;
   });
@@ -53,6 +58,10 @@ const STEPS = [20, ...Array(70).fill(1), 40, ...Array(45).fill(1)];
 for (const mode of ['materialized', 'compact'] as const) {
   test(`a ${mode} cache compressing on the background thread gives the logits and codes of one compressing in its steps, bit for bit`, () => {
     const inStep = run(AQUA, mode, false, STEPS);
+    // unsettled first: the thread starts meanwhile, so some jobs are not done when their chunk fills
+    const unsettled = run(AQUA, mode, true, STEPS, undefined, false);
+    assert.deepEqual(unsettled.logits, inStep.logits);
+    sameBlocks(unsettled.cache, inStep.cache);
     const background = run(AQUA, mode, true, STEPS);
     assert.deepEqual(background.logits, inStep.logits);
     sameBlocks(background.cache, inStep.cache);

@@ -18,7 +18,8 @@
  * not per token (KIVI's) compress in the step, as do hosts without threads (browsers).
  */
 import { platform, type BackgroundThread } from '../platform/index.js';
-import { higgsKernelsOn, setHiggsKernels } from '../quant/higgs-wasm.js';
+import { HiggsQuantizer } from '../quant/higgs.js';
+import { encodesWithKernels, higgsKernelsOn, setHiggsKernels } from '../quant/higgs-wasm.js';
 import type { QuantizedBlock } from '../quant/quantizer.js';
 import { gemmBackend, setGemmBackend, type GemmBackendName } from '../tensor/gemm.js';
 import { Workspace } from '../tensor/workspace.js';
@@ -72,13 +73,15 @@ export interface TakenRows {
   rows: number;
   keys: QuantizedBlock[][]; // [L] of blocks
   values: QuantizedBlock[][];
+  /** A job was not done: the thread is behind (the caller then compresses the rest itself). */
+  behind: boolean;
 }
 
 const registered = new WeakMap<BackgroundThread, Set<string>>();
 
 /** A cache's side: which of its buffered rows the thread holds, and taking them back. */
 export class BackgroundCompression {
-  private jobs: { seq: number; from: number; rows: number }[] = [];
+  private jobs: { seq: number; from: number; rows: number; reply?: CompressedRows }[] = [];
   private sentTo = 0; // position: rows before it are sent (or were compressed in the step)
   /** Tokens whose codes came from the thread (for benchmarks and tests). */
   rowsTaken = 0;
@@ -160,22 +163,24 @@ export class BackgroundCompression {
   }
 
   /**
-   * The codes of the chunk [start, start + n)'s first rows that jobs hold, waiting for them: the
-   * jobs that start at `start` and follow on within the chunk. Rows no job holds (and every row,
-   * where the thread fails) are the caller's to compress.
+   * The codes of the chunk [start, start + n)'s first rows that jobs hold: the jobs that start at
+   * `start`, follow on within the chunk and are done. A job not done yet is not waited for (the
+   * thread is behind: starting, or a slow moment); its rows and every later row are the caller's to
+   * compress, as are all rows where the thread failed.
    */
-  take(start: number, n: number): TakenRows | null {
-    const taken: TakenRows = { rows: 0, keys: Array.from({ length: this.L }, () => []), values: Array.from({ length: this.L }, () => []) };
+  take(start: number, n: number): TakenRows {
+    const taken: TakenRows = { rows: 0, keys: Array.from({ length: this.L }, () => []), values: Array.from({ length: this.L }, () => []), behind: false };
     const end = start + n;
     while (this.jobs.length > 0 && this.jobs[0].from < end) {
       const job = this.jobs.shift()!;
-      const usable = this.thread !== null && job.from === start + taken.rows && job.from + job.rows <= end;
-      if (!usable) {
-        this.thread?.drop(job.seq);
+      const usable = this.thread !== null && !taken.behind && job.from === start + taken.rows && job.from + job.rows <= end;
+      if (usable && !job.reply && !this.thread!.ready(job.seq)) taken.behind = true;
+      if (!usable || taken.behind) {
+        if (!job.reply) this.thread?.drop(job.seq);
         continue;
       }
-      const reply = this.wait(job.seq);
-      if (!reply) return null;
+      const reply = job.reply ?? this.wait(job.seq);
+      if (!reply) break;
       for (let l = 0; l < this.L; l++) {
         taken.keys[l].push(reply.keys[l]);
         taken.values[l].push(reply.values[l]);
@@ -183,12 +188,20 @@ export class BackgroundCompression {
       taken.rows += job.rows;
     }
     this.rowsTaken += taken.rows;
-    return taken.rows > 0 ? taken : null;
+    return taken;
+  }
+
+  /** Waits until every job sent is done (tests and benchmarks: decode itself never waits for a job). */
+  settle(): void {
+    for (const job of this.jobs) {
+      if (!this.thread) return;
+      job.reply ??= this.wait(job.seq) ?? undefined;
+    }
   }
 
   /** The cache was cut or restored: what was sent no longer stands; rows from `position` on are unsent. */
   reset(position: number): void {
-    for (const job of this.jobs) this.thread?.drop(job.seq);
+    for (const job of this.jobs) if (!job.reply) this.thread?.drop(job.seq);
     this.jobs = [];
     this.sentTo = position;
   }
@@ -210,7 +223,11 @@ export function handle(message: CodecsMessage | CompressMessage): CompressedRows
     const { key, plan, nLayers, C, predictors } = message;
     const make = (list: PredictorData[]) => list.map((p) => (p ? new LinearPredictor(p.weight, p.bias, p.inDim, p.outDim) : null));
     const set: PredictorSet | null = predictors ? { method: plan, methodKey: plan, budget: null, keys: make(predictors.keys), values: make(predictors.values) } : null;
-    codecsByKey.set(key, layerCodecs(parseMethod(plan), nLayers, C, set));
+    const codecs = layerCodecs(parseMethod(plan), nLayers, C, set);
+    codecsByKey.set(key, codecs);
+    // the grids' search tables are built now, while the cache's owner reads its prompt, not in the
+    // first job (a 4-D grid's takes ~0.7 s here, which the first chunk's step would wait for)
+    for (const c of codecs) for (const q of [c.keyQuantizer, c.valueQuantizer]) if (q instanceof HiggsQuantizer) encodesWithKernels(q.grid, q.groupSize);
     return null;
   }
   const codecs = codecsByKey.get(message.key);

@@ -136,6 +136,15 @@ export class CompressedCache implements KVCache {
     return this.background?.rowsTaken ?? 0;
   }
 
+  /**
+   * Waits until the background thread has compressed every buffered token sent to it. Decode
+   * never needs this (a step takes only finished jobs and compresses the rest itself); tests and
+   * benchmarks use it to know which tokens the thread compressed.
+   */
+  settleBackground(): void {
+    this.background?.settle();
+  }
+
   get length(): number {
     return this.order.committed;
   }
@@ -236,10 +245,7 @@ export class CompressedCache implements KVCache {
       const prevV = layer === 0 ? null : this.prevRec.v.subarray(offset * C);
       const recK = this.curRec.k.subarray(offset * C);
       const recV = this.curRec.v.subarray(offset * C);
-      if (layer === this.first && this.background) {
-        const taken = this.background.take(chunk.start, n);
-        if (taken) this.taken.set(chunk, taken);
-      }
+      if (layer === this.first && this.background) this.taken.set(chunk, this.background.take(chunk.start, n));
       // the first w rows' codes came from the thread; the store may want their rebuild
       const taken = this.taken.get(chunk);
       const w = taken?.rows ?? 0;
@@ -279,11 +285,11 @@ export class CompressedCache implements KVCache {
     const L = codecs.length;
     const n = chunk.n;
     const taken = bg.take(chunk.start, n);
-    const w = taken?.rows ?? 0;
+    const w = taken.rows;
+    const { keys, values } = taken;
     const wantRebuild = this.store.needsRebuild;
-    const seq = w < n ? bg.sendNow(r.bufK, r.bufV, r.bufStart, chunk.start + w, chunk.start + n, wantRebuild) : null;
-    const keys: QuantizedBlock[][] = taken?.keys ?? Array.from({ length: L }, () => []);
-    const values: QuantizedBlock[][] = taken?.values ?? Array.from({ length: L }, () => []);
+    // the rest to the thread if it keeps up (else it would be waited for); here otherwise
+    const seq = w < n && !taken.behind ? bg.sendNow(r.bufK, r.bufV, r.bufStart, chunk.start + w, chunk.start + n, wantRebuild) : null;
     if (w > 0 && wantRebuild) {
       let prev = { k: new Float32Array(w * C), v: new Float32Array(w * C) };
       let cur = { k: new Float32Array(w * C), v: new Float32Array(w * C) };

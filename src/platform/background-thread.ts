@@ -82,6 +82,10 @@ export function startBackgroundThread(moduleUrl: string): BackgroundThread | nul
         Atomics.wait(replies, 0, seen, left);
       }
     },
+    ready(seq) {
+      drain();
+      return got.has(seq);
+    },
     drop(seq) {
       drain();
       if (!got.delete(seq) && seq < next) dropped.add(seq);

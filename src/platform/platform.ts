@@ -75,6 +75,8 @@ export interface BackgroundThread {
    * the handler threw, the thread is gone, or time ran out; the caller then does the work itself.
    */
   reply(seq: number, timeoutMs: number): unknown;
+  /** Whether the reply to `seq` is in (never waits). */
+  ready(seq: number): boolean;
   /** Forgets the reply to `seq` (taken or not): the caller no longer wants it. */
   drop(seq: number): void;
 }
