@@ -281,12 +281,24 @@ export class FusedMemory {
   holdTables(cos: Float32Array, sin: Float32Array, from: number, floats: number): void {
     const room = this.laid?.tables ?? 0;
     if (floats > room) throw new RangeError(`FusedMemory: ${floats} floats of RoPE tables, room for ${room}`);
-    this.f32(this.at.cos, floats).set(cos.subarray(from, from + floats));
-    this.f32(this.at.sin, floats).set(sin.subarray(from, from + floats));
+    const { f32 } = this.whole();
+    f32.set(cos.subarray(from, from + floats), this.at.cos / 4);
+    f32.set(sin.subarray(from, from + floats), this.at.sin / 4);
   }
 
   f32(at: number, length: number): Float32Array {
     return new Float32Array(this.memory.buffer, at, length);
+  }
+
+  private views: { buffer: ArrayBuffer; u8: Uint8Array; u16: Uint16Array; f32: Float32Array } | null = null;
+  /**
+   * Views of the whole memory, made again only when it grows: copies in go through them, rather
+   * than a view made per copy (a compact step at 4 096 tokens copies ~500 pieces of codes).
+   */
+  private whole(): { u8: Uint8Array; u16: Uint16Array; f32: Float32Array } {
+    const buffer = this.memory.buffer;
+    if (this.views?.buffer !== buffer) this.views = { buffer, u8: new Uint8Array(buffer), u16: new Uint16Array(buffer), f32: new Float32Array(buffer) };
+    return this.views;
   }
 
   /** Bytes this memory holds. */
@@ -313,16 +325,18 @@ export class FusedMemory {
     const u = align16(pts + grid.points.byteLength);
     const pairs = table ? align16(u + P * 4) : 0;
     if (constsBytes([part]) > l.consts) throw new RangeError(`FusedMemory: grid ${q.spec} too large for its constants`);
-    this.f32(pts, grid.points.length).set(grid.points);
-    this.f32(u, P).set(part.u);
-    if (table) this.f32(pairs, table.length).set(table);
+    const { u8, u16, f32 } = this.whole();
+    f32.set(grid.points, pts / 4);
+    f32.set(part.u, u / 4);
+    if (table) f32.set(table, pairs / 4);
     // codes and fp16 scales of every piece, end to end; the scales widened to f32
     const { codes, scales } = this.at;
     const half = scales + scaleRows(l.blockRows) * 4;
     let row = 0;
     for (const { block, from, to } of pieces) {
-      new Uint8Array(this.memory.buffer, codes + row * rowBytes, (to - from) * rowBytes).set(block.codes.subarray(from * rowBytes, to * rowBytes));
-      new Uint16Array(this.memory.buffer, half + row * 2, to - from).set(block.scales.subarray(from, to));
+      const whole = from === 0 && to === block.rows; // most pieces are whole chunks: no subarray
+      u8.set(whole ? block.codes : block.codes.subarray(from * rowBytes, to * rowBytes), codes + row * rowBytes);
+      u16.set(whole ? block.scales : block.scales.subarray(from, to), half / 2 + row);
       row += to - from;
     }
     k.widen_f16(half, scales, scaleRows(rows));
