@@ -73,6 +73,9 @@ export interface CompressedCacheState {
   bufV: Float32Array[];
 }
 
+/** Reconstruction scratch of no rows (replaced, never written, when rows are needed). */
+const NO_ROWS = { k: new Float32Array(0), v: new Float32Array(0) };
+
 export class CompressedCache implements KVCache {
   readonly options: CacheOptions;
   private readonly order: StepOrder;
@@ -87,8 +90,8 @@ export class CompressedCache implements KVCache {
   // this step's chunks are compressed at its last layer, through the thread (a decode step)
   private atLastLayer = false;
   // this step's reconstructions of layers l−1 and l for the chunks being compressed: [rows, C] each
-  private prevRec = { k: new Float32Array(0), v: new Float32Array(0) };
-  private curRec = { k: new Float32Array(0), v: new Float32Array(0) };
+  private prevRec = NO_ROWS;
+  private curRec = NO_ROWS;
   private ws = new Workspace();
 
   private readonly context: StoreContext;
@@ -201,11 +204,9 @@ export class CompressedCache implements KVCache {
       // keep no more reconstruction scratch than one block needs. A materialized cache keeps none:
       // it compresses once per block of tokens, and between times the scratch would only add to
       // what it holds (compact mode's rebuild reuses the workspace every step)
-      const materialized = this.options.mode === 'materialized';
-      if (materialized || this.curRec.k.length > this.options.buffer * C) {
-        this.prevRec = this.curRec = { k: new Float32Array(0), v: new Float32Array(0) };
-        this.ws.shrink(materialized ? 0 : this.options.buffer * C);
-      }
+      const keep = this.options.mode === 'materialized' ? 0 : this.options.buffer * C;
+      if (this.curRec.k.length > keep || this.prevRec.k.length > keep) this.prevRec = this.curRec = NO_ROWS;
+      this.ws.shrink(keep);
     }
     return view;
   }
