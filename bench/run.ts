@@ -260,7 +260,7 @@ if (sections.has('cache') && model) {
     return ms;
   };
   const rows: Record<string, number | string>[] = [];
-  say(`\n## Decode with compressed caches (medians of 3 runs of ${DEFAULT_CACHE_OPTIONS.buffer} steps, compact 5 of 8; copy bandwidth measured before each context)\n` +
+  say(`\n## Decode with compressed caches (medians of 5 runs of ${DEFAULT_CACHE_OPTIONS.buffer} steps, compact of 8; copy bandwidth measured before each context)\n` +
     'context  cache                     tokens/s   to fp   bound tokens/s   of bound   resident bytes   to fp   stored bytes');
   // the decode path compiled before anything is timed (the first context would pay it otherwise)
   for (const make of [() => new FullCache(model), () => createCache(model, parseMethod('aquakv'), set, { mode: 'materialized' })]) {
@@ -307,7 +307,7 @@ if (sections.has('cache') && model) {
         };
       });
       const compact = runs[0].label.includes('compact');
-      for (let rep = 0; rep < (compact ? 5 : 3); rep++) {
+      for (let rep = 0; rep < 5; rep++) {
         // step by step in turn (fp, materialized, fp, …), so that the machine's moments fall on
         // both alike; compact: the time its steps spend in the products too (the rest is the
         // model's own step, the kernels around the products, collection and JavaScript)
