@@ -14,7 +14,7 @@ const { model, tokenizer } = lm;
 const AQUA = 'aquakv[q=higgs:2x8,first=higgs:2x256,k1=higgs:4x256,v2=higgs:2x64]';
 const predictors = calibrate(model, randomWordsText(3000, 9), tokenizer, { method: parseMethod(AQUA), samples: 8, seqLen: 128 }).set;
 const V = model.config.vocabSize;
-const threads = availableParallelism() >= 2 && process.env.AQUAKV_BACKGROUND !== '0';
+const threads = (process.env.AQUAKV_THREADS ? Number(process.env.AQUAKV_THREADS) : availableParallelism()) >= 2 && process.env.AQUAKV_BACKGROUND !== '0';
 
 /**
  * Runs `steps` (token counts fed at once) through a cache; its logits, end to end, and the cache.

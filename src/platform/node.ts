@@ -133,7 +133,9 @@ export const platform: Platform = {
     return pool;
   },
   backgroundThread(moduleUrl) {
-    if (process.env.AQUAKV_BACKGROUND === '0' || availableParallelism() < 2) return null;
+    // the same cores as the products: AQUAKV_THREADS=1 (one core for all of aquakv) means none
+    const threads = process.env.AQUAKV_THREADS ? Number(process.env.AQUAKV_THREADS) : availableParallelism();
+    if (process.env.AQUAKV_BACKGROUND === '0' || !(threads >= 2)) return null;
     let t = background.get(moduleUrl);
     if (t === undefined) {
       t = startBackgroundThread(moduleUrl);

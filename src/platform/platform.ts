@@ -108,7 +108,8 @@ export interface Platform {
   kernelPool(): KernelPool | null;
   /**
    * The background thread running the module at `moduleUrl` (one per module and process, started
-   * on first use), or null: one core, AQUAKV_BACKGROUND=0, or a host without threads here.
+   * on first use), or null: one core (or AQUAKV_THREADS=1), AQUAKV_BACKGROUND=0, or a host
+   * without threads here.
    */
   backgroundThread(moduleUrl: string): BackgroundThread | null;
   /** A new scratch store (see ScratchStore). */
