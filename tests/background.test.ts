@@ -2,9 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { calibrate, CompressedCache, createCache, loadModel, parseMethod } from '../src/index.js';
-import { JOB_ROWS } from '../src/kv/background-compression.js';
+import { JOB_ROWS, useHandlerModule } from '../src/kv/background-compression.js';
 import { concatRows, type QuantizedBlock } from '../src/quant/quantizer.js';
 import { HiggsQuantizer } from '../src/quant/higgs.js';
+import { readGridFile, registerGridFile } from '../src/quant/grid.js';
 import { startBackgroundThread } from '../src/platform/background-thread.js';
 import { gemmBackend, ortAvailable, setGemmBackend } from '../src/tensor/gemm.js';
 import { makeTinyModel, randomWordsText } from './fixture.js';
@@ -142,4 +143,56 @@ test('the background thread answers in order, reports what its handler threw, an
   assert.equal(thread.reply(a, 10_000), 42);
   assert.throws(() => thread.reply(b, 10_000), /no such codecs/);
   assert.throws(() => thread.reply(c, 50), /did not answer in 50 ms/, 'a dropped reply is never given');
+});
+
+test('a thread that fails: the cache says so once, compresses in its steps, and the bits do not change', () => {
+  const was = useHandlerModule(new URL('./fixtures/failing-compression.js', import.meta.url).href);
+  const said: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    said.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    const steps = [10, ...Array(70).fill(1)];
+    const inStep = run(AQUA, 'materialized', false, steps);
+    const first = run(AQUA, 'materialized', true, steps);
+    const second = run(AQUA, 'compact', true, steps);
+    assert.deepEqual(first.logits, inStep.logits);
+    assert.deepEqual(second.logits, inStep.logits);
+    sameBlocks(first.cache, inStep.cache);
+    sameBlocks(second.cache, inStep.cache);
+    assert.equal(first.cache.backgroundRows + second.cache.backgroundRows, 0);
+    if (threads) {
+      const failures = said.filter((s) => s.includes('background thread failed'));
+      assert.equal(failures.length, 1, `said once, for both caches: ${said.join('')}`);
+      assert.match(failures[0], /injected failure/);
+    }
+  } finally {
+    process.stderr.write = write;
+    useHandlerModule(was);
+  }
+});
+
+test('the thread compresses with this process\'s grids, also where they were supplied as data', () => {
+  const shipped = readGridFile(2, 8);
+  // the same grid, scaled: what this process now quantizes with, not what grids/ holds
+  registerGridFile({ ...shipped, points: shipped.points.map((p) => 1.25 * p) });
+  try {
+    const steps = [10, ...Array(70).fill(1)];
+    const method = 'higgs[q=higgs:2x8]';
+    const inStep = run(method, 'materialized', false, steps);
+    const background = run(method, 'materialized', true, steps);
+    assert.deepEqual(background.logits, inStep.logits);
+    sameBlocks(background.cache, inStep.cache);
+    if (threads) assert.ok(background.cache.backgroundRows > 0);
+  } finally {
+    registerGridFile(shipped);
+  }
+  // and the shipped grid again afterwards: other codecs, other bits
+  const steps = [10, ...Array(40).fill(1)];
+  const inStep = run('higgs[q=higgs:2x8]', 'compact', false, steps);
+  const background = run('higgs[q=higgs:2x8]', 'compact', true, steps);
+  sameBlocks(background.cache, inStep.cache);
+  assert.deepEqual(background.logits, inStep.logits);
 });

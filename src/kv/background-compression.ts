@@ -18,6 +18,7 @@
  * not per token (KIVI's) compress in the step, as do hosts without threads (browsers).
  */
 import { platform, type BackgroundThread } from '../platform/index.js';
+import { readGridFile, registerGridFile, type GridFile } from '../quant/grid.js';
 import { HiggsQuantizer } from '../quant/higgs.js';
 import { encodesWithKernels, higgsKernelsOn, setHiggsKernels } from '../quant/higgs-wasm.js';
 import type { QuantizedBlock } from '../quant/quantizer.js';
@@ -42,6 +43,8 @@ interface CodecsMessage {
   kind: 'codecs';
   key: string;
   plan: string; // methodKey: every quantizer resolved
+  /** The grids the plan's quantizers use, as this thread has them (registered as data, or read from grids/). */
+  grids: GridFile[];
   nLayers: number;
   C: number;
   predictors: { keys: PredictorData[]; values: PredictorData[] } | null;
@@ -79,14 +82,36 @@ export interface TakenRows {
 
 const registered = new WeakMap<BackgroundThread, Set<string>>();
 
+/** The module the thread runs: this one (`handle` below); tests put in one that fails. */
+let handlerModule = import.meta.url;
+/** For tests: caches made from now on use a thread running `url`'s handler. Returns the previous module. */
+export function useHandlerModule(url: string): string {
+  const was = handlerModule;
+  handlerModule = url;
+  return was;
+}
+/** Threads that failed once: said once, not by every cache that finds out. */
+const failed = new WeakSet<BackgroundThread>();
+
+type Job = { seq: number; from: number; rows: number; reply?: CompressedRows };
+/**
+ * A cache dropped with jobs outstanding: their replies are forgotten, or another cache's wait,
+ * which takes in every reply that has come, would keep them (a server makes a cache per request).
+ */
+const forgetJobs = new FinalizationRegistry<{ thread: BackgroundThread; jobs: { list: Job[] } }>(({ thread, jobs }) => {
+  for (const job of jobs.list) if (!job.reply) thread.drop(job.seq);
+});
+
 /** A cache's side: which of its buffered rows the thread holds, and taking them back. */
 export class BackgroundCompression {
-  private jobs: { seq: number; from: number; rows: number; reply?: CompressedRows }[] = [];
+  private readonly pending: { list: Job[] } = { list: [] }; // sent, not yet taken, in order
   private sentTo = 0; // position: rows before it are sent (or were compressed in the step)
   /** Tokens whose codes came from the thread (for benchmarks and tests). */
   rowsTaken = 0;
 
-  private constructor(private thread: BackgroundThread | null, private readonly key: string, private readonly L: number, private readonly C: number) {}
+  private constructor(private thread: BackgroundThread | null, private readonly key: string, private readonly L: number, private readonly C: number) {
+    if (thread) forgetJobs.register(this, { thread, jobs: this.pending });
+  }
 
   /**
    * The background side of a cache of `plan`'s codecs, or null where compression stays in the
@@ -94,24 +119,33 @@ export class BackgroundCompression {
    */
   static for(plan: CacheMethod, codecs: LayerCodec[], predictors: PredictorSet | null, C: number): BackgroundCompression | null {
     if (!codecs.every((c) => c.keyQuantizer.rowwise && c.valueQuantizer.rowwise)) return null;
-    const thread = platform.backgroundThread(import.meta.url);
+    const thread = platform.backgroundThread(handlerModule);
     if (!thread) return null;
     const plain = methodKey(plan, C);
     const usesPredictors = plan.usesPredictors && predictors !== null;
-    const key = usesPredictors ? `${plain}#${predictorsDigest(predictors)}` : plain;
+    // the thread gets this thread's grids, whatever its own files hold, and codecs of other
+    // grids (registered anew) are other codecs
+    const grids = new Map<string, GridFile>();
+    for (const c of codecs) {
+      for (const q of [c.keyQuantizer, c.valueQuantizer]) if (q instanceof HiggsQuantizer) grids.set(`${q.grid.d}x${q.grid.n}`, readGridFile(q.grid.d, q.grid.n));
+    }
+    const gridsHash = platform.sha256();
+    for (const [name, g] of grids) gridsHash.update(`${name}:${g.points.join(',')};`);
+    const key = `${plain}#${gridsHash.digest().slice(0, 16)}${usesPredictors ? `#${predictorsDigest(predictors)}` : ''}`;
     let known = registered.get(thread);
     if (!known) registered.set(thread, (known = new Set()));
     if (!known.has(key)) {
       const data = (list: (LinearPredictor | null)[]): PredictorData[] => list.map((p) => (p ? { weight: p.weight, bias: p.bias, inDim: p.inDim, outDim: p.outDim } : null));
-      const message: CodecsMessage = { kind: 'codecs', key, plan: plain, nLayers: codecs.length, C, predictors: usesPredictors ? { keys: data(predictors.keys), values: data(predictors.values) } : null };
+      const message: CodecsMessage = { kind: 'codecs', key, plan: plain, grids: [...grids.values()], nLayers: codecs.length, C, predictors: usesPredictors ? { keys: data(predictors.keys), values: data(predictors.values) } : null };
       thread.drop(thread.send(message));
       known.add(key);
     }
     return new BackgroundCompression(thread, key, codecs.length, C);
   }
 
-  /** Whether jobs go to the thread (false once it failed). */
+  /** Whether jobs go to the thread (false once it failed, for this cache or another). */
   get running(): boolean {
+    if (this.thread && failed.has(this.thread)) this.stop();
     return this.thread !== null;
   }
 
@@ -123,7 +157,7 @@ export class BackgroundCompression {
     const from = Math.max(this.sentTo, bufStart);
     if (!this.thread || end - from < JOB_ROWS) return;
     const seq = this.post(bufK, bufV, bufStart, from, end, false);
-    this.jobs.push({ seq, from, rows: end - from });
+    this.pending.list.push({ seq, from, rows: end - from });
     this.sentTo = end;
   }
 
@@ -156,7 +190,8 @@ export class BackgroundCompression {
     try {
       return this.thread!.reply(seq, REPLY_TIMEOUT_MS) as CompressedRows;
     } catch (e) {
-      platform.warn(`compressing on a background thread failed (${(e as Error).message}); compressing in the decode step from now on`);
+      if (!failed.has(this.thread!)) platform.warn(`compressing on a background thread failed (${(e as Error).message}); compressing in the decode step from now on`);
+      failed.add(this.thread!);
       this.stop();
       return null;
     }
@@ -171,8 +206,8 @@ export class BackgroundCompression {
   take(start: number, n: number): TakenRows {
     const taken: TakenRows = { rows: 0, keys: Array.from({ length: this.L }, () => []), values: Array.from({ length: this.L }, () => []), behind: false };
     const end = start + n;
-    while (this.jobs.length > 0 && this.jobs[0].from < end) {
-      const job = this.jobs.shift()!;
+    while (this.pending.list.length > 0 && this.pending.list[0].from < end) {
+      const job = this.pending.list.shift()!;
       const usable = this.thread !== null && !taken.behind && job.from === start + taken.rows && job.from + job.rows <= end;
       if (usable && !job.reply && !this.thread!.ready(job.seq)) taken.behind = true;
       if (!usable || taken.behind) {
@@ -193,7 +228,7 @@ export class BackgroundCompression {
 
   /** Waits until every job sent is done (tests and benchmarks: decode itself never waits for a job). */
   settle(): void {
-    for (const job of this.jobs) {
+    for (const job of this.pending.list) {
       if (!this.thread) return;
       job.reply ??= this.wait(job.seq) ?? undefined;
     }
@@ -201,8 +236,8 @@ export class BackgroundCompression {
 
   /** The cache was cut or restored: what was sent no longer stands; rows from `position` on are unsent. */
   reset(position: number): void {
-    for (const job of this.jobs) if (!job.reply) this.thread?.drop(job.seq);
-    this.jobs = [];
+    for (const job of this.pending.list) if (!job.reply) this.thread?.drop(job.seq);
+    this.pending.list = [];
     this.sentTo = position;
   }
 
@@ -215,12 +250,24 @@ export class BackgroundCompression {
 // ---- the thread's side ----
 
 const codecsByKey = new Map<string, LayerCodec[]>();
+
+/** Whether this thread already has grid `g`'s points (from grids/ or registered before). */
+function sameGrid(g: GridFile): boolean {
+  try {
+    const have = readGridFile(g.d, g.n);
+    return have.points.length === g.points.length && have.points.every((p, i) => p === g.points[i]);
+  } catch {
+    return false; // neither shipped nor registered here
+  }
+}
 const workspace = new Workspace();
 
 /** Runs one message on the background thread (see BackgroundThread). */
 export function handle(message: CodecsMessage | CompressMessage): CompressedRows | null {
   if (message.kind === 'codecs') {
-    const { key, plan, nLayers, C, predictors } = message;
+    const { key, plan, grids, nLayers, C, predictors } = message;
+    // registered only where this thread's differ: registering drops a grid's built search table
+    for (const g of grids) if (!sameGrid(g)) registerGridFile(g);
     const make = (list: PredictorData[]) => list.map((p) => (p ? new LinearPredictor(p.weight, p.bias, p.inDim, p.outDim) : null));
     const set: PredictorSet | null = predictors ? { method: plan, methodKey: plan, budget: null, keys: make(predictors.keys), values: make(predictors.values) } : null;
     const codecs = layerCodecs(parseMethod(plan), nLayers, C, set);

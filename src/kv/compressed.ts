@@ -289,8 +289,9 @@ export class CompressedCache implements KVCache {
     const w = taken.rows;
     const { keys, values } = taken;
     const wantRebuild = this.store.needsRebuild;
-    // the rest to the thread if it keeps up (else it would be waited for); here otherwise
-    const seq = w < n && !taken.behind ? bg.sendNow(r.bufK, r.bufV, r.bufStart, chunk.start + w, chunk.start + n, wantRebuild) : null;
+    // the rest to the thread if it has just shown it keeps up (a job of this chunk taken, none
+    // behind), else it would be waited for (still starting, or busy); here otherwise
+    const seq = w > 0 && w < n && !taken.behind && bg.running ? bg.sendNow(r.bufK, r.bufV, r.bufStart, chunk.start + w, chunk.start + n, wantRebuild) : null;
     if (w > 0 && wantRebuild) {
       let prev = { k: new Float32Array(w * C), v: new Float32Array(w * C) };
       let cur = { k: new Float32Array(w * C), v: new Float32Array(w * C) };
