@@ -51,6 +51,15 @@ function sameBlocks(a: CompressedCache, b: CompressedCache): void {
   });
 }
 
+/** Runs `steps` through a cache compressing in its steps and one with the thread: the same logits and blocks; the latter. */
+function sameAsInStep(method: string, mode: 'materialized' | 'compact', steps: number[]) {
+  const inStep = run(method, mode, false, steps);
+  const background = run(method, mode, true, steps);
+  assert.deepEqual(background.logits, inStep.logits);
+  sameBlocks(background.cache, inStep.cache);
+  return background;
+}
+
 // a prompt, then decode one token at a time (jobs of JOB_ROWS go to the thread, the filling step
 // takes them back), then a step of 40 that fills a chunk whose first rows a job holds (taken
 // layer by layer), then decode again
@@ -103,11 +112,7 @@ test('the thread uses the caller\'s arithmetic: with the portable product the re
   const was = gemmBackend();
   setGemmBackend('ts');
   try {
-    const steps = [10, ...Array(60).fill(1)];
-    const inStep = run(AQUA, 'materialized', false, steps);
-    const background = run(AQUA, 'materialized', true, steps);
-    assert.deepEqual(background.logits, inStep.logits);
-    sameBlocks(background.cache, inStep.cache);
+    const background = sameAsInStep(AQUA, 'materialized', [10, ...Array(60).fill(1)]);
     if (threads) assert.ok(background.cache.backgroundRows > 0);
   } finally {
     setGemmBackend(was);
@@ -179,20 +184,11 @@ test('the thread compresses with this process\'s grids, also where they were sup
   // the same grid, scaled: what this process now quantizes with, not what grids/ holds
   registerGridFile({ ...shipped, points: shipped.points.map((p) => 1.25 * p) });
   try {
-    const steps = [10, ...Array(70).fill(1)];
-    const method = 'higgs[q=higgs:2x8]';
-    const inStep = run(method, 'materialized', false, steps);
-    const background = run(method, 'materialized', true, steps);
-    assert.deepEqual(background.logits, inStep.logits);
-    sameBlocks(background.cache, inStep.cache);
+    const background = sameAsInStep('higgs[q=higgs:2x8]', 'materialized', [10, ...Array(70).fill(1)]);
     if (threads) assert.ok(background.cache.backgroundRows > 0);
   } finally {
     registerGridFile(shipped);
   }
   // and the shipped grid again afterwards: other codecs, other bits
-  const steps = [10, ...Array(40).fill(1)];
-  const inStep = run('higgs[q=higgs:2x8]', 'compact', false, steps);
-  const background = run('higgs[q=higgs:2x8]', 'compact', true, steps);
-  sameBlocks(background.cache, inStep.cache);
-  assert.deepEqual(background.logits, inStep.logits);
+  sameAsInStep('higgs[q=higgs:2x8]', 'compact', [10, ...Array(40).fill(1)]);
 });
