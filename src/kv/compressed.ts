@@ -186,18 +186,20 @@ export class CompressedCache implements KVCache {
     const nBuf = n - nSink;
     if (nBuf > 0) {
       const k = r.bufK[layer];
-      const first = k.append(keysPreRope.subarray(nSink * C), nBuf);
+      const first = k.append(nSink > 0 ? keysPreRope.subarray(nSink * C) : keysPreRope, nBuf);
       if (this.setup.plan.keysAfterRope) rope.apply(k.data.subarray(first * C), nBuf, config.nKvHeads, start + nSink);
-      r.bufV[layer].append(values.subarray(nSink * C), nBuf);
+      r.bufV[layer].append(nSink > 0 ? values.subarray(nSink * C) : values, nBuf);
     }
     const view = this.store.view(layer, keysPreRope, values, n, start);
     if (this.compressing.length > 0 && !this.atLastLayer) this.compressLayer(layer);
     this.order.leave(layer);
     if (layer === config.nLayers - 1) {
-      if (this.atLastLayer) for (const chunk of this.compressing) this.compressThroughThread(chunk);
-      r.chunks.push(...this.compressing);
-      this.compressing = [];
-      this.taken.clear();
+      if (this.compressing.length > 0) {
+        if (this.atLastLayer) for (const chunk of this.compressing) this.compressThroughThread(chunk);
+        r.chunks.push(...this.compressing);
+        this.compressing = [];
+        this.taken.clear();
+      }
       // every layer of this step's tokens is in: the buffer's unsent rows may go to the thread
       this.background?.send(r.bufK, r.bufV, r.bufStart, start + n);
       // a long prefill compresses many chunks at once; decode compresses one block at a time, so
