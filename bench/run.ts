@@ -207,7 +207,7 @@ if (sections.has('cache') && model) {
   const C = cfg.kvDim;
   // the fp limit: every weight and every cached key and value is read once per step
   // measured again right before each context's runs (the machine's speed swings within seconds)
-  let measureBandwidth: (() => number) | null = bandwidthProbe();
+  const measureBandwidth = bandwidthProbe();
   const weightBytes = heldWeightBytes(model.weights);
   // compact's floor: the products its step runs, and nothing else. Per layer and span of its last
   // step (kv/chunk-store.ts): a keys product [rows, C + G]·[C + G, C] and a values product
@@ -408,7 +408,7 @@ if (sections.has('cache') && model) {
     notes.push(`         fp and materialized: the copy bandwidth measured right before this context, ${(bandwidth / 1e9).toFixed(1)} GB/s`);
     for (const n of notes) say(n);
   }
-  measureBandwidth = null; // its 128 MiB go
+  measureBandwidth.close(); // its thread and 128 MiB go
   gcObserver.disconnect();
   say('bound: fp and materialized, the copy bandwidth over the bytes a step reads (weights + cached keys and values);\n       compact, its own floor: the products its step runs (each layer\'s keys and values, per block of chunks, with its weights), as its steps run them, timed around each call less the collection inside (of bound: the median over its 5 runs of that time ÷ the steps\' time)');
   results.cache = rows;
