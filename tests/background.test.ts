@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { calibrate, CompressedCache, createCache, loadModel, parseMethod } from '../src/index.js';
-import { JOB_ROWS, useHandlerModule } from '../src/kv/background-compression.js';
+import { JOB_ROWS, LONG_JOB_ROWS, useHandlerModule } from '../src/kv/background-compression.js';
 import { concatRows, type QuantizedBlock } from '../src/quant/quantizer.js';
 import { HiggsQuantizer } from '../src/quant/higgs.js';
 import { readGridFile, registerGridFile } from '../src/quant/grid.js';
@@ -22,8 +22,8 @@ const threads = (process.env.AQUAKV_THREADS ? Number(process.env.AQUAKV_THREADS)
  * `settle`: after each step, wait for the thread's jobs (so the steps that fill chunks find them
  * done, rather than whatever the thread managed meanwhile).
  */
-function run(method: string, mode: 'materialized' | 'compact', background: boolean, steps: number[], edit?: (c: CompressedCache, at: number) => void, settle = true) {
-  const cache = createCache(model, parseMethod(method), method.startsWith('aquakv') ? predictors : null, { mode, background, buffer: 32 }) as CompressedCache;
+function run(method: string, mode: 'materialized' | 'compact', background: boolean, steps: number[], edit?: (c: CompressedCache, at: number) => void, settle = true, buffer = 32) {
+  const cache = createCache(model, parseMethod(method), method.startsWith('aquakv') ? predictors : null, { mode, background, buffer }) as CompressedCache;
   const logits: number[] = [];
   let at = 0;
   steps.forEach((n, i) => {
@@ -52,9 +52,9 @@ function sameBlocks(a: CompressedCache, b: CompressedCache): void {
 }
 
 /** Runs `steps` through a cache compressing in its steps and one with the thread: the same logits and blocks; the latter. */
-function sameAsInStep(method: string, mode: 'materialized' | 'compact', steps: number[]) {
-  const inStep = run(method, mode, false, steps);
-  const background = run(method, mode, true, steps);
+function sameAsInStep(method: string, mode: 'materialized' | 'compact', steps: number[], buffer = 32) {
+  const inStep = run(method, mode, false, steps, undefined, true, buffer);
+  const background = run(method, mode, true, steps, undefined, true, buffer);
   assert.deepEqual(background.logits, inStep.logits);
   sameBlocks(background.cache, inStep.cache);
   return background;
@@ -84,6 +84,15 @@ for (const mode of ['materialized', 'compact'] as const) {
     }
   });
 }
+
+test('with chunks of 128 the thread takes jobs of 32 far from a chunk\'s end and of 8 near it, the same bits', () => {
+  const background = sameAsInStep(AQUA, 'materialized', [20, ...Array(250).fill(1)], 128);
+  if (threads) {
+    // chunks [4, 128) (prompt and decode) and [128, 256): all but each filling step's last rows from the thread
+    assert.ok(background.cache.backgroundRows >= 200, `${background.cache.backgroundRows} rows from the thread`);
+  }
+  assert.equal(LONG_JOB_ROWS % JOB_ROWS, 0);
+});
 
 test('cutting and forking a cache with jobs on the thread keeps it equal to one compressing in its steps', () => {
   // cut inside the buffer after 50 decode steps (rows sent, some cut), then again to a chunk boundary; fork midway

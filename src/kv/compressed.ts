@@ -201,7 +201,7 @@ export class CompressedCache implements KVCache {
         this.taken.clear();
       }
       // every layer of this step's tokens is in: the buffer's unsent rows may go to the thread
-      this.background?.send(r.bufK, r.bufV, r.bufStart, start + n);
+      this.background?.send(r.bufK, r.bufV, r.bufStart, start + n, this.options.buffer);
       // a long prefill compresses many chunks at once; decode compresses one block at a time, so
       // keep no more reconstruction scratch than one block needs. A materialized cache keeps none:
       // it compresses once per block of tokens, and between times the scratch would only add to
