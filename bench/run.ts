@@ -316,7 +316,7 @@ if (sections.has('cache') && model) {
         const calls = runs.map(() => [] as [number, number][]);
         const steps = runs[0].steps;
         for (let i = 0; i < steps; i++) {
-          // which goes first alternates step by step: the second of two steps ran up to 4% faster
+          // which goes first alternates step by step: the second of two steps ran up to ~2% faster
           // than the first here (fp against fp), which a fixed order gave to one of them
           const order = i % 2 === 0 ? runs.map((_, j) => j) : runs.map((_, j) => runs.length - 1 - j);
           for (const j of order) {

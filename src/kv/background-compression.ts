@@ -18,7 +18,7 @@
  * not per token (KIVI's) compress in the step, as do hosts without threads (browsers).
  */
 import { platform, type BackgroundThread } from '../platform/index.js';
-import { readGridFile, registerGridFile, type GridFile } from '../quant/grid.js';
+import { loadGrid, registerGridFile, type Grid } from '../quant/grid.js';
 import { HiggsQuantizer } from '../quant/higgs.js';
 import { encodesWithKernels, higgsKernelsOn, setHiggsKernels } from '../quant/higgs-wasm.js';
 import type { QuantizedBlock } from '../quant/quantizer.js';
@@ -50,8 +50,8 @@ interface CodecsMessage {
   kind: 'codecs';
   key: string;
   plan: string; // methodKey: every quantizer resolved
-  /** The grids the plan's quantizers use, as this thread has them (registered as data, or read from grids/). */
-  grids: GridFile[];
+  /** The grids the codecs' quantizers hold: the thread quantizes with these, whatever its own files hold. */
+  grids: { d: number; n: number; points: Float32Array }[];
   nLayers: number;
   C: number;
   predictors: { keys: PredictorData[]; values: PredictorData[] } | null;
@@ -89,6 +89,17 @@ export interface TakenRows {
 
 const registered = new WeakMap<BackgroundThread, Set<string>>();
 
+const gridDigests = new WeakMap<Grid, string>();
+/** A short hash of a grid's points (the thread's codecs are keyed by the grids they hold). */
+function gridDigest(g: Grid): string {
+  let d = gridDigests.get(g);
+  if (d === undefined) {
+    d = platform.sha256().update(`${g.d}x${g.n}:`).update(new Uint8Array(g.points.buffer, g.points.byteOffset, g.points.byteLength)).digest().slice(0, 16);
+    gridDigests.set(g, d);
+  }
+  return d;
+}
+
 /** The module the thread runs: this one (`handle` below); tests put in one that fails. */
 let handlerModule = import.meta.url;
 /** For tests: caches made from now on use a thread running `url`'s handler. Returns the previous module. */
@@ -116,7 +127,10 @@ export class BackgroundCompression {
   /** Tokens whose codes came from the thread (for benchmarks and tests). */
   rowsTaken = 0;
 
-  private constructor(private thread: BackgroundThread | null, private readonly key: string, private readonly L: number, private readonly C: number) {
+  private constructor(
+    private thread: BackgroundThread | null, private readonly key: string, private readonly L: number, private readonly C: number,
+    private readonly chunkRows: number, // B: chunks are positions [kB, (k+1)B)
+  ) {
     if (thread) forgetJobs.register(this, { thread, jobs: this.pending });
   }
 
@@ -124,30 +138,27 @@ export class BackgroundCompression {
    * The background side of a cache of `plan`'s codecs, or null where compression stays in the
    * step: a quantizer that is not per token, or no thread on this host.
    */
-  static for(plan: CacheMethod, codecs: LayerCodec[], predictors: PredictorSet | null, C: number): BackgroundCompression | null {
+  static for(plan: CacheMethod, codecs: LayerCodec[], predictors: PredictorSet | null, C: number, chunkRows: number): BackgroundCompression | null {
     if (!codecs.every((c) => c.keyQuantizer.rowwise && c.valueQuantizer.rowwise)) return null;
     const thread = platform.backgroundThread(handlerModule);
     if (!thread) return null;
     const plain = methodKey(plan, C);
     const usesPredictors = plan.usesPredictors && predictors !== null;
-    // the thread gets this thread's grids, whatever its own files hold, and codecs of other
-    // grids (registered anew) are other codecs
-    const grids = new Map<string, GridFile>();
-    for (const c of codecs) {
-      for (const q of [c.keyQuantizer, c.valueQuantizer]) if (q instanceof HiggsQuantizer) grids.set(`${q.grid.d}x${q.grid.n}`, readGridFile(q.grid.d, q.grid.n));
-    }
-    const gridsHash = platform.sha256();
-    for (const [name, g] of grids) gridsHash.update(`${name}:${g.points.join(',')};`);
-    const key = `${plain}#${gridsHash.digest().slice(0, 16)}${usesPredictors ? `#${predictorsDigest(predictors)}` : ''}`;
+    // the thread gets the grids these codecs hold, and codecs of other grids (a grid registered
+    // anew as data) are other codecs
+    const grids = new Set<Grid>();
+    for (const c of codecs) for (const q of [c.keyQuantizer, c.valueQuantizer]) if (q instanceof HiggsQuantizer) grids.add(q.grid);
+    const key = [plain, ...[...grids].map(gridDigest), ...(usesPredictors ? [predictorsDigest(predictors)] : [])].join('#');
     let known = registered.get(thread);
     if (!known) registered.set(thread, (known = new Set()));
     if (!known.has(key)) {
       const data = (list: (LinearPredictor | null)[]): PredictorData[] => list.map((p) => (p ? { weight: p.weight, bias: p.bias, inDim: p.inDim, outDim: p.outDim } : null));
-      const message: CodecsMessage = { kind: 'codecs', key, plan: plain, grids: [...grids.values()], nLayers: codecs.length, C, predictors: usesPredictors ? { keys: data(predictors.keys), values: data(predictors.values) } : null };
+      const held = [...grids].map((g) => ({ d: g.d, n: g.n, points: g.points }));
+      const message: CodecsMessage = { kind: 'codecs', key, plan: plain, grids: held, nLayers: codecs.length, C, predictors: usesPredictors ? { keys: data(predictors.keys), values: data(predictors.values) } : null };
       thread.drop(thread.send(message));
       known.add(key);
     }
-    return new BackgroundCompression(thread, key, codecs.length, C);
+    return new BackgroundCompression(thread, key, codecs.length, C, chunkRows);
   }
 
   /** Whether jobs go to the thread (false once it failed, for this cache or another). */
@@ -158,12 +169,12 @@ export class BackgroundCompression {
 
   /**
    * At the end of a step: sends the buffered rows not yet sent, [max(sent, bufStart), end), once
-   * there are LONG_JOB_ROWS of them, or JOB_ROWS near the end of their chunk (of `chunkRows`
-   * positions); every row of the buffer is in, each layer's row `end − bufStart` last.
+   * there are LONG_JOB_ROWS of them, or JOB_ROWS near the end of their chunk; every row of the
+   * buffer is in, each layer's row `end − bufStart` last.
    */
-  send(bufK: RowBuffer[], bufV: RowBuffer[], bufStart: number, end: number, chunkRows: number): void {
+  send(bufK: RowBuffer[], bufV: RowBuffer[], bufStart: number, end: number): void {
     const from = Math.max(this.sentTo, bufStart);
-    const chunkEnd = (Math.floor(from / chunkRows) + 1) * chunkRows; // chunks are positions [kB, (k+1)B)
+    const chunkEnd = (Math.floor(from / this.chunkRows) + 1) * this.chunkRows;
     const size = chunkEnd - from > LONG_JOB_ROWS + JOB_ROWS ? LONG_JOB_ROWS : JOB_ROWS;
     if (!this.thread || end - from < size) return;
     const seq = this.post(bufK, bufV, bufStart, from, end, false);
@@ -181,10 +192,6 @@ export class BackgroundCompression {
     return this.post(bufK, bufV, bufStart, from, to, rebuild);
   }
 
-  /** The answer to `sendNow`'s job, waiting for it; null where the thread failed (the caller compresses them). */
-  result(seq: number): CompressedRows | null {
-    return this.wait(seq);
-  }
 
   /** One message of rows [from, to) of every layer's buffer, in one transferred array. */
   private post(bufK: RowBuffer[], bufV: RowBuffer[], bufStart: number, from: number, to: number, rebuild: boolean): number {
@@ -196,7 +203,8 @@ export class BackgroundCompression {
     return this.thread!.send(message, [kv.buffer as ArrayBuffer]);
   }
 
-  private wait(seq: number): CompressedRows | null {
+  /** The answer to job `seq`, waiting for it; null where the thread failed (the caller compresses its rows). */
+  result(seq: number): CompressedRows | null {
     try {
       return this.thread!.reply(seq, REPLY_TIMEOUT_MS) as CompressedRows;
     } catch (e) {
@@ -224,7 +232,7 @@ export class BackgroundCompression {
         if (!job.reply) this.thread?.drop(job.seq);
         continue;
       }
-      const reply = job.reply ?? this.wait(job.seq);
+      const reply = job.reply ?? this.result(job.seq);
       if (!reply) break;
       for (let l = 0; l < this.L; l++) {
         taken.keys[l].push(reply.keys[l]);
@@ -240,7 +248,7 @@ export class BackgroundCompression {
   settle(): void {
     for (const job of this.pending.list) {
       if (!this.thread) return;
-      job.reply ??= this.wait(job.seq) ?? undefined;
+      job.reply ??= this.result(job.seq) ?? undefined;
     }
   }
 
@@ -261,11 +269,11 @@ export class BackgroundCompression {
 
 const codecsByKey = new Map<string, LayerCodec[]>();
 
-/** Whether this thread already has grid `g`'s points (from grids/ or registered before). */
-function sameGrid(g: GridFile): boolean {
+/** Whether this thread's grid of `g`'s shape has `g`'s points (from grids/ or registered before). */
+function sameGrid(g: { d: number; n: number; points: Float32Array }): boolean {
   try {
-    const have = readGridFile(g.d, g.n);
-    return have.points.length === g.points.length && have.points.every((p, i) => p === g.points[i]);
+    const have = loadGrid(g.d, g.n).points;
+    return have.length === g.points.length && have.every((p, i) => p === g.points[i]);
   } catch {
     return false; // neither shipped nor registered here
   }
@@ -277,7 +285,9 @@ export function handle(message: CodecsMessage | CompressMessage): CompressedRows
   if (message.kind === 'codecs') {
     const { key, plan, grids, nLayers, C, predictors } = message;
     // registered only where this thread's differ: registering drops a grid's built search table
-    for (const g of grids) if (!sameGrid(g)) registerGridFile(g);
+    for (const g of grids) {
+      if (!sameGrid(g)) registerGridFile({ d: g.d, n: g.n, points: Array.from(g.points), mse: NaN, seed: 0, samples: 0, method: 'as the cache\'s process holds it' });
+    }
     const make = (list: PredictorData[]) => list.map((p) => (p ? new LinearPredictor(p.weight, p.bias, p.inDim, p.outDim) : null));
     const set: PredictorSet | null = predictors ? { method: plan, methodKey: plan, budget: null, keys: make(predictors.keys), values: make(predictors.values) } : null;
     const codecs = layerCodecs(parseMethod(plan), nLayers, C, set);

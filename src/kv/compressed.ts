@@ -131,7 +131,7 @@ export class CompressedCache implements KVCache {
     else if (mode === 'compact') this.store = new CompactStore(this.context, this.r, codecs, this.ws, this.otherWorking);
     else if (state) this.store = MaterializedStore.restore(this.context, this.r, codecs, this.ws);
     else this.store = new MaterializedStore(this.context);
-    this.background = background && this.first === 0 ? BackgroundCompression.for(setup.plan, codecs, setup.predictors, kvDim) : null;
+    this.background = background && this.first === 0 ? BackgroundCompression.for(setup.plan, codecs, setup.predictors, kvDim, buffer) : null;
   }
 
   /** Tokens whose codes the background thread made, so far (see CacheOptions.background). */
@@ -201,7 +201,7 @@ export class CompressedCache implements KVCache {
         this.taken.clear();
       }
       // every layer of this step's tokens is in: the buffer's unsent rows may go to the thread
-      this.background?.send(r.bufK, r.bufV, r.bufStart, start + n, this.options.buffer);
+      this.background?.send(r.bufK, r.bufV, r.bufStart, start + n);
       // a long prefill compresses many chunks at once; decode compresses one block at a time, so
       // keep no more reconstruction scratch than one block needs. A materialized cache keeps none:
       // it compresses once per block of tokens, and between times the scratch would only add to

@@ -122,20 +122,17 @@ export const platform: Platform = {
   fastGemm() {
     // AQUAKV_GEMM=ts asks for the portable product on purpose (tests, comparisons): no notice then
     if (process.env.AQUAKV_GEMM === 'ts') return { fn: null, reason: 'AQUAKV_GEMM=ts', quiet: true };
-    const threads = process.env.AQUAKV_THREADS ? Number(process.env.AQUAKV_THREADS) : undefined;
     const parallelMin = process.env.AQUAKV_PARALLEL_MIN ? Number(process.env.AQUAKV_PARALLEL_MIN) : undefined;
-    return loadOrtGemm(threads, parallelMin);
+    return loadOrtGemm(threadCount(), parallelMin);
   },
   kernelPool() {
-    // the same thread count as the native product: AQUAKV_THREADS, else every core
-    const threads = process.env.AQUAKV_THREADS ? Number(process.env.AQUAKV_THREADS) : availableParallelism();
-    if (pool === undefined) pool = createKernelPool(Math.max(0, threads - 1));
+    // the same thread count as the native product
+    if (pool === undefined) pool = createKernelPool(Math.max(0, threadCount() - 1));
     return pool;
   },
   backgroundThread(moduleUrl) {
     // the same cores as the products: AQUAKV_THREADS=1 (one core for all of aquakv) means none
-    const threads = process.env.AQUAKV_THREADS ? Number(process.env.AQUAKV_THREADS) : availableParallelism();
-    if (process.env.AQUAKV_BACKGROUND === '0' || !(threads >= 2)) return null;
+    if (process.env.AQUAKV_BACKGROUND === '0' || !(threadCount() >= 2)) return null;
     let t = background.get(moduleUrl);
     if (t === undefined) {
       t = startBackgroundThread(moduleUrl);
@@ -181,6 +178,11 @@ export const platform: Platform = {
     process.stderr.write(`aquakv: ${message}\n`);
   },
 };
+
+/** Threads aquakv may use: AQUAKV_THREADS, else every core. */
+function threadCount(): number {
+  return process.env.AQUAKV_THREADS ? Number(process.env.AQUAKV_THREADS) : availableParallelism();
+}
 
 let pool: KernelPool | null | undefined;
 const background = new Map<string, BackgroundThread | null>();
