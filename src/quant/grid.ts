@@ -116,8 +116,9 @@ export class Grid {
    * point), so the search stays exact. A box's squared distances are sums over the four axes of
    * each axis's term, which depends on the box's column along that axis only: the terms are
    * tabled once and summed axis after axis, in the order (and so to the bits) of the sum written
-   * out per box, which took 65 536 boxes × 256 points × 4 axes of it (0.35 s here, and twice that
-   * on a busy core: the background thread built it while the first chunks waited).
+   * out per box, which took 65 536 boxes × 256 points × 4 axes of it (0.30 s here against 0.08,
+   * and about twice that on a busy core: the background thread built it while the first chunks
+   * waited).
    */
   private buildBoxes(): void {
     const p = this.points;
