@@ -376,10 +376,11 @@ if (sections.has('cache') && model) {
       const bound = compact ? 1000 / floorMs : fpLimit;
       const ofBound = compact ? median(compact.shares) : tps / bound;
       if (isFp) fp = { tps, resident: mem.total };
-      let compactFields: Record<string, number> = { collectionMs, copyBandwidth: bandwidth };
+      // every row: collection and the bandwidth bounding it; materialized and compact add their own
+      let measures: Record<string, number> = { collectionMs, copyBandwidth: bandwidth };
       if (!isFp && !compact && background) {
         // the step that fills a chunk compresses it: on the background thread, all but its last rows
-        compactFields = { ...compactFields, fillingStepMs: median(filling), otherStepMs: median(others), backgroundRows: background.rows, compressedRows: background.of };
+        measures = { ...measures, fillingStepMs: median(filling), otherStepMs: median(others), backgroundRows: background.rows, compressedRows: background.of };
         notes.push(`         materialized: a step that fills a chunk ${median(filling).toFixed(2)} ms (median of ${filling.length}), the others ${median(others).toFixed(2)} ms; ` +
           `${background.rows} of its ${background.of} compressed tokens were compressed on the background thread`);
       }
@@ -390,7 +391,7 @@ if (sections.has('cache') && model) {
         const productsMs = median(compact.productMs);
         const backToBackMs = 1000 * median(compact.backToBack);
         const gflops = (2 * compact.macs) / (floorMs / 1000) / 1e9;
-        compactFields = {
+        measures = {
           floorMs, floorGflops: gflops, ofBoundCeiling: ceiling, productsMs, collectionMs, collectionInProductsMs: compact.collectionInProductsMs,
           restMs: stepMs - productsMs, backToBackFloorMs: backToBackMs, ofBackToBackFloor: backToBackMs / stepMs,
         };
@@ -401,7 +402,7 @@ if (sections.has('cache') && model) {
           `                  the step: products ${productsMs.toFixed(2)} ms (${compact.collectionInProductsMs.toFixed(2)} of it collection), and ${(stepMs - productsMs).toFixed(2)} ms beside them: ` +
           `fp's step, ${outside.toFixed(2)} ms of collection, ${(stepMs - productsMs - outside - 1000 / fp.tps).toFixed(2)} ms of kernels and JavaScript`);
       }
-      const row = { context, cache: label, decodeTokensPerSecond: tps, toFp: tps / fp.tps, boundTokensPerSecond: bound, ofBound, ...compactFields, residentBytes: mem.total, residentToFp: mem.total / fp.resident, storedBytes: mem.stored };
+      const row = { context, cache: label, decodeTokensPerSecond: tps, toFp: tps / fp.tps, boundTokensPerSecond: bound, ofBound, ...measures, residentBytes: mem.total, residentToFp: mem.total / fp.resident, storedBytes: mem.stored };
       rows.push(row);
       say(`${String(context).padStart(7)}  ${label.padEnd(24)} ${tps.toFixed(1).padStart(9)} ${row.toFp.toFixed(2).padStart(7)} ${bound.toFixed(1).padStart(16)} ${ofBound.toFixed(3).padStart(10)} ${String(mem.total).padStart(16)} ${row.residentToFp.toFixed(2).padStart(7)} ${String(mem.stored).padStart(14)}`);
     }

@@ -24,7 +24,7 @@ import { encodesWithKernels, higgsKernelsOn, setHiggsKernels } from '../quant/hi
 import type { QuantizedBlock } from '../quant/quantizer.js';
 import { gemmBackend, setGemmBackend, type GemmBackendName } from '../tensor/gemm.js';
 import { Workspace } from '../tensor/workspace.js';
-import { layerCodecs, type LayerCodec } from './layer-codec.js';
+import { compressLayers, layerCodecs, type CompressedLayers, type LayerCodec } from './layer-codec.js';
 import { LinearPredictor, predictorsDigest, type PredictorSet } from './linear-predictor.js';
 import { methodKey, parseMethod, type CacheMethod } from './method.js';
 import type { RowBuffer } from './row-buffer.js';
@@ -72,11 +72,7 @@ interface CompressMessage {
 }
 
 /** What a job gives back: each layer's blocks of its rows, and where asked their rebuild ([rows, C] each). */
-export interface CompressedRows {
-  keys: QuantizedBlock[]; // [L]
-  values: QuantizedBlock[];
-  rebuilt: { k: Float32Array; v: Float32Array }[] | null; // [L]
-}
+export type CompressedRows = Omit<CompressedLayers, 'rebuilt'> & { rebuilt: CompressedLayers['rebuilt'] | null };
 
 /** Rows [from, from + rows) taken back from the thread: per layer, the blocks of its jobs in order. */
 export interface TakenRows {
@@ -304,17 +300,6 @@ export function handle(message: CodecsMessage | CompressMessage): CompressedRows
   const { rows: n, kv } = message;
   const L = codecs.length;
   const size = n * codecs[0].C;
-  let prev: { k: Float32Array; v: Float32Array } | null = null;
-  const out: CompressedRows = { keys: [], values: [], rebuilt: message.rebuild ? [] : null };
-  for (let l = 0; l < L; l++) {
-    const rec = { k: new Float32Array(size), v: new Float32Array(size) };
-    const K = kv.subarray(l * size, (l + 1) * size);
-    const V = kv.subarray((L + l) * size, (L + l + 1) * size);
-    const stored = codecs[l].compress(K, V, prev?.k ?? null, prev?.v ?? null, n, rec.k, rec.v, workspace);
-    out.keys.push(stored.keys);
-    out.values.push(stored.values);
-    out.rebuilt?.push(rec);
-    prev = rec;
-  }
-  return out;
+  const out = compressLayers(codecs, (l) => kv.subarray(l * size, (l + 1) * size), (l) => kv.subarray((L + l) * size, (L + l + 1) * size), n, workspace);
+  return { keys: out.keys, values: out.values, rebuilt: message.rebuild ? out.rebuilt : null };
 }

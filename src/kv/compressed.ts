@@ -23,7 +23,7 @@ import { Workspace } from '../tensor/workspace.js';
 import { BackgroundCompression, JOB_ROWS, type TakenRows } from './background-compression.js';
 import { CompactStore, MaterializedStore, type CacheRegions, type Chunk, type ChunkStore, type StoreContext } from './chunk-store.js';
 import { checkCut } from './full.js';
-import type { LayerCodec } from './layer-codec.js';
+import { compressLayers, type LayerCodec } from './layer-codec.js';
 import { predictorBytes, type PredictorSet } from './linear-predictor.js';
 import type { CacheMethod } from './method.js';
 import { RowBuffer } from './row-buffer.js';
@@ -303,24 +303,14 @@ export class CompressedCache implements KVCache {
         [prev, cur] = [cur, prev];
       }
     }
-    const rest = seq === null ? null : bg.result(seq);
     if (w < n) {
-      let prev: { k: Float32Array; v: Float32Array } | null = null;
+      // the thread's answer, or (none asked, or none came) these rows compressed here as it would
+      const at = (b: RowBuffer) => b.view().subarray(w * C, n * C);
+      const rest = (seq === null ? null : bg.result(seq)) ?? compressLayers(codecs, (l) => at(r.bufK[l]), (l) => at(r.bufV[l]), n - w, this.ws);
       for (let l = 0; l < L; l++) {
-        let rec = rest?.rebuilt?.[l] ?? null;
-        if (rest) {
-          keys[l].push(rest.keys[l]);
-          values[l].push(rest.values[l]);
-        } else {
-          // no answer: these rows are compressed here, layer after layer
-          rec = { k: new Float32Array((n - w) * C), v: new Float32Array((n - w) * C) };
-          const at = (b: RowBuffer) => b.view().subarray(w * C, n * C);
-          const stored = codecs[l].compress(at(r.bufK[l]), at(r.bufV[l]), prev?.k ?? null, prev?.v ?? null, n - w, rec.k, rec.v, this.ws);
-          keys[l].push(stored.keys);
-          values[l].push(stored.values);
-          prev = rec;
-        }
-        if (wantRebuild && rec) this.store.compressed(l, chunk.start + w, n - w, rec.k, rec.v);
+        keys[l].push(rest.keys[l]);
+        values[l].push(rest.values[l]);
+        if (wantRebuild) this.store.compressed(l, chunk.start + w, n - w, rest.rebuilt![l].k, rest.rebuilt![l].v);
       }
     }
     for (let l = 0; l < L; l++) {

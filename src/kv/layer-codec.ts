@@ -164,6 +164,32 @@ export class LayerCodec {
   }
 }
 
+/** Rows of every layer compressed together: each layer's blocks and reconstruction ([rows, C] each; keys as stored). */
+export interface CompressedLayers {
+  keys: QuantizedBlock[]; // [L]
+  values: QuantizedBlock[];
+  rebuilt: { k: Float32Array; v: Float32Array }[];
+}
+
+/**
+ * Compresses `rows` tokens through every layer at once, layer l from layer l−1's reconstruction
+ * (what a cache's steps do layer by layer as the forward pass brings them): keys(l), values(l)
+ * [rows, C], as stored. The background thread's jobs, and a filling step the thread did not answer.
+ */
+export function compressLayers(codecs: LayerCodec[], keys: (l: number) => Float32Array, values: (l: number) => Float32Array, rows: number, ws: Workspace): CompressedLayers {
+  const out: CompressedLayers = { keys: [], values: [], rebuilt: [] };
+  let prev: { k: Float32Array; v: Float32Array } | null = null;
+  codecs.forEach((codec, l) => {
+    const rec = { k: new Float32Array(rows * codec.C), v: new Float32Array(rows * codec.C) };
+    const stored = codec.compress(keys(l), values(l), prev?.k ?? null, prev?.v ?? null, rows, rec.k, rec.v, ws);
+    out.keys.push(stored.keys);
+    out.values.push(stored.values);
+    out.rebuilt.push(rec);
+    prev = rec;
+  });
+  return out;
+}
+
 /** The per-layer codecs of a plan (factory.ts `resolvePlan`'s result; quantizers are shared between slots of the same spec). */
 export function layerCodecs(plan: CacheMethod, nLayers: number, C: number, predictors: PredictorSet | null): LayerCodec[] {
   const q = layerQuantizers(plan, C, nLayers);
