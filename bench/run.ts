@@ -200,8 +200,9 @@ if (sections.has('cache') && model) {
   const set = demoPredictors(model, tok).set;
   // the first 30 000 characters (~7 800 tokens, enough for every context and its steps): holding the
   // whole tokenized corpus makes each garbage collection cost more, and onnxruntime-node's output
-  // copies make compact decode collect about once a step (8.8 ms a step of collection at 4 096
-  // tokens with the whole corpus held, 0.6–0.9 ms without)
+  // copies make compact decode collect often (before they were collected young, platform/ort-gemm.ts
+  // `YoungCollection`, a full collection about once a step: 8.8 ms a step at 4 096 tokens with the
+  // whole corpus held, 0.6–0.9 ms without)
   const ids = tok.encode(readText('@sotu-train').slice(0, 30_000));
   const cfg = model.config;
   const C = cfg.kvDim;
@@ -287,8 +288,8 @@ if (sections.has('cache') && model) {
       filling: number[]; others: number[]; background: { rows: number; of: number } | null;
     }[] = [];
     // fp and materialized, then compact, each group's caches made, timed, measured and dropped:
-    // compact's products return copies of their outputs (onnxruntime-node's binding), which make
-    // the process collect about once a step, at a cost that grows with what the process holds
+    // compact's products return copies of their outputs (onnxruntime-node's binding), ~25 MB a
+    // step at 4 096 tokens, which the process collects, at a cost that grows with what it holds
     for (const group of [kinds.slice(0, 2), kinds.slice(2)]) {
       const runs = group.map(([label, make]) => {
         const cache = make();

@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { gemmNaive, gemmRowwise, gemmTs, gemmWasm, ortGemmFn, ortAvailable, type GemmFn } from '../src/tensor/gemm.js';
 import { Rng } from '../src/tensor/rng.js';
+import { YoungCollection } from '../src/platform/ort-gemm.js';
+import { runInNewContext } from 'node:vm';
+import { PerformanceObserver, constants } from 'node:perf_hooks';
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   let m = 0;
@@ -59,4 +62,33 @@ test('gemmRowwise: a row\'s result does not depend on how many rows are multipli
       }
     }
   }
+});
+
+test('the native product\'s output copies: a young-generation collection after every `limit` bytes, and the collector adds no gc to any scope', async () => {
+  let asked = 0;
+  const young = new YoungCollection(() => asked++, 100);
+  young.copied(60);
+  assert.equal(asked, 0);
+  young.copied(60); // 120 ≥ 100: one collection, the count starts again
+  assert.equal(asked, 1);
+  young.copied(99);
+  assert.equal(asked, 1);
+  young.copied(1);
+  assert.equal(asked, 2);
+  // without a collector, nothing is asked and nothing fails
+  new YoungCollection(null, 1).copied(10);
+
+  // on Node the collector is V8's, and what it runs is a young-generation (minor) collection
+  const collect = YoungCollection.collector();
+  assert.equal(typeof collect, 'function');
+  const kinds: number[] = [];
+  const observer = new PerformanceObserver((list) => { for (const e of list.getEntries()) kinds.push((e as unknown as { detail: { kind: number } }).detail.kind); });
+  observer.observe({ entryTypes: ['gc'] });
+  collect!();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  observer.disconnect();
+  assert.ok(kinds.includes(constants.NODE_PERFORMANCE_GC_MINOR), `collections seen: ${kinds.join(', ')}`);
+  // taking it left no gc in the host's global scope (node runs the tests without --expose-gc) nor in later contexts
+  assert.equal(typeof (globalThis as { gc?: unknown }).gc, 'undefined');
+  assert.equal(runInNewContext('typeof gc'), 'undefined');
 });
