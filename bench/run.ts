@@ -392,14 +392,17 @@ if (sections.has('cache') && model) {
         const productsMs = median(compact.productMs);
         const backToBackMs = 1000 * median(compact.backToBack);
         const gflops = (2 * compact.macs) / (floorMs / 1000) / 1e9;
+        // the floor with the model's own step beside the products, which a compact step runs too:
+        // the step's share of that (printed beside "of bound", whose floor is the products alone)
+        const ofFloorWithFpStep = (floorMs + 1000 / fp.tps) / stepMs;
         measures = {
-          floorMs, floorGflops: gflops, ofBoundCeiling: ceiling, productsMs, collectionMs, collectionInProductsMs: compact.collectionInProductsMs,
+          floorMs, floorGflops: gflops, ofBoundCeiling: ceiling, ofFloorWithFpStep, productsMs, collectionMs, collectionInProductsMs: compact.collectionInProductsMs,
           restMs: stepMs - productsMs, backToBackFloorMs: backToBackMs, ofBackToBackFloor: backToBackMs / stepMs,
         };
         const outside = collectionMs - compact.collectionInProductsMs;
         notes.push(`         compact: step ${stepMs.toFixed(2)} ms; its floor, its products' own time in its steps, ${floorMs.toFixed(2)} ms (${gflops.toFixed(0)} GFLOP/s); ` +
           `back to back, after the runs, ${backToBackMs.toFixed(2)} ms (${(backToBackMs / stepMs).toFixed(3)} of the median step); fp's step ${(1000 / fp.tps).toFixed(2)} ms: ` +
-          `floor ÷ (floor + fp's step) = ${ceiling.toFixed(3)}, the most "of bound" can be;\n` +
+          `floor ÷ (floor + fp's step) = ${ceiling.toFixed(3)}, the most "of bound" can be; (floor + fp's step) ÷ step = ${ofFloorWithFpStep.toFixed(3)};\n` +
           `                  the step: products ${productsMs.toFixed(2)} ms (${compact.collectionInProductsMs.toFixed(2)} of it collection), and ${(stepMs - productsMs).toFixed(2)} ms beside them: ` +
           `fp's step, ${outside.toFixed(2)} ms of collection, ${(stepMs - productsMs - outside - 1000 / fp.tps).toFixed(2)} ms of kernels and JavaScript`);
       }
