@@ -331,3 +331,36 @@ test('the SIMD softmax never hides a NaN: a row holding one comes out NaN', () =
     assert.ok(x.every((v) => Number.isNaN(v)), `NaN at ${at}: ${Array.from(x)}`);
   }
 });
+
+test('kernel helpers: hot after a call, blocked after a while, warmed and cooled on request; a product split across a hot helper equals it unsplit, bit for bit', () => {
+  // in a process of its own with AQUAKV_THREADS=2, so there is a helper whatever this machine's cores
+  const script = `
+    const { ArenaSet } = await import(${JSON.stringify(new URL('../src/tensor/wasm-arena.js', import.meta.url).href)});
+    const { HalfMatrix, PARALLEL_MIN_WEIGHTS } = await import(${JSON.stringify(new URL('../src/tensor/half-matrix.js', import.meta.url).href)});
+    const until = (cond, what) => { const end = Date.now() + 5000; while (!cond()) if (Date.now() > end) throw new Error('never ' + what); };
+    const n = 512, k = 256; // 128 Ki weights: split when the helper is hot
+    if (n * k < PARALLEL_MIN_WEIGHTS) throw new Error('too small to split');
+    const W = HalfMatrix.allocate(new ArenaSet(), 'f16', n, k);
+    const bits = W.bits();
+    for (let i = 0; i < bits.length; i++) bits[i] = (i * 7919) % 0x7bff ^ (i % 3 === 0 ? 0x8000 : 0); // finite f16s of both signs
+    const x = Float32Array.from({ length: k }, (_, i) => Math.sin(i) * 3);
+    const pool = W.arena.pool;
+    if (!pool) throw new Error('no helper');
+    const product = () => { const y = new Float32Array(n); W.product(y, x, 1); return y; };
+    // cold: a product runs alone (and warms the helper)
+    pool.cool();
+    until(() => !pool.hot(0), 'cooled');
+    const alone = product();
+    // warmed on request, then hot: the next product is split (asked again while it is not: on a
+    // busy machine its moment of watching may pass while this thread is not running)
+    until(() => pool.hot(0) || (pool.warm(0), false), 'warm');
+    const split = product();
+    // after a call a helper is hot for a while, then blocks on its own
+    until(() => !pool.hot(0), 'blocked again');
+    let same = alone.length === split.length;
+    for (let i = 0; i < n; i++) same &&= Object.is(alone[i], split[i]);
+    console.log(JSON.stringify({ same }));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, AQUAKV_THREADS: '2' } });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout.trim()), { same: true });
+});

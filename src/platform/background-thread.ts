@@ -82,6 +82,7 @@ export function startBackgroundThread(moduleUrl: string): BackgroundThread | nul
         Atomics.wait(replies, 0, seen, left);
       }
     },
+    busy: () => Atomics.load(replies, 0) < next,
     ready(seq) {
       drain();
       return got.has(seq);

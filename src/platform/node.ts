@@ -123,11 +123,12 @@ export const platform: Platform = {
     // AQUAKV_GEMM=ts asks for the portable product on purpose (tests, comparisons): no notice then
     if (process.env.AQUAKV_GEMM === 'ts') return { fn: null, reason: 'AQUAKV_GEMM=ts', quiet: true };
     const parallelMin = process.env.AQUAKV_PARALLEL_MIN ? Number(process.env.AQUAKV_PARALLEL_MIN) : undefined;
-    return loadOrtGemm(threadCount(), parallelMin);
+    return loadOrtGemm(threadCount(), parallelMin, () => pool?.cool());
   },
   kernelPool() {
     // the same thread count as the native product
-    if (pool === undefined) pool = createKernelPool(Math.max(0, threadCount() - 1));
+    // (no product is split while a background thread works: its helper would share that core)
+    if (pool === undefined) pool = createKernelPool(Math.max(0, threadCount() - 1), () => [...background.values()].some((t) => t?.busy()));
     return pool;
   },
   backgroundThread(moduleUrl) {

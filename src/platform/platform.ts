@@ -46,6 +46,15 @@ export interface KernelPool {
   start(h: number, id: number, fn: string, args: number[]): void;
   /** Returns when helper `h` has finished what it was given. */
   wait(h: number): void;
+  /**
+   * Whether helper `h` is idle and watching for a call (one just finished), so a call starts at
+   * once; false while a background thread works (the helper would share its core).
+   */
+  hot(h: number): boolean;
+  /** Asks helper `h`, if idle, to watch for a call for a while: what comes next may then be split. */
+  warm(h: number): void;
+  /** Asks helpers watching for a call to stop (and block): other work wants their cores now. */
+  cool(): void;
 }
 
 /**
@@ -79,6 +88,8 @@ export interface BackgroundThread {
   ready(seq: number): boolean;
   /** Forgets the reply to `seq` (taken or not): the caller no longer wants it. */
   drop(seq: number): void;
+  /** Whether the thread has messages it has not answered yet (it is working, on a core of its own). */
+  busy(): boolean;
 }
 
 export interface Platform {
