@@ -129,11 +129,6 @@ export function loadOrtGemm(threads = availableParallelism(), parallelMin = PARA
         interOpNumThreads: 1,
         executionMode: 'sequential',
         graphOptimizationLevel: 'all',
-        // its threads block when a product is done rather than spin: spinning, they took the core
-        // the kernel helpers split decode's products on (a compact step at 512 tokens, two bench
-        // runs: 9.1–9.3 ms with them spinning, 6.3–8.5 blocking; alone, spinning made no
-        // difference: 31.3–32.6 ms against 31.6–32.0 at 4 096)
-        extra: { session: { intra_op: { allow_spinning: '0' } } },
       });
       sessions.set(key, s);
     }

@@ -48,12 +48,16 @@ export interface KernelPool {
   wait(h: number): void;
   /**
    * Whether helper `h` is idle and watching for a call (one just finished), so a call starts at
-   * once; false while a background thread works (the helper would share its core).
+   * once; false while a background thread works, or a native product ran split lately (the
+   * helper would share its core).
    */
   hot(h: number): boolean;
   /** Asks helper `h`, if idle, to watch for a call for a while: what comes next may then be split. */
   warm(h: number): void;
-  /** Asks helpers watching for a call to stop (and block): other work wants their cores now. */
+  /**
+   * A native product split across threads runs now: helpers watching for a call stop (and block),
+   * and for a while no product is split across them (the native threads spin on those cores).
+   */
   cool(): void;
 }
 
