@@ -7,12 +7,12 @@
  * its event loop. Workers are unref'd: they never keep a process alive.
  *
  * After each call a helper stays hot for SPIN_MS, watching its state word, before it blocks in
- * Atomics.wait: decode's one-row products come tens of µs apart and take 10–60 µs each, while
- * waking a blocked helper took longer than that here (a step of the embedded model at 512 tokens:
+ * Atomics.wait: a decode step's one-row products come one after another, and waking a blocked
+ * helper for each cost more than the split saved (a step of the embedded model at 512 tokens:
  * 1.9–2.1 ms with its products split across a blocked helper, 1.2 ms unsplit, 0.82 ms split
- * across a hot one). Callers split a product only across a hot helper (`hot`), and `warm` asks a blocked
- * one to spin for the next; so work that comes seldom (a compact cache's decode, whose products
- * are ms apart) neither waits for a wake nor keeps a core spinning.
+ * across a hot one). Callers split a product only across a hot helper (`hot`), and `warm` asks a
+ * blocked one to watch for the next; so work that comes seldom neither waits for a wake nor
+ * keeps a core spinning.
  */
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { KernelPool } from './platform.js';

@@ -21,10 +21,9 @@ export type HalfDtype = 'bf16' | 'f16';
 
 /**
  * Matrices of at least this many weights split a one-row product across the kernel helper
- * threads, when they are hot (platform/kernel-pool.ts): 64 Ki weights take ~10 µs on one core
- * here, against ~1 µs to hand a hot helper its part. The embedded model's decode step at 512
- * tokens: 1.17 ms split from 1 Mi weights (none of its matrices is that large), 0.82 ms from
- * 64 Ki, 0.85–0.87 ms from 32 Ki and 16 Ki.
+ * threads, when they are hot (platform/kernel-pool.ts). The embedded model's decode step at 512
+ * tokens, measured here: 1.16–1.18 ms split from 1 Mi weights (none of its matrices is that
+ * large), 0.82 ms from 64 Ki, 0.85–0.90 ms from 32 Ki and 16 Ki.
  */
 export const PARALLEL_MIN_WEIGHTS = 1 << 16;
 
