@@ -128,7 +128,7 @@ export const platform: Platform = {
   kernelPool() {
     // the same thread count as the native product
     // (no product is split while a background thread works: its helper would share that core)
-    if (pool === undefined) pool = createKernelPool(Math.max(0, threadCount() - 1), () => [...background.values()].some((t) => t?.busy()));
+    if (pool === undefined) pool = createKernelPool(Math.max(0, threadCount() - 1), () => started.some((t) => t.busy()));
     return pool;
   },
   backgroundThread(moduleUrl) {
@@ -138,6 +138,7 @@ export const platform: Platform = {
     if (t === undefined) {
       t = startBackgroundThread(moduleUrl);
       background.set(moduleUrl, t);
+      if (t) started.push(t);
     }
     return t;
   },
@@ -187,3 +188,4 @@ function threadCount(): number {
 
 let pool: KernelPool | null | undefined;
 const background = new Map<string, BackgroundThread | null>();
+const started: BackgroundThread[] = []; // the threads of `background` (asked at every split product whether one works)
