@@ -347,16 +347,17 @@ test('kernel helpers: hot after a call, blocked after a while, warmed and cooled
     const pool = W.arena.pool;
     if (!pool) throw new Error('no helper');
     const product = () => { const y = new Float32Array(n); W.product(y, x, 1); return y; };
-    // cold: a product runs alone (and warms the helper)
+    // cooled (a native product ran split): a product runs alone
     pool.cool();
-    until(() => !pool.hot(0), 'cooled');
+    until(() => !pool.readyForSplit(), 'cooled');
     const alone = product();
-    // warmed on request, then hot: the next product is split (asked again while it is not: on a
-    // busy machine its moment of watching may pass while this thread is not running)
-    until(() => pool.hot(0) || (pool.warm(0), false), 'warm');
+    // asked again while it is not ready (each time a blocked helper is asked to watch: on a busy
+    // machine its moment of watching may pass while this thread is not running), then hot: the
+    // next product is split
+    until(() => pool.readyForSplit(), 'warm');
     const split = product();
     // after a call a helper is hot for a while, then blocks on its own
-    until(() => !pool.hot(0), 'blocked again');
+    until(() => !pool.readyForSplit(), 'blocked again');
     let same = alone.length === split.length;
     for (let i = 0; i < n; i++) same &&= Object.is(alone[i], split[i]);
     console.log(JSON.stringify({ same }));`;

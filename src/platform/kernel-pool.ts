@@ -10,8 +10,8 @@
  * Atomics.wait: a decode step's one-row products come one after another, and waking a blocked
  * helper for each cost more than the split saved (a step of the embedded model at 512 tokens:
  * 1.9–2.1 ms with its products split across a blocked helper, 1.2 ms unsplit, 0.82 ms split
- * across a hot one). Callers split a product only across a hot helper (`hot`), and `warm` asks a
- * blocked one to watch for the next; so work that comes seldom neither waits for a wake nor
+ * across a hot one). Callers split a product only across hot helpers (`readyForSplit`, which asks
+ * blocked ones to watch for the next); so work that comes seldom neither waits for a wake nor
  * keeps a core spinning.
  */
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
@@ -154,9 +154,16 @@ export function createKernelPool(helpers: number, othersBusy: () => boolean = ()
       for (let i = 0; i < args.length; i++) c[3 + i] = args[i];
       run(pool[h], RUN);
     },
-    hot(h) {
-      const c = pool[h].control;
-      return alive && Atomics.load(c, HOT) === 1 && Atomics.load(c, 0) === IDLE && !othersBusy() && performance.now() - nativeAt > NATIVE_QUIET_MS;
+    readyForSplit() {
+      if (!alive || othersBusy() || performance.now() - nativeAt <= NATIVE_QUIET_MS) return false;
+      let ready = true;
+      for (const { control: c } of pool) {
+        if (Atomics.load(c, HOT) === 1 && Atomics.load(c, 0) === IDLE) continue;
+        ready = false;
+        // blocked (or not yet back from a call): asked to watch for the next one
+        if (Atomics.compareExchange(c, 0, IDLE, WARM) === IDLE) Atomics.notify(c, 0);
+      }
+      return ready;
     },
     cool() {
       nativeAt = performance.now();
@@ -164,9 +171,6 @@ export function createKernelPool(helpers: number, othersBusy: () => boolean = ()
         // (a helper that blocked just after the look is woken, sets the word back and blocks again)
         if (Atomics.load(h.control, HOT) === 1 && Atomics.compareExchange(h.control, 0, IDLE, COOL) === IDLE) Atomics.notify(h.control, 0);
       }
-    },
-    warm(h) {
-      if (alive && !othersBusy() && performance.now() - nativeAt > NATIVE_QUIET_MS && Atomics.compareExchange(pool[h].control, 0, IDLE, WARM) === IDLE) Atomics.notify(pool[h].control, 0);
     },
     wait(h) {
       wait(pool[h]);

@@ -128,7 +128,7 @@ export const platform: Platform = {
   kernelPool() {
     // the same thread count as the native product
     // (no product is split while a background thread works: its helper would share that core)
-    if (pool === undefined) pool = createKernelPool(Math.max(0, threadCount() - 1), () => started.some((t) => t.busy()));
+    if (pool === undefined) pool = createKernelPool(Math.max(0, threadCount() - 1), anyBackgroundBusy);
     return pool;
   },
   backgroundThread(moduleUrl) {
@@ -138,7 +138,6 @@ export const platform: Platform = {
     if (t === undefined) {
       t = startBackgroundThread(moduleUrl);
       background.set(moduleUrl, t);
-      if (t) started.push(t);
     }
     return t;
   },
@@ -188,4 +187,8 @@ function threadCount(): number {
 
 let pool: KernelPool | null | undefined;
 const background = new Map<string, BackgroundThread | null>();
-const started: BackgroundThread[] = []; // the threads of `background` (asked at every split product whether one works)
+/** Whether a background thread works now (asked at every product that could be split: no copy of the map). */
+function anyBackgroundBusy(): boolean {
+  for (const t of background.values()) if (t?.busy()) return true;
+  return false;
+}

@@ -47,13 +47,12 @@ export interface KernelPool {
   /** Returns when helper `h` has finished what it was given. */
   wait(h: number): void;
   /**
-   * Whether helper `h` is idle and watching for a call (one just finished), so a call starts at
-   * once; false while a background thread works, or a native product ran split lately (the
-   * helper would share its core).
+   * Whether every helper is idle and watching for a call (one just finished), so a product split
+   * now starts at once; where one is blocked instead, it is asked to watch for the next call.
+   * False, asking nothing, while a background thread works or a native product ran split lately
+   * (the helpers would share its core).
    */
-  hot(h: number): boolean;
-  /** Asks helper `h`, if idle, to watch for a call for a while: what comes next may then be split. */
-  warm(h: number): void;
+  readyForSplit(): boolean;
   /**
    * A native product split across threads runs now: helpers watching for a call stop (and block),
    * and for a while no product is split across them (the native threads spin on those cores).

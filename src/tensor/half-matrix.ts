@@ -143,16 +143,9 @@ export class HalfMatrix {
     // (bf16's kernel takes no factors: the extra argument is ignored)
     const kernel = arena.kernels[fn] as KernelExports['dot_f16'];
     const dot = (wAt: number, yAt: number, mb: number, nb: number, ldy: number) => {
-      if (!pool || nb * k < PARALLEL_MIN_WEIGHTS || nb < 8 * (pool.helpers + 1)) {
-        kernel(wAt, arena.xScratch, yAt, mb, k, nb, ldy, factorsAt);
-        return;
-      }
-      // a blocked helper takes longer to wake than this product: alone, and the helpers asked to
-      // watch for the next one
-      let hot = true;
-      for (let h = 0; h < pool.helpers; h++) hot &&= pool.hot(h);
-      if (!hot) {
-        for (let h = 0; h < pool.helpers; h++) pool.warm(h);
+      // alone where the product is small, or a helper is blocked (it takes longer to wake than the
+      // product takes; it is asked to watch for the next one)
+      if (!pool || nb * k < PARALLEL_MIN_WEIGHTS || nb < 8 * (pool.helpers + 1) || !pool.readyForSplit()) {
         kernel(wAt, arena.xScratch, yAt, mb, k, nb, ldy, factorsAt);
         return;
       }
