@@ -18,9 +18,10 @@ const GRIDS: [number, number][] = [[1, 16], [2, 8], [2, 16], [2, 64], [2, 256], 
 
 test('points_scaled writes each token\'s grid points times its scale plus u (the bias through the transform), bit for bit as f32 arithmetic, for every code width', () => {
   const rng = new Rng(11);
-  const C = 128;
   const f16 = f16Table();
-  for (const [d, n] of GRIDS) {
+  // 128 channels: every code in the kernels' loops of four codes (or four pairs); 4 and 8: rows
+  // that end in the code-at-a-time loop, or consist of it
+  for (const [C, [d, n]] of [128, 8, 4].flatMap((C) => GRIDS.map((g) => [C, g] as const))) {
     const q = HiggsQuantizer.fromGrid(d, n, C);
     const P = q.paddedCols;
     const bias = rng.fillNormal(new Float32Array(C));
@@ -58,7 +59,7 @@ test('points_scaled writes each token\'s grid points times its scale plus u (the
       const scale = f16[block.scales[t]];
       for (let c = 0; c < P; c++) {
         const want = Math.fround(Math.fround(q.grid.points[idx[Math.floor(c / d)] * d + (c % d)] * scale) + part.u[c]);
-        assert.ok(Object.is(got[t * ld + C + c], want), `${d}x${n} row ${t} col ${c}: ${got[t * ld + C + c]} vs ${want}`);
+        assert.ok(Object.is(got[t * ld + C + c], want), `${d}x${n}, C ${C}: row ${t} col ${c}: ${got[t * ld + C + c]} vs ${want}`);
       }
       for (let c = 0; c < ld; c++) if (c < C || c >= C + P) assert.equal(got[t * ld + c], 7, 'columns outside the points are untouched');
     }

@@ -69,9 +69,9 @@
  *   fan_rows(src, rows, C, hd, dst1, ld1, dst2, ld2, view, S, cos, sin)   each row t of src [rows, C]
  *       copied to dst1 and dst2 (rows of ld1, ld2 floats; ld 0: none) and, head by head, to
  *       view [C/hd][S, hd] row t (S 0: none), rotated there when cos is given: pair (c, c + hd/2) by
- *       cos/sin[t·hd/2 + c] (hd a multiple of 8), x₁·cos − x₂·sin and x₂·cos + x₁·sin, each product
- *       and the difference in f64 rounded to f32 once, which is what model/rope.ts's JavaScript
- *       computes, so the two agree bit for bit. A compact cache's rebuild sends each product's
+ *       cos/sin[t·hd/2 + c] (hd a multiple of 8), x₁·cos − x₂·sin and x₂·cos + x₁·sin in f32 (each
+ *       product rounded, then their sum), which is what model/rope.ts's JavaScript computes, so the
+ *       two agree bit for bit. A compact cache's rebuild sends each product's
  *       output to the next products' inputs and to attention's view in one pass (kv/fused-rebuild.ts).
  *   gather_rows(view, S, rows, C, hd, dst, ld)   fan_rows' view back to rows: dst[t·ld + h·hd + c] =
  *       view[(h·S + t)·hd + c] (hd a multiple of 4): the values a compact cache rebuilt for
@@ -635,6 +635,24 @@ function pointsRow(d: 2 | 4 | 0, bytewise: boolean, paired = false): string {
             (local.set $c (i32.add (local.get $c) (i32.const 16)))
             (br $next)))`;
   }
+  // four 8-bit codes from one 32-bit load, ahead of the code-at-a-time loop (which ends the row):
+  // one load and one loop turn for four codes (2-D: two vectors; 4-D: four)
+  const byte = (k: number) => k === 0 ? '(i32.and (local.get $x) (i32.const 255))'
+    : k === 3 ? '(i32.shr_u (local.get $x) (i32.const 24))'
+      : `(i32.and (i32.shr_u (local.get $x) (i32.const ${8 * k})) (i32.const 255))`;
+  const point = (k: number) => `(i32.add (local.get $pts) (i32.shl ${byte(k)} (i32.const ${d === 2 ? 3 : 4})))`;
+  const put = (at: number, v: string) => `
+            (v128.store offset=${at} (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul ${v} (local.get $sv)) (v128.load offset=${at} (i32.add (local.get $u) (local.get $c)))))`;
+  const quads = !bytewise || d === 0 ? '' : `
+          (block $quads_done (loop $quad
+            (br_if $quads_done (i32.gt_u (i32.add (local.get $c) (i32.const ${d === 2 ? 32 : 64})) (local.get $Pb)))
+            (local.set $x (i32.load (local.get $b)))${d === 2
+    ? put(0, `(v128.load64_lane 1 ${point(1)} (v128.load64_zero ${point(0)}))`) + put(16, `(v128.load64_lane 1 ${point(3)} (v128.load64_zero ${point(2)}))`)
+    : [0, 1, 2, 3].map((k) => put(16 * k, `(v128.load ${point(k)})`)).join('')}
+            (local.set $c (i32.add (local.get $c) (i32.const ${d === 2 ? 32 : 64})))
+            (local.set $b (i32.add (local.get $b) (i32.const 4)))
+            (br $quad)))`;
   const code = (dst: string) => bytewise
     ? `
             (local.set ${dst} (i32.add (local.get $pts) (i32.mul (i32.load8_u (local.get $b)) (local.get $pb))))
@@ -665,23 +683,42 @@ function pointsRow(d: 2 | 4 | 0, bytewise: boolean, paired = false): string {
               (local.set $c (i32.add (local.get $c) (i32.const 4)))
               (local.set $i (i32.add (local.get $i) (i32.const 4)))
               (br $coord)))`;
-  return `
+  return `${quads}
           (block $codes_done (loop $next
             (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))${body}
             (br $next)))`;
+}
+
+/**
+ * 3-bit 2-D codes with the pair table: four pairs (24 bits, three whole bytes) from one 32-bit
+ * load, without the accumulator's refill test, ahead of the accumulator's loop (which ends the row
+ * from a byte boundary). The load reads a byte past the group, which the caller's memory holds.
+ */
+function pointsRowThreeBitPairs(): string {
+  const put = (k: number) => `
+            (v128.store offset=${16 * k} (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $pairs) (i32.shl (i32.and ${k === 0 ? '(local.get $x)' : `(i32.shr_u (local.get $x) (i32.const ${6 * k}))`} (i32.const 63)) (i32.const 4)))) (local.get $sv))
+                (v128.load offset=${16 * k} (i32.add (local.get $u) (local.get $c)))))`;
+  return `
+          (block $groups_done (loop $group
+            (br_if $groups_done (i32.gt_u (i32.add (local.get $c) (i32.const 64)) (local.get $Pb)))
+            (local.set $x (i32.load (local.get $b)))${[0, 1, 2, 3].map(put).join('')}
+            (local.set $c (i32.add (local.get $c) (i32.const 64)))
+            (local.set $b (i32.add (local.get $b) (i32.const 3)))
+            (br $group)))${pointsRow(2, false, true)}`;
 }
 
 function pointsScaledKernel(): string {
   const rows = (d: 2 | 4 | 0) => `
         (if (i32.eq (local.get $bits) (i32.const 8)) (then${pointsRow(d, true)}) (else${d === 2 ? `
           (if (local.get $pairs)
-            (then (if (i32.eq (local.get $bits) (i32.const 4)) (then${pointsRow(2, true, true)}) (else${pointsRow(2, false, true)})))
+            (then (if (i32.eq (local.get $bits) (i32.const 4)) (then${pointsRow(2, true, true)}) (else (if (i32.eq (local.get $bits) (i32.const 3)) (then${pointsRowThreeBitPairs()}) (else${pointsRow(2, false, true)})))))
             (else${pointsRow(2, false)}))` : pointsRow(d, false)}))`;
   return `
   (func (export "points_scaled") (param $codes i32) (param $rows i32) (param $rowBytes i32) (param $perRow i32) (param $bits i32)
     (param $d i32) (param $pts i32) (param $scales i32) (param $u i32) (param $out i32) (param $ld i32) (param $pairs i32)
     (local $t i32) (local $b i32) (local $acc i64) (local $held i32) (local $c i32) (local $Pb i32) (local $pb i32) (local $mask i64)
-    (local $src i32) (local $src2 i32) (local $dst i32) (local $i i32) (local $sv v128) (local $s f32) (local $bits2 i32) (local $mask2 i64)
+    (local $src i32) (local $src2 i32) (local $dst i32) (local $i i32) (local $sv v128) (local $s f32) (local $bits2 i32) (local $mask2 i64) (local $x i32)
     (local.set $mask (i64.sub (i64.shl (i64.const 1) (i64.extend_i32_u (local.get $bits))) (i64.const 1)))
     (local.set $bits2 (i32.shl (local.get $bits) (i32.const 1)))
     (local.set $mask2 (i64.sub (i64.shl (i64.const 1) (i64.extend_i32_u (local.get $bits2))) (i64.const 1)))
@@ -714,11 +751,6 @@ function fanRowsKernel(): string {
             (v128.store (i32.add (local.get $out) (local.get $o)) (v128.load (i32.add (local.get $row) (local.get $o))))
             (local.set $o (i32.add (local.get $o) (i32.const 16)))
             (br $${dst}_vec)))))`;
-  // f64 lanes of the f32 pairs at byte offset `at` and `at` + 8
-  const lo = (at: string) => `(f64x2.promote_low_f32x4 (v128.load64_zero ${at}))`;
-  const hi = (at: string) => `(f64x2.promote_low_f32x4 (v128.load64_zero offset=8 ${at}))`;
-  // two f64x2 results, each rounded to f32 once, as one vector of four
-  const joined = (a: string, b: string) => `(i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero ${a}) (f32x4.demote_f64x2_zero ${b}))`;
   const x1 = '(i32.add (local.get $in) (local.get $o))';
   const x2 = '(i32.add (local.get $in2) (local.get $o))';
   const cs = '(i32.add (local.get $c) (local.get $o))';
@@ -728,7 +760,7 @@ function fanRowsKernel(): string {
     (param $dst2 i32) (param $ld2 i32) (param $view i32) (param $S i32) (param $cos i32) (param $sin i32)
     (local $t i32) (local $o i32) (local $h i32) (local $row i32) (local $rowBytes i32) (local $hb i32) (local $half i32)
     (local $in i32) (local $in2 i32) (local $out i32) (local $c i32) (local $s i32) (local $headStride i32) (local $vrow i32)
-    (local $a1 v128) (local $a2 v128) (local $b1 v128) (local $b2 v128) (local $c1 v128) (local $c2 v128) (local $s1 v128) (local $s2 v128)
+    (local $a1 v128) (local $b1 v128) (local $c1 v128) (local $s1 v128)
     (local.set $rowBytes (i32.shl (local.get $C) (i32.const 2)))
     (local.set $hb (i32.shl (local.get $hd) (i32.const 2)))
     (local.set $half (i32.shr_u (local.get $hb) (i32.const 1)))
@@ -752,19 +784,16 @@ function fanRowsKernel(): string {
             (local.set $s (i32.add (local.get $sin) (i32.mul (local.get $t) (local.get $half))))
             (block $pairs_done (loop $pair
               (br_if $pairs_done (i32.ge_u (local.get $o) (local.get $half)))
-              ;; four channels of each half at a time, in f64 as the JavaScript rotation computes them
-              (local.set $a1 ${lo(x1)})
-              (local.set $a2 ${hi(x1)})
-              (local.set $b1 ${lo(x2)})
-              (local.set $b2 ${hi(x2)})
-              (local.set $c1 ${lo(cs)})
-              (local.set $c2 ${hi(cs)})
-              (local.set $s1 ${lo(sn)})
-              (local.set $s2 ${hi(sn)})
+              ;; four channels of each half at a time, in f32 as the JavaScript rotation computes
+              ;; them (and transformers: each product rounded, then their sum)
+              (local.set $a1 (v128.load ${x1}))
+              (local.set $b1 (v128.load ${x2}))
+              (local.set $c1 (v128.load ${cs}))
+              (local.set $s1 (v128.load ${sn}))
               (v128.store (i32.add (local.get $out) (local.get $o))
-                ${joined('(f64x2.sub (f64x2.mul (local.get $a1) (local.get $c1)) (f64x2.mul (local.get $b1) (local.get $s1)))', '(f64x2.sub (f64x2.mul (local.get $a2) (local.get $c2)) (f64x2.mul (local.get $b2) (local.get $s2)))')})
+                (f32x4.sub (f32x4.mul (local.get $a1) (local.get $c1)) (f32x4.mul (local.get $b1) (local.get $s1))))
               (v128.store (i32.add (i32.add (local.get $out) (local.get $half)) (local.get $o))
-                ${joined('(f64x2.add (f64x2.mul (local.get $b1) (local.get $c1)) (f64x2.mul (local.get $a1) (local.get $s1)))', '(f64x2.add (f64x2.mul (local.get $b2) (local.get $c2)) (f64x2.mul (local.get $a2) (local.get $s2)))')})
+                (f32x4.add (f32x4.mul (local.get $b1) (local.get $c1)) (f32x4.mul (local.get $a1) (local.get $s1))))
               (local.set $o (i32.add (local.get $o) (i32.const 16)))
               (br $pair))))
           (else

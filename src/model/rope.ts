@@ -77,7 +77,13 @@ export class Rope {
     return { cos: this.cosTable, sin: this.sinTable };
   }
 
-  /** Rotates x [n, nHeads·hd] in place; row t has position startPos + t. */
+  /**
+   * Rotates x [n, nHeads·hd] in place; row t has position startPos + t. In f32 arithmetic, as
+   * transformers rotates f32 keys and queries (q·cos + rotate_half(q)·sin: each product rounded to
+   * f32, then their sum): a product of two f32 is exact in f64, so `fround` of it is the f32
+   * product, and the sum of two f32 computed in f64 then stored rounds as the f32 sum does. The
+   * WebAssembly fan-out (kv/fused-rebuild.ts) rotates with the same f32 vector operations.
+   */
   apply(x: Float32Array, n: number, nHeads: number, startPos: number, inverse = false): void {
     const hd = this.headDim;
     const half = hd / 2;
@@ -93,16 +99,16 @@ export class Rope {
             const c = cosTable[p + i], s = -sinTable[p + i];
             const x1 = x[o + i];
             const x2 = x[o + i + half];
-            x[o + i] = x1 * c - x2 * s;
-            x[o + i + half] = x2 * c + x1 * s;
+            x[o + i] = Math.fround(x1 * c) - Math.fround(x2 * s);
+            x[o + i + half] = Math.fround(x2 * c) + Math.fround(x1 * s);
           }
         } else {
           for (let i = 0; i < half; i++) {
             const c = cosTable[p + i], s = sinTable[p + i];
             const x1 = x[o + i];
             const x2 = x[o + i + half];
-            x[o + i] = x1 * c - x2 * s;
-            x[o + i + half] = x2 * c + x1 * s;
+            x[o + i] = Math.fround(x1 * c) - Math.fround(x2 * s);
+            x[o + i + half] = Math.fround(x2 * c) + Math.fround(x1 * s);
           }
         }
       }

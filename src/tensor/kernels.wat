@@ -841,7 +841,7 @@
   (func (export "points_scaled") (param $codes i32) (param $rows i32) (param $rowBytes i32) (param $perRow i32) (param $bits i32)
     (param $d i32) (param $pts i32) (param $scales i32) (param $u i32) (param $out i32) (param $ld i32) (param $pairs i32)
     (local $t i32) (local $b i32) (local $acc i64) (local $held i32) (local $c i32) (local $Pb i32) (local $pb i32) (local $mask i64)
-    (local $src i32) (local $src2 i32) (local $dst i32) (local $i i32) (local $sv v128) (local $s f32) (local $bits2 i32) (local $mask2 i64)
+    (local $src i32) (local $src2 i32) (local $dst i32) (local $i i32) (local $sv v128) (local $s f32) (local $bits2 i32) (local $mask2 i64) (local $x i32)
     (local.set $mask (i64.sub (i64.shl (i64.const 1) (i64.extend_i32_u (local.get $bits))) (i64.const 1)))
     (local.set $bits2 (i32.shl (local.get $bits) (i32.const 1)))
     (local.set $mask2 (i64.sub (i64.shl (i64.const 1) (i64.extend_i32_u (local.get $bits2))) (i64.const 1)))
@@ -858,6 +858,16 @@
       (local.set $c (i32.const 0))
       (if (i32.eq (local.get $d) (i32.const 2)) (then
         (if (i32.eq (local.get $bits) (i32.const 8)) (then
+          (block $quads_done (loop $quad
+            (br_if $quads_done (i32.gt_u (i32.add (local.get $c) (i32.const 32)) (local.get $Pb)))
+            (local.set $x (i32.load (local.get $b)))
+            (v128.store offset=0 (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load64_lane 1 (i32.add (local.get $pts) (i32.shl (i32.and (i32.shr_u (local.get $x) (i32.const 8)) (i32.const 255)) (i32.const 3))) (v128.load64_zero (i32.add (local.get $pts) (i32.shl (i32.and (local.get $x) (i32.const 255)) (i32.const 3))))) (local.get $sv)) (v128.load offset=0 (i32.add (local.get $u) (local.get $c)))))
+            (v128.store offset=16 (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load64_lane 1 (i32.add (local.get $pts) (i32.shl (i32.shr_u (local.get $x) (i32.const 24)) (i32.const 3))) (v128.load64_zero (i32.add (local.get $pts) (i32.shl (i32.and (i32.shr_u (local.get $x) (i32.const 16)) (i32.const 255)) (i32.const 3))))) (local.get $sv)) (v128.load offset=16 (i32.add (local.get $u) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 32)))
+            (local.set $b (i32.add (local.get $b) (i32.const 4)))
+            (br $quad)))
           (block $codes_done (loop $next
             (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
             (local.set $src (i32.add (local.get $pts) (i32.mul (i32.load8_u (local.get $b)) (local.get $pb))))
@@ -882,6 +892,38 @@
                 (v128.load (i32.add (local.get $u) (local.get $c)))))
             (local.set $c (i32.add (local.get $c) (i32.const 16)))
             (local.set $b (i32.add (local.get $b) (i32.const 2)))
+            (br $next)))) (else (if (i32.eq (local.get $bits) (i32.const 3)) (then
+          (block $groups_done (loop $group
+            (br_if $groups_done (i32.gt_u (i32.add (local.get $c) (i32.const 64)) (local.get $Pb)))
+            (local.set $x (i32.load (local.get $b)))
+            (v128.store offset=0 (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $pairs) (i32.shl (i32.and (local.get $x) (i32.const 63)) (i32.const 4)))) (local.get $sv))
+                (v128.load offset=0 (i32.add (local.get $u) (local.get $c)))))
+            (v128.store offset=16 (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $pairs) (i32.shl (i32.and (i32.shr_u (local.get $x) (i32.const 6)) (i32.const 63)) (i32.const 4)))) (local.get $sv))
+                (v128.load offset=16 (i32.add (local.get $u) (local.get $c)))))
+            (v128.store offset=32 (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $pairs) (i32.shl (i32.and (i32.shr_u (local.get $x) (i32.const 12)) (i32.const 63)) (i32.const 4)))) (local.get $sv))
+                (v128.load offset=32 (i32.add (local.get $u) (local.get $c)))))
+            (v128.store offset=48 (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $pairs) (i32.shl (i32.and (i32.shr_u (local.get $x) (i32.const 18)) (i32.const 63)) (i32.const 4)))) (local.get $sv))
+                (v128.load offset=48 (i32.add (local.get $u) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 64)))
+            (local.set $b (i32.add (local.get $b) (i32.const 3)))
+            (br $group)))
+          (block $codes_done (loop $next
+            (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
+            (if (i32.lt_u (local.get $held) (local.get $bits2))
+              (then
+                (local.set $acc (i64.or (local.get $acc) (i64.shl (i64.extend_i32_u (i32.load (local.get $b))) (i64.extend_i32_u (local.get $held)))))
+                (local.set $b (i32.add (local.get $b) (i32.const 4)))
+                (local.set $held (i32.add (local.get $held) (i32.const 32)))))
+            (local.set $src (i32.add (local.get $pairs) (i32.shl (i32.wrap_i64 (i64.and (local.get $acc) (local.get $mask2))) (i32.const 4))))
+            (local.set $acc (i64.shr_u (local.get $acc) (i64.extend_i32_u (local.get $bits2))))
+            (local.set $held (i32.sub (local.get $held) (local.get $bits2)))
+            (v128.store (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (local.get $src)) (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
             (br $next)))) (else
           (block $codes_done (loop $next
             (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
@@ -896,7 +938,7 @@
             (v128.store (i32.add (local.get $dst) (local.get $c))
               (f32x4.add (f32x4.mul (v128.load (local.get $src)) (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
             (local.set $c (i32.add (local.get $c) (i32.const 16)))
-            (br $next))))))
+            (br $next))))))))
             (else
           (block $codes_done (loop $next
             (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
@@ -922,6 +964,20 @@
             (br $next))))))))
         (else (if (i32.eq (local.get $d) (i32.const 4)) (then
         (if (i32.eq (local.get $bits) (i32.const 8)) (then
+          (block $quads_done (loop $quad
+            (br_if $quads_done (i32.gt_u (i32.add (local.get $c) (i32.const 64)) (local.get $Pb)))
+            (local.set $x (i32.load (local.get $b)))
+            (v128.store offset=0 (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $pts) (i32.shl (i32.and (local.get $x) (i32.const 255)) (i32.const 4)))) (local.get $sv)) (v128.load offset=0 (i32.add (local.get $u) (local.get $c)))))
+            (v128.store offset=16 (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $pts) (i32.shl (i32.and (i32.shr_u (local.get $x) (i32.const 8)) (i32.const 255)) (i32.const 4)))) (local.get $sv)) (v128.load offset=16 (i32.add (local.get $u) (local.get $c)))))
+            (v128.store offset=32 (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $pts) (i32.shl (i32.and (i32.shr_u (local.get $x) (i32.const 16)) (i32.const 255)) (i32.const 4)))) (local.get $sv)) (v128.load offset=32 (i32.add (local.get $u) (local.get $c)))))
+            (v128.store offset=48 (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $pts) (i32.shl (i32.shr_u (local.get $x) (i32.const 24)) (i32.const 4)))) (local.get $sv)) (v128.load offset=48 (i32.add (local.get $u) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 64)))
+            (local.set $b (i32.add (local.get $b) (i32.const 4)))
+            (br $quad)))
           (block $codes_done (loop $next
             (br_if $codes_done (i32.ge_u (local.get $c) (local.get $Pb)))
             (local.set $src (i32.add (local.get $pts) (i32.mul (i32.load8_u (local.get $b)) (local.get $pb))))
@@ -983,7 +1039,7 @@
     (param $dst2 i32) (param $ld2 i32) (param $view i32) (param $S i32) (param $cos i32) (param $sin i32)
     (local $t i32) (local $o i32) (local $h i32) (local $row i32) (local $rowBytes i32) (local $hb i32) (local $half i32)
     (local $in i32) (local $in2 i32) (local $out i32) (local $c i32) (local $s i32) (local $headStride i32) (local $vrow i32)
-    (local $a1 v128) (local $a2 v128) (local $b1 v128) (local $b2 v128) (local $c1 v128) (local $c2 v128) (local $s1 v128) (local $s2 v128)
+    (local $a1 v128) (local $b1 v128) (local $c1 v128) (local $s1 v128)
     (local.set $rowBytes (i32.shl (local.get $C) (i32.const 2)))
     (local.set $hb (i32.shl (local.get $hd) (i32.const 2)))
     (local.set $half (i32.shr_u (local.get $hb) (i32.const 1)))
@@ -1025,19 +1081,16 @@
             (local.set $s (i32.add (local.get $sin) (i32.mul (local.get $t) (local.get $half))))
             (block $pairs_done (loop $pair
               (br_if $pairs_done (i32.ge_u (local.get $o) (local.get $half)))
-              ;; four channels of each half at a time, in f64 as the JavaScript rotation computes them
-              (local.set $a1 (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $in) (local.get $o)))))
-              (local.set $a2 (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (i32.add (local.get $in) (local.get $o)))))
-              (local.set $b1 (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $in2) (local.get $o)))))
-              (local.set $b2 (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (i32.add (local.get $in2) (local.get $o)))))
-              (local.set $c1 (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $c) (local.get $o)))))
-              (local.set $c2 (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (i32.add (local.get $c) (local.get $o)))))
-              (local.set $s1 (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $s) (local.get $o)))))
-              (local.set $s2 (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (i32.add (local.get $s) (local.get $o)))))
+              ;; four channels of each half at a time, in f32 as the JavaScript rotation computes
+              ;; them (and transformers: each product rounded, then their sum)
+              (local.set $a1 (v128.load (i32.add (local.get $in) (local.get $o))))
+              (local.set $b1 (v128.load (i32.add (local.get $in2) (local.get $o))))
+              (local.set $c1 (v128.load (i32.add (local.get $c) (local.get $o))))
+              (local.set $s1 (v128.load (i32.add (local.get $s) (local.get $o))))
               (v128.store (i32.add (local.get $out) (local.get $o))
-                (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero (f64x2.sub (f64x2.mul (local.get $a1) (local.get $c1)) (f64x2.mul (local.get $b1) (local.get $s1)))) (f32x4.demote_f64x2_zero (f64x2.sub (f64x2.mul (local.get $a2) (local.get $c2)) (f64x2.mul (local.get $b2) (local.get $s2))))))
+                (f32x4.sub (f32x4.mul (local.get $a1) (local.get $c1)) (f32x4.mul (local.get $b1) (local.get $s1))))
               (v128.store (i32.add (i32.add (local.get $out) (local.get $half)) (local.get $o))
-                (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero (f64x2.add (f64x2.mul (local.get $b1) (local.get $c1)) (f64x2.mul (local.get $a1) (local.get $s1)))) (f32x4.demote_f64x2_zero (f64x2.add (f64x2.mul (local.get $b2) (local.get $c2)) (f64x2.mul (local.get $a2) (local.get $s2))))))
+                (f32x4.add (f32x4.mul (local.get $b1) (local.get $c1)) (f32x4.mul (local.get $a1) (local.get $s1))))
               (local.set $o (i32.add (local.get $o) (i32.const 16)))
               (br $pair))))
           (else
