@@ -12,6 +12,31 @@ test('RoPE rotates channel pairs (i, i + hd/2) by pos·θ_i, θ_i = base^(−2i/
   want.forEach((w, i) => assert.ok(Math.abs(x[i] - w) < 1e-6, `channel ${i}: ${x[i]} vs ${w}`));
 });
 
+test('RoPE rotates in f32 arithmetic, as transformers does: each product rounded to f32, then their sum', () => {
+  const hd = 64, heads = 2, n = 40, start = 700;
+  const rope = new Rope(hd, 10000, null);
+  const x = Float32Array.from({ length: n * heads * hd }, (_, i) => Math.sin(i * 0.37) * (1 + (i % 7)));
+  const got = x.slice();
+  rope.apply(got, n, heads, start);
+  const { cos, sin } = rope.tables(start + n);
+  const f = Math.fround;
+  const half = hd / 2;
+  let fromF64 = 0; // elements where rotating in f64 (one rounding) would give other bits
+  for (let t = 0; t < n; t++) {
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < half; i++) {
+        const o = (t * heads + h) * hd;
+        const c = cos[(start + t) * half + i], s = sin[(start + t) * half + i];
+        const x1 = x[o + i], x2 = x[o + i + half];
+        const want = [f(f(x1 * c) - f(x2 * s)), f(f(x2 * c) + f(x1 * s))];
+        assert.ok(Object.is(got[o + i], want[0]) && Object.is(got[o + i + half], want[1]), `row ${t} head ${h} pair ${i}`);
+        if (f(x1 * c - x2 * s) !== want[0] || f(x2 * c + x1 * s) !== want[1]) fromF64++;
+      }
+    }
+  }
+  assert.ok(fromF64 > 0, 'the inputs tell f32 arithmetic from f64');
+});
+
 test('RoPE at position 0 is the identity and inverse undoes it at every position', () => {
   const rope = new Rope(8, 10000, null);
   const orig = Float32Array.from({ length: 5 * 16 }, (_, i) => Math.sin(i));
