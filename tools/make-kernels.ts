@@ -595,20 +595,25 @@ ${scaledSweep('vec', '$vend', 'v128', 'f32x4', '$v', '$sv', 16)}${scaledSweep('t
       (br $row))))`;
 }
 
+/** points_scaled's store of one vector of points v, scaled and shifted: v·s + u at byte `at` past the row's column c. */
+function scaledStore(v: string, at = 0): string {
+  const offset = at ? ` offset=${at}` : '';
+  return `
+            (v128.store${offset} (i32.add (local.get $dst) (local.get $c))
+              (f32x4.add (f32x4.mul ${v} (local.get $sv)) (v128.load${offset} (i32.add (local.get $u) (local.get $c)))))`;
+}
+
 /**
  * points_scaled's loop over one row's codes for d-dimensional points, `per` codes a vector (two
- * 2-D points, one 4-D point) or one coordinate at a time (other d): 8-bit codes read a byte each;
- * other widths come from a 64-bit accumulator refilled 32 bits at a time (it may read up to 3
- * bytes past the row, which the caller's memory holds).
+ * 2-D points, one 4-D point) or one coordinate at a time (other d): 8-bit codes four to a 32-bit
+ * load, then a byte each for the row's last ones; other widths come from a 64-bit accumulator
+ * refilled 32 bits at a time (it may read up to 3 bytes past the row, which the caller's memory holds).
  */
 function pointsRow(d: 2 | 4 | 0, bytewise: boolean, paired = false): string {
   if (paired && bytewise) {
     // 4-bit 2-D codes: each byte is a pair, its table entry read directly (no accumulator), two
     // bytes a turn (perRow·d is a multiple of 4, so a row holds whole pairs; an odd count ends early)
-    const one = (at: string) => `
-            (v128.store (i32.add (local.get $dst) (local.get $c))
-              (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $pairs) (i32.shl (i32.load8_u ${at}) (i32.const 4)))) (local.get $sv))
-                (v128.load (i32.add (local.get $u) (local.get $c)))))
+    const one = (at: string) => `${scaledStore(`(v128.load (i32.add (local.get $pairs) (i32.shl (i32.load8_u ${at}) (i32.const 4))))`)}
             (local.set $c (i32.add (local.get $c) (i32.const 16)))`;
     return `
           (block $codes_done (loop $next
@@ -629,9 +634,7 @@ function pointsRow(d: 2 | 4 | 0, bytewise: boolean, paired = false): string {
                 (local.set $held (i32.add (local.get $held) (i32.const 32)))))
             (local.set $src (i32.add (local.get $pairs) (i32.shl (i32.wrap_i64 (i64.and (local.get $acc) (local.get $mask2))) (i32.const 4))))
             (local.set $acc (i64.shr_u (local.get $acc) (i64.extend_i32_u (local.get $bits2))))
-            (local.set $held (i32.sub (local.get $held) (local.get $bits2)))
-            (v128.store (i32.add (local.get $dst) (local.get $c))
-              (f32x4.add (f32x4.mul (v128.load (local.get $src)) (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
+            (local.set $held (i32.sub (local.get $held) (local.get $bits2)))${scaledStore('(v128.load (local.get $src))')}
             (local.set $c (i32.add (local.get $c) (i32.const 16)))
             (br $next)))`;
   }
@@ -641,15 +644,12 @@ function pointsRow(d: 2 | 4 | 0, bytewise: boolean, paired = false): string {
     : k === 3 ? '(i32.shr_u (local.get $x) (i32.const 24))'
       : `(i32.and (i32.shr_u (local.get $x) (i32.const ${8 * k})) (i32.const 255))`;
   const point = (k: number) => `(i32.add (local.get $pts) (i32.shl ${byte(k)} (i32.const ${d === 2 ? 3 : 4})))`;
-  const put = (at: number, v: string) => `
-            (v128.store offset=${at} (i32.add (local.get $dst) (local.get $c))
-              (f32x4.add (f32x4.mul ${v} (local.get $sv)) (v128.load offset=${at} (i32.add (local.get $u) (local.get $c)))))`;
   const quads = !bytewise || d === 0 ? '' : `
           (block $quads_done (loop $quad
             (br_if $quads_done (i32.gt_u (i32.add (local.get $c) (i32.const ${d === 2 ? 32 : 64})) (local.get $Pb)))
             (local.set $x (i32.load (local.get $b)))${d === 2
-    ? put(0, `(v128.load64_lane 1 ${point(1)} (v128.load64_zero ${point(0)}))`) + put(16, `(v128.load64_lane 1 ${point(3)} (v128.load64_zero ${point(2)}))`)
-    : [0, 1, 2, 3].map((k) => put(16 * k, `(v128.load ${point(k)})`)).join('')}
+    ? scaledStore(`(v128.load64_lane 1 ${point(1)} (v128.load64_zero ${point(0)}))`) + scaledStore(`(v128.load64_lane 1 ${point(3)} (v128.load64_zero ${point(2)}))`, 16)
+    : [0, 1, 2, 3].map((k) => scaledStore(`(v128.load ${point(k)})`, 16 * k)).join('')}
             (local.set $c (i32.add (local.get $c) (i32.const ${d === 2 ? 32 : 64})))
             (local.set $b (i32.add (local.get $b) (i32.const 4)))
             (br $quad)))`;
@@ -666,9 +666,7 @@ function pointsRow(d: 2 | 4 | 0, bytewise: boolean, paired = false): string {
             (local.set ${dst} (i32.add (local.get $pts) (i32.mul (i32.wrap_i64 (i64.and (local.get $acc) (local.get $mask))) (local.get $pb))))
             (local.set $acc (i64.shr_u (local.get $acc) (i64.extend_i32_u (local.get $bits))))
             (local.set $held (i32.sub (local.get $held) (local.get $bits)))`;
-  const store = (v: string) => `
-            (v128.store (i32.add (local.get $dst) (local.get $c))
-              (f32x4.add (f32x4.mul ${v} (local.get $sv)) (v128.load (i32.add (local.get $u) (local.get $c)))))
+  const store = (v: string) => `${scaledStore(v)}
             (local.set $c (i32.add (local.get $c) (i32.const 16)))`;
   const body = d === 2
     ? `${code('$src')}${code('$src2')}${store('(v128.load64_lane 1 (local.get $src2) (v128.load64_zero (local.get $src)))')}`
@@ -695,14 +693,11 @@ function pointsRow(d: 2 | 4 | 0, bytewise: boolean, paired = false): string {
  * from a byte boundary). The load reads a byte past the group, which the caller's memory holds.
  */
 function pointsRowThreeBitPairs(): string {
-  const put = (k: number) => `
-            (v128.store offset=${16 * k} (i32.add (local.get $dst) (local.get $c))
-              (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $pairs) (i32.shl (i32.and ${k === 0 ? '(local.get $x)' : `(i32.shr_u (local.get $x) (i32.const ${6 * k}))`} (i32.const 63)) (i32.const 4)))) (local.get $sv))
-                (v128.load offset=${16 * k} (i32.add (local.get $u) (local.get $c)))))`;
+  const pair = (k: number) => `(v128.load (i32.add (local.get $pairs) (i32.shl (i32.and ${k === 0 ? '(local.get $x)' : `(i32.shr_u (local.get $x) (i32.const ${6 * k}))`} (i32.const 63)) (i32.const 4))))`;
   return `
           (block $groups_done (loop $group
             (br_if $groups_done (i32.gt_u (i32.add (local.get $c) (i32.const 64)) (local.get $Pb)))
-            (local.set $x (i32.load (local.get $b)))${[0, 1, 2, 3].map(put).join('')}
+            (local.set $x (i32.load (local.get $b)))${[0, 1, 2, 3].map((k) => scaledStore(pair(k), 16 * k)).join('')}
             (local.set $c (i32.add (local.get $c) (i32.const 64)))
             (local.set $b (i32.add (local.get $b) (i32.const 3)))
             (br $group)))${pointsRow(2, false, true)}`;

@@ -188,7 +188,6 @@ export class BackgroundCompression {
     return this.post(bufK, bufV, bufStart, from, to, rebuild);
   }
 
-
   /** One message of rows [from, to) of every layer's buffer, in one transferred array. */
   private post(bufK: RowBuffer[], bufV: RowBuffer[], bufStart: number, from: number, to: number, rebuild: boolean): number {
     const C = this.C;

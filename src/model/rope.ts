@@ -90,26 +90,18 @@ export class Rope {
     const width = nHeads * hd;
     this.cover(startPos + n);
     const { cosTable, sinTable } = this;
+    // the inverse rotates by −angle: sin negated (exact), cos unchanged
+    const sign = inverse ? -1 : 1;
     for (let t = 0; t < n; t++) {
       const p = (startPos + t) * half;
       for (let h = 0; h < nHeads; h++) {
         const o = t * width + h * hd;
-        if (inverse) {
-          for (let i = 0; i < half; i++) {
-            const c = cosTable[p + i], s = -sinTable[p + i];
-            const x1 = x[o + i];
-            const x2 = x[o + i + half];
-            x[o + i] = Math.fround(x1 * c) - Math.fround(x2 * s);
-            x[o + i + half] = Math.fround(x2 * c) + Math.fround(x1 * s);
-          }
-        } else {
-          for (let i = 0; i < half; i++) {
-            const c = cosTable[p + i], s = sinTable[p + i];
-            const x1 = x[o + i];
-            const x2 = x[o + i + half];
-            x[o + i] = Math.fround(x1 * c) - Math.fround(x2 * s);
-            x[o + i + half] = Math.fround(x2 * c) + Math.fround(x1 * s);
-          }
+        for (let i = 0; i < half; i++) {
+          const c = cosTable[p + i], s = sign * sinTable[p + i];
+          const x1 = x[o + i];
+          const x2 = x[o + i + half];
+          x[o + i] = Math.fround(x1 * c) - Math.fround(x2 * s);
+          x[o + i + half] = Math.fround(x2 * c) + Math.fround(x1 * s);
         }
       }
     }
