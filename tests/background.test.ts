@@ -79,6 +79,13 @@ for (const mode of ['materialized', 'compact'] as const) {
     if (threads) {
       // most compressed tokens came from the thread: all but the rows of the steps that filled a chunk
       assert.ok(background.cache.backgroundRows >= background.cache.compressedTokens / 2, `${background.cache.backgroundRows} of ${background.cache.compressedTokens} rows from the thread`);
+      // a materialized cache kept the thread's rebuild of some chunks in its views' spare rows, and
+      // rebuilt others itself (their spare rows ran out: views of 64 rows, then 128, chunks of 32)
+      if (mode === 'materialized') {
+        assert.ok(background.cache.stagedRows > 0 && background.cache.stagedRows < background.cache.backgroundRows, `${background.cache.stagedRows} of ${background.cache.backgroundRows} rows staged`);
+      } else {
+        assert.equal(background.cache.stagedRows, 0, 'a compact cache keeps no rebuild');
+      }
     } else {
       assert.equal(background.cache.backgroundRows, 0, 'one core: no thread');
     }
@@ -92,6 +99,19 @@ test('with chunks of 128 the thread takes jobs of 32 far from a chunk\'s end and
     assert.ok(background.cache.backgroundRows >= 200, `${background.cache.backgroundRows} rows from the thread`);
   }
   assert.equal(LONG_JOB_ROWS % JOB_ROWS, 0);
+});
+
+test('steps of a few tokens that run past a chunk\'s end keep the staged rebuild of its rows intact, the same bits', () => {
+  // steps of 3 fill each chunk of 32 with up to 2 rows of the next: those rows are in the views
+  // before the chunk's staged rows move into place
+  for (const settle of [true, false]) {
+    const steps = [20, ...Array(60).fill(3)];
+    const inStep = run(AQUA, 'materialized', false, steps);
+    const background = run(AQUA, 'materialized', true, steps, undefined, settle);
+    assert.deepEqual(background.logits, inStep.logits);
+    sameBlocks(background.cache, inStep.cache);
+    if (threads && settle) assert.ok(background.cache.stagedRows > 0, 'some chunks staged');
+  }
 });
 
 test('cutting and forking a cache with jobs on the thread keeps it equal to one compressing in its steps', () => {

@@ -136,6 +136,23 @@ test('one token attends through the kernels alike whether the cache rows lie in 
   }
 });
 
+test('rows written to spare capacity wait there and move into place as they were written, every head', () => {
+  const rng = new Rng(5);
+  const rows = new HeadRows(2, 8, 16);
+  const first = rng.fillNormal(new Float32Array(10 * 16));
+  rows.append(first, 10);
+  const staged = rng.fillNormal(new Float32Array(3 * 16));
+  rows.writeSpare(12, staged, 3); // rows 12..14, past the 10 held
+  assert.equal(rows.rows, 10, 'spare rows are not held');
+  assert.throws(() => rows.writeSpare(9, staged, 1), /not spare/);
+  assert.throws(() => rows.writeSpare(14, staged, 3), /not spare/);
+  rows.move(12, 4, 3);
+  const want = first.slice();
+  want.set(staged, 4 * 16);
+  assert.deepEqual(rows.tokenMajor(), want);
+  assert.throws(() => rows.move(12, 9, 3), /rows \[12, 15\) to \[9, 12\)/);
+});
+
 test('the cache rejects layers out of order', () => {
   const model = open({});
   const cache = new FullCache(model);

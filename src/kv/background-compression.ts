@@ -7,11 +7,14 @@
  * it is in, long before its chunk is full, and the result is the same bit for bit. Decode leaves
  * the machine's second core idle (its products run on one thread), so a cache sends its buffered
  * tokens there in jobs of JOB_ROWS and, in the step that fills a chunk, takes back the jobs' codes
- * and compresses only the tokens no job holds: the step's own and the few since the last job.
- * What a chunk stores, and when attention sees it, are exactly as without the thread; a
- * materialized cache still rebuilds the chunk's tokens from their codes in that step (a product
- * per part and layer, ~2 ms a chunk here), since holding the thread's rebuilt rows until the
- * chunk fills would add up to a chunk of f32 rows to what the cache holds.
+ * and compresses only the tokens no job holds: the step's own (TAIL_ROWS).
+ * What a chunk stores, and when attention sees it, are exactly as without the thread. A
+ * materialized cache also needs the chunk's rebuild in that step: the jobs send it back with the
+ * codes, and the cache keeps it, rotated, in its views' spare rows a chunk further on (allocated
+ * anyway, as fp's are) until the chunk fills, when one copy puts it in place (chunk-store.ts
+ * `stage`). Holding the rows elsewhere would add up to a chunk of f32 rows to what the cache
+ * holds; where the spare rows run out (the last chunks before the views grow), the step rebuilds
+ * the chunk from its codes as before (a product per part and layer, ~2 ms a chunk here).
  *
  * The module has two sides: `BackgroundCompression`, a cache's side, and `handle`, what the thread
  * runs (platform.ts `BackgroundThread` imports this module there). Methods whose quantizers are
@@ -42,6 +45,15 @@ export const JOB_ROWS = 8;
  * message (~60–80 µs), so a chunk of 128 goes as 3 jobs of 32 and 3 of 8, not 15 of 8.
  */
 export const LONG_JOB_ROWS = 32;
+
+/**
+ * Rows before a chunk's end sent a step at a time: the step that fills the chunk then waits for
+ * its own row only, on a thread done with the others (the first of these jobs takes whatever rows
+ * came since the job before). Steps that fill a chunk, 10 at 1 536 tokens here
+ * (`/tmp/s/fills.mjs`), two runs each: 3.23 and 3.23 ms with 3, 3.49–3.65 with 1 (the job of 7
+ * rows one step before the end still running when the last row came), 3.47–4.62 with 6.
+ */
+export const TAIL_ROWS = 3;
 
 /** How long a step waits for the thread before it compresses the rows itself (and stops using it). */
 const REPLY_TIMEOUT_MS = 30_000;
@@ -81,6 +93,8 @@ export interface TakenRows {
   values: QuantizedBlock[][];
   /** A job was not done: the thread is behind (the caller then compresses the rest itself). */
   behind: boolean;
+  /** Every row taken was rebuilt ahead and staged (the caller commits them rather than rebuilding them). */
+  staged: boolean;
 }
 
 const registered = new WeakMap<BackgroundThread, Set<string>>();
@@ -107,7 +121,15 @@ export function useHandlerModule(url: string): string {
 /** Threads that failed once: said once, not by every cache that finds out. */
 const failed = new WeakSet<BackgroundThread>();
 
-type Job = { seq: number; from: number; rows: number; reply?: CompressedRows };
+/**
+ * Where a cache keeps a job's rebuilt rows until their chunk fills (a materialized store's spare
+ * rows, chunk-store.ts `stage`): rebuilt[l] [rows, C] of layer l for rows [from, from + rows);
+ * false where it keeps none.
+ */
+export type Stager = (from: number, rows: number, rebuilt: { k: Float32Array; v: Float32Array }[]) => boolean;
+
+// staged: the reply's rebuilt rows are kept by the cache (the reply keeps only the codes)
+type Job = { seq: number; from: number; rows: number; reply?: CompressedRows; staged?: boolean };
 /**
  * A cache dropped with jobs outstanding: their replies are forgotten, or another cache's wait,
  * which takes in every reply that has come, would keep them (a server makes a cache per request).
@@ -122,10 +144,13 @@ export class BackgroundCompression {
   private sentTo = 0; // position: rows before it are sent (or were compressed in the step)
   /** Tokens whose codes came from the thread (for benchmarks and tests). */
   rowsTaken = 0;
+  /** Of those, tokens whose rebuild came from the thread too, staged ahead of their chunk. */
+  rowsStaged = 0;
 
   private constructor(
     private thread: BackgroundThread | null, private readonly key: string, private readonly L: number, private readonly C: number,
     private readonly chunkRows: number, // B: chunks are positions [kB, (k+1)B)
+    private readonly stage: Stager | null, // where jobs' rebuilt rows are kept; null: jobs send none back
   ) {
     if (thread) forgetJobs.register(this, { thread, jobs: this.pending });
   }
@@ -134,7 +159,7 @@ export class BackgroundCompression {
    * The background side of a cache of `plan`'s codecs, or null where compression stays in the
    * step: a quantizer that is not per token, or no thread on this host.
    */
-  static for(plan: CacheMethod, codecs: LayerCodec[], predictors: PredictorSet | null, C: number, chunkRows: number): BackgroundCompression | null {
+  static for(plan: CacheMethod, codecs: LayerCodec[], predictors: PredictorSet | null, C: number, chunkRows: number, stage: Stager | null = null): BackgroundCompression | null {
     if (!codecs.every((c) => c.keyQuantizer.rowwise && c.valueQuantizer.rowwise)) return null;
     const thread = platform.backgroundThread(handlerModule);
     if (!thread) return null;
@@ -154,7 +179,7 @@ export class BackgroundCompression {
       thread.drop(thread.send(message));
       known.add(key);
     }
-    return new BackgroundCompression(thread, key, codecs.length, C, chunkRows);
+    return new BackgroundCompression(thread, key, codecs.length, C, chunkRows, stage);
   }
 
   /** Whether jobs go to the thread (false once it failed, for this cache or another). */
@@ -164,16 +189,19 @@ export class BackgroundCompression {
   }
 
   /**
-   * At the end of a step: sends the buffered rows not yet sent, [max(sent, bufStart), end), once
-   * there are LONG_JOB_ROWS of them, or JOB_ROWS near the end of their chunk; every row of the
-   * buffer is in, each layer's row `end − bufStart` last.
+   * At the end of a step: takes in the replies that have come (staging their rebuilt rows), then
+   * sends the buffered rows not yet sent, [max(sent, bufStart), end), once there are LONG_JOB_ROWS
+   * of them, or JOB_ROWS near the end of their chunk, or whatever there are in its last TAIL_ROWS
+   * steps before the one that fills it; every row of the buffer is in, each layer's row
+   * `end − bufStart` last.
    */
   send(bufK: RowBuffer[], bufV: RowBuffer[], bufStart: number, end: number): void {
+    this.poll();
     const from = Math.max(this.sentTo, bufStart);
     const chunkEnd = (Math.floor(from / this.chunkRows) + 1) * this.chunkRows;
     const size = chunkEnd - from > LONG_JOB_ROWS + JOB_ROWS ? LONG_JOB_ROWS : JOB_ROWS;
-    if (!this.thread || end - from < size) return;
-    const seq = this.post(bufK, bufV, bufStart, from, end, false);
+    if (!this.thread || end <= from || (end - from < size && chunkEnd - end > TAIL_ROWS)) return;
+    const seq = this.post(bufK, bufV, bufStart, from, end, this.stage !== null);
     this.pending.list.push({ seq, from, rows: end - from });
     this.sentTo = end;
   }
@@ -198,6 +226,23 @@ export class BackgroundCompression {
     return this.thread!.send(message, [kv.buffer as ArrayBuffer]);
   }
 
+  /** Takes in the replies of jobs that are done, in order (decode never waits for one here). */
+  private poll(): void {
+    for (const job of this.pending.list) {
+      if (job.reply) continue;
+      if (!this.thread || !this.thread.ready(job.seq)) return;
+      const reply = this.result(job.seq);
+      if (!reply) return;
+      this.receive(job, reply);
+    }
+  }
+
+  /** A job's reply: its rebuilt rows staged where the cache keeps them, its codes kept. */
+  private receive(job: Job, reply: CompressedRows): void {
+    job.staged = reply.rebuilt !== null && this.stage !== null && this.stage(job.from, job.rows, reply.rebuilt);
+    job.reply = { ...reply, rebuilt: null };
+  }
+
   /** The answer to job `seq`, waiting for it; null where the thread failed (the caller compresses its rows). */
   result(seq: number): CompressedRows | null {
     try {
@@ -217,7 +262,7 @@ export class BackgroundCompression {
    * compress, as are all rows where the thread failed.
    */
   take(start: number, n: number): TakenRows {
-    const taken: TakenRows = { rows: 0, keys: Array.from({ length: this.L }, () => []), values: Array.from({ length: this.L }, () => []), behind: false };
+    const taken: TakenRows = { rows: 0, keys: Array.from({ length: this.L }, () => []), values: Array.from({ length: this.L }, () => []), behind: false, staged: true };
     const end = start + n;
     while (this.pending.list.length > 0 && this.pending.list[0].from < end) {
       const job = this.pending.list.shift()!;
@@ -227,8 +272,13 @@ export class BackgroundCompression {
         if (!job.reply) this.thread?.drop(job.seq);
         continue;
       }
-      const reply = job.reply ?? this.result(job.seq);
-      if (!reply) break;
+      if (!job.reply) {
+        const reply = this.result(job.seq);
+        if (!reply) break;
+        this.receive(job, reply);
+      }
+      const reply = job.reply!;
+      taken.staged &&= job.staged === true;
       for (let l = 0; l < this.L; l++) {
         taken.keys[l].push(reply.keys[l]);
         taken.values[l].push(reply.values[l]);
@@ -236,6 +286,8 @@ export class BackgroundCompression {
       taken.rows += job.rows;
     }
     this.rowsTaken += taken.rows;
+    if (taken.rows === 0) taken.staged = false;
+    else if (taken.staged) this.rowsStaged += taken.rows;
     return taken;
   }
 
@@ -243,7 +295,10 @@ export class BackgroundCompression {
   settle(): void {
     for (const job of this.pending.list) {
       if (!this.thread) return;
-      job.reply ??= this.result(job.seq) ?? undefined;
+      if (job.reply) continue;
+      const reply = this.result(job.seq);
+      if (!reply) return;
+      this.receive(job, reply);
     }
   }
 

@@ -59,6 +59,15 @@ export interface ChunkStore {
    * one); recK, recV [rows, C]: their reconstruction (keys as stored).
    */
   compressed(layer: number, start: number, rows: number, recK: Float32Array, recV: Float32Array): void;
+  /**
+   * Rows [start, start + rows) of every layer were rebuilt ahead of their chunk (on the background
+   * thread: rebuilt[l] holds layer l's, [rows, C] each, keys as stored): kept `ahead` rows further
+   * on, where nothing is held yet, until `commitStaged`. False where the store keeps none (nothing
+   * was written): the rows are then rebuilt when their chunk fills.
+   */
+  stage(start: number, rows: number, ahead: number, rebuilt: { k: Float32Array; v: Float32Array }[]): boolean;
+  /** The staged rows [start, start + rows) are compressed this step: they take their place as `compressed` rows do. */
+  commitStaged(start: number, rows: number, ahead: number): void;
   /** Attention is done with layer `layer`'s view of this step. */
   attended(layer: number): void;
   /** Bytes held besides the stored form: rebuilt rows kept for reading, and working scratch. */
@@ -75,7 +84,8 @@ export class MaterializedStore implements ChunkStore {
   readonly needsRebuild = true;
   private viewK: HeadRows[]; // [L] of [KV][T, hd]: every token, rotated, in position order
   private viewV: HeadRows[];
-  private pending: { start: number; k: Float32Array; v: Float32Array }[][]; // [L] reconstructions for the next step, [n, C]
+  // [L] reconstructions for the next step: rows [n, C], or staged rows `from` on to move into place
+  private pending: ({ start: number; k: Float32Array; v: Float32Array } | { start: number; from: number; rows: number })[][];
 
   constructor(private readonly s: StoreContext) {
     const rows = () => Array.from({ length: s.nLayers }, () => new HeadRows(s.nKvHeads, s.C / s.nKvHeads));
@@ -134,11 +144,40 @@ export class MaterializedStore implements ChunkStore {
 
   private applyPending(layer: number): void {
     for (const p of this.pending[layer]) {
+      if ('from' in p) {
+        // rows held since they were staged would have been written over them
+        if (p.from < this.viewK[layer].rows) throw new Error(`MaterializedStore: staged rows at ${p.from} lie within the ${this.viewK[layer].rows} rows held`);
+        this.viewK[layer].move(p.from, p.start, p.rows);
+        this.viewV[layer].move(p.from, p.start, p.rows);
+        continue;
+      }
       const rows = p.k.length / this.s.C;
       this.viewK[layer].write(p.start, p.k, rows);
       this.viewV[layer].write(p.start, p.v, rows);
     }
     this.pending[layer] = [];
+  }
+
+  /**
+   * Staged rows wait in the views' spare capacity (held as working memory whether used or not,
+   * fp's views have it too), `ahead` rows past their place: past every row held until they move
+   * into place (the caller knows how far its steps go). Rows arrive rotated, as attention will read
+   * them. Where the capacity ends first (the last chunks before the views grow), none are staged.
+   */
+  stage(start: number, rows: number, ahead: number, rebuilt: { k: Float32Array; v: Float32Array }[]): boolean {
+    const at = start + ahead;
+    if (rebuilt.length !== this.s.nLayers || ![...this.viewK, ...this.viewV].every((b) => at >= b.rows && at + rows <= b.capacity)) return false;
+    for (let l = 0; l < this.s.nLayers; l++) {
+      const K = this.viewK[l];
+      K.writeSpare(at, rebuilt[l].k, rows);
+      if (!this.s.keysAfterRope) K.rope(this.s.rope, at, rows, start);
+      this.viewV[l].writeSpare(at, rebuilt[l].v, rows);
+    }
+    return true;
+  }
+
+  commitStaged(start: number, rows: number, ahead: number): void {
+    for (const list of this.pending) list.push({ start, from: start + ahead, rows });
   }
 
   compressed(layer: number, start: number, rows: number, recK: Float32Array, recV: Float32Array): void {
@@ -155,7 +194,7 @@ export class MaterializedStore implements ChunkStore {
       materialized += b.bytes();
       spare += b.spareBytes();
     }
-    for (const p of this.pending.flat()) materialized += p.k.byteLength + p.v.byteLength;
+    for (const p of this.pending.flat()) if (!('from' in p)) materialized += p.k.byteLength + p.v.byteLength;
     // the views' spare capacity is working memory: allocated, holding nothing yet
     return { materialized, working: spare };
   }
@@ -173,7 +212,7 @@ export class MaterializedStore implements ChunkStore {
     const c = new MaterializedStore(this.s);
     c.viewK = this.viewK.map((b) => b.clone());
     c.viewV = this.viewV.map((b) => b.clone());
-    c.pending = this.pending.map((list) => list.map((p) => ({ start: p.start, k: p.k.slice(), v: p.v.slice() })));
+    c.pending = this.pending.map((list) => list.map((p) => ('from' in p ? { ...p } : { start: p.start, k: p.k.slice(), v: p.v.slice() })));
     return c;
   }
 }
@@ -340,6 +379,14 @@ export class CompactStore implements ChunkStore {
 
   compressed(): void {
     // nothing to keep: the chunk's codes are rebuilt at every read
+  }
+
+  stage(): boolean {
+    return false; // nothing rebuilt is kept
+  }
+
+  commitStaged(): void {
+    throw new Error('CompactStore.commitStaged: a compact store stages nothing');
   }
 
   attended(): void {

@@ -131,12 +131,26 @@ export class CompressedCache implements KVCache {
     else if (mode === 'compact') this.store = new CompactStore(this.context, this.r, codecs, this.ws, this.otherWorking);
     else if (state) this.store = MaterializedStore.restore(this.context, this.r, codecs, this.ws);
     else this.store = new MaterializedStore(this.context);
-    this.background = background && this.first === 0 ? BackgroundCompression.for(setup.plan, codecs, setup.predictors, kvDim, buffer) : null;
+    // a materialized store keeps the rows the thread rebuilds in its views' spare rows until their
+    // chunk fills, B + JOB_ROWS rows on: past the rows of the step that fills it, which are in the
+    // views before the staged rows move into place (a longer step compresses its chunks itself)
+    const stage = this.store.needsRebuild ? (from: number, rows: number, rebuilt: { k: Float32Array; v: Float32Array }[]) => this.store.stage(from, rows, this.stagedAhead, rebuilt) : null;
+    this.background = background && this.first === 0 ? BackgroundCompression.for(setup.plan, codecs, setup.predictors, kvDim, buffer, stage) : null;
+  }
+
+  /** How many rows past its place a staged row waits (see the constructor). */
+  private get stagedAhead(): number {
+    return this.options.buffer + JOB_ROWS;
   }
 
   /** Tokens whose codes the background thread made, so far (see CacheOptions.background). */
   get backgroundRows(): number {
     return this.background?.rowsTaken ?? 0;
+  }
+
+  /** Of those, tokens whose rebuild the thread made too, kept in the views' spare rows until their chunk filled. */
+  get stagedRows(): number {
+    return this.background?.rowsStaged ?? 0;
   }
 
   /**
@@ -294,7 +308,9 @@ export class CompressedCache implements KVCache {
     // the rest to the thread if it has just shown it keeps up (a job of this chunk taken, none
     // behind), else it would be waited for (still starting, or busy); here otherwise
     const seq = w > 0 && w < n && !taken.behind && bg.running ? bg.sendNow(r.bufK, r.bufV, r.bufStart, chunk.start + w, chunk.start + n, wantRebuild) : null;
-    if (w > 0 && wantRebuild) {
+    // the taken rows' rebuild came with their codes and waits in the store (staged), or is made here
+    if (w > 0 && wantRebuild && taken.staged) this.store.commitStaged(chunk.start, w, this.stagedAhead);
+    else if (w > 0 && wantRebuild) {
       let prev = { k: new Float32Array(w * C), v: new Float32Array(w * C) };
       let cur = { k: new Float32Array(w * C), v: new Float32Array(w * C) };
       for (let l = 0; l < L; l++) {

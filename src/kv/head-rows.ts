@@ -95,6 +95,23 @@ export class HeadRows implements KernelMemory {
     this.rows = Math.max(this.rows, at + n);
   }
 
+  /**
+   * Writes src [n, heads·hd] as rows [at, at + n) of the spare capacity past the rows held, without
+   * holding them (the rows stay as many): a place for rows to wait until `move` puts them in place.
+   * They last until rows are appended over them (growing keeps only the rows held).
+   */
+  writeSpare(at: number, src: Float32Array, n: number): void {
+    if (at < this.rows || at + n > this.capacity) throw new RangeError(`HeadRows.writeSpare: rows [${at}, ${at + n}) are not spare (${this.rows} held, capacity ${this.capacity})`);
+    scatterHeads(this.data, this.capacity, at, src, n, this.heads, this.hd);
+  }
+
+  /** Copies rows [from, from + n) to rows [to, to + n) of every head (within the rows held). */
+  move(from: number, to: number, n: number): void {
+    if (to + n > this.rows || from + n > this.capacity) throw new RangeError(`HeadRows.move: rows [${from}, ${from + n}) to [${to}, ${to + n}) with ${this.rows} held`);
+    const { hd, capacity } = this;
+    for (let h = 0; h < this.heads; h++) this.data.copyWithin((h * capacity + to) * hd, (h * capacity + from) * hd, (h * capacity + from + n) * hd);
+  }
+
   /** Appends src [n, heads·hd]; returns the index of the first appended row. */
   append(src: Float32Array, n: number): number {
     const first = this.rows;

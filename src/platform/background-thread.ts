@@ -52,8 +52,13 @@ export function startBackgroundThread(moduleUrl: string): BackgroundThread | nul
   let next = 0;
   const got = new Map<number, Reply>();
   const dropped = new Set<number>();
+  let drained = 0; // replies taken off the port
   const drain = () => {
+    // the port is read only when the worker has counted a reply not taken yet: a decode step asks
+    // every step whether a job is done, and reading an empty port costs more than the shared word
+    if (Atomics.load(replies, 0) === drained) return;
     for (let m = receiveMessageOnPort(port1); m; m = receiveMessageOnPort(port1)) {
+      drained++;
       const r = m.message as Reply;
       if (!dropped.delete(r.seq)) got.set(r.seq, r);
     }
