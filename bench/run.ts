@@ -285,7 +285,7 @@ if (sections.has('cache') && model) {
     const finished: {
       label: string; rates: number[]; collectionMs: number; mem: ReturnType<KVCache['memory']>; isFp: boolean;
       compact: { floorSeconds: number[]; shares: number[]; productMs: number[]; collectionInProductsMs: number; backToBack: number[]; macs: number } | null;
-      filling: number[]; others: number[]; background: { rows: number; of: number } | null;
+      filling: number[]; others: number[]; background: { rows: number; staged: number; of: number } | null;
     }[] = [];
     // fp and materialized, then compact, each group's caches made, timed, measured and dropped:
     // compact's products return copies of their outputs (onnxruntime-node's binding), ~25 MB a
@@ -353,7 +353,7 @@ if (sections.has('cache') && model) {
         const own = r.reps.map((x) => (x.productSeconds - collectedIn(x.calls) / 1000) / x.steps);
         finished.push({
           label: r.label, rates: r.rates, isFp: r.cache instanceof FullCache, mem: r.cache.memory(), filling: r.filling, others: r.others,
-          background: r.cache instanceof CompressedCache ? { rows: r.cache.backgroundRows, of: r.cache.compressedTokens } : null,
+          background: r.cache instanceof CompressedCache ? { rows: r.cache.backgroundRows, staged: r.cache.stagedRows, of: r.cache.compressedTokens } : null,
           collectionMs: collectedIn(r.windows) / steps,
           compact: r.reps.length === 0 ? null : {
             floorSeconds: own, // per step, run by run
@@ -380,10 +380,11 @@ if (sections.has('cache') && model) {
       // every row: collection and the bandwidth bounding it; materialized and compact add their own
       let measures: Record<string, number> = { collectionMs, copyBandwidth: bandwidth };
       if (!isFp && !compact && background) {
-        // the step that fills a chunk compresses it: on the background thread, all but its last rows
-        measures = { ...measures, fillingStepMs: median(filling), otherStepMs: median(others), backgroundRows: background.rows, compressedRows: background.of };
+        // the step that fills a chunk compresses it: on the background thread, all but its last row;
+        // and puts its rebuild in place: the thread's, staged in the views' spare rows, where they had room
+        measures = { ...measures, fillingStepMs: median(filling), otherStepMs: median(others), backgroundRows: background.rows, stagedRows: background.staged, compressedRows: background.of };
         notes.push(`         materialized: a step that fills a chunk ${median(filling).toFixed(2)} ms (median of ${filling.length}), the others ${median(others).toFixed(2)} ms; ` +
-          `${background.rows} of its ${background.of} compressed tokens were compressed on the background thread`);
+          `${background.rows} of its ${background.of} compressed tokens were compressed on the background thread, ${background.staged} of them rebuilt there too`);
       }
       if (compact) {
         // a compact step is the model's own step (fp's, measured above) plus its rebuild: were the

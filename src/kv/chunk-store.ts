@@ -143,6 +143,7 @@ export class MaterializedStore implements ChunkStore {
   }
 
   private applyPending(layer: number): void {
+    if (this.pending[layer].length === 0) return; // most steps: no garbage made
     for (const p of this.pending[layer]) {
       if ('from' in p) {
         // rows held since they were staged would have been written over them
