@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { calibrate, CompressedCache, createCache, loadModel, parseMethod } from '../src/index.js';
-import { JOB_ROWS, LONG_JOB_ROWS, useHandlerModule } from '../src/kv/background-compression.js';
+import { JOB_ROWS, jobRows, useHandlerModule } from '../src/kv/background-compression.js';
 import { concatRows, type QuantizedBlock } from '../src/quant/quantizer.js';
 import { HiggsQuantizer } from '../src/quant/higgs.js';
 import { readGridFile, registerGridFile } from '../src/quant/grid.js';
@@ -92,13 +92,17 @@ for (const mode of ['materialized', 'compact'] as const) {
   });
 }
 
-test('with chunks of 128 the thread takes jobs of 32 far from a chunk\'s end and of 8 near it, the same bits', () => {
+test('with chunks of 128 the thread takes jobs that halve toward a chunk\'s end, the same bits', () => {
+  // a chunk [0, 128): jobs [0, 64), [64, 96), [96, 112), [112, 120); the filling step does [120, 128)
+  const sizes: number[] = [];
+  for (let from = 0; 128 - from >= jobRows(from, 128) + JOB_ROWS; from += sizes[sizes.length - 1]) sizes.push(jobRows(from, 128));
+  assert.deepEqual(sizes, [64, 32, 16, 8]);
+  assert.equal(jobRows(120, 128), JOB_ROWS);
   const background = sameAsInStep(AQUA, 'materialized', [20, ...Array(250).fill(1)], 128);
   if (threads) {
     // chunks [4, 128) (prompt and decode) and [128, 256): all but each filling step's last rows from the thread
     assert.ok(background.cache.backgroundRows >= 200, `${background.cache.backgroundRows} rows from the thread`);
   }
-  assert.equal(LONG_JOB_ROWS % JOB_ROWS, 0);
 });
 
 test('steps of a few tokens that run past a chunk\'s end keep the staged rebuild of its rows intact, the same bits', () => {

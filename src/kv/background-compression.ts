@@ -6,8 +6,8 @@
  * (tensor/gemm.ts `gemmRowwise`). So a buffered token can be compressed as soon as every layer of
  * it is in, long before its chunk is full, and the result is the same bit for bit. Decode leaves
  * the machine's second core idle (its products run on one thread), so a cache sends its buffered
- * tokens there in jobs of JOB_ROWS and, in the step that fills a chunk, takes back the jobs' codes
- * and compresses only the tokens no job holds: the step's own (TAIL_ROWS).
+ * tokens there in jobs (`jobRows`) and, in the step that fills a chunk, takes back the jobs' codes
+ * and compresses only the tokens no job holds: the step's own and the few since the last job.
  * What a chunk stores, and when attention sees it, are exactly as without the thread. A
  * materialized cache also needs the chunk's rebuild in that step: the jobs send it back with the
  * codes, and the cache keeps it, rotated, in its views' spare rows a chunk further on (allocated
@@ -33,27 +33,26 @@ import { methodKey, parseMethod, type CacheMethod } from './method.js';
 import type { RowBuffer } from './row-buffer.js';
 
 /**
- * Tokens per job near a chunk's end. The step that fills a chunk sends the fewer than JOB_ROWS
- * tokens no job holds yet to the thread and rebuilds the others meanwhile; jobs of 32 there made it
- * wait for up to 31 tokens (6.1–9.1 ms against 4.6–4.9 with 8).
+ * The fewest tokens per job: the step that fills a chunk compresses the fewer than JOB_ROWS tokens
+ * no job holds (on the thread, which is done with the jobs by then). Jobs of 32 there made it wait
+ * for up to 31 tokens (6.1–9.1 ms against 4.6–4.9 with 8); with 16, decode ran no faster.
  */
 export const JOB_ROWS = 8;
 
 /**
- * Tokens per job farther from a chunk's end: a job's cost is mostly per call (8 tokens take the
- * thread ~1.8 ms here, 32 not four times that), and each job costs the step that sends it a
- * message (~60–80 µs), so a chunk of 128 goes as 3 jobs of 32 and 3 of 8, not 15 of 8.
+ * Tokens per job for rows [from, …) of a chunk ending at chunkEnd: half of what is left of the
+ * chunk, at least JOB_ROWS (a chunk of 128 goes as jobs of 64, 32, 16 and 8, then the filling
+ * step's 8). The thread's time goes mostly per job (a job of 1 token takes it ~0.5 ms here, 8 take
+ * 0.76, 32 take 1.8), and while it works the decode step's kernels run on one core (platform
+ * `KernelPool`, `othersBusy`), so fewer jobs make decode faster: materialized at 512 tokens against
+ * fp (`/tmp/s/grow.mjs 512 640`, ten runs in turn with the earlier jobs: 32, 32, 32, 8, 8, 8, then
+ * one token a step for the last 3) ran at 0.966 of fp on average against 0.951, faster in 7 of 10
+ * pairs; jobs of 8 for the last 3 tokens alone ran slower (0.944 against 0.962, 2 of 8 pairs
+ * faster), though the step that fills a chunk waited less.
  */
-export const LONG_JOB_ROWS = 32;
-
-/**
- * Rows before a chunk's end sent a step at a time: the step that fills the chunk then waits for
- * its own row only, on a thread done with the others (the first of these jobs takes whatever rows
- * came since the job before). Steps that fill a chunk, 10 at 1 536 tokens here
- * (`/tmp/s/fills.mjs`), two runs each: 3.23 and 3.23 ms with 3, 3.49–3.65 with 1 (the job of 7
- * rows one step before the end still running when the last row came), 3.47–4.62 with 6.
- */
-export const TAIL_ROWS = 3;
+export function jobRows(from: number, chunkEnd: number): number {
+  return Math.max(JOB_ROWS, (chunkEnd - from) >> 1);
+}
 
 /** How long a step waits for the thread before it compresses the rows itself (and stops using it). */
 const REPLY_TIMEOUT_MS = 30_000;
@@ -190,17 +189,14 @@ export class BackgroundCompression {
 
   /**
    * At the end of a step: takes in the replies that have come (staging their rebuilt rows), then
-   * sends the buffered rows not yet sent, [max(sent, bufStart), end), once there are LONG_JOB_ROWS
-   * of them, or JOB_ROWS near the end of their chunk, or whatever there are in its last TAIL_ROWS
-   * steps before the one that fills it; every row of the buffer is in, each layer's row
-   * `end − bufStart` last.
+   * sends the buffered rows not yet sent, [max(sent, bufStart), end), once there are `jobRows` of
+   * them; every row of the buffer is in, each layer's row `end − bufStart` last.
    */
   send(bufK: RowBuffer[], bufV: RowBuffer[], bufStart: number, end: number): void {
     this.poll();
     const from = Math.max(this.sentTo, bufStart);
     const chunkEnd = (Math.floor(from / this.chunkRows) + 1) * this.chunkRows;
-    const size = chunkEnd - from > LONG_JOB_ROWS + JOB_ROWS ? LONG_JOB_ROWS : JOB_ROWS;
-    if (!this.thread || end <= from || (end - from < size && chunkEnd - end > TAIL_ROWS)) return;
+    if (!this.thread || end - from < jobRows(from, chunkEnd)) return;
     const seq = this.post(bufK, bufV, bufStart, from, end, this.stage !== null);
     this.pending.list.push({ seq, from, rows: end - from });
     this.sentTo = end;
