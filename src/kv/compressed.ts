@@ -289,10 +289,12 @@ export class CompressedCache implements KVCache {
 
   /**
    * Compresses `chunk` (at the front of the buffer) at the last layer of a decode step, every layer
-   * at once: the codes of the rows jobs hold are taken; the rest go to the thread now, which
-   * compresses them while this thread rebuilds the taken rows, if the store wants a rebuild (a
-   * materialized cache); the rebuild of the rest comes back with their codes. The same bits as
-   * `compressLayer` (./background-compression.ts); rows the thread cannot do are compressed here.
+   * at once: the codes of the rows jobs hold are taken; the rest go to the thread now. Where the
+   * store wants a rebuild (a materialized cache), the taken rows' rebuild came with their codes
+   * and waits staged in the store, or (where the store had no room for it) this thread rebuilds
+   * them while the thread compresses the rest; the rebuild of the rest comes back with their
+   * codes. The same bits as `compressLayer` (./background-compression.ts); rows the thread cannot
+   * do are compressed here.
    */
   private compressThroughThread(chunk: Chunk): void {
     const C = this.C;
