@@ -44,11 +44,12 @@ export const JOB_ROWS = 8;
  * chunk, at least JOB_ROWS (a chunk of 128 goes as jobs of 64, 32, 16 and 8, then the filling
  * step's 8). The thread's time goes mostly per job (a job of 1 token takes it ~0.5 ms here, 8 take
  * 0.76, 32 take 1.8), and while it works the decode step's kernels run on one core (platform
- * `KernelPool`, `othersBusy`), so fewer jobs make decode faster: materialized at 512 tokens against
- * fp (`/tmp/s/grow.mjs 512 640`, ten runs in turn with the earlier jobs: 32, 32, 32, 8, 8, 8, then
- * one token a step for the last 3) ran at 0.966 of fp on average against 0.951, faster in 7 of 10
- * pairs; jobs of 8 for the last 3 tokens alone ran slower (0.944 against 0.962, 2 of 8 pairs
- * faster), though the step that fills a chunk waited less.
+ * `KernelPool`, `othersBusy`), so fewer jobs make decode faster. Materialized decode from 512
+ * tokens, 640 steps beside fp's, in processes taken in turn: 0.966 of fp on average with these
+ * jobs against 0.951 with the jobs before (32, 32, 32, 8, 8, then one token a step for the last 3),
+ * faster in 7 of 10 pairs. Those one-token jobs alone had made decode slower (0.944 against 0.962,
+ * 8 pairs), though the step that fills a chunk waited less; one job of 120 ran at 0.942 against
+ * 0.952 (8 pairs).
  */
 export function jobRows(from: number, chunkEnd: number): number {
   return Math.max(JOB_ROWS, (chunkEnd - from) >> 1);
