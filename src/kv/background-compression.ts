@@ -126,7 +126,7 @@ const failed = new WeakSet<BackgroundThread>();
  * rows, chunk-store.ts `stage`): rebuilt[l] [rows, C] of layer l for rows [from, from + rows);
  * false where it keeps none.
  */
-export type Stager = (from: number, rows: number, rebuilt: { k: Float32Array; v: Float32Array }[]) => boolean;
+export type Stager = (from: number, rows: number, rebuilt: CompressedLayers['rebuilt']) => boolean;
 
 // staged: the reply's rebuilt rows are kept by the cache (the reply keeps only the codes)
 type Job = { seq: number; from: number; rows: number; reply?: CompressedRows; staged?: boolean };

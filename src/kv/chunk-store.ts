@@ -11,7 +11,7 @@ import type { QuantizedBlock } from '../quant/quantizer.js';
 import type { Rope } from '../model/rope.js';
 import type { LayerView } from '../model/kv-cache.js';
 import type { Workspace } from '../tensor/workspace.js';
-import type { LayerCodec } from './layer-codec.js';
+import type { CompressedLayers, LayerCodec } from './layer-codec.js';
 import { constsBytes, FUSED_BLOCK_ROWS, FusedMemory, rowSpans, type FusedLayout, type FusedPart, type RowSpan } from './fused-rebuild.js';
 import { PAGE } from '../tensor/wasm-arena.js';
 import { HeadRows, ropeHeads, scatterHeads } from './head-rows.js';
@@ -65,7 +65,7 @@ export interface ChunkStore {
    * on, where nothing is held yet, until `commitStaged`. False where the store keeps none (nothing
    * was written): the rows are then rebuilt when their chunk fills.
    */
-  stage(start: number, rows: number, ahead: number, rebuilt: { k: Float32Array; v: Float32Array }[]): boolean;
+  stage(start: number, rows: number, ahead: number, rebuilt: CompressedLayers['rebuilt']): boolean;
   /** The staged rows [start, start + rows) are compressed this step: they take their place as `compressed` rows do. */
   commitStaged(start: number, rows: number, ahead: number): void;
   /** Attention is done with layer `layer`'s view of this step. */
@@ -165,7 +165,7 @@ export class MaterializedStore implements ChunkStore {
    * into place (the caller knows how far its steps go). Rows arrive rotated, as attention will read
    * them. Where the capacity ends first (the last chunks before the views grow), none are staged.
    */
-  stage(start: number, rows: number, ahead: number, rebuilt: { k: Float32Array; v: Float32Array }[]): boolean {
+  stage(start: number, rows: number, ahead: number, rebuilt: CompressedLayers['rebuilt']): boolean {
     const at = start + ahead;
     if (rebuilt.length !== this.s.nLayers || ![...this.viewK, ...this.viewV].every((b) => at >= b.rows && at + rows <= b.capacity)) return false;
     for (let l = 0; l < this.s.nLayers; l++) {

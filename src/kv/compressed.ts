@@ -20,7 +20,7 @@
 import type { CacheHost, CacheMemory, KVCache, LayerView } from '../model/kv-cache.js';
 import { blockBytes, concatRows, type QuantizedBlock } from '../quant/quantizer.js';
 import { Workspace } from '../tensor/workspace.js';
-import { BackgroundCompression, JOB_ROWS, type TakenRows } from './background-compression.js';
+import { BackgroundCompression, JOB_ROWS, type Stager, type TakenRows } from './background-compression.js';
 import { CompactStore, MaterializedStore, type CacheRegions, type Chunk, type ChunkStore, type StoreContext } from './chunk-store.js';
 import { checkCut } from './full.js';
 import { compressLayers, type LayerCodec } from './layer-codec.js';
@@ -134,7 +134,7 @@ export class CompressedCache implements KVCache {
     // a materialized store keeps the rows the thread rebuilds in its views' spare rows until their
     // chunk fills, B + JOB_ROWS rows on: past the rows of the step that fills it, which are in the
     // views before the staged rows move into place (a longer step compresses its chunks itself)
-    const stage = this.store.needsRebuild ? (from: number, rows: number, rebuilt: { k: Float32Array; v: Float32Array }[]) => this.store.stage(from, rows, this.stagedAhead, rebuilt) : null;
+    const stage: Stager | null = this.store.needsRebuild ? (from, rows, rebuilt) => this.store.stage(from, rows, this.stagedAhead, rebuilt) : null;
     this.background = background && this.first === 0 ? BackgroundCompression.for(setup.plan, codecs, setup.predictors, kvDim, buffer, stage) : null;
   }
 
@@ -200,9 +200,9 @@ export class CompressedCache implements KVCache {
     const nBuf = n - nSink;
     if (nBuf > 0) {
       const k = r.bufK[layer];
-      const first = k.append(nSink === 0 ? keysPreRope : keysPreRope.subarray(nSink * C), nBuf);
+      const first = k.append(nSink > 0 ? keysPreRope.subarray(nSink * C) : keysPreRope, nBuf);
       if (this.setup.plan.keysAfterRope) rope.apply(k.data.subarray(first * C), nBuf, config.nKvHeads, start + nSink);
-      r.bufV[layer].append(nSink === 0 ? values : values.subarray(nSink * C), nBuf);
+      r.bufV[layer].append(nSink > 0 ? values.subarray(nSink * C) : values, nBuf);
     }
     const view = this.store.view(layer, keysPreRope, values, n, start);
     if (this.compressing.length > 0 && !this.atLastLayer) this.compressLayer(layer);
@@ -311,8 +311,9 @@ export class CompressedCache implements KVCache {
     // behind), else it would be waited for (still starting, or busy); here otherwise
     const seq = w > 0 && w < n && !taken.behind && bg.running ? bg.sendNow(r.bufK, r.bufV, r.bufStart, chunk.start + w, chunk.start + n, wantRebuild) : null;
     // the taken rows' rebuild came with their codes and waits in the store (staged), or is made here
-    if (w > 0 && wantRebuild && taken.staged) this.store.commitStaged(chunk.start, w, this.stagedAhead);
-    else if (w > 0 && wantRebuild) {
+    if (w > 0 && wantRebuild && taken.staged) {
+      this.store.commitStaged(chunk.start, w, this.stagedAhead);
+    } else if (w > 0 && wantRebuild) {
       let prev = { k: new Float32Array(w * C), v: new Float32Array(w * C) };
       let cur = { k: new Float32Array(w * C), v: new Float32Array(w * C) };
       for (let l = 0; l < L; l++) {
