@@ -36,7 +36,7 @@ test('points_scaled writes each token\'s grid points times its scale plus u (the
     const block = q.quantize(rng.fillNormal(new Float32Array(rows * C)), rows);
     const m = new FusedMemory();
     const ld = C + P + 8; // the points land at column inDim = C of rows of ld
-    m.layout({ carryRows: 0, blockRows: rows, kMax: ld, C, codeBytes: part.codeBytes, consts: constsBytes([part]), view: null, tables: 0 });
+    m.layout({ carryRows: 0, blockRows: rows, kMax: ld, C, codeBytes: part.codeBytes, consts: constsBytes([part]), view: null, tables: 0, stageRows: 0 });
     m.f32(m.at.a, rows * ld).fill(7);
     // rows [0, 12) and [12, rows) as two pieces: what a span that ends inside a block passes
     m.points(part, [{ block, from: 0, to: 12 }, { block, from: 12, to: rows }], m.at.a, ld);
@@ -73,7 +73,7 @@ test('fan_rows copies rows to two strided places and, head by head, into a view,
   const m = new FusedMemory();
   // the source rows in the carry's first half, the first copy into its second (the output's region
   // is the table rows' too)
-  m.layout({ carryRows: 2 * rows, blockRows: rows, kMax: 3 * C, C, codeBytes: 64, consts: 0, view: { heads, T: S, hd, scratchBytes: 64 }, tables: rows * (hd / 2) });
+  m.layout({ carryRows: 2 * rows, blockRows: rows, kMax: 3 * C, C, codeBytes: 64, consts: 0, view: { heads, T: S, hd, scratchBytes: 64 }, tables: rows * (hd / 2), stageRows: 0 });
   const tables = rope.tables(100 + rows);
   m.holdTables(tables.cos, tables.sin, 100 * (hd / 2), rows * (hd / 2)); // positions [100, 100 + rows)
   const x = rng.fillNormal(new Float32Array(rows * C)).map((v) => v * 30);

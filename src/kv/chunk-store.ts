@@ -331,7 +331,10 @@ export class CompactStore implements ChunkStore {
         // attention's scratch per view: the group's queries and scores (keys), probabilities and outputs (values)
         view: { heads: KV, T, hd, scratchBytes: (nHeads / KV) * (hd + T + 4) * 4 },
       };
-      const layoutFor = (rows: number): FusedLayout => ({ ...widest, carryRows: R, blockRows: rows, C, tables: rows * half });
+      // the sinks and the buffer go to the view a piece at a time (`FusedMemory.fanIn`), in the
+      // product input's room, which holds a span's wider rows already once there are spans
+      const stageRows = Math.min(Math.max(1, nSink, nb), STAGE_ROWS);
+      const layoutFor = (rows: number): FusedLayout => ({ ...widest, carryRows: R, blockRows: rows, C, tables: Math.max(rows, stageRows) * half, stageRows });
       // spans no shorter than keep the predictors' products (the parts' products, without
       // predictors) on every core, where the bound is tighter; 32 rows where none ever does
       const predicting = all.filter((p) => p.inDim > 0);
@@ -346,8 +349,8 @@ export class CompactStore implements ChunkStore {
     const at = m.at;
     const k = m.kernels;
     const firstPos = R > 0 ? r.chunks[0].start : 0;
-    // the chunks' positions are [firstPos, firstPos + R) ⊂ [0, T)
-    const tables = rope.tables(firstPos + R);
+    // the chunks' positions are [firstPos, firstPos + R), the buffer's [bufStart, bufStart + nb)
+    const tables = rope.tables(Math.max(firstPos + R, r.bufStart + nb));
     const { keys: pk, values: pv } = parts[layer];
     const piecesOf = (b: RowSpan, part: 'keys' | 'values') => b.pieces.map((p) => ({ block: r.chunks[p.index][part][layer], from: p.from, to: p.to }));
     for (const b of this.fusedShape.spans) {
@@ -367,14 +370,13 @@ export class CompactStore implements ChunkStore {
       gemmRowwise(m.f32(at.y, n * C), m.f32(at.a, n * pv.k), pv.weight, n, pv.k, C, true);
       k.fan_rows(at.y, n, C, hd, 0, 0, 0, 0, vview, T, 0, 0);
     }
-    // the view holds T rows per head
+    // the view holds T rows per head: the sinks (rotated when stored), the chunks, the buffer
+    m.fanIn(r.sinkK[layer].view(), nSink, C, hd, at.kview, T, 0, null);
+    m.fanIn(r.sinkV[layer].view(), nSink, C, hd, at.vview, T, 0, null);
+    m.fanIn(r.bufK[layer].view(), nb, C, hd, at.kview, T, nSink + R, { ...tables, from: r.bufStart });
+    m.fanIn(r.bufV[layer].view(), nb, C, hd, at.vview, T, nSink + R, null);
     const K = m.f32(at.kview, KV * T * hd);
     const V = m.f32(at.vview, KV * T * hd);
-    scatterHeads(K, T, 0, r.sinkK[layer].view(), nSink, KV, hd);
-    scatterHeads(V, T, 0, r.sinkV[layer].view(), nSink, KV, hd);
-    scatterHeads(K, T, nSink + R, r.bufK[layer].view(), nb, KV, hd);
-    scatterHeads(V, T, nSink + R, r.bufV[layer].view(), nb, KV, hd);
-    ropeHeads(rope, K, T, nSink + R, nb, KV, r.bufStart);
     return { keys: K, values: V, length: T, stride: T, inPlace: { keys: m.viewMemory('k'), values: m.viewMemory('v') } };
   }
 
@@ -411,6 +413,13 @@ export class CompactStore implements ChunkStore {
     return { materialized: 0, working: fused + this.prev.k.byteLength + this.prev.v.byteLength + this.cur.k.byteLength + this.cur.v.byteLength };
   }
 }
+
+/**
+ * The most sink or buffer rows a compact step sends to its view at once (`FusedMemory.fanIn`): a
+ * buffer of up to a chunk and the tokens of a step in one or two pieces, within the room spans
+ * take anyway once there are chunks (≥ ~40 rows of the values' product input).
+ */
+const STAGE_ROWS = 128;
 
 /**
  * The most rows per product that keep a compact cache's kernel memory, counted in whole
