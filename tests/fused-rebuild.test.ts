@@ -4,6 +4,7 @@ import { calibrate, CompressedCache, createCache, loadModel, parseMethod } from 
 import { constsBytes, FUSED_BLOCK_ROWS, FusedMemory, FusedPart, rowSpans } from '../src/kv/fused-rebuild.js';
 import { LinearPredictor } from '../src/kv/linear-predictor.js';
 import { Rope } from '../src/model/rope.js';
+import { ropeHeads, scatterHeads } from '../src/kv/head-rows.js';
 import { hadamardMatrix } from '../src/quant/hadamard.js';
 import { HiggsQuantizer } from '../src/quant/higgs.js';
 import { setHiggsKernels } from '../src/quant/higgs-wasm.js';
@@ -103,6 +104,37 @@ test('fan_rows copies rows to two strided places and, head by head, into a view,
   k.gather_rows(at.vview + at0 * hd * 4, S, rows, C, hd, at.a + C * 4, 3 * C);
   const back = m.f32(at.a, rows * 3 * C);
   for (let t = 0; t < rows; t++) for (let c = 0; c < C; c++) assert.ok(Object.is(back[t * 3 * C + C + c], x[t * C + c]), `gathered row ${t} channel ${c}`);
+});
+
+test('fanIn sends a JavaScript array\'s rows into a view in pieces of the staged rows, rotated from a position as the JavaScript scatter and rotation do, or copied', () => {
+  const rng = new Rng(14);
+  const heads = 2, hd = 64, C = heads * hd, S = 60, first = 7, from = 300;
+  const rope = new Rope(hd, 10000, null);
+  const m = new FusedMemory();
+  // 5 rows a piece: 23 rows go as 5 pieces, the last of 3
+  m.layout({ carryRows: 0, blockRows: 1, kMax: C, C, codeBytes: 8, consts: 0, view: { heads, T: S, hd, scratchBytes: 64 }, tables: 5 * (hd / 2), stageRows: 5 });
+  const rows = 23;
+  const x = rng.fillNormal(new Float32Array(rows * C)).map((v) => v * 30);
+  const { at } = m;
+  m.f32(at.kview, heads * S * hd).fill(9);
+  m.f32(at.vview, heads * S * hd).fill(9);
+  m.fanIn(x, rows, C, hd, at.kview, S, first, { ...rope.tables(from + rows), from });
+  m.fanIn(x, rows, C, hd, at.vview, S, first, null);
+  // the JavaScript twins: scatterHeads, then ropeHeads over the keys' rows
+  const wantK = new Float32Array(heads * S * hd).fill(9);
+  const wantV = new Float32Array(heads * S * hd).fill(9);
+  scatterHeads(wantK, S, first, x, rows, heads, hd);
+  ropeHeads(rope, wantK, S, first, rows, heads, from);
+  scatterHeads(wantV, S, first, x, rows, heads, hd);
+  const gotK = m.f32(at.kview, heads * S * hd);
+  const gotV = m.f32(at.vview, heads * S * hd);
+  for (let i = 0; i < wantK.length; i++) {
+    assert.ok(Object.is(gotK[i], wantK[i]), `keys' view at ${i}: ${gotK[i]} vs ${wantK[i]}`);
+    assert.ok(Object.is(gotV[i], wantV[i]), `values' view at ${i}: ${gotV[i]} vs ${wantV[i]}`);
+  }
+  // no rows to stage: refused, not a silent no-op
+  m.layout({ carryRows: 0, blockRows: 1, kMax: C, C, codeBytes: 8, consts: 0, view: { heads, T: S, hd, scratchBytes: 64 }, tables: 0, stageRows: 0 });
+  assert.throws(() => m.fanIn(x, 1, C, hd, m.at.kview, S, 0, null), /no rows to stage/);
 });
 
 test('a fused rebuild (one product of [previous | scaled points], bias through the transform) equals the prediction plus the decoded residual', () => {
