@@ -1,0 +1,155 @@
+/**
+ * A measured design, not a code path: a compact cache's rebuild split by rows across two threads,
+ * each with its own kernel memory and one-thread products, against today's, where one thread runs
+ * the kernels and the products run on both cores (onnxruntime's second thread reading the rows the
+ * kernels wrote, and writing the rows they read next: 2–3× slower kernels in situ).
+ *
+ *   node dist/bench/split-rebuild-probe.js [contexts, default 512,1024,2048,4096] [--reps 2]
+ *
+ * Per context and repetition, two processes taken in turn, each timing every layer's rebuild
+ * (`CompactStore.view`) over the same cached chunks, medians of 40 passes:
+ *  - today: one store over every chunk, products on every core (as a compact step runs them);
+ *  - split: the first half of the chunks on this thread, the second on a worker with a store of
+ *    its own (its own model, predictors and the same prefilled chunks), both with one-thread
+ *    products (AQUAKV_PARALLEL_MIN); layer by layer in step: the worker is told the layer, both
+ *    rebuild, the worker copies its keys and values into shared memory and this thread copies
+ *    them out (what attention's view would take).
+ * onnxruntime refuses shared memory as a product's operand, so the two halves cannot share one
+ * memory: the copies are the price of the split. Prints a table, then one JSON line.
+ */
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { loadModel } from '../src/io/load-model.js';
+import { readText } from '../src/eval/texts.js';
+import { createCache } from '../src/kv/factory.js';
+import { parseMethod } from '../src/kv/method.js';
+import { CompactStore, type CacheRegions, type StoreContext } from '../src/kv/chunk-store.js';
+import { CompressedCache } from '../src/kv/compressed.js';
+import { RowBuffer } from '../src/kv/row-buffer.js';
+import { Workspace } from '../src/tensor/workspace.js';
+import { cachedPredictors, DEFAULT_PREDICTOR_CACHE_DIR } from '../src/predictors/cache-dir.js';
+import { DEFAULT_CALIBRATION } from '../src/predictors/calibrate.js';
+import { DEFAULT_DEMO } from '../src/demo/run-demo.js';
+
+const PASSES = 40;
+const WARM = 3;
+
+/** A compact store over chunks [from, to) of a prefilled compact cache (no sinks or buffer when `bare`). */
+function storeOver(context: number, from: (n: number) => number, to: (n: number) => number, bare: boolean): { store: CompactStore; layers: number; C: number; chunks: number } {
+  const { model, tokenizer } = loadModel();
+  const settings = { ...DEFAULT_CALIBRATION, method: parseMethod('aquakv'), samples: DEFAULT_DEMO.samples, seqLen: model.config.maxPositionEmbeddings, dataSource: '@sotu-train' };
+  const set = cachedPredictors(resolve(DEFAULT_PREDICTOR_CACHE_DIR), model, readText('@sotu-train'), tokenizer, settings).set;
+  const ids = tokenizer.encode(readText('@sotu-train').slice(0, 60_000));
+  const cache = createCache(model, parseMethod('aquakv'), set, { mode: 'compact', background: false });
+  if (!(cache instanceof CompressedCache)) throw new Error('split-rebuild-probe: aquakv made no compressed cache');
+  for (let s = 0; s < context; s += 1024) model.forward(ids.slice(s, Math.min(context, s + 1024)), cache, { logits: 'none' });
+  for (let i = 0; i < 5; i++) model.forward([ids[context + i]], cache, { logits: 'last' });
+  const st = cache.state();
+  const { nLayers, kvDim, nKvHeads, nHeads } = model.config;
+  const rows = (list: Float32Array[]) => list.map((x) => (bare ? new RowBuffer(kvDim) : RowBuffer.of(kvDim, x)));
+  const n = st.chunks.length;
+  const regions: CacheRegions = { sinkK: rows(st.sinkK), sinkV: rows(st.sinkV), chunks: st.chunks.slice(from(n), to(n)), bufK: rows(st.bufK), bufV: rows(st.bufV), bufStart: st.bufStart };
+  const ctx: StoreContext = { nLayers, C: kvDim, nKvHeads, nHeads, rope: model.rope, keysAfterRope: cache.setup.plan.keysAfterRope };
+  return { store: new CompactStore(ctx, regions, cache.setup.codecs, new Workspace()), layers: nLayers, C: kvDim, chunks: n };
+}
+
+const median = (x: number[]) => [...x].sort((a, b) => a - b)[x.length >> 1];
+
+/** One process's measure: per pass, every layer's rebuild; the median pass in ms. */
+function measure(context: number, mode: 'today' | 'split'): Promise<{ context: number; mode: string; chunks: number; ms: number }> {
+  const half = (n: number) => n >> 1;
+  const { store, layers, C, chunks } = mode === 'today' ? storeOver(context, () => 0, (n) => n, false) : storeOver(context, () => 0, half, false);
+  const passes: number[] = [];
+  if (mode === 'today') {
+    for (let p = 0; p < WARM + PASSES; p++) {
+      const t0 = performance.now();
+      for (let l = 0; l < layers; l++) store.view(l);
+      if (p >= WARM) passes.push(performance.now() - t0);
+    }
+    return Promise.resolve({ context, mode, chunks, ms: median(passes) });
+  }
+  // the worker's rows come back through shared memory: its keys and values of one layer
+  const shared = new SharedArrayBuffer(2 * context * C * 4);
+  const ctl = new Int32Array(new SharedArrayBuffer(12)); // [layer asked + 1, layers done, floats written]
+  const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { context, shared, ctl: ctl.buffer } });
+  const out = new Float32Array(2 * context * C); // where this thread takes the worker's rows
+  return new Promise((done, fail) => {
+    worker.once('error', fail);
+    worker.once('message', () => {
+      let asked = 0;
+      const from = new Float32Array(shared);
+      for (let p = 0; p < WARM + PASSES; p++) {
+        const t0 = performance.now();
+        for (let l = 0; l < layers; l++) {
+          Atomics.store(ctl, 0, l + 1);
+          asked++;
+          store.view(l);
+          while (Atomics.load(ctl, 1) < asked);
+          const floats = Atomics.load(ctl, 2);
+          out.set(from.subarray(0, floats));
+        }
+        if (p >= WARM) passes.push(performance.now() - t0);
+      }
+      void worker.terminate();
+      done({ context, mode, chunks, ms: median(passes) });
+    });
+  });
+}
+
+if (!isMainThread) {
+  // the worker: the second half of the chunks, no sinks or buffer (this thread's store sends those)
+  const { context, shared, ctl: ctlBuffer } = workerData as { context: number; shared: SharedArrayBuffer; ctl: SharedArrayBuffer };
+  const ctl = new Int32Array(ctlBuffer);
+  const { store } = storeOver(context, (n) => n >> 1, (n) => n, true);
+  const to = new Float32Array(shared);
+  parentPort!.postMessage('ready');
+  for (;;) {
+    // watching, as a kernel helper does within a step (a wake would cost ~0.05 ms a layer)
+    while (Atomics.load(ctl, 0) === 0);
+    const layer = Atomics.exchange(ctl, 0, 0) - 1;
+    const view = store.view(layer);
+    to.set(view.keys);
+    to.set(view.values, view.keys.length);
+    Atomics.store(ctl, 2, view.keys.length + view.values.length);
+    Atomics.add(ctl, 1, 1);
+  }
+} else if (process.argv[2] === '--child') {
+  const [context, mode] = [Number(process.argv[3]), process.argv[4] as 'today' | 'split'];
+  console.log(JSON.stringify(await measure(context, mode)));
+  process.exit(0);
+} else {
+  const args = process.argv.slice(2);
+  const repsAt = args.indexOf('--reps');
+  const reps = repsAt >= 0 ? Number(args[repsAt + 1]) : 2;
+  const listed = args.find((a, i) => !a.startsWith('--') && i !== repsAt + 1);
+  const contexts = (listed ?? '512,1024,2048,4096').split(',').map(Number);
+  if (contexts.some((c) => !(Number.isInteger(c) && c >= 256 && c <= 8000)) || !(Number.isInteger(reps) && reps >= 1)) {
+    console.error('usage: node dist/bench/split-rebuild-probe.js [contexts in 256..8000, comma-separated] [--reps N]');
+    process.exit(2);
+  }
+  const self = fileURLToPath(import.meta.url);
+  const rows: { context: number; today: number[]; split: number[] }[] = [];
+  console.log('## A compact rebuild split by rows over two threads (every layer, ms; medians of 40 passes; processes in turn)');
+  console.log('context  chunks  today (products on both cores)  split (halves, one-thread products, copies)  today ÷ split');
+  for (const context of contexts) {
+    const row = { context, today: [] as number[], split: [] as number[] };
+    let chunks = 0;
+    for (let r = 0; r < reps; r++) {
+      for (const mode of ['today', 'split'] as const) {
+        // the split's products on one thread each: its own process, the threshold set before the product loads
+        const env = mode === 'split' ? { ...process.env, AQUAKV_PARALLEL_MIN: '1e15' } : process.env;
+        const child = spawnSync(process.execPath, [self, '--child', String(context), mode], { env, encoding: 'utf8', maxBuffer: 1 << 20 });
+        if (child.status !== 0) throw new Error(`split-rebuild-probe: the ${mode} process at ${context} failed: ${child.stderr.split('\n')[0]}`);
+        const r1 = JSON.parse(child.stdout.trim().split('\n').pop()!) as { ms: number; chunks: number };
+        row[mode].push(r1.ms);
+        chunks = r1.chunks;
+      }
+    }
+    rows.push(row);
+    const f = (x: number[]) => x.map((v) => v.toFixed(2)).join(', ');
+    console.log(`${String(context).padStart(7)}  ${String(chunks).padStart(6)}  ${f(row.today).padStart(31)}  ${f(row.split).padStart(52)}  ${(median(row.today) / median(row.split)).toFixed(2).padStart(13)}`);
+  }
+  console.log(JSON.stringify({ splitRebuildProbe: rows }));
+}
