@@ -8,7 +8,8 @@
  *          with each cache's resident and stored bytes; fp and materialized against the copy
  *          bandwidth's bound, compact against its own floor (the products its step runs) and
  *          the ceiling the model's own step leaves that ratio, its step taken apart (products,
- *          garbage collection, the rest)
+ *          garbage collection, the rest), and the state of the machine's two cores around its
+ *          runs (how fast one thread takes what another wrote)
  *   train  training tokens/s of the embedded model's architecture (forward + backward + AdamW)
  *          and the share of that time spent in matrix products
  *   threads  one thread against every core for products of decode and prefill sizes: where a
@@ -290,7 +291,11 @@ if (sections.has('cache') && model) {
     // fp and materialized, then compact, each group's caches made, timed, measured and dropped:
     // compact's products return copies of their outputs (onnxruntime-node's binding), ~25 MB a
     // step at 4 096 tokens, which the process collects, at a cost that grows with what it holds
+    // the handoff between two threads right before compact's runs and right after them: which
+    // state of the machine's cores compact's products and kernels met (bandwidth.ts `handoff`)
+    const handoffs: number[] = [];
     for (const group of [kinds.slice(0, 2), kinds.slice(2)]) {
+      if (group[0][0].includes('compact')) handoffs.push(measureBandwidth.handoff());
       const runs = group.map(([label, make]) => {
         const cache = make();
         for (let s = 0; s < context; s += 1024) model.forward(ids.slice(s, Math.min(context, s + 1024)), cache, { logits: 'none' });
@@ -344,6 +349,7 @@ if (sections.has('cache') && model) {
       // the back-to-back floor after every run (its products' output copies, ~25 MB a pass at 4 096
       // tokens, leave collection to whatever runs next: before each run, they doubled the steps'
       // collection), the median of 5 medians
+      if (compact) handoffs.push(measureBandwidth.handoff());
       const backToBack = runs.map((r) => (compact ? Array.from({ length: 5 }, () => rebuildFloor(r.cache as CompressedCache)) : []));
       await new Promise((done) => setTimeout(done, 50)); // the collections' entries arrive on a later task
       for (const [j, r] of runs.entries()) {
@@ -399,13 +405,16 @@ if (sections.has('cache') && model) {
         measures = {
           floorMs, floorGflops: gflops, ofBoundCeiling: ceiling, ofFloorWithFpStep, productsMs, collectionMs, collectionInProductsMs: compact.collectionInProductsMs,
           restMs: stepMs - productsMs, backToBackFloorMs: backToBackMs, ofBackToBackFloor: backToBackMs / stepMs,
+          handoffBeforeGBs: handoffs[0] / 1e9, handoffAfterGBs: handoffs[1] / 1e9,
         };
         const outside = collectionMs - compact.collectionInProductsMs;
         notes.push(`         compact: step ${stepMs.toFixed(2)} ms; its floor, its products' own time in its steps, ${floorMs.toFixed(2)} ms (${gflops.toFixed(0)} GFLOP/s); ` +
           `back to back, after the runs, ${backToBackMs.toFixed(2)} ms (${(backToBackMs / stepMs).toFixed(3)} of the median step); fp's step ${(1000 / fp.tps).toFixed(2)} ms: ` +
           `floor ÷ (floor + fp's step) = ${ceiling.toFixed(3)}, the most "of bound" can be; (floor + fp's step) ÷ step = ${ofFloorWithFpStep.toFixed(3)};\n` +
           `                  the step: products ${productsMs.toFixed(2)} ms (${compact.collectionInProductsMs.toFixed(2)} of it collection), and ${(stepMs - productsMs).toFixed(2)} ms beside them: ` +
-          `fp's step, ${outside.toFixed(2)} ms of collection, ${(stepMs - productsMs - outside - 1000 / fp.tps).toFixed(2)} ms of kernels and JavaScript`);
+          `fp's step, ${outside.toFixed(2)} ms of collection, ${(stepMs - productsMs - outside - 1000 / fp.tps).toFixed(2)} ms of kernels and JavaScript;\n` +
+          `                  the machine's cores: 1 MiB one thread wrote, read by another, ${(handoffs[0] / 1e9).toFixed(1)} GB/s before its runs and ${(handoffs[1] / 1e9).toFixed(1)} after ` +
+          `(here ~29 where compact at 4 096 tokens took ~29 ms a step, ~21–24 where it took ~42: bench/bandwidth.ts)`);
       }
       const row = { context, cache: label, decodeTokensPerSecond: tps, toFp: tps / fp.tps, boundTokensPerSecond: bound, ofBound, ...measures, residentBytes: mem.total, residentToFp: mem.total / fp.resident, storedBytes: mem.stored };
       rows.push(row);
