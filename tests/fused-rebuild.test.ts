@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { calibrate, CompressedCache, createCache, loadModel, parseMethod } from '../src/index.js';
-import { constsBytes, FUSED_BLOCK_ROWS, FusedMemory, FusedPart, rowSpans } from '../src/kv/fused-rebuild.js';
+import { constsBytes, FUSED_BLOCK_ROWS, FusedMemory, FusedPart, rowSpans, type FusedLayout } from '../src/kv/fused-rebuild.js';
+import { stageRowsWithin } from '../src/kv/chunk-store.js';
+import { PAGE } from '../src/tensor/wasm-arena.js';
 import { LinearPredictor } from '../src/kv/linear-predictor.js';
 import { Rope } from '../src/model/rope.js';
 import { ropeHeads, scatterHeads } from '../src/kv/head-rows.js';
@@ -251,6 +253,26 @@ test('compact and materialized caches agree bit for bit over several rebuild spa
     const mem = compact.cache.memory();
     const twoLayers = 2 * compact.cache.length * wide.model.config.kvDim * 4 * 2; // two layers' keys and values in f32
     assert.ok(mem.components.working <= twoLayers, `${tokensN} tokens: compact scratch ${mem.components.working} bytes, two layers' keys and values ${twoLayers}`);
+  }
+});
+
+test('stageRowsWithin stages as many sink and buffer rows as a layout without spans can hold within the bound, at least one', () => {
+  const C = 128, hd = 64, T = 101;
+  const layoutFor = (stageRows: number): FusedLayout => ({
+    carryRows: 0, blockRows: 1, kMax: 3 * C, C, codeBytes: 64, consts: 4096,
+    view: { heads: 2, T, hd, scratchBytes: 4 * (hd + T + 4) * 4 }, tables: Math.max(1, stageRows) * (hd / 2), stageRows,
+  });
+  const pages = (rows: number) => Math.ceil(FusedMemory.bytesFor(layoutFor(rows)) / PAGE) * PAGE;
+  // room for all: all of them
+  assert.equal(stageRowsWithin(pages(100), 100, layoutFor), 100);
+  // no room at all: one row, which takes no more than staging nothing
+  assert.equal(pages(1), pages(0));
+  assert.equal(stageRowsWithin(0, 100, layoutFor), 1);
+  // in between: the most that fit in whole pages, one more would not
+  assert.ok(pages(100) > pages(1), 'the test needs 100 rows to take more pages than 1');
+  for (const bound of [pages(1), pages(1) + PAGE, pages(1) + 2 * PAGE]) {
+    const got = stageRowsWithin(bound, 100, layoutFor);
+    assert.ok(got >= 1 && pages(got) <= bound && (got === 100 || pages(got + 1) > bound), `${got} rows staged within ${bound} bytes`);
   }
 });
 

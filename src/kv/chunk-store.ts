@@ -332,9 +332,10 @@ export class CompactStore implements ChunkStore {
         view: { heads: KV, T, hd, scratchBytes: (nHeads / KV) * (hd + T + 4) * 4 },
       };
       // the sinks and the buffer go to the view a piece at a time (`FusedMemory.fanIn`), in the
-      // product input's room, which holds a span's wider rows already once there are spans
-      const stageRows = Math.min(Math.max(1, nSink, nb), STAGE_ROWS);
-      const layoutFor = (rows: number): FusedLayout => ({ ...widest, carryRows: R, blockRows: rows, C, tables: Math.max(rows, stageRows) * half, stageRows });
+      // product input's room and the RoPE tables' of a span's rows (no more memory once there are
+      // spans); before the first chunk, as many rows as the bound leaves room for
+      const want = Math.min(Math.max(1, nSink, nb), STAGE_ROWS);
+      const layoutFor = (rows: number, stageRows = Math.min(want, rows)): FusedLayout => ({ ...widest, carryRows: R, blockRows: rows, C, tables: Math.max(rows, stageRows) * half, stageRows });
       // spans no shorter than keep the predictors' products (the parts' products, without
       // predictors) on every core, where the bound is tighter; 32 rows where none ever does
       const predicting = all.filter((p) => p.inDim > 0);
@@ -342,8 +343,9 @@ export class CompactStore implements ChunkStore {
       const fewest = Math.min(FUSED_BLOCK_ROWS, Number.isFinite(least) ? least : 32);
       // within the bound of this step's T: the memory never shrinks, but T never falls (a truncated
       // cache excepted), so what an earlier step grew it to is within this step's bound too
-      const spans = rowSpans(r.chunks.map((c) => c.n), spanRows(16 * T * C - this.otherWorking(), layoutFor, fewest), fewest);
-      m.layout(layoutFor(Math.max(1, ...spans.map((b) => b.rows))));
+      const bound = 16 * T * C - this.otherWorking();
+      const spans = rowSpans(r.chunks.map((c) => c.n), spanRows(bound, (rows) => layoutFor(rows), fewest), fewest);
+      m.layout(spans.length > 0 ? layoutFor(Math.max(...spans.map((b) => b.rows))) : layoutFor(1, stageRowsWithin(bound, want, (s) => layoutFor(1, s))));
       this.fusedShape = { rows: R, T, spans };
     }
     const at = m.at;
@@ -416,10 +418,28 @@ export class CompactStore implements ChunkStore {
 
 /**
  * The most sink or buffer rows a compact step sends to its view at once (`FusedMemory.fanIn`): a
- * buffer of up to a chunk and the tokens of a step in one or two pieces, within the room spans
- * take anyway once there are chunks (≥ ~40 rows of the values' product input).
+ * buffer of up to a chunk and a step's tokens in one piece where a span's rows leave room for it
+ * (fewer where spans are shorter).
  */
 const STAGE_ROWS = 128;
+
+/**
+ * The most sink and buffer rows, up to `want` and at least 1, that a layout with no spans may
+ * stage for `FusedMemory.fanIn` within `bound` bytes in whole WebAssembly pages (1 where none fits,
+ * which takes no more than a layout staging nothing).
+ */
+export function stageRowsWithin(bound: number, want: number, layoutFor: (stageRows: number) => FusedLayout): number {
+  const pages = (rows: number) => Math.ceil(FusedMemory.bytesFor(layoutFor(rows)) / PAGE) * PAGE;
+  if (pages(want) <= bound) return want;
+  let lo = 1; // fits, or is the floor anyway
+  let hi = want; // does not fit
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (pages(mid) <= bound) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
 
 /**
  * The most rows per product that keep a compact cache's kernel memory, counted in whole
