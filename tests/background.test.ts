@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { availableParallelism } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { calibrate, CompressedCache, createCache, loadModel, parseMethod } from '../src/index.js';
 import { JOB_ROWS, jobRows, useHandlerModule } from '../src/kv/background-compression.js';
 import { concatRows, type QuantizedBlock } from '../src/quant/quantizer.js';
@@ -181,6 +184,28 @@ test('the background thread answers in order, reports what its handler threw, an
   assert.equal(thread.reply(a, 10_000), 42);
   assert.throws(() => thread.reply(b, 10_000), /no such codecs/);
   assert.throws(() => thread.reply(c, 50), /did not answer in 50 ms/, 'a dropped reply is never given');
+});
+
+test('a process that ends while its background thread is inside native products waits for the job, and exits cleanly', () => {
+  // the thread torn down inside onnxruntime's call aborted the process ("terminate called after
+  // throwing an instance of 'Napi::Error'"): every run of this script before the exit wait
+  const dir = mkdtempSync(join(tmpdir(), 'aquakv-exit-'));
+  const script = join(dir, 'exit-mid-job.mjs');
+  writeFileSync(script, [
+    `const { startBackgroundThread } = await import(${JSON.stringify(new URL('../src/platform/background-thread.js', import.meta.url).href)});`,
+    `const thread = startBackgroundThread(${JSON.stringify(new URL('./fixtures/native-handler.js', import.meta.url).href)});`,
+    'if (!thread) process.exit(3);',
+    'thread.send({ ms: 300 });',
+    'const until = performance.now() + 150; // the job under way: the module loaded, products running',
+    'while (performance.now() < until);',
+    'process.exit(0);',
+  ].join('\n'));
+  for (let i = 0; i < 2; i++) {
+    const r = spawnSync(process.execPath, [script], { encoding: 'utf8' });
+    assert.equal(r.signal, null, `run ${i}: ended by ${r.signal}: ${r.stderr}`);
+    assert.equal(r.status, 0, `run ${i}: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /terminate called/);
+  }
 });
 
 test('a thread that fails: the cache says so once, compresses in its steps, and the bits do not change', () => {
