@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { calibrate, CompressedCache, createCache, loadModel, parseMethod } from '../src/index.js';
 import { constsBytes, FUSED_BLOCK_ROWS, FusedMemory, FusedPart, rowSpans, type FusedLayout } from '../src/kv/fused-rebuild.js';
-import { stageRowsWithin } from '../src/kv/chunk-store.js';
+import { mostRowsWithin } from '../src/kv/chunk-store.js';
 import { PAGE } from '../src/tensor/wasm-arena.js';
 import { LinearPredictor } from '../src/kv/linear-predictor.js';
 import { Rope } from '../src/model/rope.js';
@@ -256,7 +256,7 @@ test('compact and materialized caches agree bit for bit over several rebuild spa
   }
 });
 
-test('stageRowsWithin stages as many sink and buffer rows as a layout without spans can hold within the bound, at least one', () => {
+test('mostRowsWithin stages as many sink and buffer rows as a layout without spans can hold within the bound, at least one', () => {
   const C = 128, hd = 64, T = 101;
   const layoutFor = (stageRows: number): FusedLayout => ({
     carryRows: 0, blockRows: 1, kMax: 3 * C, C, codeBytes: 64, consts: 4096,
@@ -264,14 +264,14 @@ test('stageRowsWithin stages as many sink and buffer rows as a layout without sp
   });
   const pages = (rows: number) => Math.ceil(FusedMemory.bytesFor(layoutFor(rows)) / PAGE) * PAGE;
   // room for all: all of them
-  assert.equal(stageRowsWithin(pages(100), 100, layoutFor), 100);
+  assert.equal(mostRowsWithin(pages(100), 1, 100, layoutFor), 100);
   // no room at all: one row, which takes no more than staging nothing
   assert.equal(pages(1), pages(0));
-  assert.equal(stageRowsWithin(0, 100, layoutFor), 1);
+  assert.equal(mostRowsWithin(0, 1, 100, layoutFor), 1);
   // in between: the most that fit in whole pages, one more would not
   assert.ok(pages(100) > pages(1), 'the test needs 100 rows to take more pages than 1');
   for (const bound of [pages(1), pages(1) + PAGE, pages(1) + 2 * PAGE]) {
-    const got = stageRowsWithin(bound, 100, layoutFor);
+    const got = mostRowsWithin(bound, 1, 100, layoutFor);
     assert.ok(got >= 1 && pages(got) <= bound && (got === 100 || pages(got + 1) > bound), `${got} rows staged within ${bound} bytes`);
   }
 });

@@ -227,17 +227,21 @@ export class BackgroundCompression {
   private poll(): void {
     for (const job of this.pending.list) {
       if (job.reply) continue;
-      if (!this.thread || !this.thread.ready(job.seq)) return;
-      const reply = this.result(job.seq);
-      if (!reply) return;
-      this.receive(job, reply);
+      if (!this.thread || !this.thread.ready(job.seq) || !this.replyOf(job)) return;
     }
   }
 
-  /** A job's reply: its rebuilt rows staged where the cache keeps them, its codes kept. */
-  private receive(job: Job, reply: CompressedRows): void {
+  /**
+   * A job's reply, taken in (waited for) where it was not yet: its rebuilt rows staged where the
+   * cache keeps them, its codes kept; null where the thread failed.
+   */
+  private replyOf(job: Job): CompressedRows | null {
+    if (job.reply) return job.reply;
+    const reply = this.result(job.seq);
+    if (!reply) return null;
     job.staged = reply.rebuilt !== null && this.stage !== null && this.stage(job.from, job.rows, reply.rebuilt);
     job.reply = { ...reply, rebuilt: null };
+    return job.reply;
   }
 
   /** The answer to job `seq`, waiting for it; null where the thread failed (the caller compresses its rows). */
@@ -269,12 +273,8 @@ export class BackgroundCompression {
         if (!job.reply) this.thread?.drop(job.seq);
         continue;
       }
-      if (!job.reply) {
-        const reply = this.result(job.seq);
-        if (!reply) break;
-        this.receive(job, reply);
-      }
-      const reply = job.reply!;
+      const reply = this.replyOf(job);
+      if (!reply) break;
       taken.staged &&= job.staged === true;
       for (let l = 0; l < this.L; l++) {
         taken.keys[l].push(reply.keys[l]);
@@ -290,13 +290,7 @@ export class BackgroundCompression {
 
   /** Waits until every job sent is done (tests and benchmarks: decode itself never waits for a job). */
   settle(): void {
-    for (const job of this.pending.list) {
-      if (!this.thread) return;
-      if (job.reply) continue;
-      const reply = this.result(job.seq);
-      if (!reply) return;
-      this.receive(job, reply);
-    }
+    for (const job of this.pending.list) if (!this.thread || !this.replyOf(job)) return;
   }
 
   /** The cache was cut or restored: what was sent no longer stands; rows from `position` on are unsent. */

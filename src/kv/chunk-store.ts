@@ -143,8 +143,8 @@ export class MaterializedStore implements ChunkStore {
   }
 
   private applyPending(layer: number): void {
-    if (this.pending[layer].length === 0) return; // most steps: no garbage made
-    for (const p of this.pending[layer]) {
+    const list = this.pending[layer];
+    for (const p of list) {
       if ('from' in p) {
         // rows held since they were staged would have been written over them
         if (p.from < this.viewK[layer].rows) throw new Error(`MaterializedStore: staged rows at ${p.from} lie within the ${this.viewK[layer].rows} rows held`);
@@ -156,7 +156,7 @@ export class MaterializedStore implements ChunkStore {
       this.viewK[layer].write(p.start, p.k, rows);
       this.viewV[layer].write(p.start, p.v, rows);
     }
-    this.pending[layer] = [];
+    list.length = 0; // emptied in place: most steps have nothing pending, and make no new list
   }
 
   /**
@@ -345,7 +345,7 @@ export class CompactStore implements ChunkStore {
       // cache excepted), so what an earlier step grew it to is within this step's bound too
       const bound = 16 * T * C - this.otherWorking();
       const spans = rowSpans(r.chunks.map((c) => c.n), spanRows(bound, (rows) => layoutFor(rows), fewest), fewest);
-      m.layout(spans.length > 0 ? layoutFor(Math.max(...spans.map((b) => b.rows))) : layoutFor(1, stageRowsWithin(bound, want, (s) => layoutFor(1, s))));
+      m.layout(spans.length > 0 ? layoutFor(Math.max(...spans.map((b) => b.rows))) : layoutFor(1, mostRowsWithin(bound, 1, want, (s) => layoutFor(1, s))));
       this.fusedShape = { rows: R, T, spans };
     }
     const at = m.at;
@@ -423,19 +423,24 @@ export class CompactStore implements ChunkStore {
  */
 const STAGE_ROWS = 128;
 
+/** Bytes a kernel memory laid out for `l` holds: whole WebAssembly pages. */
+function pagesFor(l: FusedLayout): number {
+  return Math.ceil(FusedMemory.bytesFor(l) / PAGE) * PAGE;
+}
+
 /**
- * The most sink and buffer rows, up to `want` and at least 1, that a layout with no spans may
- * stage for `FusedMemory.fanIn` within `bound` bytes in whole WebAssembly pages (1 where none fits,
- * which takes no more than a layout staging nothing).
+ * The most rows in [least, most] whose layout's pages fit within `bound` (pages grow with rows), by
+ * bisection: `most` where it fits or is no more than `least`, `least` where nothing more fits (the
+ * floor anyway). Spans of a compact step (`spanRows`), and before the first chunk the sink and
+ * buffer rows it stages for `FusedMemory.fanIn` (least 1: no more than staging nothing takes).
  */
-export function stageRowsWithin(bound: number, want: number, layoutFor: (stageRows: number) => FusedLayout): number {
-  const pages = (rows: number) => Math.ceil(FusedMemory.bytesFor(layoutFor(rows)) / PAGE) * PAGE;
-  if (pages(want) <= bound) return want;
-  let lo = 1; // fits, or is the floor anyway
-  let hi = want; // does not fit
+export function mostRowsWithin(bound: number, least: number, most: number, layoutFor: (rows: number) => FusedLayout): number {
+  if (most <= least || pagesFor(layoutFor(most)) <= bound) return most;
+  let lo = least; // fits, or is the floor anyway
+  let hi = most; // does not fit
   while (hi - lo > 1) {
     const mid = (lo + hi) >> 1;
-    if (pages(mid) <= bound) lo = mid;
+    if (pagesFor(layoutFor(mid)) <= bound) lo = mid;
     else hi = mid;
   }
   return lo;
@@ -450,22 +455,10 @@ export function stageRowsWithin(bound: number, want: number, layoutFor: (stageRo
  * products on one core (at 512 tokens here, steps of 7.5–7.7 ms against 5.5–5.6, for ~0.1 MB).
  */
 export function spanRows(bound: number, layoutFor: (rows: number) => FusedLayout, least: number): number {
-  const pages = (rows: number) => Math.ceil(FusedMemory.bytesFor(layoutFor(rows)) / PAGE) * PAGE;
-  if (pages(FUSED_BLOCK_ROWS) <= bound) return FUSED_BLOCK_ROWS;
+  if (pagesFor(layoutFor(FUSED_BLOCK_ROWS)) <= bound) return FUSED_BLOCK_ROWS;
   const base = FusedMemory.bytesFor(layoutFor(0));
   const perRow = (FusedMemory.bytesFor(layoutFor(FUSED_BLOCK_ROWS)) - base) / FUSED_BLOCK_ROWS;
-  let rows = Math.floor((Math.floor(bound / PAGE) * PAGE - base) / perRow);
-  // the regions' alignment may take a few rows more than the estimate: the most rows in
-  // [least, rows] whose pages fit, by bisection (pages grow with rows; this runs every step)
-  if (rows > least && pages(rows) > bound) {
-    let lo = least; // fits, or is the floor anyway
-    let hi = rows; // does not fit
-    while (hi - lo > 1) {
-      const mid = (lo + hi) >> 1;
-      if (pages(mid) <= bound) lo = mid;
-      else hi = mid;
-    }
-    rows = lo;
-  }
+  // the regions' alignment may take a few rows more than the estimate (this runs every step)
+  const rows = mostRowsWithin(bound, least, Math.floor((Math.floor(bound / PAGE) * PAGE - base) / perRow), layoutFor);
   return Math.max(Math.min(least, FUSED_BLOCK_ROWS), Math.min(FUSED_BLOCK_ROWS, rows));
 }

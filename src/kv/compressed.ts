@@ -200,9 +200,9 @@ export class CompressedCache implements KVCache {
     const nBuf = n - nSink;
     if (nBuf > 0) {
       const k = r.bufK[layer];
-      const first = k.append(nSink > 0 ? keysPreRope.subarray(nSink * C) : keysPreRope, nBuf);
+      const first = k.append(keysPreRope.subarray(nSink * C), nBuf);
       if (this.setup.plan.keysAfterRope) rope.apply(k.data.subarray(first * C), nBuf, config.nKvHeads, start + nSink);
-      r.bufV[layer].append(nSink > 0 ? values.subarray(nSink * C) : values, nBuf);
+      r.bufV[layer].append(values.subarray(nSink * C), nBuf);
     }
     const view = this.store.view(layer, keysPreRope, values, n, start);
     if (this.compressing.length > 0 && !this.atLastLayer) this.compressLayer(layer);

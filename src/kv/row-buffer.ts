@@ -10,8 +10,7 @@ export class RowBuffer {
   /** Appends n rows from src [n, width]; returns the index of the first appended row. */
   append(src: Float32Array, n: number): number {
     this.reserve(this.rows + n);
-    const size = n * this.width;
-    this.data.set(src.length === size ? src : src.subarray(0, size), this.rows * this.width);
+    this.data.set(src.subarray(0, n * this.width), this.rows * this.width);
     const first = this.rows;
     this.rows += n;
     return first;
