@@ -29,13 +29,23 @@ const STEPS = 128; // a run: a materialized cache compresses once per 128 tokens
 const WARM_STEPS = 8; // after each prefill, before the run (the first decode steps of a cache are slower)
 const TARGET = 0.95;
 
-const { values, positionals } = parseArgs({ options: { runs: { type: 'string', default: '15' }, control: { type: 'boolean', default: false } }, allowPositionals: true });
-const runs = Number(values.runs);
-const contexts = (positionals[0] ?? '512,1024').split(',').map(Number);
-if (!(Number.isInteger(runs) && runs >= 1) || contexts.some((c) => !(Number.isInteger(c) && c >= 1))) {
-  console.error('usage: node dist/bench/materialized-spread-probe.js [contexts, e.g. 512,1024] [--runs N ≥ 1] [--control]');
+const USAGE = 'usage: node dist/bench/materialized-spread-probe.js [contexts, e.g. 512,1024] [--runs N ≥ 1] [--control]';
+function usage(why: string): never {
+  console.error(`${why}\n${USAGE}`);
   process.exit(2);
 }
+const OPTIONS = { options: { runs: { type: 'string', default: '15' }, control: { type: 'boolean', default: false } }, allowPositionals: true } as const;
+let args: ReturnType<typeof parseArgs<typeof OPTIONS>>;
+try {
+  args = parseArgs(OPTIONS);
+} catch (e) {
+  usage((e as Error).message);
+}
+const { values, positionals } = args;
+const runs = Number(values.runs);
+const contexts = (positionals[0] ?? '512,1024').split(',').map(Number);
+if (!(Number.isInteger(runs) && runs >= 1)) usage(`--runs must be an integer ≥ 1, got '${values.runs}'`);
+if (contexts.some((c) => !(Number.isInteger(c) && c >= 1))) usage(`contexts must be integers ≥ 1, got '${positionals[0]}'`);
 
 const { model, tokenizer } = loadModel();
 const settings = { ...DEFAULT_CALIBRATION, method: parseMethod('aquakv'), samples: DEFAULT_DEMO.samples, seqLen: model.config.maxPositionEmbeddings, dataSource: '@sotu-train' };
@@ -48,7 +58,7 @@ const quantile = (sorted: number[], q: number): number => sorted[Math.min(sorted
 const results: { context: number; ratios: number[]; median: number; mean: number; pooled: number; reaching: number }[] = [];
 console.log(`fp against ${other}: ${runs} runs of ${STEPS} steps per context, each from a fresh prefill (ratio: fp's time ÷ the other's)`);
 for (const context of contexts) {
-  if (context + WARM_STEPS + STEPS > ids.length) throw new Error(`materialized-spread-probe: the text has ${ids.length} tokens, fewer than context ${context} and its steps`);
+  if (context + WARM_STEPS + STEPS > ids.length) usage(`the probe's text has ${ids.length} tokens: context ${context} and its ${WARM_STEPS + STEPS} steps do not fit`);
   const ratios: number[] = [];
   const totals = [0, 0];
   for (let r = 0; r < runs; r++) {
