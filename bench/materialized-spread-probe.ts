@@ -13,7 +13,6 @@
  * mean and quartiles, the ratio of the summed times, and how many runs reach 0.95 (the issue's
  * target for materialized). Then one JSON line.
  */
-import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModel } from '../src/io/load-model.js';
 import { readText } from '../src/eval/texts.js';
@@ -21,9 +20,7 @@ import { createCache } from '../src/kv/factory.js';
 import { FullCache } from '../src/kv/full.js';
 import { parseMethod } from '../src/kv/method.js';
 import type { KVCache } from '../src/model/kv-cache.js';
-import { cachedPredictors, DEFAULT_PREDICTOR_CACHE_DIR } from '../src/predictors/cache-dir.js';
-import { DEFAULT_CALIBRATION } from '../src/predictors/calibrate.js';
-import { DEFAULT_DEMO } from '../src/demo/run-demo.js';
+import { demoPredictors } from './demo-predictors.js';
 
 const STEPS = 128; // a run: a materialized cache compresses once per 128 tokens, as in the bench
 const WARM_STEPS = 8; // after each prefill, before the run (the first decode steps of a cache are slower)
@@ -48,8 +45,7 @@ if (!(Number.isInteger(runs) && runs >= 1)) usage(`--runs must be an integer ≥
 if (contexts.some((c) => !(Number.isInteger(c) && c >= 1))) usage(`contexts must be integers ≥ 1, got '${positionals[0]}'`);
 
 const { model, tokenizer } = loadModel();
-const settings = { ...DEFAULT_CALIBRATION, method: parseMethod('aquakv'), samples: DEFAULT_DEMO.samples, seqLen: model.config.maxPositionEmbeddings, dataSource: '@sotu-train' };
-const set = cachedPredictors(resolve(DEFAULT_PREDICTOR_CACHE_DIR), model, readText('@sotu-train'), tokenizer, settings).set;
+const set = demoPredictors(model, tokenizer).set;
 const ids = tokenizer.encode(readText('@sotu-train').slice(0, 30_000));
 const other = values.control ? 'fp (a second one)' : 'aquakv materialized';
 const make = (): KVCache => (values.control ? new FullCache(model) : createCache(model, parseMethod('aquakv'), set, { mode: 'materialized' }));

@@ -48,17 +48,14 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadCache, saveCache } from '../src/kv/cache-file.js';
 import { fp16CacheBytes, type KVCache } from '../src/model/kv-cache.js';
-import { cachedPredictors, DEFAULT_PREDICTOR_CACHE_DIR } from '../src/predictors/cache-dir.js';
 import { bandwidthProbe, copyBandwidth } from './bandwidth.js';
-import { DEFAULT_DEMO } from '../src/demo/run-demo.js';
+import { demoPredictors } from './demo-predictors.js';
 import { FullCache } from '../src/kv/full.js';
 import { parse, reportUserErrors } from '../src/cli/args.js';
 import { AquaError } from '../src/errors.js';
 import { gemmBackend, gemmNaive, gemmProfile, gemmRowwise, gemmTs, ortAvailable, ortGemmFn, setGemmBackend, type GemmFn } from '../src/tensor/gemm.js';
 import { sotuSplit } from '../src/eval/datasets.js';
 import { generate } from '../src/model/generate.js';
-import type { LlamaModel } from '../src/model/llama.js';
-import type { TextTokenizer } from '../src/io/tokenizer.js';
 import { CompressedCache } from '../src/kv/compressed.js';
 import { ParamArena } from '../src/train/params.js';
 import { TrainableLlama } from '../src/train/trainable.js';
@@ -69,7 +66,6 @@ import { parseQuantizer } from '../src/quant/spec.js';
 import { loadGrid } from '../src/quant/grid.js';
 import { createCache } from '../src/kv/factory.js';
 import { parseMethod } from '../src/kv/method.js';
-import { DEFAULT_CALIBRATION } from '../src/predictors/calibrate.js';
 import { DEFAULT_EVAL, evaluatePerplexity } from '../src/eval/perplexity.js';
 import { readText } from '../src/eval/texts.js';
 
@@ -188,12 +184,6 @@ if (sections.has('quant')) {
   say(`\n## Quantizers on [${N}, ${C}] Gaussian data (values/s)\nquantizer                              bits/value   quantize    dequantize`);
   for (const r of rows) say(`${r.quantizer.padEnd(38)} ${r.bitsPerValue.toFixed(3).padStart(9)} ${(r.quantizeValuesPerSecond / 1e6).toFixed(1).padStart(9)} M ${(r.dequantizeValuesPerSecond / 1e6).toFixed(1).padStart(9)} M`);
   results.quant = rows;
-}
-
-/** The demo's AQUA-KV predictors (calibrated once, then reused from .aquakv-cache, as `npm start` leaves them). */
-function demoPredictors(m: LlamaModel, tok: TextTokenizer) {
-  const settings = { ...DEFAULT_CALIBRATION, method: parseMethod('aquakv'), samples: DEFAULT_DEMO.samples, seqLen: m.config.maxPositionEmbeddings, dataSource: '@sotu-train' };
-  return cachedPredictors(resolve(DEFAULT_PREDICTOR_CACHE_DIR), m, readText('@sotu-train'), tok, settings);
 }
 
 if (sections.has('cache') && model) {

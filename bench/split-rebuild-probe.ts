@@ -21,7 +21,6 @@
  * Prints a table, then one JSON line.
  */
 import { spawnSync } from 'node:child_process';
-import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { loadModel } from '../src/io/load-model.js';
@@ -32,9 +31,7 @@ import { CompactStore, type CacheRegions, type StoreContext } from '../src/kv/ch
 import { CompressedCache } from '../src/kv/compressed.js';
 import { RowBuffer } from '../src/kv/row-buffer.js';
 import { Workspace } from '../src/tensor/workspace.js';
-import { cachedPredictors, DEFAULT_PREDICTOR_CACHE_DIR } from '../src/predictors/cache-dir.js';
-import { DEFAULT_CALIBRATION } from '../src/predictors/calibrate.js';
-import { DEFAULT_DEMO } from '../src/demo/run-demo.js';
+import { demoPredictors } from './demo-predictors.js';
 
 const PASSES = 40;
 const WARM = 3;
@@ -42,8 +39,7 @@ const WARM = 3;
 /** A compact store over chunks [from, to) of a prefilled compact cache (no sinks or buffer when `bare`). */
 function storeOver(context: number, from: (n: number) => number, to: (n: number) => number, bare: boolean): { store: CompactStore; layers: number; C: number; chunks: number; tokens: number; chunkRows: number } {
   const { model, tokenizer } = loadModel();
-  const settings = { ...DEFAULT_CALIBRATION, method: parseMethod('aquakv'), samples: DEFAULT_DEMO.samples, seqLen: model.config.maxPositionEmbeddings, dataSource: '@sotu-train' };
-  const set = cachedPredictors(resolve(DEFAULT_PREDICTOR_CACHE_DIR), model, readText('@sotu-train'), tokenizer, settings).set;
+  const set = demoPredictors(model, tokenizer).set;
   const ids = tokenizer.encode(readText('@sotu-train').slice(0, 60_000));
   const cache = createCache(model, parseMethod('aquakv'), set, { mode: 'compact', background: false });
   if (!(cache instanceof CompressedCache)) throw new Error('split-rebuild-probe: aquakv made no compressed cache');

@@ -344,7 +344,7 @@ export class CompactStore implements ChunkStore {
       // within the bound of this step's T: the memory never shrinks, but T never falls (a truncated
       // cache excepted), so what an earlier step grew it to is within this step's bound too
       const bound = 16 * T * C - this.otherWorking();
-      const spans = rowSpans(r.chunks.map((c) => c.n), spanRows(bound, (rows) => layoutFor(rows), fewest), fewest);
+      const spans = rowSpans(r.chunks.map((c) => c.n), spanRows(bound, layoutFor, fewest), fewest);
       m.layout(spans.length > 0 ? layoutFor(Math.max(...spans.map((b) => b.rows))) : layoutFor(1, mostRowsWithin(bound, 1, want, (s) => layoutFor(1, s))));
       this.fusedShape = { rows: R, T, spans };
     }
